@@ -1,0 +1,15 @@
+"""Testable logic of the LumbarVNetPro Slicer module.
+
+Modules here may import ``slicer`` (MRML) and ``vtk`` but never ``qt``/``ctk``: they run under
+the Slicer application and under the Qt-free ``slicer-core`` wheel used by the pytest suite.
+Every function takes the scene and nodes as arguments (no ``slicer.mrmlScene`` global).
+
+* :mod:`.parameters` - module settings (the parameter node's fields) and their checks;
+* :mod:`.process` - child-process runner with progress parsing and process-tree cancel;
+* :mod:`.install` - installing the core and its dependencies into Slicer's Python;
+* :mod:`.models` - model folder checks (sha256);
+* :mod:`.grades` - per-level grade rows (AI grade, reader grade, accepted / modified);
+* :mod:`.scene` - importing an ``lvp infer`` result into MRML and exporting edits back;
+* :mod:`.reading` - reader sign-in, worklist, reading timer, drafts and submit;
+* :mod:`.sample` - a result folder made from the bundled sample's reference mask.
+"""

@@ -1,0 +1,160 @@
+"""Per-level grade rows: the AI grade shown, the reader's grade, and accepted / modified.
+
+Pure Python (no MRML): the scene module writes these rows into a ``vtkMRMLTableNode`` and the
+widget into a Qt table; the reading module sends them to the reading database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+# The pathologies a reader grades, in display order, with their grade names. Mirrors
+# lvp.readingdb.scales (imported lazily there: SQLAlchemy may not be installed yet in Slicer).
+SCALE_NAMES: dict[str, tuple[str, ...]] = {
+    "herniation": ("none", "bulge", "protrusion", "extrusion"),
+    "canal_stenosis": ("none", "mild", "moderate", "severe"),
+    "lateral_recess_left": ("none", "mild", "moderate", "severe"),
+    "lateral_recess_right": ("none", "mild", "moderate", "severe"),
+    "pfirrmann": ("I", "II", "III", "IV", "V"),
+}
+FIRST_GRADE: dict[str, int] = {"pfirrmann": 1}
+PATHOLOGIES: tuple[str, ...] = tuple(SCALE_NAMES)
+# Lumbar disc levels graded in a read when no AI output may name them (manual arm).
+LUMBAR_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S")
+
+ACCEPTED = "accepted"
+MODIFIED = "modified"
+NOT_GRADED = None
+
+
+def grade_values(pathology: str) -> tuple[int, ...]:
+    """The allowed grades of ``pathology`` (e.g. 0-3, Pfirrmann 1-5)."""
+    first = FIRST_GRADE.get(pathology, 0)
+    return tuple(range(first, first + len(SCALE_NAMES[pathology])))
+
+
+def grade_name(pathology: str, grade: int | None) -> str:
+    """Human name of a grade, e.g. ``("herniation", 2) -> "protrusion"``; ``""`` for no grade."""
+    if grade is None:
+        return ""
+    return SCALE_NAMES[pathology][grade - FIRST_GRADE.get(pathology, 0)]
+
+
+@dataclass
+class GradeRow:
+    """One pathology at one level."""
+
+    level: str
+    pathology: str
+    ai_grade: int | None = None
+    confidence: float | None = None
+    measurement: str = ""
+    value: float | None = None
+    reader_grade: int | None = None
+
+    @property
+    def decision(self) -> str | None:
+        """``accepted``/``modified`` against the AI grade; None without an AI grade or reader grade."""
+        if self.ai_grade is None or self.reader_grade is None:
+            return None
+        return ACCEPTED if self.reader_grade == self.ai_grade else MODIFIED
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(level, pathology)``."""
+        return (self.level, self.pathology)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict including the decision."""
+        data = asdict(self)
+        data["decision"] = self.decision
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GradeRow:
+        """Inverse of :meth:`to_dict` (the decision is derived, so it is ignored)."""
+        fields = {k: data.get(k) for k in ("level", "pathology", "ai_grade", "confidence", "value", "reader_grade")}
+        return cls(measurement=data.get("measurement") or "", **fields)
+
+
+def rows_from_report(report: dict, pathologies: Iterable[str] = PATHOLOGIES) -> list[GradeRow]:
+    """AI grade rows of every level in a ``report.json`` (reader grades start at the AI grade).
+
+    Starting the reader grade at the AI grade makes "accept" the default action; a row counts
+    as modified only when the reader changes it.
+    """
+    rows = []
+    wanted = list(pathologies)
+    for level in report.get("levels", []):
+        for pathology in wanted:
+            grade = level.get("grades", {}).get(pathology)
+            if not grade or grade.get("grade") is None:
+                continue
+            rows.append(
+                GradeRow(
+                    level=level["level"],
+                    pathology=pathology,
+                    ai_grade=int(grade["grade"]),
+                    confidence=grade.get("confidence"),
+                    measurement=grade.get("measurement") or "",
+                    value=grade.get("value"),
+                    reader_grade=int(grade["grade"]),
+                )
+            )
+    return rows
+
+
+def manual_rows(levels: Iterable[str] = LUMBAR_LEVELS, pathologies: Iterable[str] = PATHOLOGIES) -> list[GradeRow]:
+    """Empty rows for a manual-arm read: no AI grade, no measurement, reader grade unset."""
+    return [GradeRow(level=level, pathology=p) for level in levels for p in pathologies]
+
+
+@dataclass
+class GradeChange:
+    """A grade that changed on Recompute."""
+
+    level: str
+    pathology: str
+    old_grade: int | None
+    new_grade: int | None
+    old_value: float | None = None
+    new_value: float | None = None
+    reader_followed: bool = field(default=False)
+
+
+def apply_recompute(rows: list[GradeRow], new_report: dict) -> tuple[list[GradeRow], list[GradeChange]]:
+    """New rows from a re-graded report, keeping the reader's own changes, and the grade changes.
+
+    A reader grade that still equals the old AI grade (accepted) follows the new AI grade; one
+    the reader modified is kept, so Recompute never overwrites a reader's decision.
+    """
+    old = {row.key: row for row in rows}
+    new_rows = rows_from_report(new_report, sorted({r.pathology for r in rows}, key=_pathology_order))
+    changes = []
+    for row in new_rows:
+        before = old.get(row.key)
+        if before is None:
+            changes.append(GradeChange(row.level, row.pathology, None, row.ai_grade, None, row.value, True))
+            continue
+        follows = before.decision != MODIFIED
+        if not follows:
+            row.reader_grade = before.reader_grade
+        if before.ai_grade != row.ai_grade or before.value != row.value:
+            changes.append(
+                GradeChange(row.level, row.pathology, before.ai_grade, row.ai_grade, before.value, row.value, follows)
+            )
+    seen = {row.key for row in new_rows}
+    for key, before in old.items():
+        if key not in seen:
+            changes.append(GradeChange(key[0], key[1], before.ai_grade, None, before.value, None, False))
+    return new_rows, changes
+
+
+def _pathology_order(pathology: str) -> int:
+    return PATHOLOGIES.index(pathology) if pathology in PATHOLOGIES else len(PATHOLOGIES)
+
+
+def missing_grades(rows: Iterable[GradeRow]) -> list[tuple[str, str]]:
+    """``(level, pathology)`` of rows the reader has not graded yet (submit is refused then)."""
+    return [row.key for row in rows if row.reader_grade is None]

@@ -1,0 +1,207 @@
+"""``lvp study``: manage a reader study in the reading database and analyse it.
+
+Sub-commands: create, add-cases, add-readers, assign, import-reference, import-ai, status,
+export, report. The database is ``--db URL``, else ``$LVP_DATABASE_URL``, else
+``./lvp_reading.sqlite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from lvp.errors import ConfigError, DatabaseError
+
+
+def _db(args: argparse.Namespace):  # noqa: ANN202 - imported lazily to keep `lvp --help` fast
+    from lvp.readingdb import ReadingDB
+
+    return ReadingDB(args.db)
+
+
+def _read_csv(path: str, required: list[str]) -> list[dict]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"file not found: {p}")
+    with p.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(f"{p}: missing column(s) {', '.join(missing)} (has {reader.fieldnames})")
+        return [{k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()} for row in reader]
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    """Create a study."""
+    from lvp.readingdb.admin import create_study
+
+    sid = create_study(_db(args), args.study, args.description, args.washout_days)
+    print(f"created study {args.study!r} (id {sid}, washout {args.washout_days} days)")
+    return 0
+
+
+def cmd_add_cases(args: argparse.Namespace) -> int:
+    """Add cases from a CSV (case_key, image_ref, center) and/or keys on the command line."""
+    from lvp.readingdb.admin import add_cases
+
+    rows = _read_csv(args.csv, ["case_key"]) if args.csv else []
+    rows += [{"case_key": k} for k in args.keys]
+    if not rows:
+        raise ConfigError("give case keys or --csv FILE")
+    n = add_cases(_db(args), args.study, rows)
+    print(f"added {n} case(s) to {args.study!r}")
+    return 0
+
+
+def cmd_add_readers(args: argparse.Namespace) -> int:
+    """Enrol readers given by user name or from a CSV (username, display_name, center)."""
+    from lvp.readingdb.admin import add_readers
+
+    rows = _read_csv(args.csv, ["username"]) if args.csv else []
+    rows += [{"username": u, "center": args.center} for u in args.usernames]
+    if not rows:
+        raise ConfigError("give reader user names or --csv FILE")
+    n = add_readers(_db(args), args.study, rows)
+    print(f"enrolled {n} reader(s) in {args.study!r}")
+    return 0
+
+
+def cmd_assign(args: argparse.Namespace) -> int:
+    """Balanced two-session crossover assignment."""
+    from lvp.readingdb.admin import assign_balanced
+
+    n = assign_balanced(_db(args), args.study, seed=args.seed)
+    print(f"created {n} assignments (2 sessions, balanced arms) in {args.study!r}")
+    return 0
+
+
+def cmd_import_reference(args: argparse.Namespace) -> int:
+    """Import reference grades from a CSV (case_key, level, pathology, grade[, measurement, source])."""
+    from lvp.readingdb.admin import import_reference
+
+    rows = _read_csv(args.csv, ["case_key", "level", "pathology", "grade"])
+    try:
+        n = import_reference(_db(args), args.study, rows)
+    except ValueError as err:
+        raise ConfigError(f"{args.csv}: {err}") from None
+    print(f"imported {n} reference grade(s)")
+    return 0
+
+
+def cmd_import_ai(args: argparse.Namespace) -> int:
+    """Import AI grades from a CSV (case_key, level, pathology, grade[, confidence, measurement])."""
+    from lvp.readingdb import AIGrade
+
+    rows = _read_csv(args.csv, ["case_key", "level", "pathology", "grade"])
+    db = _db(args)
+    by_case: dict[str, list] = {}
+
+    def num(v: str | None) -> float | None:
+        return None if v in (None, "") else float(v)
+
+    try:
+        for r in rows:
+            by_case.setdefault(r["case_key"], []).append(
+                AIGrade(r["level"], r["pathology"], int(r["grade"]), num(r.get("confidence")),
+                        num(r.get("measurement"))))
+    except ValueError as err:
+        raise ConfigError(f"{args.csv}: {err}") from None
+    n = sum(db.store_ai_results(args.study, k, v, model_version=args.model_version) for k, v in by_case.items())
+    print(f"stored {n} AI result(s)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the study's progress."""
+    from lvp.readingdb.admin import study_status
+
+    st = study_status(_db(args), args.study)
+    if args.json:
+        print(json.dumps(st, indent=1))
+        return 0
+    print(f"study {st['study']}: {st['cases']} cases, {st['readers']} readers, {st['assignments']} assignments, "
+          f"{st['reference_grades']} reference grades, {st['ai_results']} AI results, "
+          f"washout {st['washout_days']} days")
+    for reader, counts in st["per_reader"].items():
+        print(f"  {reader}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the newest submitted version of every read as CSV or JSON."""
+    from lvp.readingdb.admin import EXPORT_FIELDS, export_reads
+
+    rows = export_reads(_db(args), args.study)
+    fmt = args.format or ("json" if args.output and args.output.endswith(".json") else "csv")
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    try:
+        if fmt == "json":
+            json.dump(rows, out, indent=1)
+            out.write("\n")
+        else:
+            w = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+    finally:
+        if args.output:
+            out.close()
+    if args.output:
+        print(f"exported {len(rows)} grade row(s) to {args.output}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Analyse the study and write the HTML report (and the analysis as JSON)."""
+    from lvp.readingdb.admin import export_reads
+    from lvp.study.analysis import analyse
+    from lvp.study.report import write_report
+
+    rows = export_reads(_db(args), args.study)
+    if not rows:
+        raise DatabaseError(f"study {args.study!r} has no submitted reads to analyse")
+    path = write_report(args.study, analyse(rows), Path(args.output))
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``lvp study`` and its sub-commands."""
+    p = subparsers.add_parser("study", help="reader study: reading database and analysis",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", default=None, help="database URL (default: $LVP_DATABASE_URL or "
+                   "sqlite:///lvp_reading.sqlite)")
+    sub = p.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+
+    def action(name: str, func, help_text: str) -> argparse.ArgumentParser:  # noqa: ANN001
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.add_argument("study", help="study name")
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = action("create", cmd_create, "create a study")
+    sp.add_argument("--description", default="")
+    sp.add_argument("--washout-days", type=int, default=28, help="days between a reader's sessions (28)")
+    sp = action("add-cases", cmd_add_cases, "add de-identified cases")
+    sp.add_argument("keys", nargs="*", help="case keys")
+    sp.add_argument("--csv", help="CSV with case_key[,image_ref,center]")
+    sp = action("add-readers", cmd_add_readers, "enrol readers")
+    sp.add_argument("usernames", nargs="*")
+    sp.add_argument("--center", default="")
+    sp.add_argument("--csv", help="CSV with username[,display_name,center]")
+    sp = action("assign", cmd_assign, "balanced two-session crossover assignment with washout")
+    sp.add_argument("--seed", type=int, default=0)
+    sp = action("import-reference", cmd_import_reference, "import reference-standard grades")
+    sp.add_argument("csv", help="CSV with case_key,level,pathology,grade[,measurement,source]")
+    sp = action("import-ai", cmd_import_ai, "import AI grades per case")
+    sp.add_argument("csv", help="CSV with case_key,level,pathology,grade[,confidence,measurement]")
+    sp.add_argument("--model-version", default="")
+    sp = action("status", cmd_status, "show progress")
+    sp.add_argument("--json", action="store_true")
+    sp = action("export", cmd_export, "export submitted reads (CSV or JSON)")
+    sp.add_argument("-o", "--output", help="file (default: stdout)")
+    sp.add_argument("--format", choices=["csv", "json"])
+    sp = action("report", cmd_report, "statistics and HTML report")
+    sp.add_argument("-o", "--output", default="study_report.html")

@@ -1,0 +1,276 @@
+"""DICOM series: find, choose, read (with integrity checks) and write.
+
+A folder may hold several series (localisers, sagittal T1 and T2, axial T2 ...). LVP groups
+the files by SeriesInstanceUID, describes each series (plane from ImageOrientationPatient,
+weighting from the description and echo/repetition times) and picks the sagittal T2 one. When
+that choice is ambiguous it refuses and lists the series, so the user names one
+(``--series UID``).
+
+Reading checks what breaks silently elsewhere: unreadable or truncated files, slices with
+different size/orientation/spacing (mixed series), missing slices (gaps in the slice
+positions), non-MR modalities.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from lvp.errors import InputError
+
+PLANES = ("sagittal", "coronal", "axial")  # by the LPS component of the slice normal
+GAP_TOLERANCE = 0.2  # relative deviation of a slice step from the median before it is a gap
+
+
+@dataclass
+class SeriesInfo:
+    """A DICOM series found in a folder (header facts only; pixels not read)."""
+
+    uid: str
+    files: list[Path] = field(default_factory=list)
+    description: str = ""
+    modality: str = ""
+    plane: str = "unknown"
+    weighting: str = "unknown"  # "T1", "T2", "PD", "STIR" or "unknown"
+
+    def summary(self) -> str:
+        """One line naming the series for error messages and listings."""
+        return (f"{self.uid}  {self.modality or '?'}  {self.plane}  {self.weighting}  "
+                f"{len(self.files)} files  '{self.description}'")
+
+
+def _plane(iop: Iterable[float] | None) -> str:
+    if iop is None:
+        return "unknown"
+    v = np.asarray([float(x) for x in iop], dtype=float)
+    if v.size != 6:
+        return "unknown"
+    normal = np.cross(v[:3], v[3:])
+    return PLANES[int(np.argmax(np.abs(normal)))]
+
+
+def _weighting(ds: pydicom.Dataset) -> str:
+    text = " ".join(str(ds.get(tag, "")) for tag in ("SeriesDescription", "SequenceName", "ProtocolName")).upper()
+    for key in ("STIR", "TIRM", "FLAIR"):
+        if key in text:
+            return "STIR"
+    for key, name in (("T2", "T2"), ("T1", "T1"), ("PD", "PD")):
+        if key in text:
+            return name
+    te, tr = ds.get("EchoTime"), ds.get("RepetitionTime")
+    try:
+        if te is not None and tr is not None:
+            te, tr = float(te), float(tr)
+            if te >= 60 and tr >= 1500:
+                return "T2"
+            if te <= 30 and tr <= 1000:
+                return "T1"
+    except (TypeError, ValueError):
+        pass
+    return "unknown"
+
+
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def scan_folder(folder: str | Path) -> list[SeriesInfo]:
+    """Group the DICOM files under ``folder`` (recursively) by series.
+
+    Files without the DICOM preamble are ignored (README, thumbnails). A file that carries the
+    preamble but cannot be parsed is corrupt: it raises InputError naming the file.
+    """
+    folder = Path(folder)
+    series: dict[str, SeriesInfo] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.name == "DICOMDIR" or not _is_dicom_file(path):
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError) as err:
+            raise InputError(f"the DICOM file {path} is corrupt or truncated ({err}); "
+                             "re-export the series from the PACS") from None
+        if "SOPClassUID" not in ds and "SeriesInstanceUID" not in ds:
+            # pydicom parses garbage after a valid preamble into an empty data set.
+            raise InputError(f"the DICOM file {path} is corrupt: its header holds no SOP class or series "
+                             "identifiers; re-export the series from the PACS")
+        uid = str(ds.get("SeriesInstanceUID", "")) or "no-series-uid"
+        info = series.get(uid)
+        if info is None:
+            info = series[uid] = SeriesInfo(
+                uid=uid,
+                description=str(ds.get("SeriesDescription", "")),
+                modality=str(ds.get("Modality", "")),
+                plane=_plane(ds.get("ImageOrientationPatient")),
+                weighting=_weighting(ds),
+            )
+        info.files.append(path)
+    if not series:
+        raise InputError(f"no DICOM files found in {folder}")
+    return list(series.values())
+
+
+def choose_series(series: list[SeriesInfo], uid: str | None = None, *, plane: str = "sagittal") -> SeriesInfo:
+    """Pick the series to read: the named one, else the only ``plane`` T2 MR series."""
+    if uid is not None:
+        for info in series:
+            if info.uid == uid:
+                return info
+        raise InputError(f"series {uid} is not in the folder; it holds:\n  " +
+                         "\n  ".join(s.summary() for s in series))
+    if len(series) == 1:
+        return series[0]
+    candidates = [s for s in series if s.modality in ("MR", "") and s.plane == plane and len(s.files) >= 3]
+    t2 = [s for s in candidates if s.weighting == "T2"]
+    if len(t2) == 1:
+        return t2[0]
+    if len(candidates) == 1 and not t2:
+        return candidates[0]
+    listing = "\n  ".join(s.summary() for s in series)
+    reason = (f"{len(t2)} {plane} T2 series" if t2 else f"no clear {plane} T2 series")
+    raise InputError(f"the folder holds {len(series)} series and {reason}; choose one with --series UID:\n  {listing}")
+
+
+_Geometry = tuple[np.ndarray, np.ndarray, tuple[float, float], tuple[int, int]]
+
+
+def _slice_geometry(ds: pydicom.Dataset, path: Path) -> _Geometry:
+    try:
+        iop = np.asarray([float(x) for x in ds.ImageOrientationPatient], dtype=float)
+        ipp = np.asarray([float(x) for x in ds.ImagePositionPatient], dtype=float)
+        spacing = tuple(float(x) for x in ds.PixelSpacing)
+        shape = (int(ds.Rows), int(ds.Columns))
+    except (AttributeError, TypeError, ValueError) as err:
+        raise InputError(f"the DICOM file {path} lacks image geometry ({err}); it is not an image slice") from None
+    return iop, ipp, spacing, shape  # type: ignore[return-value]
+
+
+def read_series(info: SeriesInfo) -> tuple[sitk.Image, dict]:
+    """Read one series into a SimpleITK image (LPS geometry), checking its integrity."""
+    if info.modality and info.modality != "MR":
+        raise InputError(f"series {info.uid} has modality {info.modality}; LVP reads MR images (T2-weighted)")
+    slices = []
+    for path in info.files:
+        try:
+            ds = pydicom.dcmread(path)
+            pixels = ds.pixel_array
+        except Exception as err:  # noqa: BLE001 - any decoder failure means the file is unusable
+            raise InputError(f"the DICOM file {path} is corrupt or truncated: its pixel data cannot be "
+                             f"read ({type(err).__name__}: {err}); re-export the series") from None
+        iop, ipp, spacing, shape = _slice_geometry(ds, path)
+        if pixels.ndim != 2:
+            raise InputError(f"the DICOM file {path} holds a {pixels.ndim}-D frame set; LVP reads one slice per file")
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        slices.append((path, iop, ipp, spacing, shape, pixels.astype(np.float32) * slope + intercept))
+    if len(slices) < 2:
+        raise InputError(f"series {info.uid} has a single slice; LVP needs a 3-D series")
+
+    ref_iop, _, ref_spacing, ref_shape = slices[0][1], slices[0][2], slices[0][3], slices[0][4]
+    for path, iop, _ipp, spacing, shape, _ in slices[1:]:
+        same_grid = np.allclose(iop, ref_iop, atol=1e-3) and np.allclose(spacing, ref_spacing, rtol=1e-3)
+        if shape != ref_shape or not same_grid:
+            raise InputError(
+                f"series {info.uid} mixes slices of different size, orientation or pixel spacing "
+                f"({slices[0][0].name}: {ref_shape} vs {path.name}: {shape}); it is a mixed series, "
+                "export each acquisition separately"
+            )
+    row, col = ref_iop[:3], ref_iop[3:]
+    normal = np.cross(row, col)
+    positions = np.array([s[2] @ normal for s in slices])
+    order = np.argsort(positions)
+    slices = [slices[i] for i in order]
+    positions = positions[order]
+    steps = np.diff(positions)
+    if np.any(steps < 1e-3):
+        dup = slices[int(np.argmin(steps)) + 1][0].name
+        raise InputError(f"series {info.uid} has two slices at the same position (e.g. {dup}); "
+                         "it mixes repeated acquisitions: export one")
+    step = float(np.median(steps))
+    bad = np.abs(steps - step) > GAP_TOLERANCE * step
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise InputError(
+            f"series {info.uid} is missing slices: a gap of {steps[i]:.2f} mm between {slices[i][0].name} "
+            f"and {slices[i + 1][0].name} where the slice step is {step:.2f} mm (truncated transfer?)"
+        )
+    volume = np.stack([s[5] for s in slices])  # (slice, row, col) = ITK (z, y, x)
+    image = sitk.GetImageFromArray(volume)
+    # DICOM PixelSpacing is (row spacing, column spacing) = (y, x).
+    image.SetSpacing((ref_spacing[1], ref_spacing[0], step))
+    image.SetOrigin(tuple(float(v) for v in slices[0][2]))
+    image.SetDirection(tuple(float(v) for v in np.stack([row, col, normal], axis=1).ravel()))
+    meta = {"series_uid": info.uid, "series_description": info.description, "files": len(slices)}
+    return image, meta
+
+
+def write_series(image: sitk.Image, folder: str | Path, *, series_description: str = "SAG T2",
+                 modality: str = "MR", patient_id: str = "ANON", series_uid: str | None = None,
+                 echo_time: float = 100.0, repetition_time: float = 3000.0) -> str:
+    """Write a 3-D image as a DICOM series (one file per slice along ITK axis z).
+
+    Used by tests and for exporting synthetic cases; intensities are stored as unsigned 16-bit
+    with a rescale slope/intercept so floating-point images survive the round trip.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arr = sitk.GetArrayFromImage(image).astype(np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    slope = (hi - lo) / 65535.0 if hi > lo else 1.0
+    stored = np.round((arr - lo) / slope).astype(np.uint16)
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    spacing = image.GetSpacing()
+    series_uid = series_uid or generate_uid()
+    study_uid, frame_uid = generate_uid(), generate_uid()
+    now = _dt.datetime(2026, 1, 1, 12, 0, 0)
+    for k in range(arr.shape[0]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(folder / f"IM{k:04d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID = MRImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.Modality = modality
+        ds.PatientID = patient_id
+        ds.PatientName = patient_id
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.FrameOfReferenceUID = frame_uid
+        ds.SeriesDescription = series_description
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = k + 1
+        ds.StudyDate = ds.SeriesDate = now.strftime("%Y%m%d")
+        ds.EchoTime = echo_time
+        ds.RepetitionTime = repetition_time
+        ds.ImageOrientationPatient = [float(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
+        pos = image.TransformIndexToPhysicalPoint((0, 0, k))
+        ds.ImagePositionPatient = [float(v) for v in pos]
+        ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]
+        ds.SliceThickness = float(spacing[2])
+        ds.Rows, ds.Columns = stored.shape[1], stored.shape[2]
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.RescaleSlope = f"{slope:.10g}"
+        ds.RescaleIntercept = f"{lo:.10g}"
+        ds.PixelData = stored[k].tobytes()
+        ds.save_as(folder / f"IM{k:04d}.dcm", enforce_file_format=True)
+    return series_uid

@@ -1,0 +1,120 @@
+"""Checks that an image can be a lumbar spine MRI series before any work is spent on it.
+
+Each check raises :class:`lvp.errors.InputError` with a message that names the problem and
+says what to do. Limits are module constants so they are documented in one place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lvp.errors import InputError
+from lvp.io.volume import AXIS_NAMES, Volume
+
+MIN_SPACING_MM = 0.05
+MAX_SPACING_MM = 15.0
+# A lumbar field of view: the lumbar spine with the sacrum spans about 180-220 mm cranio-caudally;
+# SPIDER's central slabs are only 13 slices (13 mm) wide, which must still pass.
+MIN_EXTENT_MM = {"left-right": 8.0, "superior-inferior": 80.0, "anterior-posterior": 50.0}
+MAX_EXTENT_MM = 900.0
+MAX_VOXELS = 300_000_000
+MIN_SLICES = 3
+# The through-plane axis must point within this angle of left-right to count as sagittal.
+MAX_SAGITTAL_OBLIQUITY_DEG = 45.0
+PLANE_OF_NORMAL = {0: "sagittal", 1: "coronal", 2: "axial"}  # LPS component of the slice normal
+
+
+def check_spacing(spacing: tuple[float, ...]) -> None:
+    """Refuse zero, negative, non-finite or absurd voxel spacing."""
+    for s in spacing:
+        if not np.isfinite(s) or s <= 0:
+            raise InputError(f"voxel spacing {tuple(spacing)} mm contains a zero, negative or undefined value; "
+                             "the file's geometry header is broken")
+        if s < MIN_SPACING_MM or s > MAX_SPACING_MM:
+            raise InputError(
+                f"voxel spacing {tuple(round(x, 4) for x in spacing)} mm is outside the plausible MRI range "
+                f"{MIN_SPACING_MM}-{MAX_SPACING_MM} mm; check the file's geometry (units must be mm)"
+            )
+
+
+def acquisition_axis(volume: Volume) -> int:
+    """Canonical axis most likely to be the through-plane (slice) direction of the acquisition.
+
+    A DICOM reader records the slice normal; for other formats the axis with clearly the
+    largest spacing is the slice axis (2-D acquisitions), else the axis with the fewest voxels
+    (3-D slabs such as SPIDER's central sagittal slab).
+    """
+    if "slice_axis" in volume.meta:
+        return int(volume.meta["slice_axis"])
+    spacing = np.asarray(volume.spacing)
+    order = np.argsort(spacing)
+    if spacing[order[2]] > 1.3 * spacing[order[1]]:
+        return int(order[2])
+    return int(np.argmin(volume.array.shape))
+
+
+def check_sagittal(volume: Volume) -> None:
+    """Refuse an axial or coronal acquisition (LVP reads sagittal series)."""
+    axis = acquisition_axis(volume)
+    direction = volume.affine[:3, axis] / np.linalg.norm(volume.affine[:3, axis])
+    lr_cos = abs(direction[0])
+    if axis != 0 or lr_cos < np.cos(np.radians(MAX_SAGITTAL_OBLIQUITY_DEG)):
+        plane = PLANE_OF_NORMAL[int(np.argmax(np.abs(direction)))]
+        article = "an" if plane == "axial" else "a"
+        raise InputError(
+            f"this is {article} {plane} acquisition (slices stacked along the {AXIS_NAMES[axis]} axis); "
+            "LVP needs a sagittal T2 series of the lumbar spine: choose the sagittal series"
+        )
+
+
+def check_slices(volume: Volume) -> None:
+    """Refuse single slices and series with too few slices to be 3-D."""
+    shape = volume.array.shape
+    if min(shape) < MIN_SLICES:
+        raise InputError(
+            f"the image has only {min(shape)} slice(s) along the {AXIS_NAMES[int(np.argmin(shape))]} axis; "
+            f"LVP needs a 3-D series with at least {MIN_SLICES} slices (was a single slice exported?)"
+        )
+
+
+def check_extent(volume: Volume, *, lumbar_fov: bool = True) -> None:
+    """Refuse fields of view too large for a body or (``lumbar_fov``) too small for a lumbar spine."""
+    shape = volume.array.shape
+    if int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
+        raise InputError(f"the image has {np.prod(shape, dtype=np.int64):,} voxels, more than the "
+                         f"{MAX_VOXELS:,} a lumbar series can have; crop or downsample it")
+    for name, extent in zip(AXIS_NAMES, volume.extent_mm):
+        if lumbar_fov and extent < MIN_EXTENT_MM[name]:
+            raise InputError(
+                f"the field of view is {extent:.0f} mm along the {name} axis, too small for a lumbar spine "
+                f"(at least {MIN_EXTENT_MM[name]:.0f} mm); is this a truncated or cropped series?"
+            )
+        if extent > MAX_EXTENT_MM:
+            raise InputError(f"the field of view is {extent:.0f} mm along the {name} axis, larger than a body "
+                             f"({MAX_EXTENT_MM:.0f} mm); check the spacing units (mm expected)")
+
+
+def check_intensities(volume: Volume) -> None:
+    """Refuse images with NaN/Inf, constant images and CT-like (Hounsfield) intensities."""
+    arr = volume.array
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputError("the image contains NaN or infinite values; it was not saved correctly")
+    lo, hi = arr.min(), arr.max()
+    if lo == hi:
+        raise InputError(f"the image is constant (every voxel is {lo}); there is nothing to read")
+    # MR magnitude images are non-negative; CT in Hounsfield units has air near -1000.
+    if lo < -500 and np.mean(arr < -500) > 0.05:
+        raise InputError("the intensities look like CT Hounsfield units (many voxels below -500); "
+                         "LVP reads T2-weighted MRI")
+
+
+def validate_volume(volume: Volume, *, require_sagittal: bool = True) -> None:
+    """Run every check on a canonical volume; raise InputError on the first problem."""
+    check_spacing(volume.spacing)
+    check_slices(volume)
+    # Orientation before extent, so an axial series is named as such rather than "too small".
+    if require_sagittal:
+        check_sagittal(volume)
+    # An axial slab covers a few discs only: the lumbar field-of-view minimum applies to sagittal series.
+    check_extent(volume, lumbar_fov=require_sagittal)
+    check_intensities(volume)

@@ -1,0 +1,115 @@
+"""Database triggers that make submitted reads and the audit log immutable.
+
+Declarative constraints in :mod:`lvp.readingdb.models` cover ownership, arms and sessions; what
+they cannot express (a row that may no longer change once a status is reached) is enforced here by
+triggers, for SQLite and PostgreSQL. The migrations create them, so they hold for every client of
+the database, not only this API. Every trigger message starts with ``LVP rule:``, which the API uses
+to turn the database error into a :class:`lvp.errors.DatabaseError`.
+"""
+
+from __future__ import annotations
+
+RULE_PREFIX = "LVP rule:"
+
+_SQLITE = [
+    """CREATE TRIGGER trg_reading_submitted_no_update BEFORE UPDATE ON reading
+       WHEN OLD.status = 'submitted'
+       BEGIN SELECT RAISE(ABORT, 'LVP rule: a submitted read is immutable; submit a correction'); END""",
+    """CREATE TRIGGER trg_reading_submitted_no_delete BEFORE DELETE ON reading
+       WHEN OLD.status = 'submitted'
+       BEGIN SELECT RAISE(ABORT, 'LVP rule: a submitted read cannot be deleted'); END""",
+    """CREATE TRIGGER trg_grade_insert_submitted BEFORE INSERT ON grade_entry
+       WHEN (SELECT status FROM reading WHERE id = NEW.reading_id) = 'submitted'
+       BEGIN SELECT RAISE(ABORT, 'LVP rule: grades of a submitted read are immutable'); END""",
+    """CREATE TRIGGER trg_grade_update_submitted BEFORE UPDATE ON grade_entry
+       WHEN (SELECT status FROM reading WHERE id = OLD.reading_id) = 'submitted'
+         OR (SELECT status FROM reading WHERE id = NEW.reading_id) = 'submitted'
+       BEGIN SELECT RAISE(ABORT, 'LVP rule: grades of a submitted read are immutable'); END""",
+    """CREATE TRIGGER trg_grade_delete_submitted BEFORE DELETE ON grade_entry
+       WHEN (SELECT status FROM reading WHERE id = OLD.reading_id) = 'submitted'
+       BEGIN SELECT RAISE(ABORT, 'LVP rule: grades of a submitted read are immutable'); END""",
+    """CREATE TRIGGER trg_audit_no_update BEFORE UPDATE ON audit_log
+       BEGIN SELECT RAISE(ABORT, 'LVP rule: the audit log is append-only'); END""",
+    """CREATE TRIGGER trg_audit_no_delete BEFORE DELETE ON audit_log
+       BEGIN SELECT RAISE(ABORT, 'LVP rule: the audit log is append-only'); END""",
+]
+
+_SQLITE_DROP = [
+    "DROP TRIGGER IF EXISTS " + name
+    for name in (
+        "trg_reading_submitted_no_update",
+        "trg_reading_submitted_no_delete",
+        "trg_grade_insert_submitted",
+        "trg_grade_update_submitted",
+        "trg_grade_delete_submitted",
+        "trg_audit_no_update",
+        "trg_audit_no_delete",
+    )
+]
+
+_POSTGRES = [
+    """CREATE FUNCTION lvp_reading_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF OLD.status = 'submitted' THEN
+           RAISE EXCEPTION 'LVP rule: a submitted read is immutable; submit a correction';
+         END IF;
+         IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+         RETURN NEW;
+       END $$""",
+    """CREATE TRIGGER trg_reading_immutable BEFORE UPDATE OR DELETE ON reading
+       FOR EACH ROW EXECUTE FUNCTION lvp_reading_immutable()""",
+    """CREATE FUNCTION lvp_grade_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+       DECLARE st text;
+       BEGIN
+         -- FOR SHARE: a concurrent submit of the parent read is waited for, then seen.
+         IF TG_OP <> 'INSERT' THEN
+           SELECT status INTO st FROM reading WHERE id = OLD.reading_id FOR SHARE;
+           IF st = 'submitted' THEN
+             RAISE EXCEPTION 'LVP rule: grades of a submitted read are immutable';
+           END IF;
+         END IF;
+         IF TG_OP <> 'DELETE' THEN
+           SELECT status INTO st FROM reading WHERE id = NEW.reading_id FOR SHARE;
+           IF st = 'submitted' THEN
+             RAISE EXCEPTION 'LVP rule: grades of a submitted read are immutable';
+           END IF;
+           RETURN NEW;
+         END IF;
+         RETURN OLD;
+       END $$""",
+    """CREATE TRIGGER trg_grade_immutable BEFORE INSERT OR UPDATE OR DELETE ON grade_entry
+       FOR EACH ROW EXECUTE FUNCTION lvp_grade_immutable()""",
+    """CREATE FUNCTION lvp_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         RAISE EXCEPTION 'LVP rule: the audit log is append-only';
+       END $$""",
+    """CREATE TRIGGER trg_audit_append_only BEFORE UPDATE OR DELETE ON audit_log
+       FOR EACH ROW EXECUTE FUNCTION lvp_audit_append_only()""",
+    # TRUNCATE bypasses row triggers; forbid it too.
+    """CREATE TRIGGER trg_audit_no_truncate BEFORE TRUNCATE ON audit_log
+       FOR EACH STATEMENT EXECUTE FUNCTION lvp_audit_append_only()""",
+]
+
+_POSTGRES_DROP = [
+    "DROP TRIGGER IF EXISTS trg_audit_no_truncate ON audit_log",
+    "DROP TRIGGER IF EXISTS trg_audit_append_only ON audit_log",
+    "DROP TRIGGER IF EXISTS trg_grade_immutable ON grade_entry",
+    "DROP TRIGGER IF EXISTS trg_reading_immutable ON reading",
+    "DROP FUNCTION IF EXISTS lvp_audit_append_only()",
+    "DROP FUNCTION IF EXISTS lvp_grade_immutable()",
+    "DROP FUNCTION IF EXISTS lvp_reading_immutable()",
+]
+
+
+def trigger_ddl(dialect: str) -> list[str]:
+    """The statements that create the immutability triggers on ``dialect`` (sqlite / postgresql)."""
+    if dialect == "sqlite":
+        return list(_SQLITE)
+    if dialect == "postgresql":
+        return list(_POSTGRES)
+    raise ValueError(f"no trigger definitions for database dialect {dialect!r}")
+
+
+def drop_trigger_ddl(dialect: str) -> list[str]:
+    """The statements that remove what :func:`trigger_ddl` created (for downgrades)."""
+    return list(_SQLITE_DROP) if dialect == "sqlite" else list(_POSTGRES_DROP)

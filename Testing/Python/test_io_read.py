@@ -1,0 +1,345 @@
+"""Reading, canonical orientation, DICOM and validation: every refusal and the geometry round trip."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+
+from lvp.errors import InputError
+from lvp.io import dicom
+from lvp.io.read import read_volume
+from lvp.io.volume import canonical_volume
+
+
+def _spine_like(size=(20, 120, 100), spacing=(1.0, 1.5, 1.2), seed=0) -> np.ndarray:
+    """A canonical [lr, si, ap] array with structure (not constant, not CT-like)."""
+    rng = np.random.default_rng(seed)
+    lr, si, ap = np.meshgrid(*[np.arange(n) for n in size], indexing="ij")
+    arr = 200 + 100 * np.sin(si / 7.0) * np.cos(ap / 9.0) + 20 * lr / size[0] + rng.normal(0, 5, size)
+    return arr.astype(np.float32)
+
+
+def _image_from_canonical(arr: np.ndarray, spacing, direction_cols, origin=(10.0, -20.0, 35.0)) -> sitk.Image:
+    """An ITK image whose axes point along ``direction_cols`` (columns, LPS) holding ``arr``.
+
+    ``arr`` is given in ITK (z, y, x) order of the new image.
+    """
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    img.SetDirection(tuple(np.asarray(direction_cols, dtype=float).ravel()))
+    return img
+
+
+ORIENTATIONS = []
+for perm in itertools.permutations(range(3)):
+    for signs in [(1, 1, 1), (-1, 1, -1), (1, -1, 1), (-1, -1, -1)]:
+        cols = np.zeros((3, 3))
+        for i, (c, s) in enumerate(zip(perm, signs)):
+            cols[c, i] = s
+        ORIENTATIONS.append(cols)
+
+
+@pytest.mark.parametrize("cols", ORIENTATIONS, ids=[f"o{i}" for i in range(len(ORIENTATIONS))])
+def test_canonical_round_trip_is_exact_for_every_axis_aligned_orientation(cols):
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 1000, size=(7, 9, 11)).astype(np.int16)
+    img = _image_from_canonical(arr, (0.7, 1.1, 2.3), cols)
+    vol = canonical_volume(img)
+    # The canonical axes point left, inferior, posterior.
+    unit = vol.affine[:3, :3] / np.asarray(vol.spacing)
+    assert np.allclose(unit, np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]]))
+    # Every canonical voxel sits at the same physical point as the source voxel with that value.
+    for idx in [(0, 0, 0), tuple(n - 1 for n in vol.shape), (1, 2, 3)]:
+        p = vol.index_to_lps(np.array(idx))
+        src_index = img.TransformPhysicalPointToIndex(tuple(float(v) for v in p))
+        assert img[src_index] == vol.array[idx]
+    # Back onto the source grid: identical voxels and geometry.
+    back = vol.to_source_image()
+    assert np.array_equal(sitk.GetArrayFromImage(back), arr)
+    assert np.allclose(back.GetDirection(), img.GetDirection())
+    assert np.allclose(back.GetOrigin(), img.GetOrigin())
+    # to_sitk describes the same physical voxels.
+    canon_img = vol.to_sitk()
+    q = canon_img.TransformIndexToPhysicalPoint((3, 2, 1))
+    assert np.allclose(q, vol.index_to_lps(np.array([1, 2, 3])))
+    assert np.allclose(vol.lps_to_index(vol.index_to_lps(np.array([1.5, 2.25, 3.0]))), [1.5, 2.25, 3.0])
+
+
+def test_oblique_but_dominant_orientation_keeps_physical_points():
+    angle = np.radians(20)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    cols = rot @ np.array([[0, 0, 1], [1, 0, 0], [0, -1, 0]], dtype=float)
+    arr = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
+    img = _image_from_canonical(arr, (0.5, 0.5, 3.0), cols)
+    vol = canonical_volume(img)
+    for idx in [(0, 0, 0), (4, 3, 2), (6, 5, 4)]:
+        idx = tuple(min(i, n - 1) for i, n in zip(idx, vol.shape))
+        p = vol.index_to_lps(np.array(idx))
+        cont = img.TransformPhysicalPointToContinuousIndex(tuple(float(v) for v in p))
+        assert np.allclose(cont, np.round(cont), atol=1e-6)
+        assert img[tuple(int(round(c)) for c in cont)] == vol.array[idx]
+
+
+def _sagittal_image(arr_canonical: np.ndarray, spacing_canon=(3.0, 0.6, 0.6)) -> sitk.Image:
+    """A sagittal image in DICOM-like axes: x → P (rows), y → I (columns), z → L (slices)."""
+    cols = np.array([[0, 0, 1], [1, 0, 0], [0, -1, 0]], dtype=float)  # columns: P, I, L
+    itk_arr = np.ascontiguousarray(arr_canonical)  # (z=lr, y=si, x=ap)
+    return _image_from_canonical(itk_arr, (spacing_canon[2], spacing_canon[1], spacing_canon[0]), cols)
+
+
+@pytest.fixture()
+def sagittal_image() -> sitk.Image:
+    return _sagittal_image(_spine_like(size=(12, 300, 200)))
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+def test_read_file_formats_keep_geometry(tmp_path, sagittal_image, suffix):
+    path = tmp_path / f"case{suffix}"
+    sitk.WriteImage(sagittal_image, str(path))
+    vol = read_volume(path)
+    assert vol.shape == (12, 300, 200)
+    assert np.allclose(vol.spacing, (3.0, 0.6, 0.6))
+    assert vol.meta["format"] in ("nifti", "nrrd", "mha")
+    assert np.allclose(vol.to_source_array(), sitk.GetArrayFromImage(sagittal_image), atol=1e-3)
+
+
+def test_dicom_round_trip_sub_voxel(tmp_path, sagittal_image):
+    uid = dicom.write_series(sagittal_image, tmp_path / "dcm")
+    vol = read_volume(tmp_path / "dcm")
+    assert vol.meta["series_uid"] == uid
+    assert vol.meta["format"] == "dicom"
+    ref = canonical_volume(sagittal_image)
+    assert vol.shape == ref.shape
+    # Geometry to sub-voxel precision: every corner maps to the same physical point.
+    for idx in [(0, 0, 0), tuple(n - 1 for n in ref.shape)]:
+        d = np.linalg.norm(vol.index_to_lps(np.array(idx)) - ref.index_to_lps(np.array(idx)))
+        assert d < 0.01 * min(ref.spacing)
+    # Intensities survive the 16-bit storage with rescale to within its quantisation.
+    span = float(ref.array.max() - ref.array.min())
+    assert np.max(np.abs(vol.array - ref.array)) <= span / 65535 + 1e-3
+
+
+def test_dicom_from_real_nifti_sample(tmp_path, sample_case):
+    img = sitk.ReadImage(str(sample_case))
+    dicom.write_series(img, tmp_path / "s")
+    vol = read_volume(tmp_path / "s")
+    ref = read_volume(sample_case)
+    assert vol.shape == ref.shape
+    assert np.allclose(vol.affine, ref.affine, atol=1e-3)
+    assert np.array_equal(np.round(vol.array), ref.array.astype(np.float32))
+
+
+def _write_two_series(tmp_path, sagittal_image):
+    sag = dicom.write_series(sagittal_image, tmp_path / "study" / "sag", series_description="SAG T2 TSE")
+    axial_cols = np.eye(3)  # slices stacked along S: axial
+    ax_img = _image_from_canonical(_spine_like(size=(10, 80, 90)), (0.7, 0.7, 4.0), axial_cols)
+    ax = dicom.write_series(ax_img, tmp_path / "study" / "ax", series_description="AX T2")
+    return sag, ax
+
+
+def test_dicom_folder_with_several_series_picks_sagittal_t2(tmp_path, sagittal_image):
+    sag, ax = _write_two_series(tmp_path, sagittal_image)
+    assert read_volume(tmp_path / "study").meta["series_uid"] == sag
+    # The axial one can be read when asked for and not required to be sagittal.
+    assert read_volume(tmp_path / "study", ax, require_sagittal=False).meta["series_uid"] == ax
+
+
+def test_ambiguous_series_are_listed(tmp_path, sagittal_image):
+    a = dicom.write_series(sagittal_image, tmp_path / "f" / "a", series_description="SAG T2 A")
+    b = dicom.write_series(sagittal_image, tmp_path / "f" / "b", series_description="SAG T2 B")
+    with pytest.raises(InputError, match="--series") as err:
+        read_volume(tmp_path / "f")
+    assert a in str(err.value) and b in str(err.value)
+    assert read_volume(tmp_path / "f", b).meta["series_uid"] == b
+
+
+def test_named_series_missing(tmp_path, sagittal_image):
+    dicom.write_series(sagittal_image, tmp_path / "d")
+    with pytest.raises(InputError, match="not in the folder"):
+        read_volume(tmp_path / "d", "1.2.3.4")
+
+
+def test_corrupt_dicom_header_named(tmp_path, sagittal_image):
+    dicom.write_series(sagittal_image, tmp_path / "d")
+    bad = sorted((tmp_path / "d").iterdir())[3]
+    data = bad.read_bytes()
+    bad.write_bytes(data[:132] + b"\xff\xff\xff\xff garbage" * 8)
+    with pytest.raises(InputError, match=bad.name):
+        read_volume(tmp_path / "d")
+
+
+def test_truncated_dicom_pixel_data_named(tmp_path, sagittal_image):
+    dicom.write_series(sagittal_image, tmp_path / "d")
+    bad = sorted((tmp_path / "d").iterdir())[5]
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) - 5000])
+    with pytest.raises(InputError, match=f"{bad.name}.*(corrupt|truncated)"):
+        read_volume(tmp_path / "d")
+
+
+def test_missing_slice_is_a_gap(tmp_path, sagittal_image):
+    dicom.write_series(sagittal_image, tmp_path / "d")
+    sorted((tmp_path / "d").iterdir())[6].unlink()
+    with pytest.raises(InputError, match="missing slices"):
+        read_volume(tmp_path / "d")
+
+
+def test_mixed_series_refused(tmp_path, sagittal_image):
+    uid = dicom.write_series(sagittal_image, tmp_path / "d")
+    other = sitk.Resample(sagittal_image, [100, 150, 12], sitk.Transform(), sitk.sitkLinear,
+                          sagittal_image.GetOrigin(), (1.2, 1.2, 3.0), sagittal_image.GetDirection())
+    dicom.write_series(other, tmp_path / "x", series_uid=uid)
+    (tmp_path / "x" / "IM0003.dcm").rename(tmp_path / "d" / "extra.dcm")
+    with pytest.raises(InputError, match="mixed series"):
+        read_volume(tmp_path / "d")
+
+
+def test_ct_modality_refused(tmp_path, sagittal_image):
+    dicom.write_series(sagittal_image, tmp_path / "d", modality="CT")
+    with pytest.raises(InputError, match="modality CT"):
+        read_volume(tmp_path / "d")
+
+
+def test_no_dicom_files(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match="no DICOM files"):
+        read_volume(tmp_path)
+
+
+def test_dicom_written_files_are_valid_dicom(tmp_path, sagittal_image):
+    dicom.write_series(sagittal_image, tmp_path / "d")
+    ds = pydicom.dcmread(sorted((tmp_path / "d").iterdir())[0])
+    assert ds.Modality == "MR" and ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+
+
+# ---- refusals of unusable images -------------------------------------------------------------
+
+
+def _write(tmp_path, img, name="x.nii.gz") -> Path:
+    path = tmp_path / name
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+def test_not_3d(tmp_path):
+    img = sitk.GetImageFromArray(np.ones((50, 60), np.float32))
+    with pytest.raises(InputError, match="2-D"):
+        read_volume(_write(tmp_path, img))
+
+
+def test_single_slice(tmp_path):
+    arr = _spine_like(size=(1, 300, 200))
+    with pytest.raises(InputError, match="only 1 slice"):
+        read_volume(_write(tmp_path, _sagittal_image(arr)))
+
+
+@pytest.mark.parametrize("spacing,match", [((3.0, 0.0001, 0.6), "outside the plausible"),
+                                           ((3.0, 40.0, 0.6), "outside the plausible")])
+def test_absurd_spacing(tmp_path, spacing, match):
+    img = _sagittal_image(_spine_like(size=(12, 300, 200)), spacing)
+    with pytest.raises(InputError, match=match):
+        read_volume(_write(tmp_path, img, "s.nrrd"))
+
+
+def test_zero_spacing_in_header(tmp_path, sagittal_image):
+    path = _write(tmp_path, sagittal_image, "z.nhdr")
+    text = path.read_text().replace("space directions: (0,0.59999999999999998,0)", "space directions: (0,0,0)")
+    lines = [ln for ln in path.read_text().splitlines() if ln.startswith("space directions")]
+    assert lines, "NRRD header must carry space directions"
+    text = path.read_text().replace(lines[0], "space directions: (0,0,0) (0,0,-0.6) (3,0,0)")
+    path.write_text(text)
+    with pytest.raises(InputError):
+        read_volume(path)
+
+
+def test_axial_acquisition_refused_with_plane_named(tmp_path):
+    img = _image_from_canonical(_spine_like(size=(20, 200, 200)), (0.7, 0.7, 4.0), np.eye(3))
+    with pytest.raises(InputError, match="axial acquisition"):
+        read_volume(_write(tmp_path, img))
+
+
+def test_coronal_acquisition_refused(tmp_path):
+    cols = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=float)  # slices along P: coronal
+    img = _image_from_canonical(_spine_like(size=(15, 300, 200)), (0.6, 0.6, 4.0), cols)
+    with pytest.raises(InputError, match="coronal acquisition"):
+        read_volume(_write(tmp_path, img))
+
+
+def test_field_of_view_too_small(tmp_path):
+    img = _sagittal_image(_spine_like(size=(12, 60, 200)), (3.0, 0.6, 0.6))  # 36 mm cranio-caudal
+    with pytest.raises(InputError, match="too small for a lumbar spine"):
+        read_volume(_write(tmp_path, img))
+
+
+def test_field_of_view_too_large(tmp_path):
+    img = _sagittal_image(_spine_like(size=(12, 1600, 100)), (3.0, 0.6, 0.6))  # 960 mm
+    with pytest.raises(InputError, match="larger than a body"):
+        read_volume(_write(tmp_path, img))
+
+
+def test_nan_refused(tmp_path):
+    arr = _spine_like(size=(12, 300, 200))
+    arr[3, 10, 10] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        read_volume(_write(tmp_path, _sagittal_image(arr), "nan.mha"))
+
+
+def test_constant_refused(tmp_path):
+    arr = np.full((12, 300, 200), 7, np.float32)
+    with pytest.raises(InputError, match="constant"):
+        read_volume(_write(tmp_path, _sagittal_image(arr)))
+
+
+def test_ct_like_intensities_refused(tmp_path):
+    arr = _spine_like(size=(12, 300, 200)) - 1200
+    with pytest.raises(InputError, match="Hounsfield"):
+        read_volume(_write(tmp_path, _sagittal_image(arr)))
+
+
+@pytest.mark.parametrize("name,match", [("t.nii.gz", "truncated"), ("t.mha", "cannot be read"),
+                                        ("t.nii", "truncated")])
+def test_truncated_image_file(tmp_path, sagittal_image, name, match):
+    path = _write(tmp_path, sagittal_image, name)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=match):
+        read_volume(path)
+
+
+def test_unknown_format(tmp_path):
+    p = tmp_path / "x.png"
+    p.write_bytes(b"\x89PNG")
+    with pytest.raises(InputError, match="unknown image format"):
+        read_volume(p)
+
+
+def test_shared_data_sets_read_and_pass_validation(shared_data):
+    for pattern in ["spider-t2-space/spider1*_t2.nii.gz", "mrs-ivd-t2/*_image.nii.gz",
+                    "chu-vb-t2/*0*_image.nii.gz", "sct-t2-lumbar/*.nii.gz"]:
+        paths = sorted(shared_data.glob(pattern))
+        assert paths, pattern
+        vol = read_volume(paths[0])
+        assert vol.shape[0] == min(vol.shape), "the thin slab axis must become left-right"
+
+
+def test_cli_user_error_has_no_traceback(tmp_path):
+    img = _image_from_canonical(_spine_like(size=(20, 200, 200)), (0.7, 0.7, 4.0), np.eye(3))
+    path = _write(tmp_path, img)
+    proc = subprocess.run([sys.executable, "-m", "lvp", "check", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "axial acquisition" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_check_ok(sample_case):
+    proc = subprocess.run([sys.executable, "-m", "lvp", "check", str(sample_case)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "OK" in proc.stdout and "sagittal slices" in proc.stdout
