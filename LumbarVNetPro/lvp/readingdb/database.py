@@ -7,6 +7,7 @@ uses PostgreSQL, e.g. ``postgresql+psycopg://user:password@host:5432/lvp``. The 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +43,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API objec
     cur.close()
 
 
+def _sqlite_begin_immediate(conn) -> None:  # noqa: ANN001 - a sqlalchemy Connection
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     """Create an engine for ``url`` with the settings the rules need (SQLite foreign keys on)."""
     try:
@@ -53,8 +58,12 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             folder = Path(parsed.database).expanduser().resolve().parent
             if not folder.is_dir():
                 raise DatabaseError(f"folder of the SQLite database does not exist: {folder}")
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # isolation_level=None hands transaction control to SQLAlchemy, which then starts every
+        # transaction with BEGIN IMMEDIATE: writers queue on the database lock up front instead of
+        # reading, racing and failing on a unique constraint (SQLite has no row locks).
+        engine = create_engine(url, connect_args={"timeout": 30, "isolation_level": None})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     if parsed.get_backend_name() != "postgresql":
         raise DatabaseError(f"unsupported database {parsed.get_backend_name()!r}; use sqlite or postgresql")
@@ -71,11 +80,21 @@ def alembic_config(connection) -> Config:  # noqa: ANN001 - a sqlalchemy Connect
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrade the schema of ``engine``'s database to ``revision``."""
+    alembic_log = logging.getLogger("alembic")
+    if alembic_log.level == logging.NOTSET:
+        # Alembic's per-plugin INFO lines would drown the command's own output.
+        alembic_log.setLevel(logging.WARNING)
     try:
         with engine.begin() as conn:
             command.upgrade(alembic_config(conn), revision)
     except OperationalError as err:
         raise DatabaseError(f"cannot reach or migrate the database: {err.orig}") from None
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """Downgrade the schema of ``engine``'s database to ``revision`` (``base``: drop everything)."""
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), revision)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 SCHEMA_NAME = "lvp-report"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.0"
 
 _NUM = {"type": "number"}
 _POINT = {"type": "array", "items": _NUM, "minItems": 3, "maxItems": 3}

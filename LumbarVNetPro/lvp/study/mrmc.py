@@ -117,9 +117,13 @@ def obuchowski_rockette(truth, ratings, modalities: list[str] | None = None,
     ms_r = t * np.square(m_r - grand).sum() / (r - 1)
     ms_tr = np.square(theta - m_t[:, None] - m_r[None, :] + grand).sum() / ((t - 1) * (r - 1))
     denom = ms_tr + r * max(cov2 - cov3, 0.0)
-    f_stat = ms_t / denom if denom > 0 else float("inf")
+    # Degenerate data (identical modalities): no evidence of a difference rather than 0/0.
+    if denom > 0:
+        f_stat = ms_t / denom
+    else:
+        f_stat = 0.0 if ms_t <= 1e-15 else float("inf")
     df2 = denom**2 / (ms_tr**2 / ((t - 1) * (r - 1))) if ms_tr > 0 else float("inf")
-    p = float(stats.f.sf(f_stat, t - 1, df2))
+    p = float(stats.f.sf(f_stat, t - 1, df2)) if f_stat > 0 else 1.0
 
     mods = modalities or [str(i + 1) for i in range(t)]
     rdrs = readers or [str(j + 1) for j in range(r)]
@@ -136,7 +140,7 @@ def obuchowski_rockette(truth, ratings, modalities: list[str] | None = None,
     for a in range(t):
         for b in range(a + 1, t):
             d = float(m_t[a] - m_t[b])
-            tval = d / se_diff if se_diff > 0 else float("inf")
+            tval = d / se_diff if se_diff > 0 else (0.0 if d == 0 else float("inf"))
             res.differences.append({
                 "comparison": f"{mods[a]} - {mods[b]}", "estimate": d, "se": float(se_diff), "df": float(df2),
                 "ci_low": float(d - q * se_diff), "ci_high": float(d + q * se_diff), "t": float(tval),

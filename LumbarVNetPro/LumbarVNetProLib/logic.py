@@ -1,0 +1,184 @@
+"""The module's logic without Qt: run inference, load a case per arm, recompute after edits.
+
+``LumbarVNetProLogic`` in ``LumbarVNetPro.py`` is this class plus Slicer's logic base; tests
+and scripts use this one directly with their own scene.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from lvp.labels import CANAL_LABEL, DISC_LABELS, SACRUM_LABEL, VERTEBRA_LABELS
+
+from . import scene as lvpscene
+from .grades import GradeChange, GradeRow, apply_recompute, rows_from_report
+from .process import ProcessFailed, ProcessRunner, ProgressCallback, RunningProcess, infer_command
+from .reading import MANUAL
+
+# TotalSpineSeg value -> network class, for handing an edited segmentation back to the core
+# (``lvp infer --semantic``): 1 vertebra (sacrum included), 2 disc, 3 canal.
+_SEMANTIC = {v: 1 for v in VERTEBRA_LABELS.values()} | {SACRUM_LABEL: 1, CANAL_LABEL: 3}
+_SEMANTIC |= {v: 2 for v in DISC_LABELS.values()}
+
+
+@dataclass
+class RunJob:
+    """An inference started with :meth:`CaseLogic.startInference` (the widget polls it)."""
+
+    running: RunningProcess
+    outputDir: Path
+    inputPath: Path
+
+
+class CaseLogic:
+    """Runs the core in a child process and puts its results into ``scene``."""
+
+    def __init__(self, scene, runner: ProcessRunner | None = None, python: str | None = None) -> None:  # noqa: ANN001
+        """``runner`` starts child processes (default :class:`ProcessRunner`); ``python`` runs the core."""
+        self.scene = scene
+        self.runner = runner or ProcessRunner()
+        self.python = python
+
+    # ------------------------------------------------------------------ inference
+    def startInference(
+        self, inputVolume, outputDir: Path | None = None, device: str = "auto", modelDir: Path | None = None  # noqa: ANN001
+    ) -> RunJob:
+        """Write the input for the child and start ``lvp infer``; returns at once."""
+        if inputVolume is None:
+            raise ValueError("select an input volume first")
+        outputDir = Path(outputDir) if outputDir and str(outputDir) not in ("", ".") else Path(tempfile.mkdtemp(prefix="lvp-"))
+        outputDir.mkdir(parents=True, exist_ok=True)
+        # A report left by an earlier run must not pass for this run's result if it fails.
+        (outputDir / "report.json").unlink(missing_ok=True)
+        inputPath = lvpscene.write_volume(inputVolume, outputDir / "input.nii.gz")
+        args = infer_command(inputPath, outputDir, device, modelDir, python=self.python)
+        return RunJob(self.runner.start(args), outputDir, inputPath)
+
+    def finishInference(self, job: RunJob) -> dict:
+        """The report of a finished job; :class:`ProcessFailed` with the readable error otherwise.
+
+        A partial report (a stage failed) is refused too: partial results are never shown as
+        complete, so they are not loaded as if they were.
+        """
+        code = job.running.poll()
+        report_path = job.outputDir / "report.json"
+        if not report_path.is_file():
+            raise ProcessFailed(job.running.error_message())
+        report = lvpscene.load_report(job.outputDir)
+        if report.get("status") != "complete":
+            stage = report.get("failed_stage", "a stage")
+            raise ProcessFailed(f"the analysis is incomplete ({stage} failed: {report.get('error', 'unknown error')})")
+        if code not in (0, None):
+            raise ProcessFailed(job.running.error_message())
+        return report
+
+    def process(
+        self,
+        inputVolume,  # noqa: ANN001 - vtkMRMLScalarVolumeNode
+        outputDir: Path | None = None,
+        device: str = "auto",
+        modelDir: Path | None = None,
+        caseKey: str = "",
+        showPlanes: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> lvpscene.CaseNodes:
+        """Run inference on ``inputVolume`` (blocking) and load the result (AI-assisted display)."""
+        job = self.startInference(inputVolume, outputDir, device, modelDir)
+        job.running.wait(progress=progress)
+        self.finishInference(job)
+        return self.loadResult(job.outputDir, inputVolume, caseKey, showPlanes)
+
+    def loadResult(self, outputDir: Path, inputVolume, caseKey: str = "", showPlanes: bool = False) -> lvpscene.CaseNodes:  # noqa: ANN001
+        """Import an ``lvp infer`` output folder into the scene."""
+        return lvpscene.import_result(self.scene, outputDir, inputVolume, caseKey, showPlanes)
+
+    # --------------------------------------------------------------- reading arms
+    def loadCase(
+        self,
+        arm: str,
+        inputVolume,  # noqa: ANN001
+        rows: list[GradeRow],
+        resultDir: Path | None = None,
+        caseKey: str = "",
+        showPlanes: bool = False,
+    ) -> lvpscene.CaseNodes:
+        """Put a case's reading nodes into the scene according to its arm.
+
+        Manual arm: only the reader's grade table; no segmentation, labels, planes or AI grade
+        is loaded or computed (``resultDir`` is not even read). AI-assisted arm: the result
+        folder and the grade table of ``rows``.
+        """
+        if arm == MANUAL:
+            return lvpscene.CaseNodes(gradeTable=lvpscene.create_manual_table(self.scene, inputVolume, rows, caseKey))
+        if resultDir is None:
+            raise ValueError("the AI-assisted arm needs the case's lvp infer result")
+        nodes = self.loadResult(resultDir, inputVolume, caseKey, showPlanes)
+        lvpscene.write_grade_table(nodes.gradeTable, rows)
+        return nodes
+
+    # ------------------------------------------------------------------ recompute
+    def exportForCore(self, segmentation, referenceVolume, folder: Path) -> tuple[Path, Path]:  # noqa: ANN001
+        """Write the edited segmentation as TotalSpineSeg labels and as the core's semantic mask."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        labels_path = folder / "edited_labels.nii.gz"
+        labels = lvpscene.export_labelmap(self.scene, segmentation, referenceVolume, labels_path)
+        semantic = np.zeros(labels.shape, dtype=np.uint8)
+        for value, cls in _SEMANTIC.items():
+            semantic[labels == value] = cls
+        image = sitk.ReadImage(str(labels_path))
+        out = sitk.GetImageFromArray(semantic)
+        out.CopyInformation(image)
+        semantic_path = folder / "edited_semantic.nii.gz"
+        sitk.WriteImage(out, str(semantic_path), useCompression=True)
+        return labels_path, semantic_path
+
+    def recompute(
+        self,
+        nodes: lvpscene.CaseNodes,
+        inputVolume,  # noqa: ANN001
+        rows: list[GradeRow],
+        workDir: Path,
+        progress: ProgressCallback | None = None,
+    ) -> tuple[list[GradeRow], list[GradeChange], dict]:
+        """Re-measure and re-grade from the edited segmentation; returns new rows, changes, report.
+
+        The core does the work (``lvp infer IMAGE --semantic MASK`` in a child process: level
+        labelling, measurements, grades and planes on the edited mask). The reader's own grade
+        changes are kept; the grade table and level labels are updated.
+        """
+        workDir = Path(workDir)
+        _, semantic_path = self.exportForCore(nodes.segmentation, inputVolume, workDir)
+        image_path = lvpscene.write_volume(inputVolume, workDir / "input.nii.gz")
+        out = workDir / "recomputed"
+        args = infer_command(image_path, out, "cpu", None, python=self.python)
+        args += ["--semantic", str(semantic_path), "--no-html"]
+        (out / "report.json").unlink(missing_ok=True)
+        running = self.runner.start(args)
+        running.wait(progress=progress)
+        report = self.finishInference(RunJob(running, out, image_path))
+        new_rows, changes = apply_recompute(rows, report)
+        if nodes.gradeTable is not None:
+            lvpscene.write_grade_table(nodes.gradeTable, new_rows)
+        if nodes.levelLabels is not None:
+            nodes.levelLabels.RemoveAllControlPoints()
+            fresh = lvpscene.add_level_labels(self.scene, report, "tmp")
+            for i in range(fresh.GetNumberOfControlPoints()):
+                index = nodes.levelLabels.AddControlPoint(
+                    fresh.GetNthControlPointPositionWorld(i), fresh.GetNthControlPointLabel(i)
+                )
+                nodes.levelLabels.SetNthControlPointDescription(index, fresh.GetNthControlPointDescription(i))
+            self.scene.RemoveNode(fresh)
+        (workDir / "recompute_changes.json").write_text(json.dumps([c.__dict__ for c in changes], indent=1))
+        return new_rows, changes, report
+
+
+def ai_rows_for_report(report: dict) -> list[GradeRow]:
+    """Grade rows of a report (AI-assisted arm, reader grades starting at the AI grade)."""
+    return rows_from_report(report)

@@ -1,0 +1,461 @@
+"""Importing an ``lvp infer`` result into an MRML scene, and exporting the edited segmentation.
+
+Everything takes the scene and nodes as arguments, so it runs inside Slicer and on the Qt-free
+``slicer-core`` wheel alike. Points in ``report.json`` are LPS; MRML is RAS = (-x, -y, z).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import slicer
+import SimpleITK as sitk
+import vtk
+from vtk.util import numpy_support
+
+from lvp.labels import CATEGORY, STRUCTURES, structure
+
+from .grades import GradeRow, grade_name
+
+# Segment tag holding the TotalSpineSeg label value: export maps segments to values by this tag,
+# never by segment order, so reordering, renaming or adding segments cannot shift the labels.
+LABEL_VALUE_TAG = "LVP.LabelValue"
+# Node attribute marking every node this module made for a case (removed on case change).
+CASE_ATTRIBUTE = "LVP.Case"
+ROLE_ATTRIBUTE = "LVP.Role"
+TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+ANATOMY_CONTEXT = "Anatomic codes - DICOM master list"
+
+TABLE_COLUMNS = (
+    "level",
+    "pathology",
+    "ai_grade",
+    "ai_grade_name",
+    "confidence",
+    "measurement",
+    "value",
+    "reader_grade",
+    "reader_grade_name",
+    "decision",
+)
+
+
+def lps_to_ras(point) -> list[float]:  # noqa: ANN001 - any 3-sequence
+    """LPS millimetres to RAS millimetres."""
+    return [-float(point[0]), -float(point[1]), float(point[2])]
+
+
+def ras_to_lps(point) -> list[float]:  # noqa: ANN001 - any 3-sequence
+    """RAS millimetres to LPS millimetres."""
+    return [-float(point[0]), -float(point[1]), float(point[2])]
+
+
+def terminology_entry(value: int) -> str:
+    """The serialized Slicer terminology entry (SNOMED CT) of a TotalSpineSeg label value."""
+    coding = structure(value).coding
+    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
+        TERMINOLOGY_CONTEXT,
+        CATEGORY.code, CATEGORY.scheme, CATEGORY.meaning,
+        coding.code, coding.scheme, coding.meaning,
+        "", "", "",
+        ANATOMY_CONTEXT, "", "", "", "", "", "",
+    )  # fmt: skip
+
+
+def segment_tag(segment, name: str) -> str | None:  # noqa: ANN001 - vtkSegment
+    """A segment tag's value, or None when the segment does not carry it."""
+    value = vtk.reference("")
+    return str(value) if segment.GetTag(name, value) else None
+
+
+@dataclass
+class CaseNodes:
+    """The nodes one case put into the scene (None where the arm or result has none)."""
+
+    segmentation: object | None = None
+    levelLabels: object | None = None
+    scanPlanes: list = field(default_factory=list)
+    gradeTable: object | None = None
+    planesFolderItem: int = 0
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _ijk_to_ras(image: sitk.Image) -> vtk.vtkMatrix4x4:
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    spacing = np.array(image.GetSpacing())
+    lps = np.eye(4)
+    lps[:3, :3] = direction * spacing  # columns scaled by the spacing of their index axis
+    lps[:3, 3] = image.GetOrigin()
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, ras[r, c])
+    return matrix
+
+
+def labelmap_node_from_file(scene, path: Path, name: str):  # noqa: ANN001, ANN201 - MRML objects
+    """Read a label image (NIfTI, NRRD...) with SimpleITK into a new labelmap volume node.
+
+    SimpleITK rather than a storage node: it behaves the same with and without the Slicer
+    application, and keeps the file's exact grid (IJK to RAS from origin, spacing, direction).
+    """
+    image = sitk.ReadImage(str(path))
+    array = sitk.GetArrayFromImage(image).astype(np.int16)
+    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", name)
+    image_data = vtk.vtkImageData()
+    image_data.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
+    vtk_array = numpy_support.numpy_to_vtk(array.ravel(), deep=True, array_type=vtk.VTK_SHORT)
+    image_data.GetPointData().SetScalars(vtk_array)
+    node.SetAndObserveImageData(image_data)
+    node.SetIJKToRASMatrix(_ijk_to_ras(image))
+    return node
+
+
+def labelmap_array(node) -> np.ndarray:  # noqa: ANN001 - a volume node
+    """A copy of a volume node's voxels as a numpy array indexed ``[k, j, i]``."""
+    image = node.GetImageData()
+    dims = image.GetDimensions()
+    return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1]).copy()
+
+
+def _color_table(scene, values: list[int]):  # noqa: ANN001, ANN202
+    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", "LVP structures")
+    table.SetTypeToUser()
+    table.SetNumberOfColors(max(values) + 1)
+    table.SetColor(0, "background", 0.0, 0.0, 0.0, 0.0)
+    for value in range(1, max(values) + 1):
+        if value in STRUCTURES:
+            info = STRUCTURES[value]
+            table.SetColor(value, info.name, *info.color, 1.0)
+        else:
+            table.SetColor(value, "", 0.0, 0.0, 0.0, 0.0)
+    table.SetAttribute("Category", "LumbarVNetPro")
+    return table
+
+
+# --------------------------------------------------------------------------- import
+
+
+def _segmentation_logic(scene):  # noqa: ANN001, ANN202
+    logic = slicer.vtkSlicerSegmentationsModuleLogic()
+    logic.SetMRMLScene(scene)
+    return logic
+
+
+def import_segmentation(scene, labelPath: Path, referenceVolume, name: str = "LVP segmentation"):  # noqa: ANN001, ANN201
+    """A segmentation node with one segment per structure found in a TotalSpineSeg label image.
+
+    Each segment gets the structure's name, colour, SNOMED terminology tag and its label value
+    tag; the segmentation's reference geometry is the input volume's.
+    """
+    labelmap = labelmap_node_from_file(scene, labelPath, name + " labelmap")
+    values = sorted(int(v) for v in np.unique(labelmap_array(labelmap)) if v)
+    unknown = [v for v in values if v not in STRUCTURES]
+    if unknown:
+        scene.RemoveNode(labelmap)
+        raise ValueError(f"segmentation holds label values LVP does not define: {unknown}")
+    colors = _color_table(scene, values or [1])
+    labelmap.CreateDefaultDisplayNodes()
+    labelmap.GetDisplayNode().SetAndObserveColorNodeID(colors.GetID())
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    segmentation.CreateDefaultDisplayNodes()
+    if referenceVolume is not None:
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
+    if values and not _segmentation_logic(scene).ImportLabelmapToSegmentationNode(labelmap, segmentation):
+        raise RuntimeError(f"could not import {labelPath} as a segmentation")
+    seg = segmentation.GetSegmentation()
+    by_name = {STRUCTURES[v].name: v for v in values}
+    for index in range(seg.GetNumberOfSegments()):
+        segment = seg.GetNthSegment(index)
+        value = by_name[segment.GetName()]
+        info = STRUCTURES[value]
+        segment.SetColor(*info.color)
+        segment.SetLabelValue(value)
+        segment.SetTag(LABEL_VALUE_TAG, str(value))
+        segment.SetTag(segment.GetTerminologyEntryTagName(), terminology_entry(value))
+    scene.RemoveNode(labelmap)
+    scene.RemoveNode(colors)
+    return segmentation
+
+
+def add_level_labels(scene, report: dict, name: str = "LVP levels"):  # noqa: ANN001, ANN201
+    """A fiducial node with one labelled point per vertebra, sacrum and disc, at its centre."""
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+    for item in report.get("structures", []):
+        if item.get("kind") == "canal" or item.get("center_lps") is None:
+            continue
+        label = item["name"].removesuffix(" disc")
+        index = node.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(item["center_lps"])), label)
+        node.SetNthControlPointDescription(index, f"label {item['label']}")
+    # Labels mark anatomy, they are not edited by dragging.
+    node.SetLocked(True)
+    return node
+
+
+def add_scan_planes(scene, report: dict, visible: bool = False) -> list:
+    """One plane node per level with a ``scan_plane``; hidden unless ``visible``."""
+    planes = []
+    for level in report.get("levels", []):
+        plane = level.get("scan_plane")
+        if not plane:
+            continue
+        node = scene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", f"LVP plane {level['level']}")
+        node.CreateDefaultDisplayNodes()
+        u = lps_to_ras(plane["axis_u_lps"])
+        v = lps_to_ras(plane["axis_v_lps"])
+        n = lps_to_ras(plane["normal_lps"])
+        node.SetCenterWorld(lps_to_ras(plane["center_lps"]))
+        node.SetAxesWorld(u, v, n)
+        node.SetSizeWorld(*plane.get("extent_mm", [60.0, 60.0]))
+        node.SetAttribute("LVP.ThicknessMm", str(plane.get("thickness_mm", "")))
+        node.GetDisplayNode().SetVisibility(visible)
+        planes.append(node)
+    return planes
+
+
+def set_planes_visible(planes: list, visible: bool) -> None:
+    """Show or hide all scan planes (the panel's one-click toggle)."""
+    for node in planes:
+        node.GetDisplayNode().SetVisibility(visible)
+
+
+def write_grade_table(table, rows: list[GradeRow]) -> None:  # noqa: ANN001 - vtkMRMLTableNode
+    """Fill a table node with one row per grade (columns :data:`TABLE_COLUMNS`).
+
+    Missing numbers are written as empty strings: the table is for display and CSV export, the
+    rows themselves stay the source of truth.
+    """
+    vtk_table = table.GetTable()
+    was_modifying = table.StartModify()
+    vtk_table.Initialize()
+    for name in TABLE_COLUMNS:
+        column = vtk.vtkStringArray()
+        column.SetName(name)
+        vtk_table.AddColumn(column)
+    for row in rows:
+        values = [
+            row.level,
+            row.pathology,
+            _text(row.ai_grade),
+            grade_name(row.pathology, row.ai_grade),
+            _text(None if row.confidence is None else round(row.confidence, 3)),
+            row.measurement,
+            _text(None if row.value is None else round(row.value, 2)),
+            _text(row.reader_grade),
+            grade_name(row.pathology, row.reader_grade),
+            row.decision or "",
+        ]
+        index = vtk_table.InsertNextBlankRow()
+        for col, text in enumerate(values):
+            vtk_table.SetValue(index, col, vtk.vtkVariant(text))
+    table.Modified()
+    table.EndModify(was_modifying)
+
+
+def read_grade_table(table) -> list[dict]:  # noqa: ANN001 - vtkMRMLTableNode
+    """Rows of a grade table node as dicts of strings (for checks and export)."""
+    vtk_table = table.GetTable()
+    names = [vtk_table.GetColumnName(c) for c in range(vtk_table.GetNumberOfColumns())]
+    return [
+        {names[c]: vtk_table.GetValue(r, c).ToString() for c in range(len(names))}
+        for r in range(vtk_table.GetNumberOfRows())
+    ]
+
+
+def _text(value) -> str:  # noqa: ANN001 - int, float or None
+    return "" if value is None else str(value)
+
+
+def study_item_of(scene, volume) -> int:  # noqa: ANN001 - MRML objects
+    """The subject hierarchy item new case nodes go under: the volume's parent (its study)."""
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    item = sh.GetItemByDataNode(volume)
+    return sh.GetItemParent(item) if item else sh.GetSceneItemID()
+
+
+def subject_item(scene, node, parent: int = 0) -> int:  # noqa: ANN001 - MRML objects
+    """The subject hierarchy item of ``node``, created under ``parent`` if it has none.
+
+    The Slicer application creates items for new nodes on its own; the bare MRML libraries
+    do not, so this covers both.
+    """
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    item = sh.GetItemByDataNode(node)
+    return item or sh.CreateItem(parent or sh.GetSceneItemID(), node)
+
+
+def _place(scene, node, parent: int, caseKey: str, role: str) -> None:  # noqa: ANN001 - MRML objects
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    sh.SetItemParent(subject_item(scene, node, parent), parent)
+    node.SetAttribute(CASE_ATTRIBUTE, caseKey)
+    node.SetAttribute(ROLE_ATTRIBUTE, role)
+
+
+def load_report(outputDir: Path) -> dict:
+    """``report.json`` of an ``lvp infer`` output folder, checked for schema and status."""
+    path = Path(outputDir) / "report.json"
+    report = json.loads(path.read_text())
+    if report.get("schema") != "lvp-report" or not str(report.get("schema_version", "")).startswith("1."):
+        raise ValueError(f"{path} is not an lvp-report 1.x file")
+    return report
+
+
+def import_result(scene, outputDir: Path, inputVolume, caseKey: str = "", showPlanes: bool = False) -> CaseNodes:  # noqa: ANN001
+    """Put an ``lvp infer`` output folder into the scene for the AI-assisted arm.
+
+    Creates the segmentation (on the input's geometry), the level labels, the hidden scan
+    planes (in their own subject hierarchy folder) and the grade table, all placed in the input
+    volume's study.
+    """
+    outputDir = Path(outputDir)
+    report = load_report(outputDir)
+    seg_file = outputDir / report.get("outputs", {}).get("segmentation", "segmentation.nii.gz")
+    base = inputVolume.GetName() if inputVolume is not None else "LVP"
+    nodes = CaseNodes()
+    nodes.segmentation = import_segmentation(scene, seg_file, inputVolume, f"{base} LVP segmentation")
+    nodes.levelLabels = add_level_labels(scene, report, f"{base} LVP levels")
+    nodes.scanPlanes = add_scan_planes(scene, report, visible=showPlanes)
+    nodes.gradeTable = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{base} LVP grades")
+    from .grades import rows_from_report
+
+    write_grade_table(nodes.gradeTable, rows_from_report(report))
+    parent = study_item_of(scene, inputVolume) if inputVolume is not None else 0
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    parent = parent or sh.GetSceneItemID()
+    _place(scene, nodes.segmentation, parent, caseKey, "segmentation")
+    _place(scene, nodes.levelLabels, parent, caseKey, "levels")
+    _place(scene, nodes.gradeTable, parent, caseKey, "grades")
+    nodes.planesFolderItem = sh.CreateFolderItem(parent, f"{base} LVP scan planes")
+    for plane in nodes.scanPlanes:
+        _place(scene, plane, nodes.planesFolderItem, caseKey, "scan_plane")
+    return nodes
+
+
+def create_manual_table(scene, inputVolume, rows: list[GradeRow], caseKey: str = ""):  # noqa: ANN001, ANN201
+    """The only node a manual-arm read creates: the reader's grade table without AI columns filled."""
+    base = inputVolume.GetName() if inputVolume is not None else "LVP"
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{base} reader grades")
+    write_grade_table(table, rows)
+    parent = study_item_of(scene, inputVolume) if inputVolume is not None else 0
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    _place(scene, table, parent or sh.GetSceneItemID(), caseKey, "grades")
+    return table
+
+
+def remove_case_nodes(scene, caseKey: str) -> int:  # noqa: ANN001 - vtkMRMLScene
+    """Remove every node a case put into the scene; returns how many were removed."""
+    doomed = []
+    for index in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(index)
+        if node.GetAttribute(CASE_ATTRIBUTE) == caseKey and node.GetAttribute(ROLE_ATTRIBUTE):
+            doomed.append(node)
+    for node in doomed:
+        scene.RemoveNode(node)
+    return len(doomed)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def segment_label_values(segmentation) -> dict[str, int]:  # noqa: ANN001 - vtkMRMLSegmentationNode
+    """Segment ID -> TotalSpineSeg value, from each segment's label value tag.
+
+    A segment without the tag (e.g. one the reader added) is matched by its structure name;
+    one that matches neither is refused, because guessing a level would corrupt the grading.
+    """
+    seg = segmentation.GetSegmentation()
+    names = {info.name: value for value, info in STRUCTURES.items()}
+    result, unknown = {}, []
+    for index in range(seg.GetNumberOfSegments()):
+        segment_id = seg.GetNthSegmentID(index)
+        segment = seg.GetSegment(segment_id)
+        tag = segment_tag(segment, LABEL_VALUE_TAG)
+        if tag is not None:
+            result[segment_id] = int(tag)
+        elif segment.GetName() in names:
+            result[segment_id] = names[segment.GetName()]
+        else:
+            unknown.append(segment.GetName())
+    if unknown:
+        raise ValueError(
+            "cannot tell which structure these segments are: " + ", ".join(unknown)
+            + "; name each after a structure (e.g. 'L4', 'L4-L5 disc') or delete it"
+        )
+    return result
+
+
+def export_labelmap(scene, segmentation, referenceVolume, path: Path | None = None) -> np.ndarray:  # noqa: ANN001
+    """The edited segmentation as a TotalSpineSeg label array on the reference volume's grid.
+
+    Values come from :func:`segment_label_values` through a colour table, so segment order does
+    not matter. When ``path`` is given the labels are also written there (NIfTI/NRRD by suffix)
+    with the reference volume's LPS geometry, ready for the core.
+    """
+    values = segment_label_values(segmentation)
+    colors = scene.AddNewNodeByClass("vtkMRMLColorTableNode", "LVP export colors")
+    colors.SetTypeToUser()
+    colors.SetNumberOfColors(max(max(values.values(), default=1), max(STRUCTURES)) + 1)
+    for value in range(colors.GetNumberOfColors()):
+        colors.SetColor(value, "", 0.0, 0.0, 0.0, 0.0)
+    seg = segmentation.GetSegmentation()
+    for segment_id, value in values.items():
+        # The export matches segments to colour entries by segment name.
+        colors.SetColor(value, seg.GetSegment(segment_id).GetName(), 1.0, 1.0, 1.0, 1.0)
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "LVP export")
+    ids = vtk.vtkStringArray()
+    for segment_id in values:
+        ids.InsertNextValue(segment_id)
+    try:
+        ok = _segmentation_logic(scene).ExportSegmentsToLabelmapNode(
+            segmentation, ids, labelmap, referenceVolume, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, colors
+        )
+        if not ok:
+            raise RuntimeError("could not export the segmentation to a labelmap")
+        array = labelmap_array(labelmap)
+        if path is not None:
+            image = sitk.GetImageFromArray(array.astype(np.uint8))
+            _set_lps_geometry(image, labelmap)
+            sitk.WriteImage(image, str(path), useCompression=True)
+    finally:
+        scene.RemoveNode(labelmap)
+        scene.RemoveNode(colors)
+    return array
+
+
+def _set_lps_geometry(image: sitk.Image, volume) -> None:  # noqa: ANN001 - a volume node
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    ras = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ras
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    image.SetSpacing([float(s) for s in spacing])
+    image.SetDirection([float(v) for v in (lps[:3, :3] / spacing).ravel()])
+    image.SetOrigin([float(v) for v in lps[:3, 3]])
+
+
+def write_volume(volume, path: Path) -> Path:  # noqa: ANN001 - a scalar volume node
+    """Write a scalar volume node to NIfTI/NRRD with SimpleITK, in LPS, for the child process."""
+    array = labelmap_array(volume)
+    image = sitk.GetImageFromArray(array)
+    _set_lps_geometry(image, volume)
+    sitk.WriteImage(image, str(path), useCompression=True)
+    return Path(path)
+
+
+def volume_node_from_file(scene, path: Path, name: str):  # noqa: ANN001, ANN201
+    """Read an image into a new scalar volume node (SimpleITK, LPS to RAS)."""
+    image = sitk.ReadImage(str(path))
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    image_data = vtk.vtkImageData()
+    image_data.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
+    image_data.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True, array_type=vtk.VTK_FLOAT))
+    node.SetAndObserveImageData(image_data)
+    node.SetIJKToRASMatrix(_ijk_to_ras(image))
+    return node

@@ -1,0 +1,406 @@
+"""``lvp infer`` for one case: read → segment → label levels → measure → grade → plan → write.
+
+:func:`run_inference` returns the report (the content of ``report.json``) and writes, in
+``out_dir``: ``segmentation.nii.gz`` (TotalSpineSeg label values on the input's own voxel grid),
+``segmentation.seg.nrrd`` (the same as a Slicer segmentation with names, colours and SNOMED
+terminology), ``report.html`` and ``report.json``.
+
+Failure policy (the product rule "a partial result is never shown as complete"):
+
+* the input cannot be read, or no vertebra / disc is found → :class:`~lvp.errors.InputError`,
+  nothing is written (an earlier run's files in ``out_dir`` stay as they were);
+* the model cannot be loaded → :class:`~lvp.errors.ModelError`, nothing is written;
+* a later stage fails (labelling, measurement, grading, scan planes, axial series, figure) →
+  the outputs are written with ``"status": "partial"``, ``"failed_stage"`` and ``"error"``
+  naming it, and the HTML report says so in a red banner; ``lvp infer`` exits non-zero.
+
+Every file is written under a temporary name and renamed into place, and ``report.json`` is
+written last: an interrupted run never leaves a truncated file, nor a report describing files
+that do not exist.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from lvp import __version__
+from lvp.errors import InputError
+from lvp.io.read import read_volume
+from lvp.io.volume import Volume
+from lvp.labels import CANAL, CANAL_LABEL, DISC, SACRUM_LABEL, STRUCTURES, VERTEBRA
+from lvp.report.schema import SCHEMA_NAME, SCHEMA_VERSION, validate_report
+
+log = logging.getLogger("lvp.pipeline")
+
+ProgressFn = Callable[[str, float], None]
+
+SEGMENTATION = "segmentation.nii.gz"
+SEG_NRRD = "segmentation.seg.nrrd"
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
+SEMANTIC = "semantic.nii.gz"
+
+# Where each stage starts on the 0..1 progress scale of one case (measured shares of the time).
+STAGE_START = {"read": 0.0, "network": 0.1, "labelling": 0.6, "measure": 0.7, "grade": 0.78, "planes": 0.8,
+               "axial": 0.83, "write": 0.85, "figure": 0.92, "done": 1.0}
+
+
+@dataclass
+class SemanticResult:
+    """What a segmenter returns: network classes on the canonical grid, with optional extras."""
+
+    semantic: np.ndarray
+    probability: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class MaskSegmenter:
+    """A "segmenter" that returns an existing semantic mask (classes 1 vertebra, 2 disc, 3 canal).
+
+    For re-running the level labelling, measurements and grades on a corrected segmentation
+    (``lvp infer --semantic MASK``) and for exercising the pipeline without a model.
+    """
+
+    def __init__(self, mask_path: str | Path):
+        self.mask_path = Path(mask_path)
+        self.info = {"name": "semantic-mask", "version": "n/a", "sha256": None, "runtime": "none",
+                     "device": "cpu", "mask": str(self.mask_path)}
+
+    def segment(self, volume: Volume) -> SemanticResult:
+        """Read the mask and check it lies on the volume's grid."""
+        t0 = time.perf_counter()
+        mask = read_volume(self.mask_path, validate=False, require_sagittal=False)
+        if mask.shape != volume.shape or not np.allclose(mask.affine, volume.affine, atol=1e-3):
+            raise InputError(f"{self.mask_path}: the semantic mask is not on the image's voxel grid "
+                             f"(mask {mask.shape}, image {volume.shape})")
+        semantic = mask.array.astype(np.uint8, copy=False)
+        if semantic.max(initial=0) > CANAL:
+            raise InputError(f"{self.mask_path}: a semantic mask holds only 0 background, 1 vertebra, 2 disc "
+                             f"and 3 canal; it has value {int(semantic.max())}")
+        return SemanticResult(semantic, None, {"network": time.perf_counter() - t0})
+
+
+def _report_skeleton(volume: Volume | None, input_path: Path) -> dict:
+    report: dict[str, Any] = {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "lvp_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "status": "complete",
+        "failed_stage": None,
+        "error": None,
+        "input": {"path": str(input_path)},
+        "model": {},
+        "timings_s": {},
+        "outputs": {"segmentation": None, "segmentation_seg_nrrd": None, "report_html": None},
+        "structures": [],
+        "levels": [],
+        "axial": None,
+        "warnings": [],
+    }
+    if volume is not None:
+        src = volume.source
+        report["input"] = {
+            "path": str(volume.meta.get("path", input_path)),
+            "format": volume.meta.get("format", "nifti"),
+            "series_uid": volume.meta.get("series_uid"),
+            "size": list(src.size),
+            "spacing": list(src.spacing),
+            "origin": list(src.origin),
+            "direction": list(src.direction),
+            "coordinate_system": "LPS",
+        }
+    return report
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy scalars/arrays to Python, tuples to lists, NaN/inf to None."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if hasattr(value, "to_dict"):
+        return _jsonable(value.to_dict())
+    return value
+
+
+def _point(p: Any) -> list[float] | None:
+    return None if p is None else [float(v) for v in np.asarray(p, dtype=float).ravel()[:3]]
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write via ``write(tmp)`` to a temporary sibling (same suffixes) and rename it into place."""
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_nifti(image: sitk.Image, path: Path) -> None:
+    # Level 1 gzip: label maps compress to about the same size as level 6, several times faster.
+    writer = sitk.ImageFileWriter()
+    writer.SetFileName(str(path))
+    writer.UseCompressionOn()
+    writer.SetCompressionLevel(1)
+    writer.Execute(image)
+
+
+def _structure_entries(volume: Volume, labels: np.ndarray, lab: Any) -> list[dict]:
+    voxel_mm3 = float(np.prod(volume.spacing))
+    entries = []
+    for item in list(getattr(lab, "vertebrae", [])) + list(getattr(lab, "discs", [])):
+        value = int(item.label)
+        if value not in STRUCTURES:
+            continue  # a level without an output label value (above T11) is not in the segmentation
+        entries.append({
+            "label": value,
+            "name": str(item.name),
+            "kind": str(getattr(item, "kind", None) or STRUCTURES[value].kind),
+            "center_lps": _point(getattr(item, "centroid_lps", None)),
+            "volume_mm3": float(getattr(item, "voxels", 0)) * voxel_mm3,
+            "confidence": _jsonable(getattr(item, "confidence", None)),
+        })
+    present = {e["label"] for e in entries}
+    for value, name, kind in ((SACRUM_LABEL, "sacrum", "sacrum"), (CANAL_LABEL, "spinal canal", "canal")):
+        if value in present:
+            continue
+        idx = np.argwhere(labels == value)
+        if len(idx):
+            entries.append({"label": value, "name": name, "kind": kind,
+                            "center_lps": _point(volume.index_to_lps(idx.mean(axis=0))),
+                            "volume_mm3": len(idx) * voxel_mm3, "confidence": None})
+    return entries
+
+
+def _level_entries(lab: Any, measurements: dict | None, grades: dict | None, planes: dict | None) -> list[dict]:
+    levels = []
+    for disc in getattr(lab, "discs", []):
+        if int(disc.label) not in STRUCTURES:
+            continue
+        name = str(disc.name)
+        level = name[:-5] if name.endswith(" disc") else name
+        meas = (measurements or {}).get(level)
+        levels.append({
+            "level": level,
+            "disc_label": int(disc.label),
+            "center_lps": _point(getattr(disc, "centroid_lps", None)),
+            "confidence": _jsonable(getattr(disc, "confidence", None)),
+            "measurements": _jsonable(meas) if meas is not None else {},
+            "grades": _jsonable((grades or {}).get(level, {})),
+            "scan_plane": _jsonable((planes or {}).get(level)),
+        })
+    return levels
+
+
+class _Stages:
+    """Runs the post-network stages, recording timings and the first failure."""
+
+    def __init__(self, report: dict, progress: ProgressFn | None):
+        self.report = report
+        self.progress = progress
+
+    def tick(self, stage: str) -> None:
+        if self.progress:
+            self.progress(stage, STAGE_START[stage])
+
+    def run(self, stage: str, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` unless an earlier stage failed; on error mark the report partial."""
+        if self.report["status"] != "complete":
+            return None
+        self.tick(stage)
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        except Exception as err:  # noqa: BLE001 - any failure here must become a partial report
+            log.warning("stage %s failed: %s", stage, err, exc_info=log.isEnabledFor(logging.DEBUG))
+            self.report["status"] = "partial"
+            self.report["failed_stage"] = stage
+            self.report["error"] = f"{type(err).__name__}: {err}"
+            return None
+        finally:
+            self.report["timings_s"][stage] = time.perf_counter() - t0
+
+
+def _check_spine(semantic: np.ndarray, path: Path) -> None:
+    counts = np.bincount(semantic.ravel(), minlength=4)
+    if counts[VERTEBRA] == 0 and counts[DISC] == 0:
+        raise InputError(f"{path}: no vertebra or intervertebral disc was found; is this a sagittal lumbar "
+                         "spine MRI? (LVP reads sagittal T2-weighted lumbar spine series)")
+
+
+def make_segmenter(model_dir: str | Path | None = None, device: str = "auto") -> Any:
+    """Load the network once (a batch reuses it for every case)."""
+    from lvp.segmenter import Segmenter  # imported late: loading torch/onnxruntime takes a while
+
+    return Segmenter(model_dir=model_dir, device=device)
+
+
+def run_inference(input_path: str | Path, out_dir: str | Path, *, axial: str | Path | None = None,
+                  device: str = "auto", model_dir: str | Path | None = None, segmenter: Any = None,
+                  progress: ProgressFn | None = None, html: bool = True) -> dict:
+    """Read one series, run every stage, write the outputs to ``out_dir``; return the report.
+
+    ``segmenter`` (anything with ``.segment(volume)`` and ``.info``) is reused when given so a
+    batch loads the model once; otherwise one is made from ``model_dir`` and ``device``.
+    ``progress(stage, fraction)`` is called as the stages start.
+    """
+    t_start = time.perf_counter()
+    input_path = Path(input_path)
+    out_dir = Path(out_dir)
+    timings: dict[str, float] = {}
+    if progress:
+        progress("read", STAGE_START["read"])
+    t0 = time.perf_counter()
+    volume = read_volume(input_path)
+    timings["read"] = time.perf_counter() - t0
+
+    if segmenter is None:
+        t0 = time.perf_counter()
+        segmenter = make_segmenter(model_dir, device)
+        timings["load_model"] = time.perf_counter() - t0
+    if progress:
+        progress("network", STAGE_START["network"])
+    t0 = time.perf_counter()
+    seg_out = segmenter.segment(volume)
+    seg_total = time.perf_counter() - t0
+    seg_timings = {k: float(v) for k, v in dict(getattr(seg_out, "timings", {}) or {}).items()}
+    timings.update(seg_timings)
+    if not seg_timings:
+        timings["network"] = seg_total
+    semantic = np.asarray(seg_out.semantic)
+    if semantic.shape != volume.shape:
+        raise RuntimeError(f"the segmenter returned shape {semantic.shape} for a volume of {volume.shape}")
+    _check_spine(semantic, input_path)
+
+    report = _report_skeleton(volume, input_path)
+    report["model"] = _jsonable(dict(getattr(segmenter, "info", {}) or {}))
+    report["timings_s"] = timings
+    stages = _Stages(report, progress)
+
+    lab = stages.run("labelling", lambda: _label(semantic, volume, getattr(seg_out, "probability", None)))
+    if lab is not None:
+        report["warnings"].extend(_jsonable(list(getattr(lab, "warnings", []) or [])))
+        if not getattr(lab, "vertebrae", None) and not getattr(lab, "discs", None):
+            raise InputError(f"{input_path}: no vertebral level could be identified; is this a sagittal lumbar "
+                             "spine MRI?")
+    meas = stages.run("measure", lambda: _measure(volume, lab))
+    grades = stages.run("grade", lambda: _grade(meas))
+    scan = stages.run("planes", lambda: _planes(volume, lab))
+    if axial is not None:
+        report["axial"] = stages.run("axial", lambda: _axial_section(volume, lab, axial, scan))
+
+    # Outputs. Without a level labelling the label values cannot be assigned: the semantic
+    # classes are written instead (named in "outputs") and the report is partial already.
+    stages.tick("write")
+    labels = np.asarray(lab.labels) if lab is not None else None
+    t_write = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = report["outputs"]
+    t0 = time.perf_counter()
+    if labels is not None:
+        src_img = volume.to_source_image(labels.astype(np.uint8, copy=False))
+        _atomic_write(out_dir / SEGMENTATION, lambda p: _write_nifti(src_img, p))
+        outputs["segmentation"] = SEGMENTATION
+        timings["write_nifti"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        from lvp.io.seg_nrrd import write_seg_nrrd
+
+        _atomic_write(out_dir / SEG_NRRD, lambda p: write_seg_nrrd(src_img, p))
+        outputs["segmentation_seg_nrrd"] = SEG_NRRD
+        timings["write_seg_nrrd"] = time.perf_counter() - t0
+    else:
+        sem_img = volume.to_source_image(semantic.astype(np.uint8, copy=False))
+        _atomic_write(out_dir / SEMANTIC, lambda p: _write_nifti(sem_img, p))
+        outputs["semantic"] = SEMANTIC
+        timings["write_nifti"] = time.perf_counter() - t0
+
+    report["structures"] = _structure_entries(volume, labels, lab) if labels is not None else []
+    report["levels"] = _level_entries(lab, meas, grades, scan) if lab is not None else []
+
+    if html:
+        figure = stages_figure(stages, volume, labels if labels is not None else semantic, report)
+        t0 = time.perf_counter()
+        from lvp.report.html import render_html
+
+        page = render_html(report, figure)
+        _atomic_write(out_dir / REPORT_HTML, lambda p: p.write_text(page, encoding="utf-8"))
+        outputs["report_html"] = REPORT_HTML
+        timings["write_html"] = time.perf_counter() - t0
+    timings["write"] = time.perf_counter() - t_write
+    timings["total"] = time.perf_counter() - t_start
+    report["timings_s"] = {k: round(float(v), 4) for k, v in timings.items()}
+    report = _jsonable(report)
+    validate_report(report)
+    text = json.dumps(report, indent=1, allow_nan=False)
+    _atomic_write(out_dir / REPORT_JSON, lambda p: p.write_text(text, encoding="utf-8"))
+    if progress:
+        progress("done", STAGE_START["done"])
+    return report
+
+
+def stages_figure(stages: _Stages, volume: Volume, labels: np.ndarray, report: dict) -> bytes | None:
+    """Draw the report figure as a stage of its own (a failing figure makes the report partial)."""
+    from lvp.report.html import sagittal_figure_png
+
+    points = [(lv["level"], lv["center_lps"]) for lv in report["levels"] if lv["center_lps"] is not None]
+    points += [(s["name"], s["center_lps"]) for s in report["structures"]
+               if s["kind"] == "vertebra" and s["center_lps"] is not None]
+    if report["status"] != "complete":
+        # Still draw the figure of what exists: it is what the reader needs to see why it failed.
+        try:
+            return sagittal_figure_png(volume, labels if labels.max(initial=0) > 3 else np.zeros_like(labels), points)
+        except Exception:  # noqa: BLE001
+            return None
+    return stages.run("figure", lambda: sagittal_figure_png(volume, labels, points))
+
+
+# The post-processing modules are imported inside their stages: a broken one then makes the
+# report partial with that stage named, and `lvp --help` stays fast.
+def _label(semantic: np.ndarray, volume: Volume, probability: np.ndarray | None) -> Any:
+    from lvp.labelling import label_levels
+
+    return label_levels(semantic, volume, probability=probability)
+
+
+def _measure(volume: Volume, lab: Any) -> dict:
+    from lvp.measure import measure_levels
+
+    return measure_levels(volume, lab)
+
+
+def _grade(meas: dict) -> dict:
+    from lvp.grading import grade_level
+
+    return {level: grade_level(m) for level, m in meas.items()}
+
+
+def _planes(volume: Volume, lab: Any) -> dict:
+    from lvp.planes import scan_planes
+
+    return scan_planes(volume, lab)
+
+
+def _axial_section(volume: Volume, lab: Any, axial_path: str | Path, scan: dict | None) -> dict:
+    from lvp.axial import axial_report
+
+    return axial_report(volume, lab, axial_path, scan)

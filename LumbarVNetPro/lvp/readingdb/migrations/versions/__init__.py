@@ -1,0 +1,1 @@
+"""Alembic revision scripts of the reading database (a package so that it is installed)."""

@@ -1,0 +1,49 @@
+"""Pre-resampled training data: every labelled case on the cache grid, in one compressed npz.
+
+Images are stored normalised (:func:`lvp.preprocess.normalise_intensity`) and quantised to
+uint8, labels as network classes. The cache holds what the network sees, so it can be carried
+to a training machine without SimpleITK or the original files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lvp.preprocess import grid_shape_for, normalise_intensity, resample
+
+
+def build_cache(roots: list[Path], out: Path, spacing: tuple[float, float, float], max_cases: int = 0) -> Path:
+    """Resample every labelled case under ``roots`` to ``spacing`` and write ``out`` (npz)."""
+    from lvp.datasets import discover_cases, load_case
+
+    arrays: dict[str, np.ndarray] = {}
+    meta = {"spacing": list(spacing), "cases": []}
+    n = 0
+    for root in roots:
+        for case in discover_cases(root):
+            if case.labels is None or case.scheme not in ("lvp3", "spider"):
+                continue  # partial label schemes are for evaluation only
+            vol, sem, _ = load_case(case)
+            shape = grid_shape_for(vol.shape, vol.spacing, spacing)
+            img = normalise_intensity(resample(vol.array.astype(np.float32), shape))
+            lab = resample(sem, shape, labels=True)
+            arrays[f"img_{case.case_id}"] = np.round(img.numpy() * 255).astype(np.uint8)
+            arrays[f"lab_{case.case_id}"] = lab.numpy().astype(np.uint8)
+            meta["cases"].append(case.case_id)
+            n += 1
+            if max_cases and n >= max_cases:
+                break
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    return out
+
+
+def load_cache(path: Path) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """``(meta, {case_id: (image uint8, labels uint8)})`` from a cache file."""
+    with np.load(path) as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+        cases = {cid: (z[f"img_{cid}"], z[f"lab_{cid}"]) for cid in meta["cases"]}
+    return meta, cases

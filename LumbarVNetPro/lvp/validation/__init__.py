@@ -1,0 +1,1 @@
+"""Validation of LVP's readings against the shared data's reference masks and grades."""

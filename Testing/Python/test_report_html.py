@@ -1,0 +1,109 @@
+"""report.html renders: figure, grade table with measurement and confidence, escaping, partial banner."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from lvp.io.read import read_volume
+from lvp.report.html import mid_sagittal_index, render_html, sagittal_figure_png
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[str] = []
+        self.text: list[str] = []
+        self.imgs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.imgs.append(dict(attrs)["src"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _report(status: str = "complete") -> dict:
+    return {
+        "status": status, "failed_stage": None if status == "complete" else "measure",
+        "error": None if status == "complete" else "ValueError: <broken>",
+        "input": {"path": "<script>alert(1)</script>.nii.gz"}, "model": {"name": "lvp-vnet", "version": "1"},
+        "timings_s": {"total": 0.4},
+        "levels": [{"level": "L4-L5", "confidence": 0.91, "grades": {
+            "herniation": {"grade": 2, "name": "protrusion", "confidence": 0.63,
+                           "measurement": "posterior_displacement_mm", "value": 4.12, "rule": "d > 3 mm & <b>"},
+            "canal_stenosis": {"grade": 0, "name": "none", "confidence": 0.8, "measurement": "dural_sac_area_mm2",
+                               "value": 140.0}}}],
+        "warnings": [{"code": "transitional_anatomy", "message": "L6 <present>"}],
+    }
+
+
+@pytest.fixture(scope="module")
+def sample(sample_case):
+    vol = read_volume(sample_case)
+    ref = read_volume(str(sample_case).replace("_t2.nii.gz", "_labels.nii.gz"), validate=False).array
+    labels = np.zeros(ref.shape, np.uint8)
+    labels[ref == 1], labels[ref == 2], labels[ref == 3] = 43, 94, 2
+    return vol, labels
+
+
+def test_html_escapes_text_and_shows_grade_measurement_and_confidence():
+    page = render_html(_report(), None)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "&lt;present&gt;" in page and "<present>" not in page
+    parser = _Collect()
+    parser.feed(page)
+    text = " ".join(parser.text)
+    assert "protrusion" in text and "posterior_displacement_mm = 4.1" in text and "confidence 0.63" in text
+    assert "PARTIAL" not in text
+    grade_table = page.split('class="grades"', 1)[1].split("</table>", 1)[0]
+    assert grade_table.count("<tr>") == 2  # header + one level
+
+
+def test_partial_report_is_flagged():
+    page = render_html(_report("partial"), None)
+    assert 'class="partial"' in page and "measure" in page and "&lt;broken&gt;" in page
+
+
+def test_figure_is_a_png_of_the_slice_with_overlay(sample):
+    vol, labels = sample
+    point = vol.index_to_lps(np.array([7.0, 300.0, 250.0]))
+    png = sagittal_figure_png(vol, labels, [("L4-L5", point)], height_px=300)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    from matplotlib.image import imread
+
+    img = imread(io.BytesIO(png))
+    assert img.shape[0] == 300
+    # Aspect follows the field of view in mm (SI x AP), not the voxel counts.
+    expected_w = 300 * (vol.shape[2] * vol.spacing[2]) / (vol.shape[1] * vol.spacing[1])
+    assert abs(img.shape[1] - expected_w) <= 2
+    # The overlay colours pixels: some are clearly not grey.
+    rgb = img[..., :3]
+    assert np.mean(np.ptp(rgb, axis=-1) > 0.15) > 0.02
+    page = render_html(_report(), png)
+    parser = _Collect()
+    parser.feed(page)
+    src = parser.imgs[0]
+    assert src.startswith("data:image/png;base64,")
+    assert base64.b64decode(src.split(",", 1)[1]) == png
+
+
+def test_mid_sagittal_index_follows_the_canal():
+    labels = np.zeros((20, 10, 10), np.uint8)
+    labels[13:16, 2:8, 5] = 2
+    labels[2:5, 2:8, 2] = 43  # vertebra elsewhere does not move the slice
+    assert mid_sagittal_index(labels) == 14
+    assert mid_sagittal_index(np.zeros((9, 4, 4), np.uint8)) == 4
+
+
+def test_no_levels_message():
+    report = _report()
+    report["levels"] = []
+    assert re.search("No disc levels", render_html(report, None))

@@ -1,0 +1,85 @@
+"""report.json schema: a valid report passes, every kind of violation is caught."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from lvp.report.schema import REPORT_SCHEMA, SCHEMA_VERSION, SchemaError, schema_errors, validate_report
+
+
+def _valid() -> dict:
+    return {
+        "schema": "lvp-report", "schema_version": SCHEMA_VERSION, "lvp_version": "0.1.0",
+        "status": "complete", "failed_stage": None, "error": None,
+        "input": {"path": "a.nii.gz", "format": "nifti", "series_uid": None, "size": [512, 640, 15],
+                  "spacing": [0.47, 0.47, 1.0], "origin": [0.0, 0.0, 0.0], "direction": [1, 0, 0, 0, 1, 0, 0, 0, 1],
+                  "coordinate_system": "LPS"},
+        "model": {"name": "lvp-vnet", "version": "1.0.0", "sha256": "ab" * 32},
+        "timings_s": {"read": 0.1, "total": 0.5},
+        "outputs": {"segmentation": "segmentation.nii.gz", "segmentation_seg_nrrd": "segmentation.seg.nrrd",
+                    "report_html": "report.html"},
+        "structures": [{"label": 45, "name": "L5", "kind": "vertebra", "center_lps": [1.0, 2.0, 3.0],
+                        "volume_mm3": 41000.0, "confidence": 0.97}],
+        "levels": [{"level": "L4-L5", "disc_label": 95, "center_lps": [1.0, 2.0, 3.0], "confidence": 0.9,
+                    "measurements": {"disc_height_mm": {"value": 9.1, "unit": "mm"}},
+                    "grades": {"herniation": {"grade": 2, "probabilities": [0.1, 0.2, 0.6, 0.1],
+                                              "confidence": 0.6}},
+                    "scan_plane": {"center_lps": [0, 0, 0], "normal_lps": [0, 0, 1]}}],
+        "axial": None,
+        "warnings": [{"code": "x", "message": "y"}],
+    }
+
+
+def test_valid_report_passes():
+    validate_report(_valid())
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda r: r.pop("levels"), "levels"),
+    (lambda r: r.update(status="done"), "$.status"),
+    (lambda r: r["input"].update(size=[512, 640]), "$.input.size"),
+    (lambda r: r["timings_s"].update(network=float("nan")), "$.timings_s.network"),
+    (lambda r: r["timings_s"].update(network=-1.0), "$.timings_s.network"),
+    (lambda r: r["structures"][0].update(kind="organ"), "$.structures[0].kind"),
+    (lambda r: r["structures"][0].update(confidence=1.5), "$.structures[0].confidence"),
+    (lambda r: r["levels"][0]["grades"]["herniation"].update(grade="2"), "$.levels[0].grades.herniation.grade"),
+    (lambda r: r["levels"][0]["measurements"].update(x={"unit": "mm"}), "$.levels[0].measurements.x"),
+    (lambda r: r["levels"][0].update(disc_label=True), "$.levels[0].disc_label"),
+    (lambda r: r.update(schema_version="0.9"), "$.schema_version"),
+])
+def test_violations_are_named(mutate, where):
+    report = _valid()
+    mutate(report)
+    with pytest.raises(SchemaError) as info:
+        validate_report(report)
+    assert any(where in e for e in info.value.errors), info.value.errors
+
+
+def test_partial_must_name_the_failed_stage_and_complete_must_not():
+    report = _valid()
+    report["status"] = "partial"
+    with pytest.raises(SchemaError, match="failed_stage"):
+        validate_report(report)
+    report["failed_stage"] = "measure"
+    report["error"] = "boom"
+    validate_report(report)
+    report["status"] = "complete"
+    with pytest.raises(SchemaError, match="failed_stage"):
+        validate_report(report)
+
+
+def test_all_errors_are_collected_not_just_the_first():
+    report = copy.deepcopy(_valid())
+    report["status"] = "?"
+    report["model"] = {}
+    errors = schema_errors(report, REPORT_SCHEMA)
+    assert len(errors) >= 4  # status + name, version, sha256 of the model
+
+
+def test_schema_document_describes_the_current_version(repo_root):
+    text = (repo_root / "docs" / "report-schema.md").read_text()
+    assert f"version {SCHEMA_VERSION}" in text
+    for key in REPORT_SCHEMA["required"]:
+        assert f'"{key}"' in text, key

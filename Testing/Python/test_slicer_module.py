@@ -1,0 +1,86 @@
+"""The scripted module file: imports under slicer-core, .ui widget names, resources, CMake lists."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+from slicer_helpers import MODULE_DIR, REPO_ROOT, slicer  # noqa: F401
+
+UI_FILE = REPO_ROOT / "Resources" / "UI" / "LumbarVNetPro.ui"
+
+
+def _ui_widgets() -> dict[str, ET.Element]:
+    root = ET.parse(UI_FILE).getroot()
+    return {w.get("name"): w for w in root.iter("widget")}
+
+
+def test_module_imports_without_qt():
+    import LumbarVNetPro
+
+    assert LumbarVNetPro.HAVE_QT is False
+    logic = LumbarVNetPro.LumbarVNetProLogic(scene=slicer.vtkMRMLScene())
+    assert hasattr(logic, "process") and hasattr(logic, "recompute")
+
+
+def test_every_ui_name_used_by_the_module_exists():
+    source = (MODULE_DIR / "LumbarVNetPro.py").read_text()
+    used = set(re.findall(r"self\.ui\.([A-Za-z_]\w*)", source))
+    assert {"applyButton", "cancelButton", "gradeTableWidget", "submitButton"} <= used
+    missing = used - set(_ui_widgets())
+    assert not missing, f"widgets used by LumbarVNetPro.py but absent from the .ui: {sorted(missing)}"
+
+
+def test_ui_binds_every_parameter_that_has_a_control():
+    from LumbarVNetProLib.parameters import LumbarVNetProParameterNode
+
+    bound = {}
+    for name, w in _ui_widgets().items():
+        for prop in w.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[prop.find("string").text] = name
+    fields = set(LumbarVNetProParameterNode.__annotations__)
+    assert set(bound) <= fields, f"unknown parameters in the .ui: {set(bound) - fields}"
+    # Every user setting has a control; device is bound by hand (labels vs keys), node outputs are set by code.
+    assert fields - set(bound) == {"device", "segmentation", "levelLabels", "gradeTable"}
+
+
+def test_resources_are_found_from_source_tree_and_install_layout(tmp_path):
+    import LumbarVNetPro
+
+    assert LumbarVNetPro.findResource("UI/LumbarVNetPro.ui") == UI_FILE
+    # Installed: qt-scripted-modules/LumbarVNetPro.py with Resources/ beside it.
+    installed = tmp_path / "qt-scripted-modules"
+    (installed / "Resources" / "UI").mkdir(parents=True)
+    (installed / "Resources" / "UI" / "LumbarVNetPro.ui").write_text("<ui/>")
+    assert LumbarVNetPro.findResource("UI/LumbarVNetPro.ui", installed) == installed / "Resources/UI/LumbarVNetPro.ui"
+    icon = LumbarVNetPro.findResource("Icons/LumbarVNetPro.png")
+    assert icon.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cmake_lists_every_script_and_resource():
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text().replace("${MODULE_NAME}", "LumbarVNetPro")
+    for path in sorted((MODULE_DIR / "LumbarVNetProLib").glob("*.py")):
+        assert f"LumbarVNetProLib/{path.name}" in cmake
+    resources = re.findall(r"^\s+(\.\./Resources/\S+)$", cmake, re.M)
+    assert len(resources) == 6
+    for resource in resources:
+        assert (MODULE_DIR / resource).is_file(), resource
+    assert "../Resources/UI/LumbarVNetPro.ui" in cmake
+    assert "slicer_add_python_unittest(SCRIPT LumbarVNetPro.py)" in cmake
+
+
+def test_parameters_defaults_and_validation(tmp_path):
+    from LumbarVNetProLib.parameters import LumbarVNetProParameterNode, validate
+
+    params = LumbarVNetProParameterNode()
+    assert params.device == "auto" and params.modelSource == "catalog" and params.showScanPlanes is False
+    assert any("input volume" in p for p in validate(params))
+    scene = slicer.vtkMRMLScene()
+    params.inputVolume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+    assert validate(params) == []
+    params.modelSource, params.device = "folder", "gpu"
+    problems = validate(params)
+    assert any("offline model folder" in p for p in problems) and any("gpu" in p for p in problems)
+    params.modelFolder, params.device = tmp_path, "cuda"
+    assert validate(params) == []

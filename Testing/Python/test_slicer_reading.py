@@ -1,0 +1,136 @@
+"""Reading workflow on a real SQLite reading database and a real MRML scene (slicer-core)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from slicer_helpers import SAMPLE_DIR, reference_result, scene_with_sample, slicer  # noqa: F401 - fixtures
+
+from lvp.readingdb import AIGrade, ReadingDB, admin
+
+SAMPLE = SAMPLE_DIR / "spider_sample_t2.nii.gz"
+
+
+@pytest.fixture()
+def db(tmp_path):
+    database = ReadingDB(f"sqlite:///{tmp_path / 'reading.sqlite'}")
+    admin.create_study(database, "s", washout_days=0)
+    admin.add_cases(database, "s", [{"case_key": "c1", "image_ref": str(SAMPLE)}, {"case_key": "c2", "image_ref": str(SAMPLE)}])
+    admin.add_readers(database, "s", [{"username": "r1"}])
+    admin.add_assignment(database, "s", "r1", "c1", "manual", 1, 0)
+    admin.add_assignment(database, "s", "r1", "c2", "ai_assisted", 1, 1)
+    database.store_ai_results(
+        "s", "c2", [AIGrade("L4-L5", "herniation", 2, 0.8, 4.1), AIGrade("L4-L5", "canal_stenosis", 1, 0.7, 95.0)]
+    )
+    yield database
+    database.close()
+
+
+def _ai_node_count(scene) -> int:
+    return sum(
+        scene.GetNodesByClass(cls).GetNumberOfItems()
+        for cls in ("vtkMRMLSegmentationNode", "vtkMRMLMarkupsFiducialNode", "vtkMRMLMarkupsPlaneNode", "vtkMRMLLabelMapVolumeNode")
+    )
+
+
+def test_sign_in_refuses_empty_and_unknown_reader(db, tmp_path):
+    from lvp.errors import DatabaseError
+
+    from LumbarVNetProLib.reading import ReadingError, ReadingSession
+
+    with pytest.raises(ReadingError):
+        ReadingSession(db, "  ", tmp_path)
+    with pytest.raises(DatabaseError):
+        ReadingSession(db, "nobody", tmp_path)
+    items = ReadingSession(db, "r1", tmp_path).worklist()
+    assert [(i.case_key, i.arm) for i in items] == [("c1", "manual"), ("c2", "ai_assisted")]
+
+
+def test_manual_arm_loads_no_ai_and_submits_intact(db, tmp_path, scene_with_sample, reference_result):
+    from LumbarVNetProLib import scene as lvpscene
+    from LumbarVNetProLib.logic import CaseLogic
+    from LumbarVNetProLib.reading import ReadingSession
+
+    scene, volume, _ = scene_with_sample
+    session = ReadingSession(db, "r1", tmp_path / "drafts")
+    item = session.next_assignment()
+    assert item.arm == "manual"
+    # The report is passed on purpose: the manual arm must ignore it.
+    read = session.start(item.assignment_id, json.loads((reference_result / "report.json").read_text()))
+    assert all(r.ai_grade is None and r.value is None and r.confidence is None for r in read.rows)
+    before = _ai_node_count(scene)
+    nodes = CaseLogic(scene).loadCase("manual", volume, read.rows, resultDir=reference_result, caseKey="c1")
+    assert nodes.segmentation is None and nodes.levelLabels is None and nodes.scanPlanes == []
+    assert _ai_node_count(scene) == before
+    table = lvpscene.read_grade_table(nodes.gradeTable)
+    assert all(row["ai_grade"] == "" and row["value"] == "" for row in table)
+
+    from LumbarVNetProLib.reading import ReadingError
+
+    with pytest.raises(ReadingError, match="missing"):
+        session.submit()
+    expected = {}
+    for i, row in enumerate(read.rows):
+        grade = [3, 1, 2, 0, 4][i % 5] if row.pathology != "pfirrmann" else 4
+        session.set_grade(row.level, row.pathology, grade)
+        expected[row.key] = grade
+    submitted = session.submit()
+    assert submitted.status == "submitted" and submitted.duration_s >= 0
+    stored = db.get_read("r1", read.reading_id)
+    assert {(g.level, g.pathology): g.grade for g in stored.grades} == expected
+    assert stored.ai_results is None
+    assert not (tmp_path / "drafts" / "r1" / f"read-{read.reading_id}.json").exists()
+    rows = admin.export_reads(db, "s")
+    assert len(rows) == len(expected) and all(r["ai_grade_shown"] is None for r in rows)
+
+
+def test_ai_arm_accept_and_modify_reach_the_database(db, tmp_path, scene_with_sample, reference_result):
+    from LumbarVNetProLib.logic import CaseLogic
+    from LumbarVNetProLib.reading import ReadingSession
+
+    scene, volume, _ = scene_with_sample
+    session = ReadingSession(db, "r1", tmp_path / "drafts")
+    manual = session.next_assignment()
+    read = session.start(manual.assignment_id)
+    for row in read.rows:
+        session.set_grade(row.level, row.pathology, 4 if row.pathology == "pfirrmann" else 0)
+    session.submit()
+    item = session.next_assignment()
+    assert item.arm == "ai_assisted"
+    report = json.loads((reference_result / "report.json").read_text())
+    read = session.start(item.assignment_id, report)
+    assert {r.key: r.ai_grade for r in read.rows} == {("L4-L5", "herniation"): 2, ("L4-L5", "canal_stenosis"): 1}
+    nodes = CaseLogic(scene).loadCase("ai_assisted", volume, read.rows, resultDir=reference_result, caseKey="c2")
+    assert nodes.segmentation is not None and nodes.levelLabels.GetNumberOfControlPoints() > 0
+    session.set_grade("L4-L5", "canal_stenosis", 3)  # modify one, accept the other
+    session.submit()
+    entries = {(r["level"], r["pathology"]): r for r in admin.export_reads(db, "s") if r["arm"] == "ai_assisted"}
+    assert entries[("L4-L5", "herniation")]["reader_grade"] == 2
+    assert entries[("L4-L5", "herniation")]["ai_decision"] == "accepted"
+    assert entries[("L4-L5", "canal_stenosis")]["reader_grade"] == 3
+    assert entries[("L4-L5", "canal_stenosis")]["ai_grade_shown"] == 1
+    assert entries[("L4-L5", "canal_stenosis")]["ai_decision"] == "modified"
+    assert session.next_assignment() is None
+
+
+def test_unfinished_read_survives_a_crash_as_draft(db, tmp_path):
+    from LumbarVNetProLib.reading import ReadingSession
+
+    drafts = tmp_path / "drafts"
+    session = ReadingSession(db, "r1", drafts)
+    item = session.next_assignment()
+    read = session.start(item.assignment_id)
+    session.set_grade("L4-L5", "herniation", 3)
+    session.set_grade("L5-S", "pfirrmann", 5)
+    del session  # "crash": nothing is submitted or closed
+    status = {i.assignment_id: i.status for i in db.worklist("r1")}
+    assert status[item.assignment_id] == "draft"
+    assert all(r["status"] != "submitted" for r in [{"status": s} for s in status.values()])
+    assert admin.export_reads(db, "s") == []  # a draft is never counted as a read
+    backup = json.loads((drafts / "r1" / f"read-{read.reading_id}.json").read_text())
+    assert backup["status"] == "draft"
+    resumed = ReadingSession(db, "r1", drafts).start(item.assignment_id)
+    assert resumed.reading_id == read.reading_id and resumed.resumed
+    grades = {r.key: r.reader_grade for r in resumed.rows}
+    assert grades[("L4-L5", "herniation")] == 3 and grades[("L5-S", "pfirrmann")] == 5

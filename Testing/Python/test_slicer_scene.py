@@ -1,0 +1,170 @@
+"""Importing an lvp infer result into a real MRML scene, and exporting edits back (slicer-core)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from slicer_helpers import reference_result, scene_with_sample, slicer  # noqa: F401 - fixtures
+
+from lvp.labels import STRUCTURES
+
+
+def _import(scene_with_sample, reference_result):
+    from LumbarVNetProLib import scene as lvpscene
+
+    scene, volume, study = scene_with_sample
+    nodes = lvpscene.import_result(scene, reference_result, volume, caseKey="case-50")
+    return lvpscene, scene, volume, study, nodes
+
+
+def _file_labels(reference_result) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(reference_result / "segmentation.nii.gz")))
+
+
+def test_segments_names_values_colours_terminology(scene_with_sample, reference_result):
+    lvpscene, scene, volume, study, nodes = _import(scene_with_sample, reference_result)
+    seg = nodes.segmentation.GetSegmentation()
+    present = sorted(int(v) for v in np.unique(_file_labels(reference_result)) if v)
+    assert seg.GetNumberOfSegments() == len(present)
+    by_value = {}
+    for i in range(seg.GetNumberOfSegments()):
+        segment = seg.GetNthSegment(i)
+        value = int(lvpscene.segment_tag(segment, lvpscene.LABEL_VALUE_TAG))
+        by_value[value] = segment
+        assert segment.GetName() == STRUCTURES[value].name
+        assert segment.GetLabelValue() == value
+        assert segment.GetColor() == pytest.approx(STRUCTURES[value].color)
+    assert sorted(by_value) == present
+    entry = lambda v: lvpscene.segment_tag(by_value[v], by_value[v].GetTerminologyEntryTagName())  # noqa: E731
+    assert "SCT^66794005^L1 vertebra" in entry(41)
+    assert "SCT^49668003^L5 vertebra" in entry(45)
+    assert "SCT^360499006^Intervertebral disc" in entry(95)
+    assert "SCT^61496007^" in entry(2)
+    assert entry(41).split("~")[1] == "SCT^123037004^Anatomical Structure"
+
+
+def test_geometry_matches_input_and_file(scene_with_sample, reference_result):
+    lvpscene, scene, volume, study, nodes = _import(scene_with_sample, reference_result)
+    assert nodes.segmentation.GetNodeReferenceID("referenceImageGeometryRef") == volume.GetID()
+    exported = lvpscene.export_labelmap(scene, nodes.segmentation, volume)
+    # The round trip file -> segments -> labelmap on the input grid is voxel exact.
+    np.testing.assert_array_equal(exported, _file_labels(reference_result))
+
+
+def test_subject_hierarchy_places_results_in_the_study(scene_with_sample, reference_result):
+    lvpscene, scene, volume, study, nodes = _import(scene_with_sample, reference_result)
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    for node in (nodes.segmentation, nodes.levelLabels, nodes.gradeTable):
+        assert sh.GetItemParent(sh.GetItemByDataNode(node)) == study
+    assert sh.GetItemParent(nodes.planesFolderItem) == study
+    for plane in nodes.scanPlanes:
+        assert sh.GetItemParent(sh.GetItemByDataNode(plane)) == nodes.planesFolderItem
+    assert lvpscene.remove_case_nodes(scene, "case-50") == 3 + len(nodes.scanPlanes)
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
+
+
+def test_level_labels_at_structure_centres(scene_with_sample, reference_result):
+    lvpscene, scene, volume, study, nodes = _import(scene_with_sample, reference_result)
+    image = sitk.ReadImage(str(reference_result / "segmentation.nii.gz"))
+    labels = sitk.GetArrayFromImage(image)
+    markups = nodes.levelLabels
+    names = [markups.GetNthControlPointLabel(i) for i in range(markups.GetNumberOfControlPoints())]
+    assert "L4" in names and "L4-L5" in names and "spinal canal" not in names
+    for index, name in enumerate(names):
+        value = next(v for v, s in STRUCTURES.items() if s.name in (name, f"{name} disc"))
+        # Independent centre: mean voxel index of the label, through the file's geometry.
+        zyx = np.argwhere(labels == value).mean(axis=0)
+        lps = image.TransformContinuousIndexToPhysicalPoint([float(i) for i in zyx[::-1]])
+        ras = markups.GetNthControlPointPositionWorld(index)
+        assert ras == pytest.approx([-lps[0], -lps[1], lps[2]], abs=1e-3)
+
+
+def test_scan_planes_hidden_and_toggled(scene_with_sample, reference_result):
+    lvpscene, scene, volume, study, nodes = _import(scene_with_sample, reference_result)
+    report = json.loads((reference_result / "report.json").read_text())
+    assert len(nodes.scanPlanes) == len(report["levels"])
+    assert not any(p.GetDisplayNode().GetVisibility() for p in nodes.scanPlanes)
+    lvpscene.set_planes_visible(nodes.scanPlanes, True)
+    assert all(p.GetDisplayNode().GetVisibility() for p in nodes.scanPlanes)
+    plane = report["levels"][0]["scan_plane"]
+    center, normal = [0.0] * 3, [0.0] * 3
+    nodes.scanPlanes[0].GetCenterWorld(center)
+    nodes.scanPlanes[0].GetNormalWorld(normal)
+    assert center == pytest.approx(lvpscene.lps_to_ras(plane["center_lps"]), abs=1e-4)
+    assert normal == pytest.approx(lvpscene.lps_to_ras(plane["normal_lps"]), abs=1e-4)
+
+
+def test_grade_table_rows(scene_with_sample, reference_result):
+    lvpscene, scene, volume, study, nodes = _import(scene_with_sample, reference_result)
+    report = json.loads((reference_result / "report.json").read_text())
+    rows = lvpscene.read_grade_table(nodes.gradeTable)
+    expected = [
+        (lvl["level"], p, str(g["grade"])) for lvl in report["levels"] for p, g in lvl["grades"].items()
+        if p != "narrowing"  # not a reader-graded pathology
+    ]
+    assert sorted((r["level"], r["pathology"], r["ai_grade"]) for r in rows) == sorted(expected)
+    l45 = next(r for r in rows if r["level"] == "L4-L5" and r["pathology"] == "herniation")
+    assert l45["ai_grade_name"] == "protrusion" and l45["decision"] == "accepted"
+    assert float(l45["value"]) > 0 and l45["measurement"] == "disc_volume_mm3"
+
+
+def _edit_segment(lvpscene, scene, segmentation, volume, segment_id, keep):
+    """Replace one segment's voxels by ``keep`` (a boolean array on the volume grid), as an editor would."""
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "edit")
+    from vtk.util import numpy_support
+
+    import vtk
+
+    image = vtk.vtkImageData()
+    image.SetDimensions(keep.shape[2], keep.shape[1], keep.shape[0])
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(keep.astype(np.uint8).ravel(), deep=True))
+    labelmap.SetAndObserveImageData(image)
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    labelmap.SetIJKToRASMatrix(matrix)
+    oriented = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(labelmap)
+    ok = slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        oriented, segmentation, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE
+    )
+    assert ok
+    scene.RemoveNode(labelmap)
+
+
+def test_edited_segmentation_exports_edited_labels_by_tag(scene_with_sample, reference_result, tmp_path):
+    lvpscene, scene, volume, study, nodes = _import(scene_with_sample, reference_result)
+    labels = _file_labels(reference_result)
+    seg = nodes.segmentation.GetSegmentation()
+    disc_id = next(
+        seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments()) if seg.GetNthSegment(i).GetName() == "L3-L4 disc"
+    )
+    # Erase the cranial half of the L3-L4 disc (along the head-feet index axis 1).
+    disc = labels == 94
+    rows = np.nonzero(disc.any(axis=(0, 2)))[0]
+    keep = disc.copy()
+    keep[:, : rows[len(rows) // 2], :] = False
+    _edit_segment(lvpscene, scene, nodes.segmentation, volume, disc_id, keep)
+    # A renamed segment still exports with its own value: mapping is by tag, not by name/order.
+    seg.GetSegment(disc_id).SetName("edited disc")
+    out = tmp_path / "edited.nii.gz"
+    exported = lvpscene.export_labelmap(scene, nodes.segmentation, volume, out)
+    assert (exported == 94).sum() == keep.sum() < disc.sum()
+    assert ((exported == 94) == keep).all()
+    untouched = (labels != 94) & ~keep
+    np.testing.assert_array_equal(exported[untouched], labels[untouched])
+    written = sitk.ReadImage(str(out))
+    assert written.GetOrigin() == pytest.approx(sitk.ReadImage(str(reference_result / "segmentation.nii.gz")).GetOrigin())
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(written), exported)
+
+
+def test_untagged_unknown_segment_is_refused(scene_with_sample, reference_result):
+    lvpscene, scene, volume, study, nodes = _import(scene_with_sample, reference_result)
+    seg = nodes.segmentation.GetSegmentation()
+    seg.AddEmptySegment("", "L5-S disc copy")
+    with pytest.raises(ValueError, match="L5-S disc copy"):
+        lvpscene.segment_label_values(nodes.segmentation)
+    named = seg.AddEmptySegment("", "sacrum")
+    seg.RemoveSegment(seg.GetSegmentIdBySegmentName("L5-S disc copy"))
+    assert lvpscene.segment_label_values(nodes.segmentation)[named] == 50

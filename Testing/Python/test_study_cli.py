@@ -1,0 +1,152 @@
+"""End to end: the ``lvp study`` commands, reads through the API, export and the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+from readingdb_backends import db_url  # noqa: F401 - fixture
+from sklearn.metrics import cohen_kappa_score
+
+from lvp.cli import main
+from lvp.readingdb import Grade, ReadingDB
+
+LEVELS = ["L3-L4", "L4-L5", "L5-S"]
+READERS = ["ana", "ben", "cho", "dev"]
+N_CASES = 14
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 6, 8, 0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _write(path, header, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return str(path)
+
+
+@pytest.fixture
+def run_study(db_url, tmp_path):  # noqa: F811
+    rng = np.random.default_rng(7)
+    db = ["study", "--db", db_url]
+    assert main([*db, "create", "lumbar", "--washout-days", "0"]) == 0
+    cases = _write(tmp_path / "cases.csv", ["case_key", "image_ref", "center"],
+                   [[f"case{i:02d}", f"nifti/{i}.nii.gz", "A" if i % 2 else "B"] for i in range(N_CASES)])
+    assert main([*db, "add-cases", "lumbar", "--csv", cases]) == 0
+    assert main([*db, "add-readers", "lumbar", *READERS, "--center", "A"]) == 0
+    assert main([*db, "assign", "lumbar", "--seed", "3"]) == 0
+    ref = {(f"case{i:02d}", lvl, p): int(rng.integers(0, 4)) for i in range(N_CASES) for lvl in LEVELS
+           for p in ("herniation", "canal_stenosis")}
+    canal_mm = {k: 14.0 - 2.5 * g + rng.normal(0, 0.5) for k, g in ref.items() if k[2] == "canal_stenosis"}
+    ref_csv = _write(tmp_path / "ref.csv", ["case_key", "level", "pathology", "grade"],
+                     [[*k, g] for k, g in ref.items()])
+    assert main([*db, "import-reference", "lumbar", ref_csv]) == 0
+    ai = {k: g if rng.random() < 0.85 else int(np.clip(g + rng.choice([-1, 1]), 0, 3)) for k, g in ref.items()}
+    ai_csv = _write(tmp_path / "ai.csv", ["case_key", "level", "pathology", "grade", "confidence"],
+                    [[*k, g, 0.8] for k, g in ai.items()])
+    assert main([*db, "import-ai", "lumbar", ai_csv, "--model-version", "v1"]) == 0
+
+    clock = Clock()
+    api = ReadingDB(db_url, clock=clock)
+    for reader in READERS:
+        for item in sorted(api.worklist(reader), key=lambda w: (w.session, w.order_index)):
+            read = api.start_read(reader, item.assignment_id)
+            grades = []
+            for (case, lvl, p), g in ref.items():
+                if case != item.case_key:
+                    continue
+                if item.arm == "ai_assisted" and rng.random() < 0.8:
+                    grade = ai[(case, lvl, p)]  # mostly accepts the AI
+                else:
+                    grade = int(np.clip(g + rng.choice([-1, 0, 0, 1]) , 0, 3))
+                meas = canal_mm[(case, lvl, p)] + rng.normal(0, 0.4) if p == "canal_stenosis" else None
+                grades.append(Grade(lvl, p, grade, meas))
+            api.save_draft(reader, read.reading_id, grades[:2])
+            clock.now += timedelta(seconds=120 if item.arm == "manual" else 80)
+            api.submit(reader, read.reading_id, grades[2:])
+    api.close()
+    return db, tmp_path, ref
+
+
+def test_balanced_crossover_assignment(db_url):  # noqa: F811
+    db = ["study", "--db", db_url]
+    assert main([*db, "create", "lumbar"]) == 0
+    assert main([*db, "add-cases", "lumbar", *[f"case{i:02d}" for i in range(N_CASES)]]) == 0
+    assert main([*db, "add-readers", "lumbar", *READERS]) == 0
+    assert main([*db, "assign", "lumbar"]) == 0
+    assert main([*db, "assign", "lumbar"]) == 2  # only once
+    api = ReadingDB(db_url)
+    for reader in READERS:
+        items = api.worklist(reader)
+        assert len(items) == 2 * N_CASES
+        by_case = {}
+        for w in items:
+            by_case.setdefault(w.case_key, {})[w.session] = w.arm
+        assert all(set(v.values()) == {"manual", "ai_assisted"} and set(v) == {1, 2} for v in by_case.values())
+        per_session = Counter((w.session, w.arm) for w in items)
+        assert per_session[(1, "manual")] == per_session[(1, "ai_assisted")] == N_CASES // 2
+    # half of the readers see each case first without AI
+    first_manual = Counter(w.case_key for r in READERS for w in api.worklist(r)
+                           if w.session == 1 and w.arm == "manual")
+    assert set(first_manual.values()) == {len(READERS) // 2}
+    api.close()
+
+
+def test_status_export_and_report(run_study, capsys):
+    db, tmp_path, ref = run_study
+    capsys.readouterr()
+    assert main([*db, "status", "lumbar", "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["cases"] == N_CASES and st["readers"] == len(READERS) and st["reference_grades"] == len(ref)
+    assert st["per_reader"]["ana"] == {"ai_assisted:submitted": N_CASES, "manual:submitted": N_CASES}
+
+    out_csv, out_json = tmp_path / "reads.csv", tmp_path / "reads.json"
+    assert main([*db, "export", "lumbar", "-o", str(out_csv)]) == 0
+    assert main([*db, "export", "lumbar", "-o", str(out_json)]) == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    jrows = json.loads(out_json.read_text())
+    assert len(rows) == len(jrows) == len(READERS) * 2 * len(ref)
+    assert all(r["ai_grade_shown"] == "" for r in rows if r["arm"] == "manual")
+    assert all(r["ai_grade_shown"] != "" for r in rows if r["arm"] == "ai_assisted")
+
+    report = tmp_path / "out" / "report.html"
+    assert main([*db, "report", "lumbar", "-o", str(report)]) == 0
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") == 3  # 2 ROC figures + reading time
+    analysis = json.loads(report.with_suffix(".json").read_text())
+    herniation = analysis["pathologies"]["herniation"]
+    for arm in ("manual", "ai_assisted"):
+        sub = [r for r in jrows if r["pathology"] == "herniation" and r["arm"] == arm]
+        truth = np.array([r["reference_grade"] >= 2 for r in sub])
+        pred = np.array([r["reader_grade"] >= 2 for r in sub])
+        assert herniation["arms"][arm]["sensitivity"] == pytest.approx((truth & pred).sum() / truth.sum())
+        assert herniation["arms"][arm]["kappa_quadratic"] == pytest.approx(cohen_kappa_score(
+            [r["reference_grade"] for r in sub], [r["reader_grade"] for r in sub], weights="quadratic",
+            labels=[0, 1, 2, 3]))
+        assert analysis["reading_time"][arm]["mean"] == pytest.approx(120 if arm == "manual" else 80)
+        assert analysis["reading_time"][arm]["n"] == len(READERS) * N_CASES
+        assert analysis["pathologies"]["canal_stenosis"]["arms"][arm]["icc_measurement"]["icc2_1"] > 0.8
+    mrmc = herniation["mrmc"]
+    assert mrmc["readers"] == len(READERS) and mrmc["units"] == N_CASES * len(LEVELS)
+    assert mrmc["means"]["ai_assisted"] > mrmc["means"]["manual"]  # the simulated AI helps
+    assert set(herniation["paired_delong"]) == set(READERS)
+    assert herniation["ai_standalone"]["auc"] > 0.8
+
+
+def test_user_errors_exit_2_without_traceback(db_url, capsys):  # noqa: F811
+    assert main(["study", "--db", db_url, "status", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no study named 'nope'" in err and "Traceback" not in err
+    assert main(["study", "--db", db_url, "import-reference", "nope", "/does/not/exist.csv"]) == 2
+    assert main(["study", "--db", "mysql://x/y", "status", "s"]) == 2

@@ -1,0 +1,85 @@
+"""Obuchowski-Rockette / Hillis MRMC against the published MRMCaov results for the Van Dyke data.
+
+Data: Testing/Python/data/vandyke.csv (source in its header). Published figures: Smith & Hillis,
+"MRMCaov: Multi-Reader Multi-Case ANOVA Software for R", docs/jss/MRMCaov.tex in
+github.com/brian-j-smith/MRMCaov (summary() outputs for cov = DeLong with empirical_auc, and
+jackknife with binary_sens, rating >= 3).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lvp.study.mrmc import obuchowski_rockette
+
+DATA = Path(__file__).parent / "data" / "vandyke.csv"
+
+
+@pytest.fixture(scope="module")
+def vandyke():
+    with DATA.open() as f:
+        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    x = np.zeros((2, 5, 114))
+    truth = np.zeros(114, dtype=int)
+    for r in rows:
+        x[int(r["treatment"]) - 1, int(r["reader"]) - 1, int(r["case"]) - 1] = float(r["rating"])
+        truth[int(r["case"]) - 1] = int(r["truth"])
+    assert truth.sum() == 45 and len(rows) == 1140
+    return truth, x
+
+
+def test_vandyke_delong_matches_mrmcaov(vandyke):
+    truth, x = vandyke
+    r = obuchowski_rockette(truth, x, covariance="delong")
+    published = {
+        "error_var": 0.0007921325, "cov1": 0.0003420090, "cov2": 0.0003395265, "cov3": 0.0002358497,
+        "var_reader": 0.0015364254, "var_treatment_reader": 0.0002045840,
+        "ms_t": 0.004796171, "ms_tr": 0.0005510306,
+    }
+    for name, value in published.items():
+        assert getattr(r, name) == pytest.approx(value, rel=2e-6), name
+    assert r.f_stat == pytest.approx(4.484854, rel=1e-6)
+    assert r.df2 == pytest.approx(15.06611, rel=1e-6)
+    assert r.p_value == pytest.approx(0.05123303, rel=1e-6)
+    d = r.differences[0]
+    assert d["estimate"] == pytest.approx(-0.04380032, rel=1e-6)
+    assert d["se"] == pytest.approx(0.0206825, rel=1e-5)
+    assert d["ci_low"] == pytest.approx(-0.0878671960, rel=1e-6)
+    assert d["ci_high"] == pytest.approx(0.0002665519, rel=1e-5)
+    assert r.single["1"]["estimate"] == pytest.approx(0.8970370, abs=1e-7)
+    assert r.single["1"]["df"] == pytest.approx(12.59597, rel=1e-6)
+    assert (r.single["1"]["ci_low"], r.single["1"]["ci_high"]) == pytest.approx((0.8253461, 0.9687280), abs=1e-7)
+    assert (r.single["2"]["ci_low"], r.single["2"]["ci_high"]) == pytest.approx((0.8942155, 0.9874592), abs=1e-7)
+
+
+def test_vandyke_jackknife_binary_sensitivity_matches_mrmcaov(vandyke):
+    truth, x = vandyke
+    pos = truth == 1  # binary_sens is computed (and jackknifed) over the 45 diseased cases
+    r = obuchowski_rockette(truth[pos], x[:, :, pos], covariance="jackknife",
+                            fom=lambda t, s: float((s >= 3).mean()))
+    assert (r.error_var, r.cov1, r.cov2, r.cov3) == pytest.approx(
+        (0.0023681257, 0.0009943883, 0.0010145903, 0.0006604938), rel=1e-7)
+    assert r.var_reader == pytest.approx(0.0049747475, rel=1e-7)
+    assert r.f_stat == pytest.approx(6.689493, rel=1e-6)
+    assert r.df2 == pytest.approx(15.71732, rel=1e-6)
+    assert r.p_value == pytest.approx(0.02008822, rel=1e-6)
+    assert r.differences[0]["ci_low"] == pytest.approx(-0.1780371, rel=1e-6)
+    assert r.single["2"]["ci_high"] == 1.0  # clipped, as published
+
+
+def test_identical_modalities_give_no_difference(vandyke):
+    truth, x = vandyke
+    r = obuchowski_rockette(truth, np.stack([x[0], x[0]]))
+    assert r.differences[0]["estimate"] == 0 and r.f_stat == 0 and r.p_value == pytest.approx(1.0)
+
+
+def test_mrmc_input_checks(vandyke):
+    truth, x = vandyke
+    with pytest.raises(ValueError):
+        obuchowski_rockette(truth, x[:, :1])  # one reader
+    with pytest.raises(ValueError):
+        obuchowski_rockette(truth, x, covariance="bootstrap")

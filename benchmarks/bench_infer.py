@@ -1,0 +1,261 @@
+"""Benchmark ``lvp infer``: wall time per case, stage timings, peak memory, and the speed ratio
+to an nnU-Net-class network on the same input in the same process.
+
+    python benchmarks/bench_infer.py [--cases 10] [--threads 2] [--inputs FILE...] [--model DIR]
+                                     [--no-cli] [--no-nnunet] [--semantic-masks]
+
+1. ``lvp infer`` over N SPIDER-sized series in ONE call, as a child process (what a user runs;
+   includes interpreter start, imports and model loading): wall time / N is the paper's figure
+   (target ≤ 1.1 s per case on 2 CPU cores, aim 0.5 s).
+2. The same cases in this process through :func:`lvp.pipeline.run_inference` with one shared
+   segmenter: per-stage timings (median over cases) and peak resident memory.
+3. nnU-Net's default 3d_fullres topology planned for the first input (nnU-Net v2's
+   ``get_pool_and_conv_props`` and its patch-size reduction under the 8 GB VRAM reference,
+   re-implemented here), built as MONAI DynUNet, run with nnU-Net's sliding window (step 0.5,
+   Gaussian weighting, no mirroring TTA) on the same normalised input; reported as the ratio of
+   its time to LVP's network stage and to LVP's whole case.
+
+Inputs default to the SPIDER cases in ../shared/data (when present), else the bundled sample
+repeated. ``--semantic-masks`` replaces the network by the reference masks (for a machine
+without the trained model; then the network figures are meaningless and say so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from copy import deepcopy
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- nnU-Net v2 default planning
+def _pool_and_conv_props(spacing, patch_size, min_feature_map_size=4, max_numpool=999999):
+    """nnU-Net v2 ``get_pool_and_conv_props`` (network_topology.py), same logic."""
+    import numpy as np
+
+    dim = len(spacing)
+    current_spacing = list(spacing)
+    current_size = list(patch_size)
+    pool_op_kernel_sizes = [[1] * dim]
+    conv_kernel_sizes = []
+    num_pool_per_axis = [0] * dim
+    kernel_size = [1] * dim
+    while True:
+        valid = [i for i in range(dim) if current_size[i] >= 2 * min_feature_map_size]
+        if len(valid) < 1:
+            break
+        spacings_of_axes = [current_spacing[i] for i in valid]
+        min_spacing_of_valid = min(spacings_of_axes)
+        valid = [i for i in valid if current_spacing[i] / min_spacing_of_valid < 2]
+        valid = [i for i in valid if num_pool_per_axis[i] < max_numpool]
+        if len(valid) == 1 and current_size[valid[0]] < 3 * min_feature_map_size:
+            break
+        if len(valid) < 1:
+            break
+        for d in range(dim):
+            if kernel_size[d] != 3 and current_spacing[d] / min(current_spacing) < 2:
+                kernel_size[d] = 3
+        pool = [1] * dim
+        for v in valid:
+            pool[v] = 2
+            num_pool_per_axis[v] += 1
+            current_spacing[v] *= 2
+            current_size[v] = np.ceil(current_size[v] / 2)
+        pool_op_kernel_sizes.append(pool)
+        conv_kernel_sizes.append(deepcopy(kernel_size))
+    must_be_divisible_by = 2 ** np.array(num_pool_per_axis)
+    patch = np.array(patch_size)
+    patch = np.where(patch % must_be_divisible_by == 0, patch,
+                     patch + must_be_divisible_by - patch % must_be_divisible_by).astype(int)
+    conv_kernel_sizes.append([3] * dim)
+    return num_pool_per_axis, pool_op_kernel_sizes, conv_kernel_sizes, patch, must_be_divisible_by
+
+
+def _feature_map_size(patch, strides, features, n_classes=4):
+    """nnU-Net's VRAM proxy: summed conv output sizes of PlainConvUNet's encoder and decoder."""
+    import numpy as np
+
+    sizes, size = [], np.array(patch)
+    for s in strides:
+        size = size // np.array(s)
+        sizes.append(size)
+    total = sum(2 * int(np.prod(sz)) * f for sz, f in zip(sizes, features))  # encoder, 2 convs/stage
+    for sz, f in zip(sizes[:-1], features[:-1]):  # decoder: transposed conv + 2 convs + seg head
+        total += 3 * int(np.prod(sz)) * f + int(np.prod(sz)) * n_classes
+    return total
+
+
+def plan_3d_fullres(spacing, shape):
+    """Patch size, kernel sizes, strides and features of nnU-Net's 3d_fullres for one input."""
+    import numpy as np
+
+    spacing = np.asarray(spacing, float)
+    shape = np.asarray(shape)
+    reference = 560_000_000 * (8 / 8)  # UNet_reference_val_3d at the default 8 GB target, batch size 2
+    tmp = 1 / spacing
+    initial = [round(i) for i in tmp * (256 ** 3 / np.prod(tmp)) ** (1 / 3)]
+    initial = np.array([min(i, j) for i, j in zip(initial, shape)])
+    _, strides, kernels, patch, divisible = _pool_and_conv_props(spacing, initial)
+
+    def features(n):
+        return [min(320, 32 * 2 ** i) for i in range(n)]
+
+    while _feature_map_size(patch, strides, features(len(strides))) > reference:
+        axis = int(np.argsort(patch / shape)[-1])
+        trial = list(patch)
+        trial[axis] -= divisible[axis]
+        *_, divisible = _pool_and_conv_props(spacing, trial)
+        patch = list(patch)
+        patch[axis] -= divisible[axis]
+        _, strides, kernels, patch, divisible = _pool_and_conv_props(spacing, patch)
+    return {"patch_size": [int(p) for p in patch], "strides": strides, "kernel_sizes": kernels,
+            "features": features(len(strides))}
+
+
+def run_nnunet_class(volume, threads: int) -> dict:
+    """Time DynUNet with the planned topology, sliding window as nnU-Net predicts."""
+    import numpy as np
+    import torch
+    from monai.inferers import sliding_window_inference
+    from monai.networks.nets import DynUNet
+
+    torch.set_num_threads(threads)
+    # nnU-Net transposes the lowest-resolution axis first; the canonical (lr, si, ap) already has it.
+    plan = plan_3d_fullres(volume.spacing, volume.shape)
+    net = DynUNet(3, 1, 4, kernel_size=plan["kernel_sizes"], strides=plan["strides"],
+                  upsample_kernel_size=plan["strides"][1:], filters=plan["features"],
+                  norm_name=("instance", {"affine": True}), act_name=("leakyrelu", {"negative_slope": 0.01}),
+                  deep_supervision=False, res_block=False).eval()
+    img = volume.array.astype(np.float32)
+    img = (img - img.mean()) / (img.std() + 1e-8)  # nnU-Net's z-score for MRI
+    x = torch.from_numpy(img)[None, None]
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = sliding_window_inference(x, plan["patch_size"], 1, net, overlap=0.5, mode="gaussian")
+        out.argmax(1)
+    plan["seconds"] = time.perf_counter() - t0
+    plan["parameters"] = int(sum(p.numel() for p in net.parameters()))
+    return plan
+
+
+# ---------------------------------------------------------------- LVP
+def default_inputs(n: int) -> list[Path]:
+    spider = Path(os.environ.get("LVP_SHARED_DATA", REPO.parent / "shared" / "data")) / "spider-t2-space"
+    files = sorted(p for p in spider.glob("*.nii.gz") if "_labels" not in p.name) if spider.is_dir() else []
+    if not files:
+        files = [REPO / "Resources" / "Sample" / "spider_sample_t2.nii.gz"]
+    return [files[i % len(files)] for i in range(n)]
+
+
+def mask_of(path: Path) -> Path:
+    return path.with_name(path.name.replace(".nii.gz", "").rsplit("_", 1)[0] + "_labels.nii.gz")
+
+
+def run_cli(inputs: list[Path], out: Path, threads: int, semantic: bool) -> float:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if semantic:  # one case per call then (--semantic takes one input): not the paper's figure
+        t0 = time.perf_counter()
+        for i, p in enumerate(inputs):
+            subprocess.run([sys.executable, "-m", "lvp", "infer", str(p), "-o", str(out / str(i)),
+                            "--semantic", str(mask_of(p))], check=False, env=env, capture_output=True)
+        return (time.perf_counter() - t0) / len(inputs)
+    # Distinct paths so every case gets its own output folder (links to the same file are fine).
+    links = out / "inputs"
+    links.mkdir(parents=True, exist_ok=True)
+    args = []
+    for i, p in enumerate(inputs):
+        link = links / f"case{i:02d}_{p.name}"
+        if not link.exists():
+            link.symlink_to(p)
+        args.append(str(link))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "lvp", "infer", *args, "-o", str(out / "cli")], env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(f"lvp infer exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
+    return wall / len(inputs)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--inputs", nargs="*", type=Path)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-cli", action="store_true")
+    ap.add_argument("--no-nnunet", action="store_true")
+    ap.add_argument("--semantic-masks", action="store_true")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    inputs = args.inputs or default_inputs(args.cases)
+    results: dict = {"cases": len(inputs), "threads": args.threads}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if not args.no_cli:
+            results["cli_wall_s_per_case"] = run_cli(inputs, tmp, args.threads, args.semantic_masks)
+            print(f"lvp infer, {len(inputs)} cases in one call: {results['cli_wall_s_per_case']:.3f} s per case "
+                  "(wall, incl. start-up and model load)")
+
+        t_import = time.perf_counter()
+        import torch
+
+        torch.set_num_threads(args.threads)
+        from lvp.io.read import read_volume
+        from lvp.pipeline import MaskSegmenter, make_segmenter, run_inference
+        results["import_s"] = time.perf_counter() - t_import
+        segmenter = None
+        if not args.semantic_masks:
+            t0 = time.perf_counter()
+            segmenter = make_segmenter(args.model, args.device)
+            results["load_model_s"] = time.perf_counter() - t0
+        stage_times: dict[str, list[float]] = {}
+        walls = []
+        for i, path in enumerate(inputs):
+            seg = segmenter or MaskSegmenter(mask_of(path))
+            t0 = time.perf_counter()
+            report = run_inference(path, tmp / f"inproc{i}", segmenter=seg)
+            walls.append(time.perf_counter() - t0)
+            for k, v in report["timings_s"].items():
+                stage_times.setdefault(k, []).append(v)
+        results["inprocess_wall_s_per_case"] = statistics.median(walls)
+        results["stage_median_s"] = {k: statistics.median(v) for k, v in stage_times.items()}
+        results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"in process (model loaded once): median {results['inprocess_wall_s_per_case']:.3f} s per case; "
+              f"peak RSS {results['peak_rss_mib']:.0f} MiB")
+        for k, v in results["stage_median_s"].items():
+            print(f"  {k:<16} {v:8.3f} s")
+        if args.semantic_masks:
+            print("  (network replaced by the reference masks: network figures are not the model's)")
+
+        if not args.no_nnunet:
+            vol = read_volume(inputs[0])
+            nn = run_nnunet_class(vol, args.threads)
+            results["nnunet_class"] = nn
+            lvp_net = sum(results["stage_median_s"].get(k, 0.0) for k in ("preprocess", "network", "postprocess"))
+            results["ratio_nnunet_to_lvp_network"] = nn["seconds"] / max(lvp_net, 1e-9)
+            results["ratio_nnunet_to_lvp_case"] = nn["seconds"] / results["inprocess_wall_s_per_case"]
+            print(f"nnU-Net-class DynUNet 3d_fullres (patch {nn['patch_size']}, {len(nn['strides'])} stages, "
+                  f"{nn['parameters'] / 1e6:.1f} M parameters): {nn['seconds']:.2f} s on {vol.shape}")
+            print(f"  ratio to LVP network stage: {results['ratio_nnunet_to_lvp_network']:.1f}x; "
+                  f"to a whole LVP case: {results['ratio_nnunet_to_lvp_case']:.1f}x")
+            results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
