@@ -75,7 +75,9 @@ def findResource(relativePath: str, moduleDir: Path = MODULE_DIR) -> Path:
     for candidate in resourceCandidates(relativePath, moduleDir):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{relativePath} not found in " + ", ".join(str(p.parent) for p in resourceCandidates(relativePath, moduleDir)))
+    raise FileNotFoundError(
+        f"{relativePath} not found in " + ", ".join(str(p.parent) for p in resourceCandidates(relativePath, moduleDir))
+    )
 
 
 # ----------------------------------------------------------------------------- module
@@ -171,7 +173,15 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceComboBox.addItem(DEVICE_LABELS[device], device)
         self.ui.gradeTableWidget.setColumnCount(7)
         self.ui.gradeTableWidget.setHorizontalHeaderLabels(
-            [_("Level"), _("Pathology"), _("AI grade"), _("Confidence"), _("Measurement"), _("Reader grade"), _("Decision")]
+            [
+                _("Level"),
+                _("Pathology"),
+                _("AI grade"),
+                _("Confidence"),
+                _("Measurement"),
+                _("Reader grade"),
+                _("Decision"),
+            ]
         )
         self.ui.progressBar.setVisible(False)
         self.ui.cancelButton.setEnabled(False)
@@ -326,7 +336,9 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         try:
             with slicer.util.tryWithErrorDisplay(_("Installing failed."), waitCursor=True):
-                install.install(MODULE_DIR, Path(tempfile.gettempdir()) / "lvp-install", self.logic.runner, python_executable())
+                install.install(
+                    MODULE_DIR, Path(tempfile.gettempdir()) / "lvp-install", self.logic.runner, python_executable()
+                )
             return True
         except Exception:  # noqa: BLE001 - already shown by tryWithErrorDisplay
             return False
@@ -370,7 +382,9 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for grade in grade_values(row.pathology):
                 combo.addItem(f"{grade} {grade_name(row.pathology, grade)}", grade)
             combo.setCurrentIndex(max(combo.findData(row.reader_grade), 0))
-            combo.connect("currentIndexChanged(int)", lambda i, r=r, combo=combo: self.onReaderGrade(r, combo.itemData(i)))
+            combo.connect(
+                "currentIndexChanged(int)", lambda i, r=r, combo=combo: self.onReaderGrade(r, combo.itemData(i))
+            )
             table.setCellWidget(r, 5, combo)
             table.setItem(r, 6, qt.QTableWidgetItem(row.decision or ""))
 
@@ -405,10 +419,11 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except Exception:  # noqa: BLE001 - already shown
             return
         self._fillGradeTable()
-        lines = [
-            f"{c.level} {c.pathology}: {grade_name(c.pathology, c.old_grade) or '—'} → {grade_name(c.pathology, c.new_grade) or '—'}"
-            for c in changes
-        ]
+        lines = []
+        for c in changes:
+            old = grade_name(c.pathology, c.old_grade) or "—"
+            new = grade_name(c.pathology, c.new_grade) or "—"
+            lines.append(f"{c.level} {c.pathology}: {old} → {new}")
         self.ui.changesLabel.setText("\n".join(lines) if lines else _("No grade changed."))
 
     # ------------------------------------------------------------------ reading
@@ -475,8 +490,9 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             report = lvpscene.load_report(resultDir)
         current = self.readingSession.start(item.assignment_id, report)
         self.rows = current.rows
-        self.nodes = self.logic.loadCase(item.arm, volume, self.rows, resultDir, item.case_key,
-                                         self._parameterNode.showScanPlanes)
+        self.nodes = self.logic.loadCase(
+            item.arm, volume, self.rows, resultDir, item.case_key, self._parameterNode.showScanPlanes
+        )
         self._parameterNode.inputVolume = volume
         self._showNodes()
         self.ui.armLabel.setText(_("Arm: {arm}").format(arm=item.arm.replace("_", "-")))
@@ -531,15 +547,18 @@ class LumbarVNetProTest(ScriptedLoadableModuleTest):
         """Load the sample, import a result, check segments/labels/table, export edits, read both arms."""
         from LumbarVNetProLib.reading import ReadingSession
         from LumbarVNetProLib.sample import build_reference_result
-        from lvp.readingdb import AIGrade, ReadingDB
-        from lvp.readingdb import admin
+        from lvp.readingdb import AIGrade, ReadingDB, admin
 
         self.delayDisplay("Loading the bundled sample")
         sample = findResource("Sample/spider_sample_t2.nii.gz")
         volume = slicer.util.loadVolume(str(sample))
         work = Path(tempfile.mkdtemp(prefix="lvp-selftest-"))
-        result = build_reference_result(sample, sample.with_name("spider_sample_labels.nii.gz"), work / "result",
-                                        sample.with_name("spider_sample_gradings.csv"))
+        result = build_reference_result(
+            sample,
+            sample.with_name("spider_sample_labels.nii.gz"),
+            work / "result",
+            sample.with_name("spider_sample_gradings.csv"),
+        )
         logic = LumbarVNetProLogic()
         nodes = logic.loadResult(result, volume, "selftest")
         seg = nodes.segmentation.GetSegmentation()
@@ -555,8 +574,9 @@ class LumbarVNetProTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Reading workflow: manual and AI-assisted arms")
         db = ReadingDB(f"sqlite:///{work / 'reading.sqlite'}")
         admin.create_study(db, "selftest", washout_days=0)
-        admin.add_cases(db, "selftest", [{"case_key": "c1", "image_ref": str(sample)},
-                                         {"case_key": "c2", "image_ref": str(sample)}])
+        admin.add_cases(
+            db, "selftest", [{"case_key": "c1", "image_ref": str(sample)}, {"case_key": "c2", "image_ref": str(sample)}]
+        )
         admin.add_readers(db, "selftest", [{"username": "r1"}])
         admin.add_assignment(db, "selftest", "r1", "c1", "manual", 1, 0)
         admin.add_assignment(db, "selftest", "r1", "c2", "ai_assisted", 1, 1)

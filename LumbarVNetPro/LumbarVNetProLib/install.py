@@ -70,7 +70,7 @@ def filtered_requirements(requirements: list[str] | tuple[str, ...]) -> list[str
 
 
 def constraints_text() -> str:
-    """pip constraints pinning the Slicer-owned packages at their installed versions."""
+    """Pip constraints pinning the Slicer-owned packages at their installed versions."""
     lines = []
     for name in SLICER_OWNED:
         version = installed_version(name)
@@ -79,7 +79,9 @@ def constraints_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-def pip_commands(coreSource: str | Path, requirements: list[str] | tuple[str, ...], constraintsFile: Path) -> list[list[str]]:
+def pip_commands(
+    coreSource: str | Path, requirements: list[str] | tuple[str, ...], constraintsFile: Path
+) -> list[list[str]]:
     """The pip argument lists to run, in order (without the ``python -m pip`` prefix)."""
     steps = [["install", "--no-deps", str(coreSource)]]
     deps = filtered_requirements(requirements)

@@ -4,9 +4,11 @@
 and scripts use this one directly with their own scene.
 """
 
+# ruff: noqa: N815 - node fields use Slicer's camelCase, as the parameter node and .ui do
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,19 +48,36 @@ class CaseLogic:
         self.python = python
 
     # ------------------------------------------------------------------ inference
+    @staticmethod
+    def childEnv() -> dict:
+        """Environment of core children: the folder holding ``lvp`` first on PYTHONPATH.
+
+        PythonSlicer does not put the module folders on ``sys.path`` as the application does,
+        so ``python -m lvp`` would not find the core shipped beside this module otherwise.
+        """
+        core_parent = str(Path(__file__).resolve().parents[1])
+        paths = [core_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+
     def startInference(
-        self, inputVolume, outputDir: Path | None = None, device: str = "auto", modelDir: Path | None = None  # noqa: ANN001
+        self,
+        inputVolume,
+        outputDir: Path | None = None,
+        device: str = "auto",
+        modelDir: Path | None = None,  # noqa: ANN001
     ) -> RunJob:
         """Write the input for the child and start ``lvp infer``; returns at once."""
         if inputVolume is None:
             raise ValueError("select an input volume first")
-        outputDir = Path(outputDir) if outputDir and str(outputDir) not in ("", ".") else Path(tempfile.mkdtemp(prefix="lvp-"))
+        outputDir = (
+            Path(outputDir) if outputDir and str(outputDir) not in ("", ".") else Path(tempfile.mkdtemp(prefix="lvp-"))
+        )
         outputDir.mkdir(parents=True, exist_ok=True)
         # A report left by an earlier run must not pass for this run's result if it fails.
         (outputDir / "report.json").unlink(missing_ok=True)
         inputPath = lvpscene.write_volume(inputVolume, outputDir / "input.nii.gz")
         args = infer_command(inputPath, outputDir, device, modelDir, python=self.python)
-        return RunJob(self.runner.start(args), outputDir, inputPath)
+        return RunJob(self.runner.start(args, env=self.childEnv()), outputDir, inputPath)
 
     def finishInference(self, job: RunJob) -> dict:
         """The report of a finished job; :class:`ProcessFailed` with the readable error otherwise.
@@ -94,7 +113,9 @@ class CaseLogic:
         self.finishInference(job)
         return self.loadResult(job.outputDir, inputVolume, caseKey, showPlanes)
 
-    def loadResult(self, outputDir: Path, inputVolume, caseKey: str = "", showPlanes: bool = False) -> lvpscene.CaseNodes:  # noqa: ANN001
+    def loadResult(
+        self, outputDir: Path, inputVolume, caseKey: str = "", showPlanes: bool = False
+    ) -> lvpscene.CaseNodes:  # noqa: ANN001
         """Import an ``lvp infer`` output folder into the scene."""
         return lvpscene.import_result(self.scene, outputDir, inputVolume, caseKey, showPlanes)
 
@@ -160,7 +181,7 @@ class CaseLogic:
         args = infer_command(image_path, out, "cpu", None, python=self.python)
         args += ["--semantic", str(semantic_path), "--no-html"]
         (out / "report.json").unlink(missing_ok=True)
-        running = self.runner.start(args)
+        running = self.runner.start(args, env=self.childEnv())
         running.wait(progress=progress)
         report = self.finishInference(RunJob(running, out, image_path))
         new_rows, changes = apply_recompute(rows, report)

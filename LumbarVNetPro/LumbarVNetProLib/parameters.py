@@ -6,6 +6,7 @@ application (``slicer-core``) it is a plain dataclass with the same fields, so t
 the tests use the same names and defaults.
 """
 
+# ruff: noqa: N815 - node fields use Slicer's camelCase, as the parameter node and .ui do
 from __future__ import annotations
 
 import dataclasses

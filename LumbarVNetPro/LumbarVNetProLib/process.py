@@ -155,7 +155,9 @@ class RunningProcess:
             time.sleep(0.05)
         return False
 
-    def wait(self, progress: ProgressCallback | None = None, poll_s: float = 0.1, timeout_s: float | None = None) -> int:
+    def wait(
+        self, progress: ProgressCallback | None = None, poll_s: float = 0.1, timeout_s: float | None = None
+    ) -> int:
         """Block until the child exits, reporting stage messages; returns the exit code."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
@@ -245,5 +247,5 @@ def infer_command(
     return args
 
 
-class ProcessFailed(RuntimeError):
+class ProcessFailed(RuntimeError):  # noqa: N818 - "failed" reads better than ProcessFailedError
     """A child process failed; the message is the readable one-line error."""

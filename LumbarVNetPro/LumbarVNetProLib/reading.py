@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .grades import GradeRow, LUMBAR_LEVELS, PATHOLOGIES, manual_rows, missing_grades, rows_from_report
+from .grades import LUMBAR_LEVELS, PATHOLOGIES, GradeRow, manual_rows, missing_grades, rows_from_report
 
 MANUAL = "manual"
 AI_ASSISTED = "ai_assisted"

@@ -4,6 +4,7 @@ Everything takes the scene and nodes as arguments, so it runs inside Slicer and 
 ``slicer-core`` wheel alike. Points in ``report.json`` are LPS; MRML is RAS = (-x, -y, z).
 """
 
+# ruff: noqa: N815 - node fields use Slicer's camelCase, as the parameter node and .ui do
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import slicer
 import SimpleITK as sitk
+import slicer
 import vtk
 from vtk.util import numpy_support
 
@@ -384,7 +385,8 @@ def segment_label_values(segmentation) -> dict[str, int]:  # noqa: ANN001 - vtkM
             unknown.append(segment.GetName())
     if unknown:
         raise ValueError(
-            "cannot tell which structure these segments are: " + ", ".join(unknown)
+            "cannot tell which structure these segments are: "
+            + ", ".join(unknown)
             + "; name each after a structure (e.g. 'L4', 'L4-L5 disc') or delete it"
         )
     return result

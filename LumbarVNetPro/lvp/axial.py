@@ -19,7 +19,7 @@ import SimpleITK as sitk
 
 from lvp.io.read import read_volume
 from lvp.io.volume import Volume
-from lvp.labels import CANAL_LABEL
+from lvp.labels import CANAL_LABEL, STRUCTURES
 
 
 def resample_labels(volume: Volume, labels: np.ndarray, target: Volume) -> np.ndarray:
@@ -39,6 +39,8 @@ def axial_report(volume: Volume, lab: Any, axial_path: str | Path, planes: dict 
     pixel_mm2 = axial.spacing[0] * axial.spacing[2]
     levels = []
     for disc in lab.discs:
+        if int(disc.label) not in STRUCTURES:
+            continue  # as in the report's levels: a disc without an output value is not listed
         name = str(disc.name)
         idx = axial.lps_to_index(np.asarray(disc.centroid_lps, dtype=float))
         inside = bool(np.all(idx >= -0.5) and np.all(idx <= np.array(axial.shape) - 0.5))

@@ -8,8 +8,9 @@ Method (works on the canonical grid, cropped to the spine):
    the separators along the spine axis, so posterior elements that touch the neighbour's body do
    not merge two vertebrae); inside an interval, large connected components that lie one above
    the other are separate vertebrae (a disc the network missed, or a body-only layout).
-3. The sacrum is the bone below the lowest disc when it is long along the spine (at least
-   1.4 times the median vertebra) or reaches the bottom of the field of view; levels are
+3. The sacrum is the bone below the lowest disc when there is image below it (yet no further
+   disc), or, when the field of view cuts it, when it is long along the spine (at least 1.4
+   times the median vertebra: SPIDER labels only the upper sacrum); levels are
    counted from the sacrum upwards (L5, L4, ...). Without a sacrum the lowest vertebra is
    *assumed* to be L5, with a warning and low confidence.
 4. Check from the cranial end: thoracic bodies are smaller in anteroposterior depth than lumbar
@@ -108,25 +109,29 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
 
 
-def _disc_instances(disc: np.ndarray, voxel_mm3: float) -> tuple[np.ndarray, list[int]]:
-    """Label discs; fragments join the big disc with the nearest centroid. Returns map and ids."""
-    comp, n = _components(disc)
+def _disc_instances(disc: np.ndarray, voxel_mm3: float, f: tuple[int, ...]) -> tuple[np.ndarray, list[int]]:
+    """Label discs on a pooled grid; fragments join the big disc with the nearest centroid."""
+    comp, n = _components(_pool_any(disc, f))
     if n == 0:
-        return comp, []
-    sizes = np.bincount(comp.ravel(), minlength=n + 1)[1:] * voxel_mm3
+        return np.zeros(disc.shape, np.int32), []
+    idx = np.nonzero(comp)
+    lab = comp[idx]
+    counts = np.bincount(lab, minlength=n + 1)
+    sizes = counts[1:] * voxel_mm3 * np.prod(f)
     ids = np.arange(1, n + 1)
     big = ids[sizes >= MIN_DISC_MM3]
-    if big.size == 0:
-        return comp, list(ids)
     small = ids[sizes < MIN_DISC_MM3]
+    if big.size == 0:
+        big, small = ids, ids[:0]
     if small.size:
-        centers = np.array(ndimage.center_of_mass(disc, comp, ids))
+        centers = np.stack([np.bincount(lab, weights=idx[j], minlength=n + 1) for j in range(3)], 1)
+        centers = centers[1:] / np.maximum(counts[1:, None], 1)
         lut = np.arange(n + 1)
         for i in small:
             d = np.linalg.norm(centers[big - 1] - centers[i - 1], axis=1)
             lut[i] = big[int(np.argmin(d))]
         comp = lut[comp]
-    return comp, [int(i) for i in big]
+    return _unpool(comp, f, disc.shape) * disc, [int(i) for i in big]
 
 
 def _body_depth(vert: np.ndarray, canal: np.ndarray, spacing: tuple[float, float, float]) -> float:
@@ -157,6 +162,42 @@ def _body_depth(vert: np.ndarray, canal: np.ndarray, spacing: tuple[float, float
     return float(np.median(runs)) if runs else float("nan")
 
 
+def _pool_any(mask: np.ndarray, f: tuple[int, ...]) -> np.ndarray:
+    """Max-pool a boolean mask by integer factors (padding at the far edges)."""
+    if f == (1, 1, 1):
+        return mask
+    pad = [(0, (-n) % k) for n, k in zip(mask.shape, f)]
+    m = np.pad(mask, pad)
+    s = m.shape
+    return m.reshape(s[0] // f[0], f[0], s[1] // f[1], f[1], s[2] // f[2], f[2]).any(axis=(1, 3, 5))
+
+
+def _unpool(arr: np.ndarray, f: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest-neighbour upsampling by integer factors, cropped to ``shape``."""
+    if f == (1, 1, 1):
+        return arr
+    a, b, c = arr.shape
+    big = np.broadcast_to(arr[:, None, :, None, :, None], (a, f[0], b, f[1], c, f[2]))
+    return big.reshape(a * f[0], b * f[1], c * f[2])[: shape[0], : shape[1], : shape[2]]
+
+
+def _below_disc(pts: np.ndarray, plane: DiscPlane, inferior: np.ndarray) -> np.ndarray:
+    """Signed distance of points below a disc (positive = inferior), with the plane bent flat.
+
+    Within the disc's anteroposterior extent the distance is taken from the fitted plane; beyond
+    it, from the disc's edge along the image's inferior axis. A tilted L5-S plane extended
+    posteriorly would otherwise climb into the level above and cut through posterior elements.
+    """
+    w = pts - plane.center_lps.astype(np.float32)
+    v = plane.axis_v_lps.astype(np.float32)
+    vc = w @ v
+    half = np.float32(plane.extent_v_mm / 2)
+    vcl = np.clip(vc, -half, half)
+    inside = w @ plane.normal_lps.astype(np.float32)
+    outside = (w - vcl[:, None] * v) @ inferior.astype(np.float32)
+    return np.where(vc == vcl, inside, outside)
+
+
 def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray | None = None) -> Labelling:
     """Label vertebrae, discs and canal with TotalSpineSeg values (see the module docstring).
 
@@ -182,8 +223,9 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     labels[sem == CANAL] = CANAL_LABEL
     canal = sem == CANAL
 
-    # 1. Discs.
-    disc_map, disc_ids = _disc_instances(sem == DISC, voxel_mm3)
+    # 1. Discs (instances found on a grid pooled to ~1 mm in-plane, for speed).
+    f = tuple(int(min(2, max(1, np.floor(0.95 / s)))) for s in volume.spacing)
+    disc_map, disc_ids = _disc_instances(sem == DISC, voxel_mm3, f)
     planes: list[tuple[int, DiscPlane]] = []
     disc_objs = ndimage.find_objects(disc_map)
     for i in disc_ids:
@@ -196,27 +238,33 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     inferior = volume.affine[:3, 1] / np.linalg.norm(volume.affine[:3, 1])
     planes.sort(key=lambda p: float(p[1].center_lps @ inferior))
 
-    # 2. Vertebrae: between disc planes, or (no discs segmented) connected components.
+    # 2. Vertebrae: between disc planes, or (no discs segmented) connected components. Done on
+    # a grid pooled to ~1 mm in-plane (exact resolution is not needed to split at discs).
     vert = sem == VERTEBRA
-    vidx = np.nonzero(vert)
-    vid = np.zeros(sem.shape, np.int32)
+    vert_c = _pool_any(vert, f)
+    sub_c = sub.copy()
+    sub_c[:3, :3] = sub[:3, :3] * np.array(f, float)[None, :]
+    sub_c[:3, 3] = sub[:3, :3] @ ((np.array(f, float) - 1) / 2) + sub[:3, 3]
+    vidx = np.nonzero(vert_c)
+    vid_c = np.zeros(vert_c.shape, np.int32)
     if planes:
-        pts = np.stack(vidx, axis=1).astype(float) @ sub[:3, :3].T + sub[:3, 3]
+        pts = np.stack(vidx, axis=1).astype(np.float32) @ sub_c[:3, :3].T.astype(np.float32)
+        pts += sub_c[:3, 3].astype(np.float32)
         interval = np.ones(len(pts), np.int32)
         for _, plane in planes:
-            interval += ((pts - plane.center_lps) @ plane.normal_lps > 0).astype(np.int32)
-        vid[vidx] = interval
+            interval += (_below_disc(pts, plane, inferior) > 0).astype(np.int32)
+        vid_c[vidx] = interval
     else:
-        vid, _ = _components(vert)
-    n_ids = int(vid.max())
-    sizes = np.bincount(vid[vidx], minlength=n_ids + 1) * voxel_mm3
+        vid_c, _ = _components(vert_c)
+    n_ids = int(vid_c.max())
+    labels_c = vid_c[vidx]
+    counts = np.bincount(labels_c, minlength=n_ids + 1) * int(np.prod(f))
+    sizes = counts * voxel_mm3
     keep = [i for i in range(1, n_ids + 1) if sizes[i] >= MIN_VERTEBRA_MM3]
-    coords = np.stack(vidx, axis=1).astype(float)
-    sums = np.stack([np.bincount(vid[vidx], weights=coords[:, j], minlength=n_ids + 1) for j in range(3)], 1)
-    counts = np.bincount(vid[vidx], minlength=n_ids + 1)
-    vcenters_idx = {i: sums[i] / counts[i] for i in keep}
-    vcenters_all = {i: vcenters_idx[i] @ sub[:3, :3].T + sub[:3, 3] for i in keep}
+    sums = np.stack([np.bincount(labels_c, weights=vidx[j], minlength=n_ids + 1) for j in range(3)], 1)
+    vcenters_all = {i: (sums[i] / max(counts[i] // np.prod(f), 1)) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep}
     keep.sort(key=lambda i: float(vcenters_all[i] @ inferior))
+    vid = _unpool(vid_c, f, sem.shape) * vert
     objs = ndimage.find_objects(vid)
     vcenters = [vcenters_all[i] for i in keep]
 
@@ -229,15 +277,33 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         ref = float(np.median(lengths[:-1])) if len(lengths) > 1 else 30.0
         reaches_bottom = objs[keep[-1] - 1][1].stop + crop[1].start >= semantic.shape[1] - 3
         long_enough = lengths[-1] >= SACRUM_LENGTH_RATIO * ref
-        has_sacrum = bool(below_last_disc and (long_enough or (reaches_bottom and lengths[-1] >= 0.9 * ref)))
+        # Bone below the lowest disc with image below it but no further disc is the sacrum; bone
+        # cut by the bottom of the field of view is the sacrum only when it is long.
+        has_sacrum = bool(below_last_disc and (not reaches_bottom or long_enough))
 
     n_mobile = len(keep) - int(has_sacrum)
-    base_conf = 0.95 if has_sacrum else 0.35
-    if not has_sacrum:
+    # A disc below the lowest bone, with image below it: the lumbosacral disc of a mask that
+    # leaves the sacrum out (as many SPIDER masks do).
+    disc_at_bottom = bool(
+        planes
+        and not has_sacrum
+        and (not keep or (vcenters[-1] - planes[-1][1].center_lps) @ planes[-1][1].normal_lps < 0)
+    )
+    if has_sacrum:
+        base_conf = 0.95
+    elif disc_at_bottom:
+        base_conf = 0.75
+        out.warn(
+            "sacrum_not_segmented",
+            "No bone was segmented below the lowest disc: it is taken as the lumbosacral disc (L5-S) "
+            "and levels are counted from it. Check the level numbering.",
+        )
+    else:
+        base_conf = 0.35
         out.warn(
             "sacrum_not_found",
-            "No sacrum was found below the lowest disc: the lowest vertebra (or the vertebra below "
-            "the lowest disc) is assumed to be L5. Check the level numbering.",
+            "No sacrum was found below the lowest disc: the lowest vertebra is assumed to be L5. "
+            "Check the level numbering.",
         )
     # Names counted upwards from the sacrum; when the lowest bone is below no disc and there is
     # no sacrum, it is itself taken as L5.
@@ -263,7 +329,7 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         vlut[i] = SACRUM_LABEL if name == "sacrum" else VERTEBRA_LABELS.get(name, 0)
         depth = _body_depth(m, canal[box], volume.spacing)
         kind = "sacrum" if name == "sacrum" else "vertebra"
-        out.vertebrae.append(Instance(name, int(vlut[i]), c, int(counts[i]), round(conf, 3), kind, body_depth_mm=depth))
+        out.vertebrae.append(Instance(name, int(vlut[i]), c, int(m.sum()), round(conf, 3), kind, body_depth_mm=depth))
     labels[vert] = vlut[vid[vert]]
     if any(v.label == 0 for v in out.vertebrae):
         out.warn("levels_above_t11", "Vertebrae above T11 are listed but not labelled (no output value).")

@@ -378,7 +378,8 @@ def make_phantom(spec: PhantomSpec | None = None, **options) -> Phantom:
 
     # Bounding box of the anatomy in the spine frame, then in LPS.
     lr_half = spec.lr_extent_mm / 2 if spec.lr_extent_mm else spec.body_radius_lr_mm + 12.0
-    s_lo, s_hi = model.vertebrae[0][1] - 10.0, model.bottom + 10.0
+    # Without a sacrum the field of view ends inside the lowest vertebra (a thoracolumbar scan).
+    s_lo, s_hi = model.vertebrae[0][1] - 10.0, model.bottom + (10.0 if spec.sacrum else -3.0)
     a_lo = -spec.body_radius_ap_mm - 12.0
     a_hi = model.canal_front + model.max_canal + 35.0
     corners = np.array([[x, y, z] for x in (-lr_half, lr_half) for y in (s_lo, s_hi) for z in (a_lo, a_hi)])

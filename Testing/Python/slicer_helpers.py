@@ -1,7 +1,9 @@
 """Shared helpers of the test_slicer_* tests (module path set-up and case fixtures).
 
 Puts ``LumbarVNetPro/`` (the Slicer module folder) on ``sys.path`` so the tests import the
-module's ``LumbarVNetProLib`` package and ``LumbarVNetPro.py`` as Slicer does.
+module's ``LumbarVNetProLib`` package and ``LumbarVNetPro.py`` as Slicer does. Test modules
+load the fixtures with ``pytest_plugins``; PYTEST_DONT_REWRITE (no asserts here, and the
+module is imported before pytest registers it as a plugin).
 """
 
 from __future__ import annotations

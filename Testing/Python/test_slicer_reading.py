@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from slicer_helpers import SAMPLE_DIR, reference_result, scene_with_sample, slicer  # noqa: F401 - fixtures
+from slicer_helpers import SAMPLE_DIR
 
 from lvp.readingdb import AIGrade, ReadingDB, admin
+
+pytest_plugins = ("slicer_helpers",)  # the reference_result and scene_with_sample fixtures
 
 SAMPLE = SAMPLE_DIR / "spider_sample_t2.nii.gz"
 
@@ -16,7 +18,9 @@ SAMPLE = SAMPLE_DIR / "spider_sample_t2.nii.gz"
 def db(tmp_path):
     database = ReadingDB(f"sqlite:///{tmp_path / 'reading.sqlite'}")
     admin.create_study(database, "s", washout_days=0)
-    admin.add_cases(database, "s", [{"case_key": "c1", "image_ref": str(SAMPLE)}, {"case_key": "c2", "image_ref": str(SAMPLE)}])
+    admin.add_cases(
+        database, "s", [{"case_key": "c1", "image_ref": str(SAMPLE)}, {"case_key": "c2", "image_ref": str(SAMPLE)}]
+    )
     admin.add_readers(database, "s", [{"username": "r1"}])
     admin.add_assignment(database, "s", "r1", "c1", "manual", 1, 0)
     admin.add_assignment(database, "s", "r1", "c2", "ai_assisted", 1, 1)
@@ -30,14 +34,18 @@ def db(tmp_path):
 def _ai_node_count(scene) -> int:
     return sum(
         scene.GetNodesByClass(cls).GetNumberOfItems()
-        for cls in ("vtkMRMLSegmentationNode", "vtkMRMLMarkupsFiducialNode", "vtkMRMLMarkupsPlaneNode", "vtkMRMLLabelMapVolumeNode")
+        for cls in (
+            "vtkMRMLSegmentationNode",
+            "vtkMRMLMarkupsFiducialNode",
+            "vtkMRMLMarkupsPlaneNode",
+            "vtkMRMLLabelMapVolumeNode",
+        )
     )
 
 
 def test_sign_in_refuses_empty_and_unknown_reader(db, tmp_path):
-    from lvp.errors import DatabaseError
-
     from LumbarVNetProLib.reading import ReadingError, ReadingSession
+    from lvp.errors import DatabaseError
 
     with pytest.raises(ReadingError):
         ReadingSession(db, "  ", tmp_path)
@@ -126,7 +134,7 @@ def test_unfinished_read_survives_a_crash_as_draft(db, tmp_path):
     del session  # "crash": nothing is submitted or closed
     status = {i.assignment_id: i.status for i in db.worklist("r1")}
     assert status[item.assignment_id] == "draft"
-    assert all(r["status"] != "submitted" for r in [{"status": s} for s in status.values()])
+    assert "submitted" not in status.values()
     assert admin.export_reads(db, "s") == []  # a draft is never counted as a read
     backup = json.loads((drafts / "r1" / f"read-{read.reading_id}.json").read_text())
     assert backup["status"] == "draft"

@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from slicer_helpers import reference_result, scene_with_sample, slicer  # noqa: F401 - fixtures
+from slicer_helpers import slicer
 
 from lvp.labels import STRUCTURES
+
+pytest_plugins = ("slicer_helpers",)  # the reference_result and scene_with_sample fixtures
 
 
 def _import(scene_with_sample, reference_result):
@@ -102,7 +104,9 @@ def test_grade_table_rows(scene_with_sample, reference_result):
     report = json.loads((reference_result / "report.json").read_text())
     rows = lvpscene.read_grade_table(nodes.gradeTable)
     expected = [
-        (lvl["level"], p, str(g["grade"])) for lvl in report["levels"] for p, g in lvl["grades"].items()
+        (lvl["level"], p, str(g["grade"]))
+        for lvl in report["levels"]
+        for p, g in lvl["grades"].items()
         if p != "narrowing"  # not a reader-graded pathology
     ]
     assert sorted((r["level"], r["pathology"], r["ai_grade"]) for r in rows) == sorted(expected)
@@ -114,9 +118,8 @@ def test_grade_table_rows(scene_with_sample, reference_result):
 def _edit_segment(lvpscene, scene, segmentation, volume, segment_id, keep):
     """Replace one segment's voxels by ``keep`` (a boolean array on the volume grid), as an editor would."""
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "edit")
-    from vtk.util import numpy_support
-
     import vtk
+    from vtk.util import numpy_support
 
     image = vtk.vtkImageData()
     image.SetDimensions(keep.shape[2], keep.shape[1], keep.shape[0])
@@ -138,7 +141,9 @@ def test_edited_segmentation_exports_edited_labels_by_tag(scene_with_sample, ref
     labels = _file_labels(reference_result)
     seg = nodes.segmentation.GetSegmentation()
     disc_id = next(
-        seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments()) if seg.GetNthSegment(i).GetName() == "L3-L4 disc"
+        seg.GetNthSegmentID(i)
+        for i in range(seg.GetNumberOfSegments())
+        if seg.GetNthSegment(i).GetName() == "L3-L4 disc"
     )
     # Erase the cranial half of the L3-L4 disc (along the head-feet index axis 1).
     disc = labels == 94
@@ -155,7 +160,9 @@ def test_edited_segmentation_exports_edited_labels_by_tag(scene_with_sample, ref
     untouched = (labels != 94) & ~keep
     np.testing.assert_array_equal(exported[untouched], labels[untouched])
     written = sitk.ReadImage(str(out))
-    assert written.GetOrigin() == pytest.approx(sitk.ReadImage(str(reference_result / "segmentation.nii.gz")).GetOrigin())
+    assert written.GetOrigin() == pytest.approx(
+        sitk.ReadImage(str(reference_result / "segmentation.nii.gz")).GetOrigin()
+    )
     np.testing.assert_array_equal(sitk.GetArrayFromImage(written), exported)
 
 

@@ -1,0 +1,43 @@
+"""``lvp demo``: the bundled sample is found and the summary names levels, grades and files."""
+
+from __future__ import annotations
+
+import pytest
+
+from lvp.commands.demo import sample_path, summary_lines
+
+
+def test_sample_is_found(sample_case, monkeypatch):
+    monkeypatch.delenv("LVP_SAMPLE", raising=False)
+    assert sample_path() == sample_case.resolve()
+
+
+def test_summary_of_a_pipeline_report(sample_case, tmp_path):
+    for mod in ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes"):
+        pytest.importorskip(mod)
+    from lvp.pipeline import MaskSegmenter, run_inference
+
+    report = run_inference(sample_case, tmp_path, segmenter=MaskSegmenter(
+        sample_case.with_name("spider_sample_labels.nii.gz")))
+    text = "\n".join(summary_lines(report, tmp_path))
+    assert "COMPLETE" in text
+    for lv in report["levels"]:
+        assert lv["level"] in text
+    assert str(tmp_path / "report.html") in text
+    assert f"{report['timings_s']['total']:.2f} s" in text
+
+
+def test_demo_end_to_end_with_the_model(tmp_path, capsys):
+    seg = pytest.importorskip("lvp.segmenter")
+    from lvp.errors import ModelError
+
+    try:
+        seg.Segmenter(device="cpu")
+    except ModelError as err:
+        pytest.skip(f"no trained model here: {err}")
+    from lvp.cli import main
+
+    code = main(["demo", "-o", str(tmp_path / "demo"), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code in (0, 3)
+    assert (tmp_path / "demo" / "report.json").is_file() and "report.html" in out
