@@ -359,8 +359,9 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         if prob is not None:
             conf *= float(np.clip(prob[box][mask].mean(), 0.0, 1.0))
         labels[box][mask] = label
-        out.discs.insert(0, Instance(name, label, plane.center_lps, int(mask.sum()), round(conf, 3), "disc",
-                                     plane=plane))
+        out.discs.insert(
+            0, Instance(name, label, plane.center_lps, int(mask.sum()), round(conf, 3), "disc", plane=plane)
+        )
     _check_transitional(out, has_sacrum)
     return out
 

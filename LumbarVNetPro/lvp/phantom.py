@@ -1,6 +1,6 @@
 """A synthetic lumbar spine MRI with known geometry, for testing labelling, measurements and grades.
 
-The phantom is built analytically in a *spine frame* ``(l, s, a)`` in millimetres: ``l`` towards
+The phantom is built analytically in a *spine frame* ``(lat, s, a)`` in millimetres: ``lat`` towards
 the patient's left, ``s`` along the spine towards inferior, ``a`` towards posterior. Every
 voxel centre of the output grid is mapped into that frame and classified, so the geometry is
 exact up to the voxel sampling. The spine frame may be tilted in the sagittal plane
@@ -196,7 +196,7 @@ def _layout(spec: PhantomSpec) -> tuple[list[tuple[str, float, float, float]], l
 
 
 class _Model:
-    """Classifies spine-frame points (arrays l, s, a) into tissues, vectorised per voxel."""
+    """Classifies spine-frame points (arrays lat, s, a) into tissues, vectorised per voxel."""
 
     def __init__(self, spec: PhantomSpec) -> None:
         self.spec = spec
@@ -212,7 +212,7 @@ class _Model:
         return np.searchsorted((centers[1:] + centers[:-1]) / 2, s)
 
     def disc_mask(
-        self, l: np.ndarray, s: np.ndarray, a: np.ndarray, discs: list[_Disc] | None = None
+        self, lat: np.ndarray, s: np.ndarray, a: np.ndarray, discs: list[_Disc] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Disc voxels and the index (into ``discs``) of the nearest disc of every point."""
         discs = self.discs if discs is None else discs
@@ -226,18 +226,18 @@ class _Model:
         ds = s - par(lambda d: d.center_s)
         t = np.clip((a - (ca - rap)) / (2 * rap), 0.0, 1.0)
         half = 0.5 * (h_ant + t * (h_post - h_ant))
-        mask = (np.abs(ds) <= half) & (((a - ca) / (rap + bulge)) ** 2 + (l / (rlr + bulge)) ** 2 <= 1.0)
+        mask = (np.abs(ds) <= half) & (((a - ca) / (rap + bulge)) ** 2 + (lat / (rlr + bulge)) ** 2 <= 1.0)
         if any(d.herniation is not None for d in discs):
             hern = [d.herniation or Herniation(0.0, 0.0) for d in discs]
             disp = np.array([h.displacement_mm for h in hern], np.float32)[j]
             width = np.array([h.base_width_mm for h in hern], np.float32)[j]
             lc = np.array([h.center_lr_mm for h in hern], np.float32)[j]
-            edge = ca + rap * np.sqrt(np.clip(1 - (l / rlr) ** 2, 0, None))
-            box = (disp > 0) & (np.abs(l - lc) <= width / 2) & (a >= edge - 0.5) & (a <= edge + disp)
+            edge = ca + rap * np.sqrt(np.clip(1 - (lat / rlr) ** 2, 0, None))
+            box = (disp > 0) & (np.abs(lat - lc) <= width / 2) & (a >= edge - 0.5) & (a <= edge + disp)
             mask |= box & (np.abs(ds) <= h_post / 2)
         return mask, j
 
-    def canal(self, l: np.ndarray, s: np.ndarray, a: np.ndarray) -> np.ndarray:
+    def canal(self, lat: np.ndarray, s: np.ndarray, a: np.ndarray) -> np.ndarray:
         """The dural sac: a central ellipse and two lateral recess channels."""
         spec = self.spec
         j = self._nearest_disc(s, self.discs)
@@ -250,13 +250,13 @@ class _Model:
         rec_r = np.where(below, np.array([d.recess[1] for d in self.discs], np.float32)[j], spec.recess_depth_mm)
         a0 = self.canal_front
         half_w = spec.canal_width_mm / 2
-        ellipse = (l / half_w) ** 2 + ((a - a0 - depth / 2) / (depth / 2)) ** 2 <= 1.0
-        in_band = (np.abs(l) >= 5.0) & (np.abs(l) <= 11.0) & (a >= a0)
-        recess = in_band & (((l > 0) & (a <= a0 + rec_l)) | ((l < 0) & (a <= a0 + rec_r)))
+        ellipse = (lat / half_w) ** 2 + ((a - a0 - depth / 2) / (depth / 2)) ** 2 <= 1.0
+        in_band = (np.abs(lat) >= 5.0) & (np.abs(lat) <= 11.0) & (a >= a0)
+        recess = in_band & (((lat > 0) & (a <= a0 + rec_l)) | ((lat < 0) & (a <= a0 + rec_r)))
         top = self.vertebrae[0][1]
         return (ellipse | recess) & (s >= top) & (s <= self.bottom)
 
-    def bone(self, l: np.ndarray, s: np.ndarray, a: np.ndarray) -> np.ndarray:
+    def bone(self, lat: np.ndarray, s: np.ndarray, a: np.ndarray) -> np.ndarray:
         """Index of the bone (vertebra body and arch; sacrum last) at each point, -1 for none."""
         spec = self.spec
         r_ap, r_lr = spec.body_radius_ap_mm, spec.body_radius_lr_mm
@@ -268,28 +268,28 @@ class _Model:
         top = np.array([v[1] for v in self.vertebrae], np.float32)[kv]
         bottom = np.array([v[2] for v in self.vertebrae], np.float32)[kv]
         ca = r_ap - r_ap * scale
-        body = ((a - ca) / (r_ap * scale)) ** 2 + (l / (r_lr * scale)) ** 2 <= 1.0
+        body = ((a - ca) / (r_ap * scale)) ** 2 + (lat / (r_lr * scale)) ** 2 <= 1.0
         body &= (s >= self.vertebrae[0][1]) & (s <= (self.bottom if spec.sacrum else self.vertebrae[-1][2]))
         arch_s = (s >= top + 2.0) & (s <= bottom - 2.0)
-        pedicles = (np.abs(l) >= 12.0) & (np.abs(l) <= 16.0) & (a >= r_ap - 3.0) & (a <= back + 1.0)
-        lamina = (np.abs(l) <= 16.0) & (a > back + 1.0) & (a <= back + 8.0)
-        spinous = (np.abs(l) <= 3.0) & (a > back + 8.0) & (a <= back + 25.0)
+        pedicles = (np.abs(lat) >= 12.0) & (np.abs(lat) <= 16.0) & (a >= r_ap - 3.0) & (a <= back + 1.0)
+        lamina = (np.abs(lat) <= 16.0) & (a > back + 1.0) & (a <= back + 8.0)
+        spinous = (np.abs(lat) <= 3.0) & (a > back + 8.0) & (a <= back + 25.0)
         vert = body | (arch_s & (pedicles | lamina | spinous))
         out = np.where(vert & (k < nv), k, -1)
         if spec.sacrum:
             start = self.centers[-1]
             t = np.clip((s - start) / spec.sacrum_length_mm, 0.0, 1.0)
             rap = r_ap * (1.0 - 0.5 * t)
-            sac = ((a - (r_ap - rap) - 6.0 * t) / rap) ** 2 + (l / (r_lr * 1.1)) ** 2 <= 1.0
-            arch = (np.abs(l) <= 16.0) & (a > back + 1.0) & (a <= back + 8.0)
-            arch |= (np.abs(l) >= 12.0) & (np.abs(l) <= 16.0) & (a >= r_ap - 3.0) & (a <= back + 1.0)
+            sac = ((a - (r_ap - rap) - 6.0 * t) / rap) ** 2 + (lat / (r_lr * 1.1)) ** 2 <= 1.0
+            arch = (np.abs(lat) <= 16.0) & (a > back + 1.0) & (a <= back + 8.0)
+            arch |= (np.abs(lat) >= 12.0) & (np.abs(lat) <= 16.0) & (a >= r_ap - 3.0) & (a <= back + 1.0)
             sac |= arch & (s >= start + 8.0)
             out = np.where(sac & (k == nv) & (s <= self.bottom), nv, out)
         return out
 
 
 def _spine_rotation(tilt_deg: float) -> np.ndarray:
-    """Columns: the LPS directions of the spine-frame axes (l, s, a)."""
+    """Columns: the LPS directions of the spine-frame axes (lat, s, a)."""
     t = np.deg2rad(tilt_deg)
     l_dir = np.array([1.0, 0.0, 0.0])
     s_dir = np.array([0.0, np.sin(t), -np.cos(t)])  # inferior, tilted towards posterior
@@ -336,7 +336,6 @@ def _cross_section_truth(model: _Model, d: _Disc, s: float, fine: float = 0.05) 
 
 
 def _disc_truth(model: _Model, d: _Disc, to_lps, rot: np.ndarray) -> DiscTruth:
-    spec = model.spec
     front = d.center_a - d.radius_ap - d.bulge
     back = d.center_a + d.radius_ap  # the posterior margin line of the bodies
     depth = back - front
@@ -394,14 +393,19 @@ def make_phantom(spec: PhantomSpec | None = None, **options) -> Phantom:
     comps = [int(np.argmax(np.abs(direction[:, i]))) for i in range(3)]
     spacing = np.array([anat_spacing[c] for c in comps])
     size = [int(np.ceil((hi[c] - lo[c]) / spacing[i])) + 1 for i, c in enumerate(comps)]
-    origin = np.array([lo[c] if direction[c, i] > 0 else hi[c] for i, c in enumerate(comps)], dtype=float)
+    # Centre the grid on the box so that every orientation samples the same points.
+    mid = (lo + hi) / 2
+    half = [(size[i] - 1) * spacing[i] / 2 for i in range(3)]
+    origin = np.zeros(3)
+    for i, c in enumerate(comps):
+        origin[c] = mid[c] - half[i] if direction[c, i] > 0 else mid[c] + half[i]
     # Index grids in numpy order (z, y, x) -> LPS.
     # Spine-frame coordinate of every voxel: linear in the index, so built from 1-D ramps.
     m = rot.T @ direction @ np.diag(spacing)
     off = rot.T @ origin
     ramps = [np.arange(n, dtype=np.float32) for n in size]  # ITK order x, y, z
     shape = tuple(size[::-1])
-    l, s, a = (
+    lat, s, a = (
         (
             off[r]
             + (m[r, 2] * ramps[2])[:, None, None]
@@ -412,27 +416,27 @@ def make_phantom(spec: PhantomSpec | None = None, **options) -> Phantom:
         for r in range(3)
     )
 
-    semantic = np.zeros(l.shape, np.uint8)
-    levels = np.zeros(l.shape, np.int16)
-    image = np.full(l.shape, _BACKGROUND, np.float32)
+    semantic = np.zeros(lat.shape, np.uint8)
+    levels = np.zeros(lat.shape, np.int16)
+    image = np.full(lat.shape, _BACKGROUND, np.float32)
     names = [v[0] for v in model.vertebrae] + (["sacrum"] if spec.sacrum else [])
     bone_values = np.array([SACRUM_LABEL if n == "sacrum" else VERTEBRA_LABELS[n] for n in names], np.int16)
-    bone = model.bone(l, s, a)
+    bone = model.bone(lat, s, a)
     semantic[bone >= 0] = 1
     levels[bone >= 0] = bone_values[bone[bone >= 0]]
     image[bone >= 0] = _BONE
-    canal = model.canal(l, s, a)
+    canal = model.canal(lat, s, a)
     semantic[canal] = 3
     levels[canal] = CANAL_LABEL
     image[canal] = _CSF
-    disc, j = model.disc_mask(l, s, a)
+    disc, j = model.disc_mask(lat, s, a)
     semantic[disc] = 2
     levels[disc] = np.array([_disc_label(d.name) for d in model.discs], np.int16)[j[disc]]
     image[disc] = _ANNULUS
     ca = np.array([d.center_a for d in model.discs], np.float32)[j]
     rap = np.array([d.radius_ap for d in model.discs], np.float32)[j]
     rlr = np.array([d.radius_lr for d in model.discs], np.float32)[j]
-    core = disc & (((a - ca) / (0.6 * rap)) ** 2 + (l / (0.6 * rlr)) ** 2 <= 1)
+    core = disc & (((a - ca) / (0.6 * rap)) ** 2 + (lat / (0.6 * rlr)) ** 2 <= 1)
     nucleus = np.array([NUCLEUS_BY_PFIRRMANN[d.pfirrmann] for d in model.discs], np.float32)
     image[core] = nucleus[j[core]]
     if spec.noise > 0:

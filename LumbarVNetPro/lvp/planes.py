@@ -5,7 +5,8 @@ the superior-inferior axis, the middle of the disc voxels in that column. The pl
 those points (principal axes, weighted by the column counts) bisects the two endplates even
 for wedge-shaped discs, and it stays well defined on thin sagittal slabs where the disc is cut
 at the slab's sides (a plain principal-axis fit of the disc voxels is not: a disc 13 mm wide
-and 10 mm high has two similar small axes).
+and 10 mm high has two similar small axes). Rim columns that cross only part of the disc's
+thickness are left out.
 
 The scan plane for a level is that mid-plane, with in-plane axes ``u`` (towards the patient's
 left) and ``v`` (towards posterior), as the slab an operator positions for axial imaging.
@@ -81,12 +82,21 @@ def fit_disc_plane(mask: np.ndarray, affine: np.ndarray, spacing: tuple[float, f
         return None
     si = np.arange(mask.shape[1], dtype=float)
     mid = (mask * si[None, :, None]).sum(axis=1) / np.maximum(count, 1)
-    lr, ap = np.nonzero(count)
+    # Rim columns of a tilted disc cross only part of its thickness and bias the mid-points:
+    # keep the columns that cross most of it.
+    lr_all, ap_all = np.nonzero(count)
+    w_all = count[lr_all, ap_all].astype(float)
+    idx_all = np.stack([lr_all, mid[lr_all, ap_all], ap_all], axis=1)
+    # The centre is the disc's voxel centroid (all columns).
+    center = (idx_all * w_all[:, None]).sum(axis=0) / w_all.sum() @ affine[:3, :3].T + affine[:3, 3]
+    full = 0.6 * np.percentile(count[count > 0], 90)
+    lr, ap = np.nonzero(count >= full)
+    if lr.size < 6:
+        lr, ap = np.nonzero(count)
     w = count[lr, ap].astype(float)
     idx = np.stack([lr, mid[lr, ap], ap], axis=1).astype(float)
     pts = idx @ affine[:3, :3].T + affine[:3, 3]
-    center = (pts * w[:, None]).sum(axis=0) / w.sum()
-    d = pts - center
+    d = pts - (pts * w[:, None]).sum(axis=0) / w.sum()
     cov = (d * w[:, None]).T @ d / w.sum()
     evals, evecs = np.linalg.eigh(cov)
     normal = evecs[:, 0]

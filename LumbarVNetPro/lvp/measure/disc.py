@@ -1,0 +1,159 @@
+"""Disc geometry: heights, disc height index and posterior displacement of disc material."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from lvp.measure.reformat import Reformat, first_run_end
+from lvp.measure.types import LevelMeasurements
+
+# Where the anterior / middle / posterior heights are read: fractions of the disc depth from the
+# anterior disc margin to the posterior margin line of the adjacent vertebral bodies.
+HEIGHT_POSITIONS = (0.1, 0.5, 0.9)
+MIN_DISPLACEMENT_FOR_BASE_MM = 0.75
+
+
+def _posterior_margin(sag: Reformat, bone: np.ndarray, rows: np.ndarray) -> float | None:
+    """Median posterior end (mm, along e2) of the first bone run from anterior over ``rows``."""
+    ends = []
+    for r in rows:
+        if 0 <= r < bone.shape[0]:
+            e = first_run_end(bone[r])
+            if e is not None:
+                ends.append(sag.r2[e] + sag.step / 2)
+    return float(np.median(ends)) if ends else None
+
+
+def disc_geometry(m: LevelMeasurements, sag: Reformat, disc_label: int, bone_labels: np.ndarray) -> dict:
+    """Heights (anterior, middle, posterior), DHI and the body margins on the mid-sagittal reformat.
+
+    Returns the frame facts later steps need: ``front`` (anterior disc margin), ``back``
+    (posterior body margin line) and ``height`` (middle height), all in mm along the reformat.
+    """
+    disc = sag.values == disc_label
+    bone = np.isin(sag.values, bone_labels)
+    step = sag.step
+    centre_row = int(np.argmin(np.abs(sag.r1)))
+    rows_mid = slice(max(centre_row - 4, 0), centre_row + 5)
+    cols = np.flatnonzero(disc[rows_mid].any(axis=0))
+    if cols.size == 0:
+        m.notes.append("disc not found on the mid-sagittal reformat")
+        return {}
+    front = float(sag.r2[cols[0]] - step / 2)
+    # Middle height first (to place the body rows just outside the endplates).
+    mid_col = cols[cols.size // 2]
+    rows = np.flatnonzero(disc[:, mid_col])
+    h_mid = (rows[-1] - rows[0] + 1) * step if rows.size else 8.0
+    off = int(round((h_mid / 2 + 1.5) / step))
+    span = int(round(2.5 / step))
+    up = _posterior_margin(sag, bone, np.arange(centre_row - off - span, centre_row - off + 1))
+    low = _posterior_margin(sag, bone, np.arange(centre_row + off, centre_row + off + span + 1))
+    margins = [x for x in (up, low) if x is not None]
+    back = float(np.mean(margins)) if margins else float(sag.r2[cols[-1]] + step / 2)
+    if back <= front + 5:
+        m.notes.append("posterior body margin not found")
+        return {}
+    heights = []
+    for name, f in zip(("anterior", "middle", "posterior"), HEIGHT_POSITIONS):
+        a = front + f * (back - front)
+        j = int(np.argmin(np.abs(sag.r2 - a)))
+        col = disc[:, j]
+        nz = np.flatnonzero(col)
+        if nz.size == 0:
+            continue
+        # The run through (or nearest to) the disc centre row.
+        runs = np.split(nz, np.flatnonzero(np.diff(nz) > 1) + 1)
+        run = min(runs, key=lambda r: 0 if r[0] <= centre_row <= r[-1] else min(abs(r - centre_row)))
+        h = (run[-1] - run[0] + 1) * step
+        heights.append(h)
+        top = sag.lps(sag.r1[run[0]] - step / 2, sag.r2[j])
+        bottom = sag.lps(sag.r1[run[-1]] + step / 2, sag.r2[j])
+        m.add(f"disc_height_{name}_mm", h, "mm", [top, bottom])
+    if len(heights) == 3:
+        m.add(
+            "disc_height_index",
+            float(np.mean(heights)) / (back - front),
+            "1",
+            [sag.lps(0.0, front), sag.lps(0.0, back)],
+        )
+    return {"front": front, "back": back, "height": float(heights[1] if len(heights) == 3 else h_mid)}
+
+
+def _body_mask(ax: Reformat, bone_labels: np.ndarray) -> np.ndarray:
+    """The vertebral body on an axial reformat: per left-right column, the first bone run from
+    the anterior (posterior elements lie behind the canal and are left out).
+    """
+    bone = np.isin(ax.values, bone_labels)
+    body = np.zeros_like(bone)
+    for i in np.flatnonzero(bone.any(axis=1)):
+        nz = np.flatnonzero(bone[i])
+        e = first_run_end(bone[i])
+        body[i, nz[0] : e + 1] = True
+    return body
+
+
+def displacement(
+    m: LevelMeasurements, mid: Reformat, upper: Reformat, lower: Reformat, disc_label: int, bone_labels: np.ndarray
+) -> None:
+    """Posterior displacement of disc material beyond the adjacent bodies' margins (axial plane).
+
+    The reference outline is the union of the two adjacent vertebral bodies sampled just above
+    and below the disc. Displacement is the largest distance (normal to that outline) of disc
+    material behind the bodies' centre; the displaced component's *base* is where it touches
+    the outline: its width (across the displacement direction) and its angular span seen from
+    the body centre (fraction of the circumference, Fardon's 25 % bulge criterion).
+    """
+    step = mid.step
+    body = _body_mask(upper, bone_labels) | _body_mask(lower, bone_labels)
+    disc = mid.values == disc_label
+    if body.sum() < 20 or not disc.any():
+        m.notes.append("posterior displacement not measurable (no body outline beside the disc)")
+        return
+    bi, bj = np.nonzero(body)
+    centre = np.array([bi.mean(), bj.mean()])
+    dist, (ni, nj) = ndimage.distance_transform_edt(~body, return_indices=True)
+    dist = dist * step
+    beyond = disc & ~body & (np.arange(disc.shape[1])[None, :] > centre[1])
+    if not beyond.any():
+        m.add("posterior_displacement_mm", 0.0, "mm", [])
+        m.add("herniation_base_width_mm", 0.0, "mm", [])
+        m.add("displacement_circumference_fraction", 0.0, "1", [])
+        return
+    comp, n = ndimage.label(beyond, structure=np.ones((3, 3), bool))
+    peak = np.unravel_index(int(np.argmax(np.where(beyond, dist, -1))), dist.shape)
+    d = float(dist[peak])
+    base_pt = (int(ni[peak]), int(nj[peak]))
+    m.add(
+        "posterior_displacement_mm",
+        d,
+        "mm",
+        [mid.lps(mid.r1[base_pt[0]], mid.r2[base_pt[1]]), mid.lps(mid.r1[peak[0]], mid.r2[peak[1]])],
+    )
+    if d < MIN_DISPLACEMENT_FOR_BASE_MM:
+        m.add("herniation_base_width_mm", 0.0, "mm", [])
+        m.add("displacement_circumference_fraction", 0.0, "1", [])
+        return
+    part = comp == comp[peak]
+    base = part & (dist <= 1.5 * step)
+    if not base.any():
+        base = part
+    pi, pj = np.nonzero(base)
+    pts = np.stack([mid.r1[pi], mid.r2[pj]], axis=1)
+    direction = np.array([mid.r1[peak[0]] - mid.r1[base_pt[0]], mid.r2[peak[1]] - mid.r2[base_pt[1]]])
+    direction = direction / (np.linalg.norm(direction) or 1.0)
+    tangent = np.array([direction[1], -direction[0]])
+    proj = pts @ tangent
+    k0, k1 = int(np.argmin(proj)), int(np.argmax(proj))
+    width = float(proj[k1] - proj[k0]) + step
+    ends = [mid.lps(*pts[k0]), mid.lps(*pts[k1])]
+    m.add("herniation_base_width_mm", width, "mm", ends)
+    # Circumferential extent: angular coverage (5 degree bins, seen from the body centre) of all
+    # disc material displaced by at least 1 mm behind the bodies' centre (a bulge is broad).
+    c_mm = np.array(
+        [np.interp(centre[0], np.arange(len(mid.r1)), mid.r1), np.interp(centre[1], np.arange(len(mid.r2)), mid.r2)]
+    )
+    wi, wj = np.nonzero(beyond & (dist >= 1.0))
+    ang = np.degrees(np.arctan2(mid.r2[wj] - c_mm[1], mid.r1[wi] - c_mm[0]))
+    bins = np.unique(np.floor(ang / 5.0).astype(int))
+    m.add("displacement_circumference_fraction", bins.size * 5.0 / 360.0, "1", ends)

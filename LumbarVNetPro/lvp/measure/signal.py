@@ -1,0 +1,40 @@
+"""Disc signal relative to CSF on the mid-sagittal reformat (T2: bright nucleus, bright CSF)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lvp.labels import CANAL_LABEL
+from lvp.measure.reformat import Reformat
+from lvp.measure.types import LevelMeasurements
+
+CSF_PERCENTILE = 75  # the dural sac also holds roots: its bright part is CSF
+
+
+def signal_ratio(m: LevelMeasurements, sag_labels: Reformat, sag_image: Reformat, disc_label: int, frame: dict) -> None:
+    """Mean signal of the central disc (middle 40 % of its depth, middle half of its height)
+    divided by the CSF signal (75th percentile of the dural sac within 30 mm of the disc).
+    """
+    if not frame:
+        return
+    disc = sag_labels.values == disc_label
+    front, back, h = frame["front"], frame["back"], frame["height"]
+    a0, a1 = front + 0.3 * (back - front), front + 0.7 * (back - front)
+    core = disc & (sag_labels.r2[None, :] >= a0) & (sag_labels.r2[None, :] <= a1)
+    core &= (np.abs(sag_labels.r1) <= h / 4)[:, None]
+    csf = (sag_labels.values == CANAL_LABEL) & (np.abs(sag_labels.r1) <= 30)[:, None]
+    if core.sum() < 4 or csf.sum() < 4:
+        m.notes.append("disc or CSF signal not measurable")
+        return
+    disc_signal = float(sag_image.values[core].mean())
+    csf_signal = float(np.percentile(sag_image.values[csf], CSF_PERCENTILE))
+    if csf_signal <= 0:
+        return
+    ci, cj = np.nonzero(csf)
+    k = len(ci) // 2
+    m.add(
+        "disc_signal_ratio",
+        disc_signal / csf_signal,
+        "1",
+        [sag_labels.lps(0.0, (a0 + a1) / 2), sag_labels.lps(sag_labels.r1[ci[k]], sag_labels.r2[cj[k]])],
+    )
