@@ -22,7 +22,11 @@ from lvp.datasets import Case, discover_cases, level_reference, load_case
 from lvp.labels import CANAL, DISC, VERTEBRA
 
 CLASS_NAMES = {VERTEBRA: "vertebra", DISC: "disc", CANAL: "canal"}
-MATCH_MM = 15.0  # a level is ~35-40 mm high: 15 mm cannot reach a neighbour's centroid
+MATCH_MM = 15.0
+# Partial label schemes annotate only some levels (MRS IVD: the five lumbar discs). Predictions are
+# scored only within the reference's superior-inferior extent plus this margin, so that correctly
+# segmented but unannotated discs (T12-L1 and above) do not count as false positives.
+PARTIAL_MARGIN_MM = 10.0  # a level is ~35-40 mm high: 15 mm cannot reach a neighbour's centroid
 BOOTSTRAP = 2000
 
 
@@ -67,18 +71,31 @@ def match_levels(reference: dict[str, np.ndarray], predicted: list[tuple[str, np
     return {"n": len(rows), "correct": n_ok, "rate": n_ok / len(rows) if rows else float("nan"), "matches": rows}
 
 
+def _restrict_si(pred: np.ndarray, annotated: np.ndarray, si_mm: float) -> np.ndarray:
+    """Zero the prediction outside the annotated superior-inferior range (+ margin)."""
+    rows = np.flatnonzero(annotated.any(axis=(0, 2)))
+    m = int(round(PARTIAL_MARGIN_MM / si_mm))
+    out = np.zeros_like(pred)
+    lo, hi = max(rows[0] - m, 0), rows[-1] + m + 1
+    out[:, lo:hi] = pred[:, lo:hi]
+    return out
+
+
 def evaluate_case(case: Case, segment: Callable, label_levels: Callable | None) -> dict:
     """Evaluate one case. ``segment(volume)`` returns an object with ``semantic``."""
     volume, ref, raw = load_case(case)
     out = segment(volume)
     pred = out.semantic
+    if case.scheme == "mrs-ivd" and ref.any():
+        pred = _restrict_si(pred, ref > 0, volume.spacing[1])
     res: dict = {"case": case.case_id, "dataset": case.dataset, "scheme": case.scheme, "classes": {},
                  "timings_s": {k: round(v, 4) for k, v in getattr(out, "timings", {}).items()}}
     for c in case.annotated_classes:
-        res["classes"][CLASS_NAMES[c]] = {"dice": dice(pred == c, ref == c), "hd95_mm": hd95(pred == c, ref == c, volume.spacing)}
+        p, r = pred == c, ref == c
+        res["classes"][CLASS_NAMES[c]] = {"dice": dice(p, r), "hd95_mm": hd95(p, r, volume.spacing)}
     levels = level_reference(raw, case.scheme, volume.spacing)
     if label_levels is not None and (levels.discs or levels.vertebrae):
-        lab = label_levels(pred, volume)
+        lab = label_levels(out.semantic, volume)  # the whole prediction, not the scored window
         to_idx = lambda items: [(i.name, volume.lps_to_index(np.asarray(i.centroid_lps))) for i in items]
         if levels.discs:
             res["disc_identification"] = match_levels(levels.discs, to_idx(lab.discs), volume.spacing)
@@ -147,7 +164,8 @@ def format_table(result: dict) -> str:
     s = result["summary"]
     lines.append("")
     for name, d in s["classes"].items():
-        parts = [f"{m} {d[m]['mean']:.3f} [{d[m]['ci95'][0]:.3f}, {d[m]['ci95'][1]:.3f}]" for m in ("dice", "hd95_mm") if m in d]
+        parts = [f"{m} {d[m]['mean']:.3f} [{d[m]['ci95'][0]:.3f}, {d[m]['ci95'][1]:.3f}]"
+                 for m in ("dice", "hd95_mm") if m in d]
         lines.append(f"{name:9s} (n={d['n']}): " + "; ".join(parts))
     for key in ("disc_identification", "vertebra_identification"):
         if key in s:

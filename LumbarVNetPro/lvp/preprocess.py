@@ -125,13 +125,74 @@ def restore(logits: np.ndarray | torch.Tensor, info: GridInfo, mode: str = "line
     """
     t = crop_padding(logits, info).float()
     prob = torch.softmax(t, dim=0)
+    lab_g, p_g = _argmax(prob)
+    idx = [_nearest_index(n_src, n_grid) for n_src, n_grid in zip(info.source_shape, info.grid_shape)]
+    ix = np.ix_(*idx)
+    semantic, probability = lab_g.numpy()[ix], p_g.numpy()[ix]
     if mode == "nearest":
-        lab, p = _argmax(prob)
-        idx = [_nearest_index(n_src, n_grid) for n_src, n_grid in zip(info.source_shape, info.grid_shape)]
-        ix = np.ix_(*idx)
-        return lab.numpy()[ix], p.numpy()[ix]
-    lab, p = _argmax(resample(prob, info.source_shape))
-    return lab.numpy(), p.numpy()
+        return semantic, probability
+    # Linear: interpolate the probabilities only inside the box around the structures; outside it
+    # every voxel is background with or without interpolation (most of a sagittal field of view).
+    box = _foreground_box(lab_g.numpy(), margin=2)
+    if box is None:
+        return semantic, probability
+    src_box, positions = [], []
+    for (lo, hi), n_src, n_grid in zip(box, info.source_shape, info.grid_shape):
+        # Source voxels whose linear interpolation reads only grid voxels inside [lo, hi)
+        # (the whole axis when the box touches both ends).
+        first = int(np.ceil((lo + 0.5) * n_src / n_grid - 0.5)) if lo > 0 else 0
+        last = int(np.floor((hi - 1 + 0.5) * n_src / n_grid - 0.5)) + 1 if hi < n_grid else n_src
+        first, last = max(first, 0), min(last, n_src)
+        src_box.append((first, last))
+        # Same align_corners=False mapping as a whole-volume resize, in sub-box index units.
+        positions.append((np.arange(first, last) + 0.5) * n_grid / n_src - 0.5 - lo)
+    t = prob[:, box[0][0]:box[0][1], box[1][0]:box[1][1], box[2][0]:box[2][1]]
+    t = _lerp_axis(t, positions[0], 1)  # across slices: few voxels, cheap
+    t = _bilinear_inplane(t, positions[1], positions[2])
+    lab, p = _argmax(t)
+    sl = tuple(slice(a, b) for a, b in src_box)
+    semantic[sl] = lab.numpy()
+    probability[sl] = p.numpy()
+    return semantic, probability
+
+
+def _foreground_box(lab: np.ndarray, margin: int) -> list[tuple[int, int]] | None:
+    """Index box (per axis, [lo, hi)) around the non-background voxels, grown by ``margin``."""
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        nz = np.flatnonzero(lab.any(axis=other))
+        if nz.size == 0:
+            return None
+        box.append((max(int(nz[0]) - margin, 0), min(int(nz[-1]) + 1 + margin, lab.shape[axis])))
+    return box
+
+
+def _bilinear_inplane(t: torch.Tensor, pos_si: np.ndarray, pos_ap: np.ndarray) -> torch.Tensor:
+    """Bilinear resampling of every sagittal slice of ``(C, lr, si, ap)`` at fractional indices.
+
+    One ``grid_sample`` call with classes x slices as channels: exact positions (unlike
+    ``F.interpolate`` on a crop, whose implied scale would shift the grid by a fraction of a voxel).
+    """
+    c, d, h, w = t.shape
+    gy = torch.from_numpy(((np.clip(pos_si, 0, h - 1) + 0.5) / h * 2 - 1).astype(np.float32))
+    gx = torch.from_numpy(((np.clip(pos_ap, 0, w - 1) + 0.5) / w * 2 - 1).astype(np.float32))
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]  # (1, H', W', 2) as (x, y)
+    out = F.grid_sample(t.reshape(1, c * d, h, w), grid, mode="bilinear", align_corners=False)
+    return out.reshape(c, d, len(pos_si), len(pos_ap))
+
+
+def _lerp_axis(t: torch.Tensor, pos: np.ndarray, axis: int) -> torch.Tensor:
+    """Linear interpolation of ``t`` along ``axis`` at fractional indices ``pos`` (border-clamped)."""
+    size = t.shape[axis]
+    p = torch.from_numpy(np.clip(pos, 0, size - 1).astype(np.float32))
+    i0 = p.floor().long()
+    i1 = (i0 + 1).clamp(max=size - 1)
+    shape = [1] * t.ndim
+    shape[axis] = -1
+    w = (p - i0.float()).reshape(shape)
+    a = t.index_select(axis, i0)
+    return a.add_((t.index_select(axis, i1) - a).mul_(w))
 
 
 def _nearest_index(n_src: int, n_grid: int) -> np.ndarray:

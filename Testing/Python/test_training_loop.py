@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
+from lvp.errors import ConfigError
 from lvp.training.cache import build_cache, load_cache
 from lvp.training.config import TrainConfig
 from lvp.training.loop import train
 from lvp.training.transforms import RandSliceThicknessd, train_transforms
-from lvp.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def tiny_cache(tmp_path_factory, sample_case):
 
 def _cfg(tmp_path, cache, **kw) -> TrainConfig:
     d = dict(cache=str(cache), cache_spacing=[2.0, 2.0, 2.0], spacing=[2.0, 2.0, 2.0], validation=[],
-             network={"channels": [4, 8, 8, 16, 16], "convs": [1, 1, 1, 1, 1]}, patch=[8, 160, 128],
+             network={"channels": [4, 8, 8, 16, 16], "convs": [1, 1, 1, 1, 1]}, patch=[8, 96, 96],
              batch_size=1, samples_per_epoch=3, epochs=2, lr=0.01, workers=0, crop_only=True,
              out_dir=str(tmp_path / "run"), amp=False)
     d.update(kw)

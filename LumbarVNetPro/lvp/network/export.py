@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from lvp.errors import ModelError
+from lvp.labels import NETWORK_CLASSES
 from lvp.model_catalog import CATALOG, sha256_of
 from lvp.network.vnet import VNetConfig, build_vnet
-from lvp.labels import NETWORK_CLASSES
 
 OPSET = 17
 

@@ -136,8 +136,11 @@ def train(cfg: TrainConfig, resume: bool = False, distributed: bool | None = Non
 
     samples = [to_sample(*train_cases[k]) for k in sorted(train_cases)]
     reps = max(1, math.ceil(cfg.samples_per_epoch / len(samples)))
-    ds = Dataset((samples * reps)[: max(cfg.samples_per_epoch, 1)], transform=train_transforms(cfg.patch, cfg.crop_only))
-    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed) if distributed else None
+    transform = train_transforms(cfg.patch, cfg.crop_only)
+    ds = Dataset((samples * reps)[: max(cfg.samples_per_epoch, 1)], transform=transform)
+    sampler = None
+    if distributed:
+        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                         num_workers=cfg.workers, generator=gen, drop_last=len(ds) >= cfg.batch_size * 2,
@@ -156,7 +159,8 @@ def train(cfg: TrainConfig, resume: bool = False, distributed: bool | None = Non
         for g in opt.param_groups:
             g["lr"] = lr
         losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0 or not sys.stderr.isatty(), leave=False)
+        quiet = not progress or rank != 0 or not sys.stderr.isatty()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=quiet, leave=False)
         for batch in bar:
             x = batch["image"].to(device, non_blocking=True).float()
             y = batch["label"].to(device, non_blocking=True).long()

@@ -25,7 +25,8 @@ KEYS = ("image", "label")
 
 class RandSliceThicknessd(RandomizableTransform, MapTransform):
     """Simulate thicker sagittal slices: average down along the lr axis by a random factor, then
-    interpolate back (clinical sagittal T2 has 3-5 mm slices; SPIDER SPACE has 1 mm)."""
+    interpolate back (clinical sagittal T2 has 3-5 mm slices; SPIDER SPACE has 1 mm).
+    """
 
     def __init__(self, keys: KeysCollection, prob: float = 0.3, max_factor: float = 3.0) -> None:
         RandomizableTransform.__init__(self, prob)
@@ -57,7 +58,8 @@ class RandSliceThicknessd(RandomizableTransform, MapTransform):
 
 def train_transforms(patch: list[int], crop_only: bool = False) -> Compose:
     """Crop, geometric and intensity augmentation (incl. left-right flips, contrast, bias field,
-    anisotropic slice thickness), in that order."""
+    anisotropic slice thickness), in that order.
+    """
     t: list = [SpatialPadd(KEYS, spatial_size=patch), RandSpatialCropd(KEYS, roi_size=patch, random_size=False)]
     if not crop_only:
         t += [

@@ -1,0 +1,99 @@
+"""The shipped model: sha256 verification, model folder resolution, runtime output contract."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from lvp.datasets import harmonise
+from lvp.errors import ModelError
+from lvp.evaluation import dice
+from lvp.io.volume import canonical_volume
+from lvp.model_catalog import MODEL_ENV, get_model, resolve_model_dir, sha256_of
+from lvp.segmenter import Segmenter
+
+
+@pytest.fixture(scope="module")
+def sample_volume(sample_case):
+    img = sitk.ReadImage(str(sample_case))
+    vol = canonical_volume(img)
+    vol.array = np.array(vol.array, copy=True)
+    lab = sitk.ReadImage(str(sample_case.with_name("spider_sample_labels.nii.gz")))
+    return vol, harmonise(np.array(canonical_volume(lab).array, copy=True), "lvp3")
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return Segmenter(device="cpu")
+
+
+def test_catalog_entry_is_complete(repo_root):
+    entry = get_model(repo_root / "models")
+    assert entry.name == "lvp-vnet" and len(entry.input_spacing) == 3
+    for kind in ("onnx", "torch"):
+        path = entry.file(kind)
+        assert sha256_of(path) == entry.data["files"][kind]["sha256"]
+    total = sum(p.stat().st_size for p in (repo_root / "models").iterdir() if p.suffix in (".onnx", ".pt"))
+    assert total <= 20 * 1024 * 1024
+    assert "spider50" in entry.data["training"]["validation_cases"]
+    assert "spider50" not in entry.data["training"]["train_cases"]
+
+
+def test_segment_sample_contract(segmenter, sample_volume):
+    vol, ref = sample_volume
+    out = segmenter.segment(vol)
+    assert out.semantic.shape == vol.shape and out.semantic.dtype == np.uint8
+    assert out.probability.shape == vol.shape and out.probability.dtype == np.float32
+    assert set(np.unique(out.semantic)) <= {0, 1, 2, 3}
+    assert 0.25 <= float(out.probability.min()) and float(out.probability.max()) <= 1.0 + 1e-6
+    assert set(out.timings) == {"preprocess", "network", "restore"}
+    # A trained model, not noise: every structure is found on the held-out sample.
+    for c in (1, 2, 3):
+        assert dice(out.semantic == c, ref == c) > 0.75
+    info = segmenter.info
+    assert info["runtime"] == "onnxruntime" and info["device"] == "cpu" and len(info["sha256"]) == 64
+
+
+def test_intensity_scale_does_not_matter(segmenter, sample_volume):
+    """12-16 bit scanners: the same image scaled x16 (+offset) gives the same labels."""
+    vol, _ = sample_volume
+    a = segmenter.segment(vol).semantic
+    scaled = vol.with_array(vol.array.astype(np.uint16) * 16 + 100)
+    b = segmenter.segment(scaled).semantic
+    assert np.mean(a != b) < 1e-3
+
+
+def test_corrupted_weights_are_refused(tmp_path, repo_root):
+    folder = tmp_path / "models"
+    shutil.copytree(repo_root / "models", folder)
+    onnx = next(folder.glob("*.onnx"))
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        Segmenter(folder, device="cpu")
+
+
+def test_model_dir_resolution(tmp_path, repo_root, monkeypatch):
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert resolve_model_dir() == repo_root / "models"
+    with pytest.raises(ModelError, match="models.json"):
+        resolve_model_dir(tmp_path)
+    folder = tmp_path / "offline"
+    shutil.copytree(repo_root / "models", folder)
+    monkeypatch.setenv(MODEL_ENV, str(folder))
+    assert resolve_model_dir() == folder
+    catalog = json.loads((folder / "models.json").read_text())
+    catalog["models"][0]["files"]["torch"]["path"] = "missing.pt"
+    (folder / "models.json").write_text(json.dumps(catalog))
+    with pytest.raises(ModelError, match="missing"):
+        get_model().file("torch")
+
+
+def test_bad_device_is_refused():
+    with pytest.raises(ModelError):
+        Segmenter(device="tpu")
