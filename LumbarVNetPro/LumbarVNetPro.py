@@ -14,7 +14,7 @@ from pathlib import Path
 import slicer
 
 from LumbarVNetProLib import scene as lvpscene
-from LumbarVNetProLib.grades import grade_name, grade_values
+from LumbarVNetProLib.grades import describe_changes, grade_name, grade_values
 from LumbarVNetProLib.logic import CaseLogic
 from LumbarVNetProLib.parameters import DEVICE_LABELS, DEVICES, LumbarVNetProParameterNode, validate
 from LumbarVNetProLib.process import ProcessFailed
@@ -267,10 +267,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         params = self._parameterNode
         modelDir = Path(params.modelFolder) if params.modelSource == "folder" else None
         try:
-            if modelDir is not None:
-                from LumbarVNetProLib.models import verify_model_folder
-
-                verify_model_folder(modelDir)
+            # startInference verifies the model's sha256 (lvp.model_catalog) before starting.
             self.job = self.logic.startInference(params.inputVolume, params.outputFolder, params.device, modelDir)
         except Exception as err:  # noqa: BLE001 - shown to the user as a message
             slicer.util.errorDisplay(_("Could not start the analysis: {error}").format(error=err))
@@ -330,15 +327,21 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return self.onInstall()
 
     def onInstall(self) -> bool:
-        """Install the core (no deps) and its dependencies, keeping Slicer's SimpleITK."""
+        """Install the core's missing third-party dependencies (the core ships in the module).
+
+        Never SimpleITK or numpy; without a reachable package index the message says how to
+        install offline.
+        """
         from LumbarVNetProLib import install
         from LumbarVNetProLib.process import python_executable
 
         try:
             with slicer.util.tryWithErrorDisplay(_("Installing failed."), waitCursor=True):
-                install.install(
-                    MODULE_DIR, Path(tempfile.gettempdir()) / "lvp-install", self.logic.runner, python_executable()
+                installed = install.install(
+                    Path(tempfile.gettempdir()) / "lvp-install", self.logic.runner, python_executable()
                 )
+            done = _("Installed: {packages}").format(packages=", ".join(installed))
+            self.ui.statusLabel.setText(done if installed else _("Nothing to install."))
             return True
         except Exception:  # noqa: BLE001 - already shown by tryWithErrorDisplay
             return False
@@ -414,16 +417,14 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay(_("Recompute failed."), waitCursor=True):
                 self.rows, changes, _report = self.logic.recompute(
-                    self.nodes, self._parameterNode.inputVolume, self.rows, work
+                    self.nodes, self._parameterNode.inputVolume, self.rows, work, caseKey=self._caseKey
                 )
+                if self.readingSession is not None and self.readingSession.current is not None:
+                    self.readingSession.replace_rows(self.rows)
         except Exception:  # noqa: BLE001 - already shown
             return
         self._fillGradeTable()
-        lines = []
-        for c in changes:
-            old = grade_name(c.pathology, c.old_grade) or "—"
-            new = grade_name(c.pathology, c.new_grade) or "—"
-            lines.append(f"{c.level} {c.pathology}: {old} → {new}")
+        lines = describe_changes(changes)
         self.ui.changesLabel.setText("\n".join(lines) if lines else _("No grade changed."))
 
     # ------------------------------------------------------------------ reading
@@ -532,7 +533,13 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class LumbarVNetProTest(ScriptedLoadableModuleTest):
-    """Full flow on the bundled sample inside Slicer: result import, edit, export, reading arms."""
+    """Full flow on the bundled sample inside Slicer with the real model.
+
+    The flow is :func:`LumbarVNetProLib.selftest.full_flow`, the same code the pytest suite runs
+    on slicer-core (``Testing/Python/test_slicer_flow.py``): child-process inference with the
+    bundled model, scene import, manual and AI-assisted reads in a temporary SQLite reading
+    database (accept / modify), a segmentation edit and a level rename, Recompute, submit.
+    """
 
     def setUp(self) -> None:
         """Start from an empty scene."""
@@ -544,57 +551,15 @@ class LumbarVNetProTest(ScriptedLoadableModuleTest):
         self.test_full_flow()
 
     def test_full_flow(self) -> None:
-        """Load the sample, import a result, check segments/labels/table, export edits, read both arms."""
-        from LumbarVNetProLib.reading import ReadingSession
-        from LumbarVNetProLib.sample import build_reference_result
-        from lvp.readingdb import AIGrade, ReadingDB, admin
+        """Load the sample and run the shared full flow on ``slicer.mrmlScene``."""
+        from LumbarVNetProLib.selftest import full_flow
 
         self.delayDisplay("Loading the bundled sample")
         sample = findResource("Sample/spider_sample_t2.nii.gz")
         volume = slicer.util.loadVolume(str(sample))
         work = Path(tempfile.mkdtemp(prefix="lvp-selftest-"))
-        result = build_reference_result(
-            sample,
-            sample.with_name("spider_sample_labels.nii.gz"),
-            work / "result",
-            sample.with_name("spider_sample_gradings.csv"),
-        )
-        logic = LumbarVNetProLogic()
-        nodes = logic.loadResult(result, volume, "selftest")
-        seg = nodes.segmentation.GetSegmentation()
-        self.assertGreater(seg.GetNumberOfSegments(), 10)
-        self.assertIsNotNone(seg.GetSegmentIdBySegmentName("L4-L5 disc"))
-        self.assertGreater(nodes.levelLabels.GetNumberOfControlPoints(), 10)
-        self.assertTrue(lvpscene.read_grade_table(nodes.gradeTable))
-
-        self.delayDisplay("Exporting the segmentation back for the core")
-        labels, semantic = logic.exportForCore(nodes.segmentation, volume, work / "export")
-        self.assertTrue(labels.is_file() and semantic.is_file())
-
-        self.delayDisplay("Reading workflow: manual and AI-assisted arms")
-        db = ReadingDB(f"sqlite:///{work / 'reading.sqlite'}")
-        admin.create_study(db, "selftest", washout_days=0)
-        admin.add_cases(
-            db, "selftest", [{"case_key": "c1", "image_ref": str(sample)}, {"case_key": "c2", "image_ref": str(sample)}]
-        )
-        admin.add_readers(db, "selftest", [{"username": "r1"}])
-        admin.add_assignment(db, "selftest", "r1", "c1", "manual", 1, 0)
-        admin.add_assignment(db, "selftest", "r1", "c2", "ai_assisted", 1, 1)
-        db.store_ai_results("selftest", "c2", [AIGrade("L4-L5", "herniation", 2, 0.9, 4.1)])
-        session = ReadingSession(db, "r1", work / "drafts")
-        item = session.next_assignment()
-        read = session.start(item.assignment_id)
-        self.assertEqual(read.arm, "manual")
-        self.assertTrue(all(r.ai_grade is None for r in read.rows))
-        for row in read.rows:
-            session.set_grade(row.level, row.pathology, grade_values(row.pathology)[0])
-        session.submit()
-        item = session.next_assignment()
-        read = session.start(item.assignment_id, lvpscene.load_report(result))
-        self.assertEqual(read.arm, "ai_assisted")
-        session.submit()
-        self.assertIsNone(session.next_assignment())
-        db.close()
+        summary = full_flow(slicer.mrmlScene, volume, sample, work, device="auto", log=self.delayDisplay)
+        self.assertEqual(summary["recomputed"]["model"]["name"], "label-map")
         self.delayDisplay("Test passed")
 
 

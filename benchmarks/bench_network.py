@@ -24,8 +24,8 @@ import torch
 from lvp.network import VNetConfig, build_vnet
 
 VARIANTS = {
-    "lvp-default stem2 [16,32,48,64,96] aniso2": VNetConfig(channels=[16, 32, 48, 64, 96]),
-    "stem2 [8,16,32,64,96] aniso2": VNetConfig(),
+    "shipped: stem2 [8,16,32,64,96] aniso2": VNetConfig(),
+    "stem2 wide [16,32,48,64,96] aniso2": VNetConfig(channels=[16, 32, 48, 64, 96]),
     "full-res [8,16,32,64,96] aniso2": VNetConfig(stem_stride=False),
     "full-res narrow [8,16,24,48,64] aniso2": VNetConfig(channels=[8, 16, 24, 48, 64], stem_stride=False),
 

@@ -6,10 +6,11 @@ Every function takes the scene and nodes as arguments (no ``slicer.mrmlScene`` g
 
 * :mod:`.parameters` - module settings (the parameter node's fields) and their checks;
 * :mod:`.process` - child-process runner with progress parsing and process-tree cancel;
-* :mod:`.install` - installing the core and its dependencies into Slicer's Python;
-* :mod:`.models` - model folder checks (sha256);
+* :mod:`.install` - installing the core's third-party dependencies into Slicer's Python;
+* :mod:`.models` - finding the bundled model folder; sha256 checks via :mod:`lvp.model_catalog`;
 * :mod:`.grades` - per-level grade rows (AI grade, reader grade, accepted / modified);
 * :mod:`.scene` - importing an ``lvp infer`` result into MRML and exporting edits back;
 * :mod:`.reading` - reader sign-in, worklist, reading timer, drafts and submit;
-* :mod:`.sample` - a result folder made from the bundled sample's reference mask.
+* :mod:`.sample` - a result folder made from the bundled sample's reference mask;
+* :mod:`.selftest` - the full flow shared by the Slicer self-test and the pytest suite.
 """

@@ -158,3 +158,23 @@ def _pathology_order(pathology: str) -> int:
 def missing_grades(rows: Iterable[GradeRow]) -> list[tuple[str, str]]:
     """``(level, pathology)`` of rows the reader has not graded yet (submit is refused then)."""
     return [row.key for row in rows if row.reader_grade is None]
+
+
+def describe_changes(changes: Iterable[GradeChange]) -> list[str]:
+    """One line per grade that Recompute changed, e.g. ``"L4-L5 herniation: bulge → protrusion"``.
+
+    A level that appeared (renamed to, or newly segmented) shows ``— → grade``; one that is gone
+    ``grade → —``; a changed measurement with the same grade shows the values. A reader's own
+    grade that was kept is marked.
+    """
+    lines = []
+    for c in changes:
+        old = grade_name(c.pathology, c.old_grade) or "—"
+        new = grade_name(c.pathology, c.new_grade) or "—"
+        line = f"{c.level} {c.pathology}: {old} → {new}"
+        if c.old_grade == c.new_grade and c.old_value is not None and c.new_value is not None:
+            line += f" ({c.old_value:.1f} → {c.new_value:.1f})"
+        if not c.reader_followed and c.old_grade is not None and c.new_grade is not None:
+            line += " (your grade kept)"
+        lines.append(line)
+    return lines

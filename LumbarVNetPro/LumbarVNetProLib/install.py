@@ -1,9 +1,12 @@
-"""Installing the LVP core and its dependencies into Slicer's Python, on first use.
+"""Installing the core's third-party dependencies into Slicer's Python, on first use.
 
-Order matters: the core is installed with ``--no-deps`` first, then the listed dependencies,
-never SimpleITK or numpy (Slicer ships its own builds, which its C++ side is linked against; a
-pip upgrade would break the application). A constraints file pins the installed SimpleITK and
-numpy so no other package can pull a different version in either.
+The core itself (``lvp``) is not installed: it ships inside the module folder (the module's
+CMakeLists lists ``lvp/*.py`` as module scripts), so Slicer imports it without pip, and an
+installed extension has no ``pyproject.toml`` to install from. Only the runtime dependencies are
+installed, after the user confirms, never SimpleITK or numpy (Slicer ships its own builds, which
+its C++ side is linked against; a pip upgrade would break the application). A constraints file
+pins the installed SimpleITK and numpy so no other package can pull a different version in
+either. Without a reachable package index the user gets the offline instructions.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import socket
 from importlib import metadata
 from pathlib import Path
 
-# Runtime dependencies of the core inside Slicer (pyproject's list minus Slicer's own packages
-# and the study / training extras the viewer does not need).
+# Runtime dependencies of the core inside Slicer: pyproject's list minus Slicer's own packages
+# (SimpleITK, numpy) and what only training, export, study statistics or PostgreSQL need (onnx,
+# scikit-learn, psycopg). matplotlib draws the report figure of every ``lvp infer`` run.
 RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "torch==2.13.0",
     "monai==1.6.1",
@@ -25,10 +29,11 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "tqdm==4.70.1",
     "SQLAlchemy==2.1.9",
     "alembic==1.20.1",
+    "matplotlib==3.11.2",
 )
 # Packages Slicer provides: never installed, upgraded or replaced by this module.
 SLICER_OWNED: tuple[str, ...] = ("SimpleITK", "numpy")
-CORE_DISTRIBUTION = "lumbarvnetpro"
+CORE_PACKAGE = "lvp"
 OFFLINE_MESSAGE = (
     "Cannot reach the Python package index ({host}). LumbarVNetPro needs {packages} installed "
     "once. Connect to the internet and try again, or install offline: download the wheels on a "
@@ -79,15 +84,20 @@ def constraints_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-def pip_commands(
-    coreSource: str | Path, requirements: list[str] | tuple[str, ...], constraintsFile: Path
-) -> list[list[str]]:
-    """The pip argument lists to run, in order (without the ``python -m pip`` prefix)."""
-    steps = [["install", "--no-deps", str(coreSource)]]
+def pip_commands(requirements: list[str] | tuple[str, ...], constraintsFile: Path) -> list[list[str]]:
+    """The pip argument lists to run (without the ``python -m pip`` prefix): one step, or none.
+
+    Never a step for the core, and never SimpleITK or numpy.
+    """
     deps = filtered_requirements(requirements)
-    if deps:
-        steps.append(["install", "--constraint", str(constraintsFile), *deps])
-    return steps
+    return [["install", "--constraint", str(constraintsFile), *deps]] if deps else []
+
+
+def core_available() -> bool:
+    """Whether the core package imports (it ships in the module folder; nothing to install)."""
+    import importlib.util
+
+    return importlib.util.find_spec(CORE_PACKAGE) is not None
 
 
 def index_reachable(host: str = "pypi.org", port: int = 443, timeout_s: float = 3.0) -> bool:
@@ -106,30 +116,37 @@ def check_online(packages: list[str], host: str = "pypi.org", port: int = 443) -
 
 
 def install(
-    coreSource: str | Path,
     workDir: Path,
     runner,  # noqa: ANN001 - a process.ProcessRunner
     python: str,
     requirements: list[str] | tuple[str, ...] = RUNTIME_REQUIREMENTS,
     host: str = "pypi.org",
     port: int = 443,
-) -> None:
-    """Install the core (no deps) and the missing requirements with ``python -m pip``.
+) -> list[str]:
+    """Install the missing runtime requirements with ``python -m pip``; returns what was installed.
 
-    The caller asks the user for confirmation first; this checks the index is reachable, runs
-    each pip step as a child process and raises :class:`InstallError` with pip's last line.
+    The caller asks the user for confirmation first. Nothing missing: nothing runs. Otherwise the
+    index must be reachable (else :class:`InstallError` with the offline instructions); pip runs
+    as a child process with the Slicer-owned packages pinned, and a failure raises
+    :class:`InstallError` with pip's last line.
     """
     from .process import readable_error
 
-    missing = missing_requirements(requirements)
-    if missing:
-        check_online([requirement_name(r) for r in missing], host, port)
+    if not core_available():
+        raise InstallError(
+            "the LVP core ('lvp' package) is not beside the module; reinstall the LumbarVNetPro extension"
+        )
+    missing = filtered_requirements(missing_requirements(requirements))
+    if not missing:
+        return []
+    check_online([requirement_name(r) for r in missing], host, port)
     workDir = Path(workDir)
     workDir.mkdir(parents=True, exist_ok=True)
     constraints = workDir / "slicer-constraints.txt"
     constraints.write_text(constraints_text())
-    for step in pip_commands(coreSource, missing, constraints):
+    for step in pip_commands(missing, constraints):
         running = runner.start([python, "-m", "pip", *step, "--disable-pip-version-check"])
         code = running.wait()
         if code != 0:
-            raise InstallError(f"pip {' '.join(step[:2])} failed: {readable_error(running.stderr, code)}")
+            raise InstallError(f"pip install failed: {readable_error(running.stderr, code)}")
+    return missing

@@ -13,20 +13,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import SimpleITK as sitk
-
-from lvp.labels import CANAL_LABEL, DISC_LABELS, SACRUM_LABEL, VERTEBRA_LABELS
-
 from . import scene as lvpscene
 from .grades import GradeChange, GradeRow, apply_recompute, rows_from_report
+from .models import verify_model_folder
 from .process import ProcessFailed, ProcessRunner, ProgressCallback, RunningProcess, infer_command
 from .reading import MANUAL
-
-# TotalSpineSeg value -> network class, for handing an edited segmentation back to the core
-# (``lvp infer --semantic``): 1 vertebra (sacrum included), 2 disc, 3 canal.
-_SEMANTIC = {v: 1 for v in VERTEBRA_LABELS.values()} | {SACRUM_LABEL: 1, CANAL_LABEL: 3}
-_SEMANTIC |= {v: 2 for v in DISC_LABELS.values()}
 
 
 @dataclass
@@ -66,9 +57,15 @@ class CaseLogic:
         device: str = "auto",
         modelDir: Path | None = None,  # noqa: ANN001
     ) -> RunJob:
-        """Write the input for the child and start ``lvp infer``; returns at once."""
+        """Check the model, write the input for the child and start ``lvp infer``; returns at once.
+
+        The model folder (``modelDir``, else ``$LVP_MODEL_DIR``, else the bundled one) is verified
+        by sha256 here (:class:`lvp.errors.ModelError` names a tampered file) and passed to the
+        child explicitly with ``--model``.
+        """
         if inputVolume is None:
             raise ValueError("select an input volume first")
+        modelDir = verify_model_folder(modelDir).folder
         outputDir = (
             Path(outputDir) if outputDir and str(outputDir) not in ("", ".") else Path(tempfile.mkdtemp(prefix="lvp-"))
         )
@@ -144,21 +141,25 @@ class CaseLogic:
         return nodes
 
     # ------------------------------------------------------------------ recompute
-    def exportForCore(self, segmentation, referenceVolume, folder: Path) -> tuple[Path, Path]:  # noqa: ANN001
-        """Write the edited segmentation as TotalSpineSeg labels and as the core's semantic mask."""
+    def exportForCore(self, segmentation, referenceVolume, folder: Path) -> Path:  # noqa: ANN001
+        """Write the edited segmentation as a TotalSpineSeg label map for ``lvp infer --labels``.
+
+        Values follow the segment names (a renamed level moves to its new value), else the value
+        tags; see :func:`scene.segment_label_values`.
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         labels_path = folder / "edited_labels.nii.gz"
-        labels = lvpscene.export_labelmap(self.scene, segmentation, referenceVolume, labels_path)
-        semantic = np.zeros(labels.shape, dtype=np.uint8)
-        for value, cls in _SEMANTIC.items():
-            semantic[labels == value] = cls
-        image = sitk.ReadImage(str(labels_path))
-        out = sitk.GetImageFromArray(semantic)
-        out.CopyInformation(image)
-        semantic_path = folder / "edited_semantic.nii.gz"
-        sitk.WriteImage(out, str(semantic_path), useCompression=True)
-        return labels_path, semantic_path
+        lvpscene.export_labelmap(self.scene, segmentation, referenceVolume, labels_path)
+        return labels_path
+
+    def recomputeCommand(self, imagePath: Path, labelsPath: Path, outputDir: Path, previous: Path | None) -> list[str]:
+        """``lvp infer IMAGE --labels LABELS [--previous DIR]``: no network, levels kept as named."""
+        args = infer_command(imagePath, outputDir, "cpu", None, python=self.python)
+        args += ["--labels", str(labelsPath), "--no-html"]
+        if previous is not None and (Path(previous) / "report.json").is_file():
+            args += ["--previous", str(previous)]
+        return args
 
     def recompute(
         self,
@@ -167,35 +168,32 @@ class CaseLogic:
         rows: list[GradeRow],
         workDir: Path,
         progress: ProgressCallback | None = None,
+        caseKey: str = "",
     ) -> tuple[list[GradeRow], list[GradeChange], dict]:
-        """Re-measure and re-grade from the edited segmentation; returns new rows, changes, report.
+        """Re-measure, re-grade and re-plan from the edited segmentation; returns rows, changes, report.
 
-        The core does the work (``lvp infer IMAGE --semantic MASK`` in a child process: level
-        labelling, measurements, grades and planes on the edited mask). The reader's own grade
-        changes are kept; the grade table and level labels are updated.
+        The segmentation is exported with its level names as the reader left them and handed to
+        ``lvp infer --labels`` in a child process: no network and no level labelling, so a renamed
+        or re-assigned level stays as the reader named it. Untouched levels keep the earlier
+        result's confidence, edited ones get 1.0. The reader's own grade changes are kept; the
+        grade table, level labels, scan planes and segment tags/terminology are updated.
         """
         workDir = Path(workDir)
-        _, semantic_path = self.exportForCore(nodes.segmentation, inputVolume, workDir)
+        values = lvpscene.segment_label_values(nodes.segmentation)  # refuses ambiguous segments early
+        labels_path = self.exportForCore(nodes.segmentation, inputVolume, workDir)
         image_path = lvpscene.write_volume(inputVolume, workDir / "input.nii.gz")
         out = workDir / "recomputed"
-        args = infer_command(image_path, out, "cpu", None, python=self.python)
-        args += ["--semantic", str(semantic_path), "--no-html"]
         (out / "report.json").unlink(missing_ok=True)
+        args = self.recomputeCommand(image_path, labels_path, out, nodes.resultDir)
         running = self.runner.start(args, env=self.childEnv())
         running.wait(progress=progress)
         report = self.finishInference(RunJob(running, out, image_path))
         new_rows, changes = apply_recompute(rows, report)
         if nodes.gradeTable is not None:
             lvpscene.write_grade_table(nodes.gradeTable, new_rows)
-        if nodes.levelLabels is not None:
-            nodes.levelLabels.RemoveAllControlPoints()
-            fresh = lvpscene.add_level_labels(self.scene, report, "tmp")
-            for i in range(fresh.GetNumberOfControlPoints()):
-                index = nodes.levelLabels.AddControlPoint(
-                    fresh.GetNthControlPointPositionWorld(i), fresh.GetNthControlPointLabel(i)
-                )
-                nodes.levelLabels.SetNthControlPointDescription(index, fresh.GetNthControlPointDescription(i))
-            self.scene.RemoveNode(fresh)
+        lvpscene.update_from_report(self.scene, nodes, report, caseKey)
+        lvpscene.retag_segments(nodes.segmentation, values)
+        nodes.resultDir = out
         (workDir / "recompute_changes.json").write_text(json.dumps([c.__dict__ for c in changes], indent=1))
         return new_rows, changes, report
 

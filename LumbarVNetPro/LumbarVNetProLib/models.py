@@ -1,64 +1,75 @@
-"""Model choice: the bundled catalogue or an offline folder, checked by sha256 before use.
+"""Model choice for the module: the bundled catalogue or an offline folder, checked before use.
 
-A model folder holds the weights and a ``manifest.json`` listing every file with its sha256
-(``{"name": ..., "version": ..., "files": {"model.onnx": "<sha256>", ...}}``). The catalogue
-(``models/catalog.json`` of the extension) lists models by name with the same ``files`` map, so
-a folder copied by hand (offline sites) is checked against the catalogue's hashes.
+One implementation: the core's :mod:`lvp.model_catalog` (``models.json`` listing each model's
+weight files with their sha256; ``--model DIR`` / ``LVP_MODEL_DIR``). This module only finds the
+folder the extension ships and verifies a folder before a child process is started, so a
+tampered or truncated file is refused in the panel with the core's own message (the child
+checks again when it loads the weights).
+
+Where the bundled folder is: the CMake build lists ``../models/*`` as module resources, which
+lands the folder beside the module scripts or one level up (as the ``Resources`` do); in the
+source tree it is ``<repo>/models``, one level above the module folder. Both are searched.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import os
 from pathlib import Path
 
-MANIFEST = "manifest.json"
+from lvp.errors import ModelError
+from lvp.model_catalog import CATALOG, MODEL_ENV, ModelEntry, get_model, sha256_of
+
+# The module's name for the core's error (kept for callers that catch it by this name).
+ModelCheckError = ModelError
+MODULE_DIR = Path(__file__).resolve().parents[1]
+
+__all__ = [
+    "CATALOG",
+    "MODEL_ENV",
+    "ModelCheckError",
+    "bundled_model_dir",
+    "model_dir_for_run",
+    "sha256_of",
+    "verify_model_folder",
+]
 
 
-class ModelCheckError(RuntimeError):
-    """The model folder is missing files or a file's sha256 does not match (readable message)."""
+def model_dir_candidates(moduleDir: Path = MODULE_DIR) -> list[Path]:
+    """Where the bundled model folder may be, in the order searched."""
+    return [Path(moduleDir) / "models", Path(moduleDir).parent / "models"]
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """The hex sha256 of a file, read in chunks (weights are hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def bundled_model_dir(moduleDir: Path = MODULE_DIR) -> Path | None:
+    """The first candidate holding ``models.json``, or None (a build without the model)."""
+    return next((p for p in model_dir_candidates(moduleDir) if (p / CATALOG).is_file()), None)
 
 
-def load_catalog(path: Path) -> dict[str, dict]:
-    """Catalogue entries by model name (an absent catalogue is empty)."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text())
-    return {entry["name"]: entry for entry in data.get("models", [])}
+def model_dir_for_run(folder: Path | str | None = None, moduleDir: Path = MODULE_DIR) -> Path:
+    """The model folder a run uses: ``folder`` (offline), then ``$LVP_MODEL_DIR``, then the bundled one.
 
-
-def verify_model_folder(folder: Path, expected: dict[str, str] | None = None) -> dict:
-    """Check every file of a model folder against its sha256; returns the manifest.
-
-    ``expected`` (file -> sha256, e.g. from the catalogue) overrides the folder's own manifest,
-    so a tampered manifest cannot vouch for tampered weights.
+    Always an explicit folder, so the child process never depends on where the core guesses
+    its default. :class:`ModelError` when there is none.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ModelCheckError(f"model folder not found: {folder}")
-    manifest_path = folder / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    files = expected if expected is not None else manifest.get("files")
-    if not files:
-        raise ModelCheckError(f"{folder} has no {MANIFEST} listing its files and their sha256")
-    for name, digest in files.items():
-        path = folder / name
-        if not path.is_file():
-            raise ModelCheckError(f"model file missing: {path}")
-        actual = sha256_file(path)
-        if actual.lower() != str(digest).lower():
-            raise ModelCheckError(
-                f"model file {name} is corrupted or not the expected version "
-                f"(sha256 {actual[:12]}…, expected {str(digest)[:12]}…); download or copy it again"
-            )
-    return manifest
+    if folder and str(folder) not in ("", "."):
+        return Path(folder)
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV])
+    bundled = bundled_model_dir(moduleDir)
+    if bundled is None:
+        raise ModelError(
+            f"the bundled model was not found ({', '.join(str(p) for p in model_dir_candidates(moduleDir))}); "
+            f"choose an offline model folder holding {CATALOG} and the weights"
+        )
+    return bundled
+
+
+def verify_model_folder(folder: Path | str | None = None, name: str | None = None) -> ModelEntry:
+    """Check every weight file of model ``name`` (default: the catalogue's) against its sha256.
+
+    Uses :func:`lvp.model_catalog.get_model` and :meth:`~lvp.model_catalog.ModelEntry.file`;
+    raises :class:`ModelError` (no ``models.json``, a file missing, a sha256 mismatch).
+    """
+    entry = get_model(model_dir_for_run(folder), name)
+    for kind in entry.data.get("files", {}):
+        entry.file(kind)
+    return entry

@@ -72,5 +72,5 @@ def validate(params) -> list[str]:  # noqa: ANN001 - a LumbarVNetProParameterNod
     if params.modelSource == "folder":
         folder = pathlib.Path(params.modelFolder)
         if str(folder) in ("", ".") or not folder.is_dir():
-            problems.append("Choose the offline model folder (it holds the weights and manifest.json).")
+            problems.append("Choose the offline model folder (it holds models.json and the weight files it lists).")
     return problems

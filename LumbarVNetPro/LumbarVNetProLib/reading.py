@@ -147,6 +147,18 @@ class ReadingSession:
         self.save_draft()
         return row
 
+    def replace_rows(self, rows: list[GradeRow]) -> None:
+        """Take the rows of a Recompute (AI-assisted arm only) and save them as the draft.
+
+        Recompute keeps the reader's own grades (see :func:`grades.apply_recompute`); the read
+        then goes on with the re-measured rows, so submit sends what the table shows.
+        """
+        current = self._require_current()
+        if current.arm == MANUAL:
+            raise ReadingError("the manual arm has no AI result to recompute")
+        current.rows = list(rows)
+        self.save_draft()
+
     def save_draft(self) -> None:
         """Save the graded rows to the database draft and the local backup file."""
         current = self._require_current()

@@ -17,12 +17,13 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from lvp.labels import CATEGORY, STRUCTURES, structure
+from lvp.labels import CANAL_LABEL, CATEGORY, STRUCTURES, structure
 
 from .grades import GradeRow, grade_name
 
-# Segment tag holding the TotalSpineSeg label value: export maps segments to values by this tag,
-# never by segment order, so reordering, renaming or adding segments cannot shift the labels.
+# Segment tag holding the TotalSpineSeg label value. Export maps a segment to its value by its
+# name when the name is a structure's (a reader renaming "L4" to "L5" re-assigns the level), else
+# by this tag (a free-text name such as "edited disc" keeps the value); never by segment order.
 LABEL_VALUE_TAG = "LVP.LabelValue"
 # Node attribute marking every node this module made for a case (removed on case change).
 CASE_ATTRIBUTE = "LVP.Case"
@@ -81,6 +82,8 @@ class CaseNodes:
     scanPlanes: list = field(default_factory=list)
     gradeTable: object | None = None
     planesFolderItem: int = 0
+    # The lvp infer output folder the nodes came from (Recompute keeps confidences of untouched levels).
+    resultDir: Path | None = None
 
 
 # --------------------------------------------------------------------------- geometry
@@ -335,7 +338,58 @@ def import_result(scene, outputDir: Path, inputVolume, caseKey: str = "", showPl
     nodes.planesFolderItem = sh.CreateFolderItem(parent, f"{base} LVP scan planes")
     for plane in nodes.scanPlanes:
         _place(scene, plane, nodes.planesFolderItem, caseKey, "scan_plane")
+    nodes.resultDir = outputDir
     return nodes
+
+
+def update_from_report(scene, nodes: CaseNodes, report: dict, caseKey: str = "") -> None:  # noqa: ANN001
+    """Refresh level labels and scan planes of a loaded case from a new report (Recompute).
+
+    The segmentation stays as the reader left it (it is the source of the new report); the level
+    label points are replaced in place and the scan planes rebuilt with their visibility kept.
+    """
+    if nodes.levelLabels is not None:
+        fresh = add_level_labels(scene, report, "LVP levels (new)")
+        nodes.levelLabels.SetLocked(False)
+        nodes.levelLabels.RemoveAllControlPoints()
+        for i in range(fresh.GetNumberOfControlPoints()):
+            index = nodes.levelLabels.AddControlPoint(
+                fresh.GetNthControlPointPositionWorld(i), fresh.GetNthControlPointLabel(i)
+            )
+            nodes.levelLabels.SetNthControlPointDescription(index, fresh.GetNthControlPointDescription(i))
+        nodes.levelLabels.SetLocked(True)
+        scene.RemoveNode(fresh)
+    visible = any(p.GetDisplayNode() is not None and p.GetDisplayNode().GetVisibility() for p in nodes.scanPlanes)
+    for plane in nodes.scanPlanes:
+        scene.RemoveNode(plane)
+    nodes.scanPlanes = add_scan_planes(scene, report, visible=visible)
+    if nodes.planesFolderItem:
+        for plane in nodes.scanPlanes:
+            _place(scene, plane, nodes.planesFolderItem, caseKey, "scan_plane")
+
+
+def segment_id_for_value(segmentation, value: int) -> str | None:  # noqa: ANN001 - vtkMRMLSegmentationNode
+    """The ID of the segment exported as ``value`` (see :func:`segment_label_values`), or None."""
+    return next((sid for sid, v in segment_label_values(segmentation).items() if v == int(value)), None)
+
+
+def retag_segments(segmentation, values: dict[str, int]) -> list[str]:  # noqa: ANN001
+    """Make each segment's tag, terminology and colour match the value it was exported as.
+
+    After a reader renamed a segment to another structure, this moves its value tag and SNOMED
+    terminology to the new structure. Returns the IDs of the segments that changed.
+    """
+    seg = segmentation.GetSegmentation()
+    changed = []
+    for segment_id, value in values.items():
+        segment = seg.GetSegment(segment_id)
+        if segment is None or segment_tag(segment, LABEL_VALUE_TAG) == str(value):
+            continue
+        segment.SetTag(LABEL_VALUE_TAG, str(value))
+        segment.SetTag(segment.GetTerminologyEntryTagName(), terminology_entry(value))
+        segment.SetColor(*STRUCTURES[value].color)
+        changed.append(segment_id)
+    return changed
 
 
 def create_manual_table(scene, inputVolume, rows: list[GradeRow], caseKey: str = ""):  # noqa: ANN001, ANN201
@@ -364,30 +418,54 @@ def remove_case_nodes(scene, caseKey: str) -> int:  # noqa: ANN001 - vtkMRMLScen
 # --------------------------------------------------------------------------- export
 
 
-def segment_label_values(segmentation) -> dict[str, int]:  # noqa: ANN001 - vtkMRMLSegmentationNode
-    """Segment ID -> TotalSpineSeg value, from each segment's label value tag.
+def structure_value_of_name(name: str) -> int | None:
+    """The TotalSpineSeg value a segment name stands for, or None for a free-text name.
 
-    A segment without the tag (e.g. one the reader added) is matched by its structure name;
-    one that matches neither is refused, because guessing a level would corrupt the grading.
+    Accepts the structure names (``"L4"``, ``"L4-L5 disc"``, ``"sacrum"``, ``"spinal canal"``),
+    a disc level without " disc" (``"L4-L5"``) and ``"canal"``; case and surrounding spaces do not
+    matter.
+    """
+    key = " ".join(str(name).split()).lower()
+    for value, info in STRUCTURES.items():
+        if key in (info.name.lower(), info.name.lower().removesuffix(" disc")):
+            return value
+    return CANAL_LABEL if key == "canal" else None
+
+
+def segment_label_values(segmentation) -> dict[str, int]:  # noqa: ANN001 - vtkMRMLSegmentationNode
+    """Segment ID -> TotalSpineSeg value.
+
+    A segment named after a structure takes that structure's value (so a reader's rename of a
+    level re-assigns it); any other name keeps the value of the segment's label value tag. A
+    segment with neither is refused, and so are two segments standing for the same structure:
+    guessing a level would corrupt the grading.
     """
     seg = segmentation.GetSegmentation()
-    names = {info.name: value for value, info in STRUCTURES.items()}
-    result, unknown = {}, []
+    result, unknown, owners = {}, [], {}
     for index in range(seg.GetNumberOfSegments()):
         segment_id = seg.GetNthSegmentID(index)
         segment = seg.GetSegment(segment_id)
-        tag = segment_tag(segment, LABEL_VALUE_TAG)
-        if tag is not None:
-            result[segment_id] = int(tag)
-        elif segment.GetName() in names:
-            result[segment_id] = names[segment.GetName()]
-        else:
+        value = structure_value_of_name(segment.GetName())
+        if value is None:
+            tag = segment_tag(segment, LABEL_VALUE_TAG)
+            value = int(tag) if tag not in (None, "") else None
+        if value is None:
             unknown.append(segment.GetName())
+            continue
+        result[segment_id] = value
+        owners.setdefault(value, []).append(segment.GetName())
     if unknown:
         raise ValueError(
             "cannot tell which structure these segments are: "
             + ", ".join(unknown)
             + "; name each after a structure (e.g. 'L4', 'L4-L5 disc') or delete it"
+        )
+    doubled = {v: names for v, names in owners.items() if len(names) > 1}
+    if doubled:
+        raise ValueError(
+            "several segments stand for the same structure: "
+            + "; ".join(f"{STRUCTURES[v].name}: {', '.join(repr(n) for n in names)}" for v, names in doubled.items())
+            + ". Rename or delete all but one of each (when renumbering levels, rename every level that moves)"
         )
     return result
 

@@ -54,9 +54,15 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float])
 
 
 def match_levels(reference: dict[str, np.ndarray], predicted: list[tuple[str, np.ndarray]],
-                 spacing: tuple[float, float, float]) -> dict:
-    """Match reference names -> nearest predicted structure (canonical index centroids)."""
-    sp = np.asarray(spacing)
+                 spacing: tuple[float, float, float], axes: tuple[int, ...] = (0, 1, 2)) -> dict:
+    """Match reference names -> nearest predicted structure (canonical index centroids).
+
+    ``axes`` limits the distance to some canonical axes: Chu references are vertebral *bodies*
+    whose centroids lie 10-20 mm anterior of a whole vertebra's, so they are matched by their
+    superior-inferior position alone (``axes=(1,)``).
+    """
+    sp = np.zeros(3)
+    sp[list(axes)] = np.asarray(spacing)[list(axes)]
     rows = []
     for name, c in reference.items():
         best, dist = None, math.inf
@@ -96,11 +102,17 @@ def evaluate_case(case: Case, segment: Callable, label_levels: Callable | None) 
     levels = level_reference(raw, case.scheme, volume.spacing)
     if label_levels is not None and (levels.discs or levels.vertebrae):
         lab = label_levels(out.semantic, volume)  # the whole prediction, not the scored window
-        to_idx = lambda items: [(i.name, volume.lps_to_index(np.asarray(i.centroid_lps))) for i in items]
+        to_idx = lambda items, key="centroid_lps": [
+            (i.name, volume.lps_to_index(np.asarray(getattr(i, key, None) if getattr(i, key, None) is not None
+                                                    else i.centroid_lps))) for i in items]
         if levels.discs:
             res["disc_identification"] = match_levels(levels.discs, to_idx(lab.discs), volume.spacing)
         if levels.vertebrae:
-            res["vertebra_identification"] = match_levels(levels.vertebrae, to_idx(lab.vertebrae), volume.spacing)
+            # Body-only references (Chu VB) are matched to the predicted bodies' centroids: a whole
+            # vertebra's centroid lies 10-25 mm behind its body's, beyond MATCH_MM.
+            key = "body_centroid_lps" if case.scheme == "chu-vb" else "centroid_lps"
+            res["vertebra_identification"] = match_levels(levels.vertebrae, to_idx(lab.vertebrae, key),
+                                                          volume.spacing)
         res["labelling_warnings"] = [w.get("code", str(w)) if isinstance(w, dict) else str(w) for w in lab.warnings]
     return res
 
@@ -161,16 +173,20 @@ def format_table(result: dict) -> str:
                      f"{cell(c, 'canal', 'dice', 10)} {cell(c, 'vertebra', 'hd95_mm', 9)} "
                      f"{cell(c, 'disc', 'hd95_mm', 9)} {cell(c, 'canal', 'hd95_mm', 10)} "
                      f"{ident(c, 'disc_identification')} {ident(c, 'vertebra_identification')}")
-    s = result["summary"]
-    lines.append("")
-    for name, d in s["classes"].items():
-        parts = [f"{m} {d[m]['mean']:.3f} [{d[m]['ci95'][0]:.3f}, {d[m]['ci95'][1]:.3f}]"
-                 for m in ("dice", "hd95_mm") if m in d]
-        lines.append(f"{name:9s} (n={d['n']}): " + "; ".join(parts))
-    for key in ("disc_identification", "vertebra_identification"):
-        if key in s:
-            d = s[key]
-            lines.append(f"{key}: {d['correct']}/{d['n']} = {d['rate']:.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]")
+    groups = [("all cases", result["summary"])] + sorted(result.get("by_dataset", {}).items())
+    if len(groups) == 2:
+        groups = groups[:1]  # one data set: its summary is the overall one
+    for title, s in groups:
+        lines += ["", f"{title} (mean [95 % CI]):"]
+        for name, d in s["classes"].items():
+            parts = [f"{m} {d[m]['mean']:.3f} [{d[m]['ci95'][0]:.3f}, {d[m]['ci95'][1]:.3f}]"
+                     for m in ("dice", "hd95_mm") if m in d]
+            lines.append(f"  {name:9s} (n={d['n']}): " + "; ".join(parts))
+        for key in ("disc_identification", "vertebra_identification"):
+            if key in s:
+                d = s[key]
+                lines.append(f"  {key}: {d['correct']}/{d['n']} = {d['rate']:.3f} "
+                             f"[{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]")
     return "\n".join(lines)
 
 
@@ -179,7 +195,9 @@ def evaluate(data: str | Path, segment: Callable, label_levels: Callable | None 
     """Evaluate every labelled case under ``data`` (optionally filtered)."""
     cases = [c for c in discover_cases(data) if c.labels is not None and (case_filter is None or case_filter(c))]
     per_case = [evaluate_case(c, segment, label_levels) for c in cases]
-    return {"data": str(data), "cases": per_case, "summary": summarise(per_case)}
+    datasets = sorted({c["dataset"] for c in per_case})
+    by_dataset = {d: summarise([c for c in per_case if c["dataset"] == d]) for d in datasets}
+    return {"data": str(data), "cases": per_case, "summary": summarise(per_case), "by_dataset": by_dataset}
 
 
 def write_result(result: dict, out_json: str | Path) -> None:

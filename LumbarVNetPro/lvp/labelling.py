@@ -42,13 +42,34 @@ from lvp.labels import (
     VERTEBRA_LABELS,
     disc_name_between,
 )
-from lvp.planes import DiscPlane, fit_disc_plane
+from lvp.planes import DiscPlane, fit_disc_plane, in_plane_axes
 
 MIN_DISC_MM3 = 150.0  # smaller disc components are fragments
 MIN_VERTEBRA_MM3 = 800.0
 SACRUM_LENGTH_RATIO = 1.4
 THORACIC_DEPTH_RATIO = 0.88  # a body shallower than this fraction of L3-L5 looks thoracic
 RUDIMENTARY_DISC_RATIO = 0.4  # lumbosacral disc volume / L4-L5 disc volume
+# A disc lies in front of the canal: its centre within these offsets (mm) of the canal's centre
+# line at the same height; anything else the network called disc is not an intervertebral disc.
+DISC_MAX_LR_MM = 30.0
+DISC_MAX_ANTERIOR_MM = 75.0
+DISC_MAX_POSTERIOR_MM = 10.0
+# Bone this far from the canal line (mm) is not part of the spine (vertebrae reach ~50 mm in
+# front of the canal, ~70 mm behind it with the spinous process and ~45 mm to each side).
+BONE_MAX_LR_MM = 50.0
+BONE_MAX_ANTERIOR_MM = 80.0
+BONE_MAX_POSTERIOR_MM = 90.0
+DISC_BEYOND_CANAL_MM = 100.0  # the canal may be segmented only part of the way down
+BONE_BEYOND_CANAL_MM = 80.0
+BODY_BEHIND_CANAL_CENTRE_MM = 8.0  # bone this far in front of the canal's centre is body
+FRAGMENT_JOIN_MM = 20.0  # a small disc fragment farther than this from every disc is dropped
+SAME_LEVEL_RATIO = 0.45  # two discs closer than this fraction of the median spacing: one disc
+# A small disc (below this fraction of the median disc) squeezed between two others (both gaps
+# below SQUEEZED_RATIO of the spacing) is a fragment inside a vertebra, not a level.
+SMALL_DISC_RATIO = 0.3
+SQUEEZED_RATIO = 0.7
+STRAY_DISC_RATIO = 2.2  # a small disc this many spacings beyond the end of the chain is not a level
+MISSING_DISC_RATIO = 1.65  # a gap this many times the neighbouring spacings hides missed disc(s)
 
 
 @dataclass
@@ -63,6 +84,9 @@ class Instance:
     kind: str = "vertebra"  # "vertebra", "sacrum" or "disc"
     plane: DiscPlane | None = None  # discs only: the fitted mid-plane
     body_depth_mm: float = float("nan")  # vertebrae only: AP depth of the body
+    # Vertebrae only: centroid of the bone in front of the canal (the body without the posterior
+    # elements), as body-only references (Chu VB) define a level's position; None without a canal.
+    body_centroid_lps: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         """Plain-JSON form (a ``structures`` entry of report.json, without the volume)."""
@@ -101,7 +125,9 @@ class Labelling:
 
 
 def _bbox(mask: np.ndarray, margin: int = 2) -> tuple[slice, ...]:
-    idx = [np.nonzero(mask.any(axis=tuple(j for j in range(3) if j != i)))[0] for i in range(3)]
+    m0 = mask.any(axis=0)  # one pass over the volume; the other projections come from it and a row test
+    idx = [np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0], np.nonzero(m0.any(axis=1))[0],
+           np.nonzero(m0.any(axis=0))[0]]
     return tuple(slice(max(int(x[0]) - margin, 0), int(x[-1]) + margin + 1) for x in idx)
 
 
@@ -109,29 +135,100 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
 
 
-def _disc_instances(disc: np.ndarray, voxel_mm3: float, f: tuple[int, ...]) -> tuple[np.ndarray, list[int]]:
-    """Label discs on a pooled grid; fragments join the big disc with the nearest centroid."""
-    comp, n = _components(_pool_any(disc, f))
+def _spine_axis(canal_c: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Canal centre line on a (pooled) grid: per row along axis 1, the (lr, ap) index of the
+    largest canal component's centre (rows without canal interpolated, constant beyond its ends).
+    None when no canal long enough to define the spine's course was segmented.
+    """
+    if not canal_c.any():
+        return None
+    comp, n = _components(canal_c)
+    if n > 1:
+        comp = comp == int(np.argmax(np.bincount(comp.ravel())[1:]) + 1)
+    else:
+        comp = comp > 0
+    count = comp.sum(axis=(0, 2)).astype(float)
+    rows = np.flatnonzero(count)
+    if rows.size < 5:
+        return None
+    lr = (comp.sum(axis=2) * np.arange(comp.shape[0])[:, None]).sum(axis=0)[rows] / count[rows]
+    ap = (comp.sum(axis=0) * np.arange(comp.shape[2])[None, :]).sum(axis=1)[rows] / count[rows]
+    all_rows = np.arange(comp.shape[1])
+    return np.interp(all_rows, rows, lr), np.interp(all_rows, rows, ap), (int(rows[0]), int(rows[-1]))
+
+
+def _off_axis_mm(points: np.ndarray, axis, sp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(left-right, anteroposterior, beyond the canal's ends) offsets in mm of pooled-index
+    points from the canal line (AP positive = posterior of the canal centre)."""
+    si = np.clip(np.round(points[:, 1]).astype(int), 0, axis[0].size - 1)
+    beyond = np.maximum(axis[2][0] - points[:, 1], 0) + np.maximum(points[:, 1] - axis[2][1], 0)
+    return (points[:, 0] - axis[0][si]) * sp[0], (points[:, 2] - axis[1][si]) * sp[2], beyond * sp[1]
+
+
+def _disc_instances(disc_c: np.ndarray, sp: np.ndarray, axis) -> tuple[np.ndarray, list[int], int]:
+    """Disc instances on a pooled grid: ``(lut-mapped component map, disc ids, discarded)``.
+
+    Components off the spine (too far from the canal line: fat, bowel, muscle the network took
+    for disc) are discarded; small fragments join the nearest big disc when close to it (else
+    they are discarded); two big components at the same level (a disc split in two) are merged.
+    """
+    comp, n = _components(disc_c)
     if n == 0:
-        return np.zeros(disc.shape, np.int32), []
+        return comp, [], 0
     idx = np.nonzero(comp)
     lab = comp[idx]
     counts = np.bincount(lab, minlength=n + 1)
-    sizes = counts[1:] * voxel_mm3 * np.prod(f)
+    centers = np.stack([np.bincount(lab, weights=idx[j], minlength=n + 1) for j in range(3)], 1)
+    centers = centers / np.maximum(counts[:, None], 1)
+    sizes = counts * float(np.prod(sp))
     ids = np.arange(1, n + 1)
-    big = ids[sizes >= MIN_DISC_MM3]
-    small = ids[sizes < MIN_DISC_MM3]
+    on_axis = np.ones(n + 1, bool)
+    if axis is not None:
+        d_lr, d_ap, d_si = _off_axis_mm(centers, axis, sp)
+        on_axis = (np.abs(d_lr) <= DISC_MAX_LR_MM) & (d_ap >= -DISC_MAX_ANTERIOR_MM) & (d_ap <= DISC_MAX_POSTERIOR_MM)
+        on_axis &= d_si <= DISC_BEYOND_CANAL_MM
+    big = ids[(sizes[1:] >= MIN_DISC_MM3) & on_axis[1:]]
     if big.size == 0:
-        big, small = ids, ids[:0]
-    if small.size:
-        centers = np.stack([np.bincount(lab, weights=idx[j], minlength=n + 1) for j in range(3)], 1)
-        centers = centers[1:] / np.maximum(counts[1:, None], 1)
-        lut = np.arange(n + 1)
-        for i in small:
-            d = np.linalg.norm(centers[big - 1] - centers[i - 1], axis=1)
+        big = ids[on_axis[1:]] if on_axis[1:].any() else ids
+    lut = np.zeros(n + 1, np.int64)
+    lut[big] = big
+    c_mm = centers * sp[None, :]
+    for i in ids:
+        if lut[i] or not on_axis[i]:
+            continue
+        d = np.linalg.norm(c_mm[big] - c_mm[i], axis=1)
+        if d.min() <= FRAGMENT_JOIN_MM:
             lut[i] = big[int(np.argmin(d))]
-        comp = lut[comp]
-    return _unpool(comp, f, disc.shape) * disc, [int(i) for i in big]
+    # Big components at the same level: merge into the larger (spacing from the others).
+    order = sorted(big.tolist(), key=lambda i: c_mm[i, 1])
+    merged = True
+    while merged and len(order) >= 3:
+        merged = False
+        gaps = np.abs(np.diff(c_mm[order, 1]))  # along the image's SI axis
+        ref = float(np.median(gaps))
+        k = int(np.argmin(gaps))
+        if gaps[k] < SAME_LEVEL_RATIO * ref:
+            a, b = order[k], order[k + 1]
+            keep, drop = (a, b) if counts[a] >= counts[b] else (b, a)
+            lut[lut == drop] = keep
+            w = counts[keep] + counts[drop]
+            c_mm[keep] = (c_mm[keep] * counts[keep] + c_mm[drop] * counts[drop]) / w
+            counts[keep] = w
+            order.remove(drop)
+            merged = True
+    while len(order) >= 4:
+        gaps = np.abs(np.diff(c_mm[order, 1]))  # along the image's SI axis
+        ref = float(np.median(gaps))
+        med = float(np.median(counts[order]))
+        squeezed = [k for k in range(1, len(order) - 1)
+                    if counts[order[k]] < SMALL_DISC_RATIO * med and max(gaps[k - 1], gaps[k]) < SQUEEZED_RATIO * ref]
+        if not squeezed:
+            break
+        drop = order[min(squeezed, key=lambda k: counts[order[k]])]
+        lut[lut == drop] = 0
+        order.remove(drop)
+    discarded = int(np.sum(lut[1:] == 0))
+    return lut[comp], sorted(order), discarded
 
 
 def _body_depth(vert: np.ndarray, canal: np.ndarray, spacing: tuple[float, float, float]) -> float:
@@ -146,30 +243,34 @@ def _body_depth(vert: np.ndarray, canal: np.ndarray, spacing: tuple[float, float
     lr = np.nonzero(vert.any(axis=(1, 2)))[0]
     si = np.nonzero(vert.any(axis=(0, 2)))[0]
     k0 = (lr[0] + lr[-1]) // 2
-    rows = range(si[0] + (si[-1] - si[0]) // 3, si[-1] - (si[-1] - si[0]) // 3 + 1)
-    runs = []
-    for k in range(max(k0 - 1, 0), min(k0 + 2, vert.shape[0])):
-        for r in rows:
-            line = vert[k, r]
-            nz = np.nonzero(line)[0]
-            if nz.size == 0:
-                continue
-            start = nz[0]
-            stop = start
-            while stop + 1 < line.size and line[stop + 1] and not canal[k, r, stop + 1]:
-                stop += 1
-            runs.append((stop - start + 1) * spacing[2])
-    return float(np.median(runs)) if runs else float("nan")
+    r0, r1 = si[0] + (si[-1] - si[0]) // 3, si[-1] - (si[-1] - si[0]) // 3 + 1
+    ks = slice(max(k0 - 1, 0), min(k0 + 2, vert.shape[0]))
+    lines = vert[ks, r0:r1].reshape(-1, vert.shape[2])
+    cont = (lines & ~canal[ks, r0:r1].reshape(-1, vert.shape[2]))
+    has = lines.any(axis=1)
+    if not has.any():
+        return float("nan")
+    lines, cont = lines[has], cont[has]
+    start = lines.argmax(axis=1)
+    j = np.arange(lines.shape[1])[None, :]
+    stop_mask = ~cont & (j > start[:, None])
+    stop = np.where(stop_mask.any(axis=1), stop_mask.argmax(axis=1) - 1, lines.shape[1] - 1)
+    return float(np.median((stop - start + 1) * spacing[2]))
 
 
 def _pool_any(mask: np.ndarray, f: tuple[int, ...]) -> np.ndarray:
-    """Max-pool a boolean mask by integer factors (padding at the far edges)."""
+    """Max-pool a boolean (or bit-flag) mask by integer factors (padding at the far edges)."""
     if f == (1, 1, 1):
         return mask
-    pad = [(0, (-n) % k) for n, k in zip(mask.shape, f)]
-    m = np.pad(mask, pad)
-    s = m.shape
-    return m.reshape(s[0] // f[0], f[0], s[1] // f[1], f[1], s[2] // f[2], f[2]).any(axis=(1, 3, 5))
+    shape = tuple(-(-n // k) for n, k in zip(mask.shape, f))
+    out = np.zeros(shape, mask.dtype)
+    for a in range(f[0]):
+        for b in range(f[1]):
+            for c in range(f[2]):
+                part = mask[a :: f[0], b :: f[1], c :: f[2]]
+                np.bitwise_or(out[: part.shape[0], : part.shape[1], : part.shape[2]], part,
+                              out=out[: part.shape[0], : part.shape[1], : part.shape[2]])
+    return out
 
 
 def _unpool(arr: np.ndarray, f: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
@@ -198,6 +299,50 @@ def _below_disc(pts: np.ndarray, plane: DiscPlane, inferior: np.ndarray) -> np.n
     return np.where(vc == vcl, inside, outside)
 
 
+def _bone_coverage(pts: np.ndarray, a: np.ndarray, b: np.ndarray, radius_mm: float = 30.0) -> float:
+    """Fraction of the segment from ``a`` to ``b`` (LPS mm) along which bone points lie within
+    ``radius_mm`` of it (20 bins)."""
+    d = (b - a).astype(np.float32)
+    length2 = float(d @ d)
+    if length2 == 0 or len(pts) == 0:
+        return 0.0
+    w = pts - a.astype(np.float32)
+    t = (w @ d) / length2
+    sel = (t > 0) & (t < 1)
+    near = np.linalg.norm(w[sel] - t[sel, None] * d[None, :], axis=1) <= radius_mm
+    bins = np.unique((t[sel][near] * 20).astype(int))
+    return bins.size / 20.0
+
+
+def _with_missing_discs(planes: list[DiscPlane], pts: np.ndarray) -> list[DiscPlane]:
+    """The disc planes plus interpolated separators where a gap is about twice the neighbouring
+    spacings and filled with bone (a disc the network missed: the bone there holds two
+    vertebrae)."""
+    if len(planes) < 3:
+        return list(planes)
+    c = np.array([p.center_lps for p in planes])
+    gaps = np.linalg.norm(np.diff(c, axis=0), axis=1)
+    out: list[DiscPlane] = [planes[0]]
+    for k, g in enumerate(gaps):
+        others = np.delete(gaps, k)
+        near = np.argsort(np.abs(np.delete(np.arange(gaps.size), k) - k))[:3]
+        ref = float(np.median(others[near]))
+        n_missing = int(round(g / ref)) - 1 if ref > 0 and g > MISSING_DISC_RATIO * ref else 0
+        a, b = planes[k], planes[k + 1]
+        if n_missing and _bone_coverage(pts, a.center_lps, b.center_lps) < 0.6:
+            n_missing = 0
+        for j in range(1, n_missing + 1):
+            t = j / (n_missing + 1)
+            normal = (1 - t) * a.normal_lps + t * b.normal_lps
+            normal /= np.linalg.norm(normal)
+            u, v = in_plane_axes(normal)
+            out.append(DiscPlane((1 - t) * a.center_lps + t * b.center_lps, normal, u, v,
+                                 (1 - t) * a.extent_u_mm + t * b.extent_u_mm,
+                                 (1 - t) * a.extent_v_mm + t * b.extent_v_mm, 0.0))
+        out.append(b)
+    return out
+
+
 def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray | None = None) -> Labelling:
     """Label vertebrae, discs and canal with TotalSpineSeg values (see the module docstring).
 
@@ -220,42 +365,104 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     voxel_mm3 = float(np.prod(volume.spacing))
     prob = probability[crop] if probability is not None else None
     labels = out.labels[crop]
-    labels[sem == CANAL] = CANAL_LABEL
     canal = sem == CANAL
+    labels[canal] = CANAL_LABEL
 
-    # 1. Discs (instances found on a grid pooled to ~1 mm in-plane, for speed).
+    # Everything up to the level count runs on a grid pooled to ~1 mm in-plane (for speed).
     f = tuple(int(min(2, max(1, np.floor(0.95 / s)))) for s in volume.spacing)
-    disc_map, disc_ids = _disc_instances(sem == DISC, voxel_mm3, f)
+    sp_c = np.array(volume.spacing, float) * np.array(f, float)
+    sub_c = sub.copy()
+    sub_c[:3, :3] = sub[:3, :3] * np.array(f, float)[None, :]
+    sub_c[:3, 3] = sub[:3, :3] @ ((np.array(f, float) - 1) / 2) + sub[:3, 3]
+    # One pooling pass for all classes: bit c set where class c occurs in the pooled cell.
+    bits_c = _pool_any(np.left_shift(np.uint8(1), sem, dtype=np.uint8), f)
+    axis = _spine_axis((bits_c & (1 << CANAL)) > 0)
+    inferior = volume.affine[:3, 1] / np.linalg.norm(volume.affine[:3, 1])
+
+    # Bone on the spine: near the canal's centre line (the rest is not vertebra).
+    vert = sem == VERTEBRA
+    vert_c = (bits_c & (1 << VERTEBRA)) > 0
+    vidx = np.nonzero(vert_c)
+    on_spine = np.ones(len(vidx[0]), bool)
+    if axis is not None and len(vidx[0]):
+        d_lr, d_ap, d_si = _off_axis_mm(np.stack(vidx, axis=1).astype(float), axis, sp_c)
+        on_spine = (np.abs(d_lr) <= BONE_MAX_LR_MM) & (d_ap >= -BONE_MAX_ANTERIOR_MM) & (d_ap <= BONE_MAX_POSTERIOR_MM)
+        on_spine &= d_si <= BONE_BEYOND_CANAL_MM
+    vidx = tuple(x[on_spine] for x in vidx)
+    in_front = (d_ap[on_spine] < -BODY_BEHIND_CANAL_CENTRE_MM) if axis is not None and len(on_spine) else None
+    pts = np.stack(vidx, axis=1).astype(np.float32) @ sub_c[:3, :3].T.astype(np.float32)
+    pts += sub_c[:3, 3].astype(np.float32)
+
+    # 1. Discs: components in front of the canal, fragments joined or dropped.
+    disc_c, disc_ids, n_discarded = _disc_instances((bits_c & (1 << DISC)) > 0, sp_c, axis)
+    disc_sizes = np.bincount(disc_c.ravel())
+    disc_objs_c = ndimage.find_objects(disc_c)
+    disc_objs = [None if b is None else tuple(slice(x.start * k, min(x.stop * k, n)) for x, k, n in zip(b, f, sem.shape))
+                 for b in disc_objs_c]
+
+    def disc_mask(i: int) -> np.ndarray:
+        box = disc_objs[i - 1]
+        return _unpool(disc_c[disc_objs_c[i - 1]] == i, f, sem[box].shape) & (sem[box] == DISC)
+
     planes: list[tuple[int, DiscPlane]] = []
-    disc_objs = ndimage.find_objects(disc_map)
     for i in disc_ids:
         box = disc_objs[i - 1]
         box_affine = sub.copy()
         box_affine[:3, 3] = sub[:3, :3] @ np.array([b.start for b in box], float) + sub[:3, 3]
-        plane = fit_disc_plane(disc_map[box] == i, box_affine, volume.spacing)
+        plane = fit_disc_plane(disc_mask(i), box_affine, volume.spacing)
         if plane is not None:
             planes.append((i, plane))
-    inferior = volume.affine[:3, 1] / np.linalg.norm(volume.affine[:3, 1])
     planes.sort(key=lambda p: float(p[1].center_lps @ inferior))
+    # Discs at either end of the chain, far from it with no bone in between: not spine.
+    while len(planes) >= 4:
+        c = np.array([p.center_lps for _, p in planes])
+        gaps = np.linalg.norm(np.diff(c, axis=0), axis=1)
+        ref = float(np.median(gaps))
+        sizes_d = np.array([float(disc_sizes[i]) for i, _ in planes])
+        small = sizes_d < SMALL_DISC_RATIO * float(np.median(sizes_d))
 
-    # 2. Vertebrae: between disc planes, or (no discs segmented) connected components. Done on
-    # a grid pooled to ~1 mm in-plane (exact resolution is not needed to split at discs).
-    vert = sem == VERTEBRA
-    vert_c = _pool_any(vert, f)
-    sub_c = sub.copy()
-    sub_c[:3, :3] = sub[:3, :3] * np.array(f, float)[None, :]
-    sub_c[:3, 3] = sub[:3, :3] @ ((np.array(f, float) - 1) / 2) + sub[:3, 3]
-    vidx = np.nonzero(vert_c)
+        def stray(k: int, nb: int, gap: float) -> bool:
+            if gap <= MISSING_DISC_RATIO * ref:
+                return False
+            return _bone_coverage(pts, c[nb], c[k]) < 0.5 or bool(small[k] and gap > STRAY_DISC_RATIO * ref)
+
+        if stray(-1, -2, gaps[-1]):
+            drop = planes.pop()
+        elif stray(0, 1, gaps[0]):
+            drop = planes.pop(0)
+        else:
+            break
+        n_discarded += 1
+    if n_discarded:
+        out.warn("disc_fragments_ignored",
+                 f"{n_discarded} disc-class fragment(s) away from the spine or from any disc were not labelled.")
+    separators = _with_missing_discs([p for _, p in planes], pts)
+    if len(separators) > len(planes):
+        out.warn(
+            "missing_disc",
+            f"{len(separators) - len(planes)} disc(s) appear not segmented (a gap between discs about twice "
+            "the usual spacing, filled with bone): the bone there was counted as two vertebrae. Check the level "
+            "numbering.",
+        )
+
+    # 2. Vertebrae: bone between disc planes, or (no discs segmented) connected components
+    # (exact resolution is not needed to split at discs).
     vid_c = np.zeros(vert_c.shape, np.int32)
-    if planes:
-        pts = np.stack(vidx, axis=1).astype(np.float32) @ sub_c[:3, :3].T.astype(np.float32)
-        pts += sub_c[:3, 3].astype(np.float32)
+    if separators:
         interval = np.ones(len(pts), np.int32)
-        for _, plane in planes:
-            interval += (_below_disc(pts, plane, inferior) > 0).astype(np.int32)
+        s_inf = pts @ inferior.astype(np.float32)
+        for plane in separators:
+            # Farther from the plane's centre along the SI axis than half its AP extent, the bent
+            # plane's side is the side along SI: evaluate the exact distance only in that band.
+            d = s_inf - np.float32(plane.center_lps @ inferior)
+            band = np.abs(d) <= plane.extent_v_mm / 2 + 2.0
+            below = d > 0
+            below[band] = _below_disc(pts[band], plane, inferior) > 0
+            interval += below
         vid_c[vidx] = interval
     else:
-        vid_c, _ = _components(vert_c)
+        comp, _ = _components(vert_c)
+        vid_c[vidx] = comp[vidx]
     n_ids = int(vid_c.max())
     labels_c = vid_c[vidx]
     counts = np.bincount(labels_c, minlength=n_ids + 1) * int(np.prod(f))
@@ -264,9 +471,16 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     sums = np.stack([np.bincount(labels_c, weights=vidx[j], minlength=n_ids + 1) for j in range(3)], 1)
     vcenters_all = {i: (sums[i] / max(counts[i] // np.prod(f), 1)) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep}
     keep.sort(key=lambda i: float(vcenters_all[i] @ inferior))
-    vid = _unpool(vid_c, f, sem.shape) * vert
-    objs = ndimage.find_objects(vid)
+    objs_c = ndimage.find_objects(vid_c)
+    objs = [None if b is None else tuple(slice(x.start * k, min(x.stop * k, n)) for x, k, n in zip(b, f, sem.shape))
+            for b in objs_c]
     vcenters = [vcenters_all[i] for i in keep]
+    body_centers: dict[int, np.ndarray] = {}
+    if in_front is not None and in_front.any():
+        lb = labels_c[in_front]
+        nb = np.bincount(lb, minlength=n_ids + 1)
+        sb = np.stack([np.bincount(lb, weights=vidx[j][in_front], minlength=n_ids + 1) for j in range(3)], 1)
+        body_centers = {i: (sb[i] / nb[i]) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep if nb[i] > 0}
 
     # 3. Sacrum: the bone below the lowest disc, long along the spine or reaching the FOV bottom.
     lengths = [(objs[i - 1][1].stop - objs[i - 1][1].start) * volume.spacing[1] for i in keep]
@@ -319,7 +533,7 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     vlut = np.zeros(n_ids + 1, np.int16)
     for i, name, c in zip(keep, names, vcenters):
         box = objs[i - 1]
-        m = vid[box] == i
+        m = _unpool(vid_c[objs_c[i - 1]] == i, f, vert[box].shape) & vert[box]
         conf = base_conf
         si0, si1 = box[1].start + crop[1].start, box[1].stop + crop[1].start
         if name != "sacrum" and (si0 <= 1 or si1 >= semantic.shape[1] - 1):
@@ -329,8 +543,9 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         vlut[i] = SACRUM_LABEL if name == "sacrum" else VERTEBRA_LABELS.get(name, 0)
         depth = _body_depth(m, canal[box], volume.spacing)
         kind = "sacrum" if name == "sacrum" else "vertebra"
-        out.vertebrae.append(Instance(name, int(vlut[i]), c, int(m.sum()), round(conf, 3), kind, body_depth_mm=depth))
-    labels[vert] = vlut[vid[vert]]
+        out.vertebrae.append(Instance(name, int(vlut[i]), c, int(m.sum()), round(conf, 3), kind, body_depth_mm=depth,
+                                      body_centroid_lps=body_centers.get(i)))
+    labels[vert] = _unpool(vlut[vid_c], f, sem.shape)[vert]
     if any(v.label == 0 for v in out.vertebrae):
         out.warn("levels_above_t11", "Vertebrae above T11 are listed but not labelled (no output value).")
 
@@ -354,7 +569,7 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         name = disc_name_between(upper, lower)
         label = DISC_LABELS.get(name, DISC_LABELS["L5-S"] if name.endswith("-S") else 0)
         box = disc_objs[i - 1]
-        mask = disc_map[box] == i
+        mask = disc_mask(i)
         conf = base_conf * (0.9 if not (above and below) else 1.0)
         if prob is not None:
             conf *= float(np.clip(prob[box][mask].mean(), 0.0, 1.0))

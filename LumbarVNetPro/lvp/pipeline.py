@@ -5,6 +5,10 @@
 ``segmentation.seg.nrrd`` (the same as a Slicer segmentation with names, colours and SNOMED
 terminology), ``report.html`` and ``report.json``.
 
+``lvp infer IMAGE --labels LABELMAP`` (:class:`LabelMapSegmenter`) starts from a TotalSpineSeg
+label map instead of the network and keeps its level names (:mod:`lvp.labelling_from_labels`):
+the way to re-measure, re-grade and re-plan after a reader corrected the levels.
+
 Failure policy (the product rule "a partial result is never shown as complete"):
 
 * the input cannot be read, or no vertebra / disc is found → :class:`~lvp.errors.InputError`,
@@ -63,6 +67,11 @@ class SemanticResult:
     semantic: np.ndarray
     probability: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # A TotalSpineSeg label map (same grid) whose level names are kept as they are: the labelling
+    # stage builds the levels from it (lvp.labelling_from_labels) instead of numbering them.
+    labels: np.ndarray | None = None
+    # Label value -> confidence to keep for levels given by ``labels`` (others get 1.0).
+    label_confidence: dict[int, float] | None = None
 
 
 class MaskSegmenter:
@@ -89,6 +98,51 @@ class MaskSegmenter:
             raise InputError(f"{self.mask_path}: a semantic mask holds only 0 background, 1 vertebra, 2 disc "
                              f"and 3 canal; it has value {int(semantic.max())}")
         return SemanticResult(semantic, None, {"network": time.perf_counter() - t0})
+
+
+class LabelMapSegmenter:
+    """A "segmenter" returning a TotalSpineSeg label map whose level names are kept as given.
+
+    For recomputing after a reader's edits (``lvp infer IMAGE --labels LABELMAP``): no network and
+    no level labelling; measurements, grades and scan planes are made from the map as it is.
+    ``previous`` (an earlier ``lvp infer`` output folder of the same image) lets levels whose
+    voxels are unchanged keep their earlier confidence; edited, renamed or new levels get 1.0.
+    """
+
+    def __init__(self, labels_path: str | Path, previous: str | Path | None = None):
+        self.labels_path = Path(labels_path)
+        self.previous = Path(previous) if previous else None
+        self.info = {"name": "label-map", "version": "n/a", "sha256": None, "runtime": "none",
+                     "device": "cpu", "labels": str(self.labels_path)}
+
+    def _read_on_grid(self, path: Path, volume: Volume, what: str) -> np.ndarray:
+        image = read_volume(path, validate=False, require_sagittal=False)
+        if image.shape != volume.shape or not np.allclose(image.affine, volume.affine, atol=1e-3):
+            raise InputError(f"{path}: the {what} is not on the image's voxel grid "
+                             f"({what} {image.shape}, image {volume.shape})")
+        return np.rint(image.array).astype(np.int16)
+
+    def segment(self, volume: Volume) -> SemanticResult:
+        """Read the label map, check its grid and values; derive the semantic classes."""
+        from lvp.labelling_from_labels import check_label_values, unchanged_confidences
+        from lvp.labels import DISC_LABELS, VERTEBRA_LABELS
+
+        t0 = time.perf_counter()
+        labels = self._read_on_grid(self.labels_path, volume, "label map")
+        check_label_values(labels, str(self.labels_path))
+        semantic = np.zeros(labels.shape, np.uint8)
+        semantic[np.isin(labels, list(VERTEBRA_LABELS.values()) + [SACRUM_LABEL])] = VERTEBRA
+        semantic[np.isin(labels, list(DISC_LABELS.values()))] = DISC
+        semantic[labels == CANAL_LABEL] = CANAL
+        kept: dict[int, float] = {}
+        if self.previous is not None:
+            prev_report = json.loads((self.previous / REPORT_JSON).read_text())
+            seg_name = (prev_report.get("outputs") or {}).get("segmentation") or SEGMENTATION
+            previous = self._read_on_grid(self.previous / seg_name, volume, "earlier segmentation")
+            conf = {int(s["label"]): s.get("confidence") for s in prev_report.get("structures", [])}
+            kept = unchanged_confidences(labels, previous, conf)
+        return SemanticResult(semantic, None, {"network": time.perf_counter() - t0}, labels=labels,
+                              label_confidence=kept)
 
 
 def _report_skeleton(volume: Volume | None, input_path: Path) -> dict:
@@ -297,7 +351,11 @@ def run_inference(input_path: str | Path, out_dir: str | Path, *, axial: str | P
     report["timings_s"] = timings
     stages = _Stages(report, progress)
 
-    lab = stages.run("labelling", lambda: _label(semantic, volume, getattr(seg_out, "probability", None)))
+    given = getattr(seg_out, "labels", None)
+    if given is not None:  # a reader's label map: levels as named there, no automatic labelling
+        lab = stages.run("labelling", lambda: _label_from_labels(given, volume, seg_out.label_confidence))
+    else:
+        lab = stages.run("labelling", lambda: _label(semantic, volume, getattr(seg_out, "probability", None)))
     if lab is not None:
         report["warnings"].extend(_jsonable(list(getattr(lab, "warnings", []) or [])))
         if not getattr(lab, "vertebrae", None) and not getattr(lab, "discs", None):
@@ -380,6 +438,12 @@ def _label(semantic: np.ndarray, volume: Volume, probability: np.ndarray | None)
     from lvp.labelling import label_levels
 
     return label_levels(semantic, volume, probability=probability)
+
+
+def _label_from_labels(labels: np.ndarray, volume: Volume, confidence: dict | None) -> Any:
+    from lvp.labelling_from_labels import labelling_from_labels
+
+    return labelling_from_labels(labels, volume, confidence)
 
 
 def _measure(volume: Volume, lab: Any) -> dict:

@@ -35,6 +35,11 @@ def test_level_matching():
     by = {m["reference"]: m for m in res["matches"]}
     assert by["L4-L5"]["correct"] and not by["L5-S"]["correct"] and by["L3-L4"]["predicted"] is None
     assert res["correct"] == 1 and res["n"] == 3
+    # Bodies-only references (Chu): matched on the superior-inferior position alone.
+    body = {"L4": np.array([5.0, 100, 30])}
+    whole = [("L4", np.array([5.0, 104, 50]))]  # 20 voxels posterior: the posterior elements
+    assert match_levels(body, whole, (1.0, 1.0, 1.0))["correct"] == 0
+    assert match_levels(body, whole, (1.0, 1.0, 1.0), axes=(1,))["correct"] == 1
 
 
 def test_intervals():

@@ -35,60 +35,101 @@ def test_failed_run_shows_a_readable_one_line_error(tmp_path):
     assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
 
 
-def test_export_for_core_writes_semantic_classes(scene_with_sample, reference_result, tmp_path):
+def test_export_for_core_writes_the_label_map(scene_with_sample, reference_result, tmp_path):
     from LumbarVNetProLib.logic import CaseLogic
 
     scene, volume, _ = scene_with_sample
     logic = CaseLogic(scene)
     nodes = logic.loadResult(reference_result, volume, "c")
-    labels_path, semantic_path = logic.exportForCore(nodes.segmentation, volume, tmp_path)
+    labels_path = logic.exportForCore(nodes.segmentation, volume, tmp_path)
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(labels_path)))
-    semantic = sitk.GetArrayFromImage(sitk.ReadImage(str(semantic_path)))
-    original = sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLE_LABELS)))
     np.testing.assert_array_equal(
         labels, sitk.GetArrayFromImage(sitk.ReadImage(str(reference_result / "segmentation.nii.gz")))
     )
-    # Every labelled voxel maps back to the sample's own class (vertebra 1, disc 2, canal 3).
-    labelled = labels > 0
-    np.testing.assert_array_equal(semantic[labelled], original[labelled])
-    assert set(np.unique(semantic)) <= {0, 1, 2, 3}
 
 
-@pytest.mark.skipif(not HAVE_CORE_GRADING, reason="core labelling/measure/grading not available yet")
-def test_recompute_gives_the_edited_measurement(scene_with_sample, tmp_path):
-    """Real lvp infer (--semantic: no model) -> import -> erase half a disc -> Recompute -> edited volume."""
-    from test_slicer_scene import _edit_segment
-
-    from LumbarVNetProLib import scene as lvpscene
-    from LumbarVNetProLib.logic import CaseLogic
+@pytest.fixture(scope="module")
+def semantic_result(tmp_path_factory):
+    """Real ``lvp infer --semantic`` on the sample (no model): a TotalSpineSeg result folder."""
     from LumbarVNetProLib.process import ProcessRunner, infer_command
 
-    scene, volume, _ = scene_with_sample
-    out = tmp_path / "infer"
+    out = tmp_path_factory.mktemp("infer")
     args = infer_command(SAMPLE_DIR / "spider_sample_t2.nii.gz", out, "cpu", python=sys.executable)
     running = ProcessRunner().start(args + ["--semantic", str(SAMPLE_LABELS), "--no-html"])
     assert running.wait(timeout_s=300) == 0, running.error_message()
+    return out
+
+
+@pytest.mark.skipif(not HAVE_CORE_GRADING, reason="core labelling/measure/grading not available yet")
+def test_recompute_keeps_renamed_level_and_gives_the_edited_measurement(scene_with_sample, semantic_result, tmp_path):
+    """lvp infer --semantic -> import -> erase half a disc, rename a level -> Recompute (--labels)."""
+    from LumbarVNetProLib import scene as lvpscene
+    from LumbarVNetProLib.grades import describe_changes, rows_from_report
+    from LumbarVNetProLib.logic import CaseLogic
+    from LumbarVNetProLib.selftest import edit_segment
+
+    scene, volume, _ = scene_with_sample
+    out = semantic_result
     logic = CaseLogic(scene, python=sys.executable)
     nodes = logic.loadResult(out, volume, "c")
     report = lvpscene.load_report(out)
-    from LumbarVNetProLib.grades import rows_from_report
-
     rows = rows_from_report(report)
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "segmentation.nii.gz")))
     disc_value = report["levels"][len(report["levels"]) // 2]["disc_label"]
-    disc_name = next(s["name"] for s in report["structures"] if s["label"] == disc_value)
     disc = labels == disc_value
     keep = disc.copy()
     keep[: int(np.nonzero(disc.any(axis=(1, 2)))[0].mean())] = False  # drop the slices on one side
     seg = nodes.segmentation.GetSegmentation()
-    _edit_segment(lvpscene, scene, nodes.segmentation, volume, seg.GetSegmentIdBySegmentName(disc_name), keep)
-    new_rows, changes, new_report = logic.recompute(nodes, volume, rows, tmp_path / "recompute")
+    edit_segment(scene, nodes.segmentation, volume, lvpscene.segment_id_for_value(nodes.segmentation, disc_value), keep)
+    # The reader renames the lowest disc L5-L6 (six lumbar vertebrae, seen on a localiser).
+    renamed = lvpscene.segment_id_for_value(nodes.segmentation, 100)
+    seg.GetSegment(renamed).SetName("L5-L6 disc")
+    new_rows, changes, new_report = logic.recompute(nodes, volume, rows, tmp_path / "recompute", caseKey="c")
+
+    assert new_report["model"]["name"] == "label-map"  # no network, no automatic labelling
+    levels = [lv["level"] for lv in new_report["levels"]]
+    assert "L5-L6" in levels and "L5-S" not in levels  # the name was kept, not recounted
     voxel = float(np.prod(sitk.ReadImage(str(out / "segmentation.nii.gz")).GetSpacing()))
     edited = next(s for s in new_report["structures"] if s["label"] == disc_value)
     before = next(s for s in report["structures"] if s["label"] == disc_value)
     assert edited["volume_mm3"] < before["volume_mm3"]
     assert edited["volume_mm3"] == pytest.approx(keep.sum() * voxel, rel=0.05)
-    assert isinstance(changes, list) and len(new_rows) >= 1
+    assert edited["confidence"] == 1.0  # reader-edited level
+    untouched = next(s for s in new_report["structures"] if s["label"] == 92)
+    assert untouched["confidence"] == next(s for s in report["structures"] if s["label"] == 92)["confidence"]
+    # Scene follows: segment tag/terminology, level labels, the changes listed for the reader.
+    assert lvpscene.segment_tag(seg.GetSegment(renamed), lvpscene.LABEL_VALUE_TAG) == "96"
+    points = {nodes.levelLabels.GetNthControlPointLabel(i) for i in range(nodes.levelLabels.GetNumberOfControlPoints())}
+    assert "L5-L6" in points and "L5-S" not in points
+    # Grades of the level that was renamed away are listed as gone, those of the new name as new.
+    lines = describe_changes(changes)
+    assert all(any(line.startswith(f"L5-S {r.pathology}: ") for line in lines) for r in rows if r.level == "L5-S")
+    assert all(any(line.startswith(f"L5-L6 {r.pathology}: — → ") for line in lines)
+               for r in new_rows if r.level == "L5-L6")
+    assert "L5-S" not in {r.level for r in new_rows}
+    # A second Recompute without edits changes nothing and keeps the confidences.
+    _, again, third = logic.recompute(nodes, volume, new_rows, tmp_path / "again", caseKey="c")
+    assert again == [] and [s["confidence"] for s in third["structures"]] == [
+        s["confidence"] for s in new_report["structures"]
+    ]
+
+
+def test_ambiguous_rename_is_refused_before_running(scene_with_sample, reference_result, tmp_path):
+    from LumbarVNetProLib import scene as lvpscene
+    from LumbarVNetProLib.logic import CaseLogic
+
+    scene, volume, _ = scene_with_sample
+
+    class NoRunner:
+        def start(self, *args, **kwargs):
+            raise AssertionError("no child may start")
+
+    logic = CaseLogic(scene, runner=NoRunner())
+    nodes = logic.loadResult(reference_result, volume, "c")
+    seg = nodes.segmentation.GetSegmentation()
+    seg.GetSegment(lvpscene.segment_id_for_value(nodes.segmentation, 44)).SetName("L5")  # L4 -> L5, old L5 stays
+    with pytest.raises(ValueError, match="several segments stand for the same structure: L5"):
+        logic.recompute(nodes, volume, [], tmp_path)
 
 
 def test_recompute_diff_keeps_reader_modifications():

@@ -68,6 +68,35 @@ def test_cmake_lists_every_script_and_resource():
         assert (MODULE_DIR / resource).is_file(), resource
     assert "../Resources/UI/LumbarVNetPro.ui" in cmake
     assert "slicer_add_python_unittest(SCRIPT LumbarVNetPro.py)" in cmake
+    # The bundled model ships as resources: the catalogue and every weight file it lists.
+    import json
+
+    catalog = json.loads((REPO_ROOT / "models" / "models.json").read_text())
+    files = {"models.json"} | {f["path"] for m in catalog["models"] for f in m["files"].values()}
+    listed = set(re.findall(r"^\s+\.\./models/(\S+)$", cmake, re.M))
+    assert listed == files
+    assert "${LVP_MODEL_FILES}" in cmake
+
+
+def test_model_folder_found_from_source_tree_and_install_layout(tmp_path):
+    from LumbarVNetProLib.models import bundled_model_dir
+
+    assert bundled_model_dir(MODULE_DIR) == REPO_ROOT / "models"
+    for where in ("beside", "above"):
+        installed = tmp_path / where / "qt-scripted-modules"
+        models = installed / "models" if where == "beside" else installed.parent / "models"
+        models.mkdir(parents=True)
+        (models / "models.json").write_text("{}")
+        assert bundled_model_dir(installed) == models
+    assert bundled_model_dir(tmp_path / "nowhere") is None
+
+
+def test_self_test_runs_the_shared_full_flow():
+    """The in-Slicer self-test calls the same flow as test_slicer_flow.py (real model, no shortcut)."""
+    source = (MODULE_DIR / "LumbarVNetPro.py").read_text()
+    test_source = source[source.index("class LumbarVNetProTest") :]
+    assert "full_flow(" in test_source
+    assert "build_reference_result" not in test_source
 
 
 def test_parameters_defaults_and_validation(tmp_path):

@@ -175,3 +175,20 @@ def test_untagged_unknown_segment_is_refused(scene_with_sample, reference_result
     named = seg.AddEmptySegment("", "sacrum")
     seg.RemoveSegment(seg.GetSegmentIdBySegmentName("L5-S disc copy"))
     assert lvpscene.segment_label_values(nodes.segmentation)[named] == 50
+
+
+def test_renamed_segment_exports_as_its_new_structure_and_is_retagged(scene_with_sample, reference_result):
+    lvpscene, scene, volume, study, nodes = _import(scene_with_sample, reference_result)
+    labels = _file_labels(reference_result)
+    seg = nodes.segmentation.GetSegmentation()
+    sid = lvpscene.segment_id_for_value(nodes.segmentation, 100)
+    assert lvpscene.structure_value_of_name(" l5-l6 ") == 96 and lvpscene.structure_value_of_name("canal") == 2
+    assert lvpscene.structure_value_of_name("edited disc") is None
+    seg.GetSegment(sid).SetName("L5-L6")  # the level, without " disc"
+    values = lvpscene.segment_label_values(nodes.segmentation)
+    assert values[sid] == 96
+    exported = lvpscene.export_labelmap(scene, nodes.segmentation, volume)
+    np.testing.assert_array_equal(exported == 96, labels == 100)
+    assert lvpscene.retag_segments(nodes.segmentation, values) == [sid]
+    assert lvpscene.segment_tag(seg.GetSegment(sid), lvpscene.LABEL_VALUE_TAG) == "96"
+    assert lvpscene.retag_segments(nodes.segmentation, values) == []  # idempotent

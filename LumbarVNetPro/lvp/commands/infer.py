@@ -46,6 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--semantic", metavar="MASK",
                    help="use this semantic mask (1 vertebra, 2 disc, 3 canal) instead of the network, e.g. a "
                         "corrected segmentation (single input only)")
+    p.add_argument("--labels", metavar="LABELMAP",
+                   help="use this TotalSpineSeg label map (e.g. a reader-corrected segmentation) as it is: no "
+                        "network and no level labelling, the level names are kept; re-measures, re-grades and "
+                        "re-plans (single input only)")
+    p.add_argument("--previous", metavar="DIR",
+                   help="with --labels: an earlier lvp infer output folder of the same image; levels whose "
+                        "voxels are unchanged keep its confidence, edited ones get 1.0")
     p.add_argument("--no-html", action="store_true", help="skip report.html")
     p.add_argument("--progress-json", action="store_true",
                    help="print machine-readable progress lines (JSON) to stdout")
@@ -206,10 +213,20 @@ def run(args: argparse.Namespace, segmenter: Any = None) -> int:
         from lvp.errors import InputError
 
         raise InputError("no input series found")
-    if (args.axial or args.semantic) and len(cases) > 1:
+    labels = getattr(args, "labels", None)
+    previous = getattr(args, "previous", None)
+    if (args.axial or args.semantic or labels) and len(cases) > 1:
         from lvp.errors import ConfigError
 
-        raise ConfigError("--axial and --semantic take a single input series")
+        raise ConfigError("--axial, --semantic and --labels take a single input series")
+    if labels and args.semantic:
+        from lvp.errors import ConfigError
+
+        raise ConfigError("use either --semantic (levels are labelled again) or --labels (levels kept), not both")
+    if previous and not labels:
+        from lvp.errors import ConfigError
+
+        raise ConfigError("--previous goes with --labels")
     dirs = output_dirs(cases, Path(args.output))
     progress = Progress(len(cases), args.progress_json)
     if not args.no_html:
@@ -218,7 +235,11 @@ def run(args: argparse.Namespace, segmenter: Any = None) -> int:
         with sigterm_raises():
             progress.emit(event="start", cases=len(cases))
             progress.stage("load_model", 0.0)
-            if segmenter is None and args.semantic:
+            if segmenter is None and labels:
+                from lvp.pipeline import LabelMapSegmenter
+
+                segmenter = LabelMapSegmenter(labels, previous)
+            elif segmenter is None and args.semantic:
                 from lvp.pipeline import MaskSegmenter
 
                 segmenter = MaskSegmenter(args.semantic)

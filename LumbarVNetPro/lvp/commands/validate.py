@@ -13,7 +13,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("what", choices=["grades", "planes"], help="what to validate")
     p.add_argument("--data", type=Path, required=True, help="the shared data folder (with spider-t2-space/)")
     p.add_argument(
-        "--pred", type=Path, default=None, help="folder of <case>_pred.nii.gz segmentations (default: reference masks)"
+        "--pred",
+        type=Path,
+        default=None,
+        help="folder of predicted segmentations: <case>_pred.nii.gz (classes 0..3) or <case>/segmentation.nii.gz "
+        "(lvp infer output); default: the reference masks",
+    )
+    p.add_argument(
+        "--write-calibration",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="grades: also fit the grading models on all reference-mask discs and write the calibration JSON "
+        "(the shipped one is LumbarVNetPro/lvp/grading_calibration.json)",
     )
     p.add_argument("-o", "--out", type=Path, default=None, help="write the JSON result here")
     p.add_argument("--limit", type=int, default=None, help="only the first N cases (smoke runs)")
@@ -25,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     if args.what == "grades":
         from lvp.validation.grades import validate_grades
 
-        result = validate_grades(args.data, args.out, args.pred, args.limit)
-        print(json.dumps(result["summary"], indent=1))
+        result = validate_grades(args.data, args.out, args.pred, args.limit, args.write_calibration)
+        print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
     else:
         from lvp.validation.planes import validate_planes
 

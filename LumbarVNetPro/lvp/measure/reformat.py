@@ -45,12 +45,24 @@ def sample_plane(
     order: int = 0,
 ) -> Reformat:
     """Sample ``array`` (canonical grid of ``volume``) on a plane; labels with ``order=0``."""
-    g1, g2 = np.meshgrid(r1, r2, indexing="ij")
-    pts = origin[None, None, :] + g1[..., None] * e1 + g2[..., None] * e2
-    idx = volume.lps_to_index(pts.reshape(-1, 3)).T
-    shape = np.array(array.shape)[:, None]
-    valid = np.all((idx > -0.5) & (idx < shape - 0.5), axis=0).reshape(g1.shape)
-    vals = ndimage.map_coordinates(array, idx, order=order, mode="constant", cval=0, prefilter=False)
+    # Index-space plane: idx = o + r1 * d1 + r2 * d2 (one small affine inverse, float32 grids).
+    inv = np.linalg.inv(volume.affine)
+    o = inv[:3, :3] @ np.asarray(origin, float) + inv[:3, 3]
+    d1, d2 = inv[:3, :3] @ np.asarray(e1, float), inv[:3, :3] @ np.asarray(e2, float)
+    a1, a2 = np.asarray(r1, np.float32), np.asarray(r2, np.float32)
+    idx = [np.float32(o[k]) + a1[:, None] * np.float32(d1[k]) + a2[None, :] * np.float32(d2[k]) for k in range(3)]
+    valid = np.ones((a1.size, a2.size), bool)
+    for k in range(3):
+        valid &= (idx[k] > -0.5) & (idx[k] < array.shape[k] - 0.5)
+    if order == 0:
+        # Nearest neighbour, as map_coordinates(order=0) rounds, outside = 0.
+        vals = np.zeros(valid.shape, array.dtype)
+        ii = tuple(np.rint(idx[k][valid]).astype(np.intp) for k in range(3))
+        vals[valid] = array[ii]
+    else:
+        coords = np.stack([x.ravel() for x in idx])
+        vals = ndimage.map_coordinates(array, coords, order=order, mode="constant", cval=0, prefilter=False)
+    g1 = valid
     return Reformat(origin, e1, e2, r1, r2, vals.reshape(g1.shape), valid)
 
 

@@ -1,165 +1,491 @@
-"""Validation of LVP's grades against the SPIDER radiologists' per-disc grades.
+"""Calibration and validation of LVP's grades against the SPIDER radiologists' per-disc grades.
 
-The segmentation given to the reading pipeline (labelling → measurements → grades) is the
-SPIDER **reference mask** unless a folder of predicted segmentations is given
-(``<case>_pred.nii.gz``, network classes 0..3 on the image grid), so by default these figures
-measure the measurement and grading rules, not the network. Discs are joined to the grades by
-their order from the bottom (SPIDER ``IVD label`` 1 = most caudal disc).
+Pipeline per case: segmentation → labelling → measurements (:func:`collect_features`, one row per
+graded disc, joined by order from the bottom: SPIDER ``IVD label`` 1 = most caudal disc). The
+segmentation is the SPIDER **reference mask** unless a folder of predicted segmentations is given
+(see :func:`prediction_path`), so by default the figures measure the measurement and grading
+models, not the network.
 
-Figures: AUC (Mann-Whitney) with a 95 % bootstrap CI resampling patients (the discs of one
-patient are not independent), Cohen's kappa for binary grades and quadratic-weighted kappa for
-Pfirrmann, each with the same bootstrap CI.
+Models (:data:`MODEL_FEATURES`, fitted by :func:`fit_calibration`): logistic regressions for
+herniation, bulging and narrowing and a proportional-odds model for Pfirrmann, each on two named
+measurements (raw or derived, see :func:`lvp.grading.calibration_feature`), L2-regularised
+(C = 1 on standardised inputs). The height norm per level is part of the fit.
+
+Honest estimates:
+
+* **Patient-level cross-validation** (:func:`cross_validate`): patients are split into 5 folds
+  (:func:`patient_folds`); each fold's discs are graded by models fitted on the other folds'
+  patients only, and the figures use these out-of-fold grades.
+* **Fixed validation split** (:func:`split_validation`): the 7 SPIDER cases the network never
+  trained on (:data:`VALIDATION_CASES`, from ``configs/train_lvp_vnet.yaml``), graded by models
+  fitted on the other 24 patients.
+
+With predicted segmentations, models are always fitted on the reference-mask measurements of the
+training patients and applied to the predicted-segmentation measurements of the test patients.
+
+Figures: AUC with a 95 % DeLong CI (discs as units) and a 95 % bootstrap CI resampling patients
+(the discs of one patient are not independent; the wider of the two is the one to quote),
+Cohen's kappa for binary grades and quadratic-weighted kappa for Pfirrmann with the patient
+bootstrap CI.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import minimize
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-from lvp.grading import GradingRules, grade_level
-from lvp.labelling import label_levels
-from lvp.measure import measure_levels
-from lvp.validation.cases import load_spider_case, spider_case_ids
+from lvp.errors import InputError
+from lvp.grading import GradingRules, calibration_feature, grade_level
+from lvp.measure.types import LevelMeasurements
+from lvp.validation.cases import load_spider_case, spider_case_ids, tss_to_classes
 
 N_BOOT = 1000
+N_FOLDS = 5
+FOLD_SEED = 20261126
+# configs/train_lvp_vnet.yaml ``validation`` (a test checks that they agree).
+VALIDATION_CASES = ("spider5", "spider22", "spider50", "spider78", "spider127", "spider185", "spider234")
+TARGETS = {
+    "herniation": "Disc herniation",
+    "bulging": "Disc bulging",
+    "narrowing": "Disc narrowing",
+    "pfirrmann": "Pfirrman grade",
+}
+MODEL_FEATURES = {
+    "herniation": ("posterior_displacement_mm", "canal_ap_diameter_mm"),
+    "bulging": ("log_disc_signal_ratio", "posterior_displacement_mm"),
+    "narrowing": ("height_vs_level", "log_disc_signal_ratio"),
+    "pfirrmann": ("log_disc_signal_ratio", "height_vs_level"),
+}
+LEVEL_NORM_MEASUREMENT = "disc_height_middle_mm"
+LEVEL_NORM_MIN_DISCS = 5
+C_REG = 1.0
+DATA_SHORT = "SPIDER T2 SPACE grades (31 patients, reference masks)"
 
 
-def collect(
-    data: Path, pred_dir: Path | None = None, rules: GradingRules | None = None, limit: int | None = None
+# ---------------------------------------------------------------- features
+
+
+def prediction_path(pred_dir: Path, case: str) -> tuple[Path, str] | None:
+    """A predicted segmentation of ``case``: ``<case>_pred.nii.gz`` (network classes 0..3) or
+    ``<case>/segmentation.nii.gz`` (``lvp infer`` output, TotalSpineSeg values), else None.
+    """
+    classes = Path(pred_dir) / f"{case}_pred.nii.gz"
+    if classes.is_file():
+        return classes, "classes"
+    tss = Path(pred_dir) / case / "segmentation.nii.gz"
+    if tss.is_file():
+        return tss, "totalspineseg"
+    return None
+
+
+def collect_features(
+    data: Path, pred_dir: Path | None = None, limit: int | None = None, cases: list[str] | None = None
 ) -> list[dict]:
-    """One row per graded disc: reference grades, LVP grades and soft scores."""
+    """One row per graded disc: case, IVD number, level, every measurement and the reference grades.
+
+    With ``pred_dir`` only the cases with a prediction are read. A graded disc with no matching
+    segmented disc keeps ``level`` None and no measurements (it is then not assessable).
+    """
+    from lvp.labelling import label_levels
+    from lvp.measure import measure_levels
+
+    ids = cases or spider_case_ids(data)
     rows = []
-    for case in spider_case_ids(data)[:limit]:
-        pred = Path(pred_dir) / f"{case}_pred.nii.gz" if pred_dir else None
-        sc = load_spider_case(data, case, pred)
-        lab = label_levels(sc.labels, sc.image)
+    for case in ids[:limit]:
+        labels_path, kind = None, "reference"
+        if pred_dir is not None:
+            found = prediction_path(pred_dir, case)
+            if found is None:
+                continue
+            labels_path, kind = found
+        sc = load_spider_case(data, case, labels_path)
+        semantic = tss_to_classes(sc.labels) if kind == "totalspineseg" else sc.labels
+        lab = label_levels(semantic, sc.image)
         levels = measure_levels(sc.image, lab)
         discs = lab.discs[::-1]  # bottom first, as IVD label
         for i, ref in enumerate(sc.grades):
-            if i >= len(discs) or discs[i].name not in levels:
-                continue
-            g = grade_level(levels[discs[i].name], rules)
-            h, n, p = g["herniation"], g["narrowing"], g["pfirrmann"]
-            if h.grade is None or p.grade is None:
-                continue
+            level = discs[i].name if i < len(discs) else None
+            m = levels.get(level) if level else None
             rows.append(
                 {
                     "case": case,
-                    "level": discs[i].name,
-                    "ref_herniation": ref["Disc herniation"],
-                    "ref_bulging": ref["Disc bulging"],
-                    "ref_narrowing": ref["Disc narrowing"],
-                    "ref_pfirrmann": ref["Pfirrman grade"],
-                    "herniation_grade": h.grade,
-                    "score_herniation": h.probabilities[2] + h.probabilities[3],
-                    "score_displaced": 1.0 - h.probabilities[0],
-                    "narrowing_grade": n.grade,
-                    "score_narrowing": n.probabilities[1] if n.grade is not None else None,
-                    "pfirrmann_grade": p.grade,
-                    "displacement_mm": h.value,
-                    "signal_ratio": p.value,
-                    "height_ratio": n.value,
-                    "score_pfirrmann": float(np.dot(p.probabilities, np.arange(1, 6))),
+                    "ivd": i + 1,
+                    "level": level,
+                    "segmentation": kind,
+                    "measurements": {} if m is None else {k: round(v.value, 5) for k, v in m.items.items()},
+                    "ref": {k: int(ref[col]) for k, col in TARGETS.items()},
                 }
             )
     return rows
 
 
-def _boot(rows: list[dict], stat, seed: int = 0) -> tuple[float, float, float]:
+def level_measurements(row: dict) -> LevelMeasurements:
+    """The row's measurements as a :class:`LevelMeasurements` (to grade with the shipped code)."""
+    m = LevelMeasurements(row["level"] or "unknown", 0, np.zeros(3))
+    for k, v in row["measurements"].items():
+        m.add(k, v, "")
+    return m
+
+
+# ---------------------------------------------------------------- fitting
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    sd[sd == 0] = 1.0
+    return (x - mu) / sd, mu, sd
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = C_REG) -> tuple[float, list[float]]:
+    """L2 logistic regression on standardised inputs; returns the raw-unit intercept and coefficients."""
+    y = np.asarray(y, int)
+    if len(set(y.tolist())) < 2:  # e.g. a small training fold without a positive disc: constant model
+        prevalence = (y.sum() + 0.5) / (y.size + 1.0)
+        return float(np.log(prevalence / (1 - prevalence))), [0.0] * np.shape(x)[1]
+    xs, mu, sd = _standardise(np.asarray(x, float))
+    clf = LogisticRegression(C=c).fit(xs, y)
+    w = clf.coef_[0] / sd
+    return float(clf.intercept_[0] - np.dot(w, mu)), [float(v) for v in w]
+
+
+def fit_ordinal(x: np.ndarray, y: np.ndarray, n_classes: int = 5, first: int = 1, c: float = C_REG):
+    """Proportional-odds model P(y >= k) = sigmoid(x.w - c_k), k = first+1..; L2 on standardised w.
+
+    Returns the raw-unit coefficients and increasing cut-points.
+    """
+    xs, mu, sd = _standardise(np.asarray(x, float))
+    yi = np.asarray(y, int) - first
+    p = xs.shape[1]
+    k = n_classes - 1
+
+    def unpack(theta):
+        w = theta[:p]
+        cuts = theta[p] + np.concatenate([[0.0], np.cumsum(np.exp(theta[p + 1 :]))])
+        return w, cuts
+
+    def nll(theta):
+        w, cuts = unpack(theta)
+        eta = xs @ w
+        at_least = 1.0 / (1.0 + np.exp(-(eta[:, None] - cuts[None, :])))  # (n, k)
+        cum = np.hstack([np.ones((len(yi), 1)), at_least, np.zeros((len(yi), 1))])
+        probs = cum[np.arange(len(yi)), yi] - cum[np.arange(len(yi)), yi + 1]
+        return -np.sum(np.log(np.clip(probs, 1e-12, None))) + 0.5 * np.dot(w, w) / c
+
+    start = np.concatenate([np.zeros(p), [-1.5], np.zeros(k - 1)])
+    res = minimize(nll, start, method="L-BFGS-B")
+    w, cuts = unpack(res.x)
+    w_raw = w / sd
+    return [float(v) for v in w_raw], [float(v) for v in cuts + np.dot(w_raw, mu)]
+
+
+def _level_norms(rows: list[dict]) -> dict:
+    by: dict[str, list[float]] = {}
+    for r in rows:
+        v = r["measurements"].get(LEVEL_NORM_MEASUREMENT)
+        if v is not None and r["level"]:
+            by.setdefault(r["level"], []).append(v)
+    every = [v for vs in by.values() for v in vs]
+    return {
+        "measurement": LEVEL_NORM_MEASUREMENT,
+        "by_level": {k: round(float(np.median(v)), 4) for k, v in by.items() if len(v) >= LEVEL_NORM_MIN_DISCS},
+        "default": round(float(np.median(every)), 4) if every else None,
+        "note": f"median per level over the calibration discs (levels with >= {LEVEL_NORM_MIN_DISCS} discs; "
+        "otherwise the median of all discs)",
+    }
+
+
+def _design(rows: list[dict], features: tuple[str, ...], cal: dict) -> tuple[np.ndarray, list[int]]:
+    xs, keep = [], []
+    for i, r in enumerate(rows):
+        if not r["level"]:
+            continue
+        m = level_measurements(r)
+        vals = [calibration_feature(m, f, cal) for f in features]
+        if all(v is not None for v in vals):
+            xs.append(vals)
+            keep.append(i)
+    return np.asarray(xs, float).reshape(len(xs), len(features)), keep
+
+
+def fit_calibration(rows: list[dict]) -> dict:
+    """Fit every model on ``rows`` (from :func:`collect_features`); the calibration dict of lvp.grading."""
+    cal: dict = {"schema": "lvp-grading-calibration", "version": 1, "level_norms": _level_norms(rows), "models": {}}
+    for name, feats in MODEL_FEATURES.items():
+        x, keep = _design(rows, feats, cal)
+        y = np.array([rows[i]["ref"][name] for i in keep])
+        model = {"features": list(feats), "target": f"SPIDER '{TARGETS[name]}'", "n": len(keep)}
+        if name == "pfirrmann":
+            coef, cuts = fit_ordinal(x, y)
+            model.update(kind="ordinal", coef=coef, cutpoints=cuts, classes=[1, 2, 3, 4, 5])
+        else:
+            b0, coef = fit_logistic(x, y)
+            model.update(kind="logistic", intercept=b0, coef=coef, n_positive=int(y.sum()))
+        cal["models"][name] = model
+    return cal
+
+
+# ---------------------------------------------------------------- grading and validation
+
+
+def predict_rows(rows: list[dict], cal: dict | None) -> list[dict]:
+    """Grade every row with :func:`lvp.grading.grade_level` (``cal`` None = uncalibrated rules).
+
+    Scores and grades are None where the grade is not assessable.
+    """
+    rules = GradingRules(calibration="")
+    out = []
+    for r in rows:
+        base = {"case": r["case"], "ivd": r["ivd"], "level": r["level"], **{f"ref_{k}": v for k, v in r["ref"].items()}}
+        if not r["level"] or not r["measurements"]:
+            out.append(base | dict.fromkeys(_SCORES))
+            continue
+        g = grade_level(level_measurements(r), rules, cal if cal is not None else "")
+        h, n, p = g["herniation"], g["narrowing"], g["pfirrmann"]
+        hp, pp = h.probabilities, p.probabilities
+        base.update(
+            herniation_grade=h.grade,
+            p_herniation=None if h.grade is None else hp[2] + hp[3],
+            p_bulging=None if h.grade is None else 1.0 - hp[0],
+            narrowing_grade=n.grade,
+            p_narrowing=None if n.grade is None else n.probabilities[1],
+            pfirrmann_grade=p.grade,
+            p_pfirrmann_ge4=None if p.grade is None else pp[3] + pp[4],
+            pfirrmann_expected=None if p.grade is None else float(np.dot(pp, np.arange(1, 6))),
+        )
+        out.append(base)
+    return out
+
+
+_SCORES = (
+    "herniation_grade",
+    "p_herniation",
+    "p_bulging",
+    "narrowing_grade",
+    "p_narrowing",
+    "pfirrmann_grade",
+    "p_pfirrmann_ge4",
+    "pfirrmann_expected",
+)
+
+
+def patient_folds(cases: list[str], k: int = N_FOLDS, seed: int = FOLD_SEED) -> list[list[str]]:
+    """Split patients (not discs) into ``k`` test folds of near-equal size, shuffled with ``seed``."""
+    unique = sorted(set(cases))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    k = max(1, min(k, len(unique)))
+    return [sorted(unique[i] for i in order[j::k]) for j in range(k)]
+
+
+def cross_validate(
+    fit_rows: list[dict], eval_rows: list[dict] | None = None, k: int = N_FOLDS, seed: int = FOLD_SEED
+) -> tuple[list[dict], list[dict]]:
+    """Out-of-fold grades: each fold's patients graded by models fitted on the other patients only.
+
+    ``eval_rows`` (default ``fit_rows``) are the rows graded, e.g. predicted-segmentation
+    measurements, while the models are fitted on ``fit_rows``. Returns the graded rows (with
+    their ``fold``) and the folds (test and train patients).
+    """
+    eval_rows = fit_rows if eval_rows is None else eval_rows
+    folds = patient_folds([r["case"] for r in eval_rows], k, seed)
+    graded, record = [], []
+    for j, test in enumerate(folds):
+        test_set = set(test)
+        train = [r for r in fit_rows if r["case"] not in test_set]
+        train_cases = sorted({r["case"] for r in train})
+        if test_set & set(train_cases):
+            raise AssertionError("a patient is in both the training and the test fold")
+        cal = fit_calibration(train)
+        graded += [dict(g, fold=j) for g in predict_rows([r for r in eval_rows if r["case"] in test_set], cal)]
+        record.append({"test": test, "train": train_cases})
+    return graded, record
+
+
+def split_validation(fit_rows: list[dict], eval_rows: list[dict] | None = None) -> list[dict]:
+    """Grades of the network's validation patients by models fitted on the other patients."""
+    eval_rows = fit_rows if eval_rows is None else eval_rows
+    val = set(VALIDATION_CASES)
+    cal = fit_calibration([r for r in fit_rows if r["case"] not in val])
+    return predict_rows([r for r in eval_rows if r["case"] in val], cal)
+
+
+def _boot(rows: list[dict], stat, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
     """Statistic on all rows and its 95 % CI from resampling patients."""
     cases = sorted({r["case"] for r in rows})
     by_case = {c: [r for r in rows if r["case"] == c] for c in cases}
     rng = np.random.default_rng(seed)
     try:
-        point = stat(rows)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            point = stat(rows)
     except ValueError:  # e.g. no positive case among these rows
         return float("nan"), float("nan"), float("nan")
     vals = []
-    for _ in range(N_BOOT):
-        sample = [r for c in rng.choice(cases, len(cases)) for r in by_case[c]]
-        try:
-            v = stat(sample)
-        except ValueError:
-            continue
-        if np.isfinite(v):
-            vals.append(v)
+    with warnings.catch_warnings():  # resamples where a kappa is undefined give NaN, dropped below
+        warnings.simplefilter("ignore")
+        for _ in range(n_boot):
+            sample = [r for c in rng.choice(cases, len(cases)) for r in by_case[c]]
+            try:
+                v = stat(sample)
+            except ValueError:
+                continue
+            if np.isfinite(v):
+                vals.append(v)
     lo, hi = np.percentile(vals, [2.5, 97.5]) if vals else (np.nan, np.nan)
     return float(point), float(lo), float(hi)
 
 
-def _auc(ref: str, score: str):
-    def f(rows):
-        y = [r[ref] for r in rows if r[score] is not None]
-        s = [r[score] for r in rows if r[score] is not None]
-        if len(set(y)) < 2:
+def _r(v: float) -> float | None:
+    return None if v is None or not np.isfinite(v) else round(float(v), 3)
+
+
+def _auc_fig(rows: list[dict], ref: str, score: str, positive=lambda v: v, n_boot: int = N_BOOT) -> dict:
+    from lvp.study.roc import auc_ci
+
+    rs = [r for r in rows if r[score] is not None]
+    y = np.array([int(positive(r[ref])) for r in rs])
+    out: dict = {"n": len(rs), "n_positive": int(y.sum()), "n_patients": len({r["case"] for r in rs})}
+    if y.size == 0 or y.all() or not y.any():
+        return out | {"value": None, "ci95_delong": None, "ci95_patient_bootstrap": None}
+
+    def stat(sample):
+        t = [int(positive(r[ref])) for r in sample]
+        if len(set(t)) < 2:
             raise ValueError("one class only")
-        return roc_auc_score(y, s)
+        return roc_auc_score(t, [r[score] for r in sample])
 
-    return f
-
-
-def _kappa(ref: str, pred, weights: str | None = None):
-    def f(rows):
-        y = [r[ref] for r in rows]
-        p = [pred(r) for r in rows]
-        return cohen_kappa_score(y, p, weights=weights, labels=sorted(set(y) | set(p)))
-
-    return f
-
-
-def summarise(rows: list[dict]) -> dict:
-    """AUCs and kappas with 95 % patient-bootstrap CIs."""
-
-    def fig(stat):
-        v, lo, hi = _boot(rows, stat)
-        return {"value": round(v, 3), "ci95": [round(lo, 3), round(hi, 3)]}
-
-    narrow_rows = [r for r in rows if r["score_narrowing"] is not None]
-    return {
-        "n_discs": len(rows),
-        "n_patients": len({r["case"] for r in rows}),
-        "prevalence": {k: int(sum(r[f"ref_{k}"] for r in rows)) for k in ("herniation", "bulging", "narrowing")},
-        "herniation_auc": fig(_auc("ref_herniation", "score_herniation")),
-        "herniation_kappa": fig(_kappa("ref_herniation", lambda r: int(r["herniation_grade"] >= 2))),
-        "bulging_auc": fig(_auc("ref_bulging", "score_displaced")),
-        "bulging_kappa": fig(_kappa("ref_bulging", lambda r: int(r["herniation_grade"] >= 1))),
-        "narrowing_auc": {"n": len(narrow_rows), **_fig_rows(narrow_rows, _auc("ref_narrowing", "score_narrowing"))},
-        "narrowing_kappa": _fig_rows(narrow_rows, _kappa("ref_narrowing", lambda r: int(r["narrowing_grade"]))),
-        "pfirrmann_weighted_kappa": fig(_kappa("ref_pfirrmann", lambda r: r["pfirrmann_grade"], "quadratic")),
-        "pfirrmann_ge4_auc": fig(
-            lambda rs: roc_auc_score([int(r["ref_pfirrmann"] >= 4) for r in rs], [r["score_pfirrmann"] for r in rs])
-        ),
-        "measurement_aucs": {
-            "herniation_by_displacement": fig(_auc("ref_herniation", "displacement_mm")),
-            "bulging_by_displacement": fig(_auc("ref_bulging", "displacement_mm")),
-            "narrowing_by_low_height_ratio": _fig_rows(
-                [dict(r, neg_height=-r["height_ratio"]) for r in narrow_rows], _auc("ref_narrowing", "neg_height")
-            ),
-        },
-        "pfirrmann_exact_agreement": round(
-            float(np.mean([r["ref_pfirrmann"] == r["pfirrmann_grade"] for r in rows])), 3
-        ),
+    a = auc_ci(y, [r[score] for r in rs])
+    v, lo, hi = _boot(rs, stat, n_boot)
+    few = min(int(y.sum()), int((1 - y).sum())) < 2  # no variance estimate from a single unit
+    return out | {
+        "value": _r(a.auc),
+        "ci95_delong": None if few else [_r(a.ci_low), _r(a.ci_high)],
+        "ci95_patient_bootstrap": None if few else [_r(lo), _r(hi)],
     }
 
 
-def _fig_rows(rows: list[dict], stat) -> dict:
-    v, lo, hi = _boot(rows, stat)
-    return {"value": round(v, 3), "ci95": [round(lo, 3), round(hi, 3)]}
+def _kappa_fig(rows: list[dict], ref: str, grade: str, pred, weights=None, labels=(0, 1), n_boot: int = N_BOOT):
+    rs = [r for r in rows if r[grade] is not None]
+
+    def stat(sample):
+        return cohen_kappa_score(
+            [r[ref] for r in sample], [pred(r[grade]) for r in sample], weights=weights, labels=list(labels)
+        )
+
+    v, lo, hi = _boot(rs, stat, n_boot) if rs else (np.nan, np.nan, np.nan)
+    agree = float(np.mean([r[ref] == pred(r[grade]) for r in rs])) if rs else np.nan
+    return {"n": len(rs), "value": _r(v), "ci95_patient_bootstrap": [_r(lo), _r(hi)], "agreement": _r(agree)}
+
+
+def summarise(rows: list[dict], n_boot: int = N_BOOT) -> dict:
+    """AUCs (DeLong and patient-bootstrap CIs) and kappas (patient-bootstrap CIs) of graded rows."""
+    graded = [r for r in rows if r["pfirrmann_grade"] is not None or r["herniation_grade"] is not None]
+    return {
+        "n_discs_graded_by_radiologists": len(rows),
+        "n_discs_assessable": len(graded),
+        "n_patients": len({r["case"] for r in rows}),
+        "prevalence": {k: int(sum(r[f"ref_{k}"] for r in rows)) for k in ("herniation", "bulging", "narrowing")},
+        "herniation_auc": _auc_fig(rows, "ref_herniation", "p_herniation", n_boot=n_boot),
+        "herniation_kappa": _kappa_fig(
+            rows, "ref_herniation", "herniation_grade", lambda g: int(g >= 2), n_boot=n_boot
+        ),
+        "bulging_auc": _auc_fig(rows, "ref_bulging", "p_bulging", n_boot=n_boot),
+        "bulging_kappa": _kappa_fig(rows, "ref_bulging", "herniation_grade", lambda g: int(g >= 1), n_boot=n_boot),
+        "narrowing_auc": _auc_fig(rows, "ref_narrowing", "p_narrowing", n_boot=n_boot),
+        "narrowing_kappa": _kappa_fig(rows, "ref_narrowing", "narrowing_grade", int, n_boot=n_boot),
+        "pfirrmann_ge4_auc": _auc_fig(rows, "ref_pfirrmann", "p_pfirrmann_ge4", lambda v: v >= 4, n_boot=n_boot),
+        "pfirrmann_ge4_kappa": _kappa_fig(
+            [dict(r, ref_ge4=int(r["ref_pfirrmann"] >= 4)) for r in rows],
+            "ref_ge4",
+            "pfirrmann_grade",
+            lambda g: int(g >= 4),
+            n_boot=n_boot,
+        ),
+        "pfirrmann_quadratic_kappa": _kappa_fig(
+            rows, "ref_pfirrmann", "pfirrmann_grade", int, "quadratic", (1, 2, 3, 4, 5), n_boot=n_boot
+        ),
+    }
 
 
 def validate_grades(
-    data: Path, out: Path | None = None, pred_dir: Path | None = None, limit: int | None = None
+    data: Path,
+    out: Path | None = None,
+    pred_dir: Path | None = None,
+    limit: int | None = None,
+    write_calibration: Path | None = None,
+    n_boot: int = N_BOOT,
 ) -> dict:
-    """Run the grade validation and write JSON (summary and per-disc rows) to ``out``."""
-    rows = collect(Path(data), pred_dir, limit=limit)
+    """Cross-validated and split-validated grade figures; JSON (summary and per-disc rows) to ``out``.
+
+    ``write_calibration``: also fit the models on every reference-mask disc read and write the
+    calibration file (with the cross-validated figures) there.
+    """
+    data = Path(data)
+    ref_rows = collect_features(data, limit=limit)
+    if not ref_rows:
+        raise InputError(f"no graded SPIDER case under {data}")
+    eval_rows = ref_rows
+    if pred_dir is not None:
+        eval_rows = collect_features(data, Path(pred_dir), limit=limit)
+        if not eval_rows:
+            raise InputError(f"no <case>_pred.nii.gz or <case>/segmentation.nii.gz under {pred_dir}")
+    cv_rows, folds = cross_validate(ref_rows, eval_rows)
+    split_rows = split_validation(ref_rows, eval_rows)
     result = {
-        "input_segmentation": "predicted" if pred_dir else "reference masks (measures rules, not the network)",
-        "summary": summarise(rows),
-        "rows": rows,
+        "created": _dt.date.today().isoformat(),
+        "input_segmentation": (
+            f"predicted segmentations from {pred_dir} (models fitted on reference-mask measurements of the "
+            "training patients)"
+            if pred_dir
+            else "reference masks (measures labelling, measurements and grading models, not the network)"
+        ),
+        "models": {k: list(v) for k, v in MODEL_FEATURES.items()},
+        "cross_validation": {
+            "method": f"{len(folds)}-fold, grouped by patient (seed {FOLD_SEED}); out-of-fold grades only",
+            "summary": summarise(cv_rows, n_boot),
+            "folds": folds,
+        },
+        "validation_split": {
+            "method": "models fitted on the other patients; graded: the network's fixed validation cases "
+            f"({', '.join(VALIDATION_CASES)})",
+            "summary": summarise(split_rows, n_boot) if split_rows else None,
+        },
+        "uncalibrated_rules_in_sample": {
+            "method": "the literature / a-priori rules (GradingRules with calibration ''), no fitting; Pfirrmann "
+            "thresholds were set by eye on these same cases",
+            "summary": summarise(predict_rows(eval_rows, None), n_boot),
+        },
+        "rows": {"features": eval_rows, "cross_validation": cv_rows, "validation_split": split_rows},
     }
+    if write_calibration:
+        cal = fit_calibration(ref_rows)
+        n_pat = len({r["case"] for r in ref_rows})
+        cal.update(
+            fitted=_dt.date.today().isoformat(),
+            data_short=DATA_SHORT if n_pat == 31 else f"SPIDER grades ({n_pat} patients, reference masks)",
+            data=(
+                f"{len(ref_rows)} radiologist-graded discs of {n_pat} SPIDER T2 SPACE patients "
+                "(shared data spider-t2-space/, van der Graaf et al. 2024, CC BY 4.0); measurements by LVP from "
+                "the reference masks; discs joined to grades by order from the bottom"
+            ),
+            regularisation=f"L2, C = {C_REG} on standardised inputs; coefficients in raw units",
+            cross_validation={
+                "method": result["cross_validation"]["method"],
+                **{
+                    k: {kk: v[kk] for kk in ("value", "ci95_patient_bootstrap", "n") if kk in v}
+                    for k, v in result["cross_validation"]["summary"].items()
+                    if isinstance(v, dict) and "value" in v
+                },
+            },
+        )
+        Path(write_calibration).write_text(json.dumps(cal, indent=1) + "\n")
+        result["calibration_written"] = str(write_calibration)
     if out:
         Path(out).write_text(json.dumps(result, indent=1))
     return result
