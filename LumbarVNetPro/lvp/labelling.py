@@ -159,7 +159,8 @@ def _spine_axis(canal_c: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _off_axis_mm(points: np.ndarray, axis, sp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(left-right, anteroposterior, beyond the canal's ends) offsets in mm of pooled-index
-    points from the canal line (AP positive = posterior of the canal centre)."""
+    points from the canal line (AP positive = posterior of the canal centre).
+    """
     si = np.clip(np.round(points[:, 1]).astype(int), 0, axis[0].size - 1)
     beyond = np.maximum(axis[2][0] - points[:, 1], 0) + np.maximum(points[:, 1] - axis[2][1], 0)
     return (points[:, 0] - axis[0][si]) * sp[0], (points[:, 2] - axis[1][si]) * sp[2], beyond * sp[1]
@@ -273,6 +274,11 @@ def _pool_any(mask: np.ndarray, f: tuple[int, ...]) -> np.ndarray:
     return out
 
 
+def _scaled_box(box: tuple[slice, ...], f: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """A bounding box on the pooled grid as a box on the full grid."""
+    return tuple(slice(x.start * k, min(x.stop * k, n)) for x, k, n in zip(box, f, shape))
+
+
 def _unpool(arr: np.ndarray, f: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
     """Nearest-neighbour upsampling by integer factors, cropped to ``shape``."""
     if f == (1, 1, 1):
@@ -301,7 +307,8 @@ def _below_disc(pts: np.ndarray, plane: DiscPlane, inferior: np.ndarray) -> np.n
 
 def _bone_coverage(pts: np.ndarray, a: np.ndarray, b: np.ndarray, radius_mm: float = 30.0) -> float:
     """Fraction of the segment from ``a`` to ``b`` (LPS mm) along which bone points lie within
-    ``radius_mm`` of it (20 bins)."""
+    ``radius_mm`` of it (20 bins).
+    """
     d = (b - a).astype(np.float32)
     length2 = float(d @ d)
     if length2 == 0 or len(pts) == 0:
@@ -317,7 +324,8 @@ def _bone_coverage(pts: np.ndarray, a: np.ndarray, b: np.ndarray, radius_mm: flo
 def _with_missing_discs(planes: list[DiscPlane], pts: np.ndarray) -> list[DiscPlane]:
     """The disc planes plus interpolated separators where a gap is about twice the neighbouring
     spacings and filled with bone (a disc the network missed: the bone there holds two
-    vertebrae)."""
+    vertebrae).
+    """
     if len(planes) < 3:
         return list(planes)
     c = np.array([p.center_lps for p in planes])
@@ -397,8 +405,7 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     disc_c, disc_ids, n_discarded = _disc_instances((bits_c & (1 << DISC)) > 0, sp_c, axis)
     disc_sizes = np.bincount(disc_c.ravel())
     disc_objs_c = ndimage.find_objects(disc_c)
-    disc_objs = [None if b is None else tuple(slice(x.start * k, min(x.stop * k, n)) for x, k, n in zip(b, f, sem.shape))
-                 for b in disc_objs_c]
+    disc_objs = [None if b is None else _scaled_box(b, f, sem.shape) for b in disc_objs_c]
 
     def disc_mask(i: int) -> np.ndarray:
         box = disc_objs[i - 1]
@@ -421,15 +428,15 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         sizes_d = np.array([float(disc_sizes[i]) for i, _ in planes])
         small = sizes_d < SMALL_DISC_RATIO * float(np.median(sizes_d))
 
-        def stray(k: int, nb: int, gap: float) -> bool:
-            if gap <= MISSING_DISC_RATIO * ref:
-                return False
-            return _bone_coverage(pts, c[nb], c[k]) < 0.5 or bool(small[k] and gap > STRAY_DISC_RATIO * ref)
-
-        if stray(-1, -2, gaps[-1]):
-            drop = planes.pop()
-        elif stray(0, 1, gaps[0]):
-            drop = planes.pop(0)
+        stray = [
+            gap > MISSING_DISC_RATIO * ref
+            and (_bone_coverage(pts, c[nb], c[k]) < 0.5 or bool(small[k] and gap > STRAY_DISC_RATIO * ref))
+            for k, nb, gap in ((-1, -2, gaps[-1]), (0, 1, gaps[0]))
+        ]
+        if stray[0]:
+            planes.pop()
+        elif stray[1]:
+            planes.pop(0)
         else:
             break
         n_discarded += 1
@@ -472,8 +479,7 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     vcenters_all = {i: (sums[i] / max(counts[i] // np.prod(f), 1)) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep}
     keep.sort(key=lambda i: float(vcenters_all[i] @ inferior))
     objs_c = ndimage.find_objects(vid_c)
-    objs = [None if b is None else tuple(slice(x.start * k, min(x.stop * k, n)) for x, k, n in zip(b, f, sem.shape))
-            for b in objs_c]
+    objs = [None if b is None else _scaled_box(b, f, sem.shape) for b in objs_c]
     vcenters = [vcenters_all[i] for i in keep]
     body_centers: dict[int, np.ndarray] = {}
     if in_front is not None and in_front.any():
