@@ -2,8 +2,15 @@
 
 Method (works on the canonical grid, cropped to the spine):
 
-1. Disc instances are the connected components of the disc class (small fragments join the
-   nearest large disc). Each disc gets a mid-plane (:func:`lvp.planes.fit_disc_plane`).
+1. Disc instances are the connected components of the disc class on a grid pooled to ~1 mm
+   in-plane. Only components in front of the canal's centre line count (the network's "disc" in
+   fat, bowel or muscle does not); small fragments join the nearest large disc when close, two
+   components at one level merge, a small one squeezed inside a vertebra and a stray one far
+   beyond either end of the disc chain (no bone in between) are dropped
+   (``disc_fragments_ignored``). Each disc gets a mid-plane (:func:`lvp.planes.fit_disc_plane`).
+   A gap between discs about twice the neighbouring spacings and filled with bone is a disc the
+   network missed: an interpolated separator splits the bone into two vertebrae
+   (``missing_disc``). Bone far from the canal's centre line is not labelled.
 2. Vertebra voxels are split into the intervals between consecutive disc planes (the discs are
    the separators along the spine axis, so posterior elements that touch the neighbour's body do
    not merge two vertebrae); inside an interval, large connected components that lie one above

@@ -98,3 +98,20 @@ def test_augmentations_keep_shapes_and_labels():
     smoothed = np.asarray(thick(sample)["image"])
     # Thick slices blur across lr: neighbouring slices become more alike.
     assert np.abs(np.diff(smoothed, axis=1)).mean() < np.abs(np.diff(sample["image"], axis=1)).mean()
+
+
+def test_init_weights_starts_from_a_finished_run(tmp_path, tiny_cache):
+    import torch
+
+    first = train(_cfg(tmp_path / "a", tiny_cache, epochs=3), progress=False)
+    weights = torch.load(first["weights"], weights_only=False)["model"]
+    # lr=0 keeps the weights where they start: the continued run must hold the first run's weights.
+    cont = train(_cfg(tmp_path / "b", tiny_cache, epochs=1, lr=0.0, init_weights=str(first["weights"])),
+                 progress=False)
+    got = torch.load(cont["weights"], weights_only=False)["model"]
+    # Parameters only: normalisation running statistics move in train mode even at lr=0.
+    params = [k for k in weights if "running_" not in k and "num_batches" not in k]
+    assert params and all(torch.equal(weights[k], got[k]) for k in params)
+    scratch = train(_cfg(tmp_path / "c", tiny_cache, epochs=1, lr=0.0), progress=False)
+    fresh = torch.load(scratch["weights"], weights_only=False)["model"]
+    assert not all(torch.equal(weights[k], fresh[k]) for k in params)

@@ -36,6 +36,7 @@ class TrainConfig:
     out_dir: str = "../runs/train_lvp_vnet"
     max_cases: int = 0  # 0 = all; tests use a few
     crop_only: bool = False  # tests: skip the heavier spatial augmentations
+    init_weights: str = ""  # start from these weights (a model.pt), e.g. to continue a finished run
     config_dir: str = "."
 
     def path(self, p: str) -> Path:

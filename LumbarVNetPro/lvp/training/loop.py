@@ -123,6 +123,10 @@ def train(cfg: TrainConfig, resume: bool = False, distributed: bool | None = Non
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, history, elapsed_before = 0, [], 0.0
     ckpt_path = out_dir / "last.pt"
+    if cfg.init_weights and not (resume and ckpt_path.exists()):
+        # Weights only (fine-tuning / continuing a run whose optimizer state was not kept).
+        init = torch.load(cfg.path(cfg.init_weights), map_location=device, weights_only=False)
+        model.load_state_dict(init["model"])
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
