@@ -296,8 +296,8 @@ class _Stages:
 
 
 def _check_spine(semantic: np.ndarray, path: Path) -> None:
-    counts = np.bincount(semantic.ravel(), minlength=4)
-    if counts[VERTEBRA] == 0 and counts[DISC] == 0:
+    # Two comparisons instead of np.bincount, which widens every voxel to intp first.
+    if not (semantic == VERTEBRA).any() and not (semantic == DISC).any():
         raise InputError(f"{path}: no vertebra or intervertebral disc was found; is this a sagittal lumbar "
                          "spine MRI? (LVP reads sagittal T2-weighted lumbar spine series)")
 
@@ -400,7 +400,7 @@ def run_inference(input_path: str | Path, out_dir: str | Path, *, axial: str | P
         t0 = time.perf_counter()
         from lvp.report.html import render_html
 
-        page = render_html(report, figure)
+        page = render_html(report, *(figure or (None,)))
         _atomic_write(out_dir / REPORT_HTML, lambda p: p.write_text(page, encoding="utf-8"))
         outputs["report_html"] = REPORT_HTML
         timings["write_html"] = time.perf_counter() - t0
@@ -416,20 +416,27 @@ def run_inference(input_path: str | Path, out_dir: str | Path, *, axial: str | P
     return report
 
 
-def stages_figure(stages: _Stages, volume: Volume, labels: np.ndarray, report: dict) -> bytes | None:
-    """Draw the report figure as a stage of its own (a failing figure makes the report partial)."""
-    from lvp.report.html import sagittal_figure_png
+def stages_figure(stages: _Stages, volume: Volume, labels: np.ndarray, report: dict) -> tuple | None:
+    """Draw the report figure as a stage of its own (a failing figure makes the report partial).
+
+    Returns ``(png, names)`` for :func:`lvp.report.html.render_html`, or None.
+    """
+    from lvp.report.html import figure_labels, sagittal_figure_png
 
     points = [(lv["level"], lv["center_lps"]) for lv in report["levels"] if lv["center_lps"] is not None]
     points += [(s["name"], s["center_lps"]) for s in report["structures"]
                if s["kind"] == "vertebra" and s["center_lps"] is not None]
+
+    def draw(lab: np.ndarray) -> tuple:
+        return sagittal_figure_png(volume, lab), figure_labels(volume, points)
+
     if report["status"] != "complete":
         # Still draw the figure of what exists: it is what the reader needs to see why it failed.
         try:
-            return sagittal_figure_png(volume, labels if labels.max(initial=0) > 3 else np.zeros_like(labels), points)
+            return draw(labels if labels.max(initial=0) > 3 else np.zeros_like(labels))
         except Exception:  # noqa: BLE001
             return None
-    return stages.run("figure", lambda: sagittal_figure_png(volume, labels, points))
+    return stages.run("figure", lambda: draw(labels))
 
 
 # The post-processing modules are imported inside their stages: a broken one then makes the

@@ -3,20 +3,25 @@
 CPU inference runs the ONNX export with ONNX Runtime (several times faster than eager torch for
 this net); CUDA inference runs the torch weights. Both load through :mod:`lvp.model_catalog`,
 which verifies each file's sha256 first.
+
+The CPU path imports neither torch nor the network code: preprocessing and restore are numpy
+(:mod:`lvp.preprocess`), and ``device="auto"`` only imports torch when a CUDA driver is present
+(importing torch costs about a second of a one-case run).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from lvp.errors import ModelError
 from lvp.model_catalog import get_model
-from lvp.network.vnet import VNetConfig, build_vnet
 from lvp.preprocess import restore, to_network_grid
 
 
@@ -34,6 +39,48 @@ def _default_threads() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+def network_divisor(network: dict) -> tuple[int, int, int]:
+    """Input-size multiple of the network (``VNetConfig.divisor`` without importing torch)."""
+    n_down = len(network.get("channels", [8, 16, 32, 64, 96])) - 1
+    aniso = int(network.get("anisotropic_levels", 2))
+    inplane = 2 ** (n_down + int(bool(network.get("stem_stride", True))))
+    return (2 ** max(0, n_down - aniso), inplane, inplane)
+
+
+def _cuda_driver_present() -> bool:
+    """Whether a CUDA driver with at least one device exists, asked of the driver (no torch)."""
+    if sys.platform == "darwin":
+        return False
+    names = ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so"]
+    found = ctypes.util.find_library("cuda")
+    if found:
+        names.append(found)
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        try:
+            count = ctypes.c_int(0)
+            if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+                return False
+            return count.value > 0
+        except (AttributeError, OSError):
+            return False
+    return False
+
+
+def _cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU, asked only when a CUDA driver exists (else no torch import)."""
+    if not _cuda_driver_present():
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 class Segmenter:
     """Loads the model once and segments volumes (see module docstring)."""
 
@@ -42,25 +89,28 @@ class Segmenter:
         if device not in ("auto", "cpu", "cuda"):
             raise ModelError(f"device must be auto, cpu or cuda, not {device!r}")
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
+            device = "cuda" if _cuda_available() else "cpu"
+        if device == "cuda" and not _cuda_available():
             raise ModelError("device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
         self.entry = get_model(model_dir)
         self.device = device
         self.restore_mode = restore_mode
         self.spacing = self.entry.input_spacing
-        self.net_cfg = VNetConfig(**self.entry.network)
-        self.divisor = self.net_cfg.divisor
+        self.divisor = network_divisor(self.entry.network)
         self.threads = threads or _default_threads()
         if device == "cpu":
             self.runtime = "onnxruntime"
             path = self.entry.file("onnx")
             self._session = self._ort_session(path)
         else:
+            import torch
+
+            from lvp.network.vnet import VNetConfig, build_vnet
+
             self.runtime = "torch"
             path = self.entry.file("torch")
             state = torch.load(path, map_location="cpu", weights_only=True)
-            self._model = build_vnet(self.net_cfg)
+            self._model = build_vnet(VNetConfig(**self.entry.network))
             self._model.load_state_dict(state["model"])
             self._model = self._model.eval().to("cuda")
         self.sha256 = self.entry.data["files"]["onnx" if device == "cpu" else "torch"]["sha256"]
@@ -90,21 +140,18 @@ class Segmenter:
         """Raw network logits ``(1, 4, ...)`` for a prepared input ``(1, 1, ...)``."""
         if self.runtime == "onnxruntime":
             return self._session.run(None, {"image": x})[0]
+        import torch
+
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
             return self._model(torch.from_numpy(x).to("cuda")).float().cpu().numpy()
 
     def segment(self, volume) -> SegmentationOutput:
         """Segment a :class:`lvp.io.volume.Volume`; results lie on ``volume.array``'s grid."""
         t0 = time.perf_counter()
-        prev_threads = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            x, grid = to_network_grid(volume.array, volume.spacing, self.spacing, self.divisor)
-            t1 = time.perf_counter()
-            logits = self.logits(x)[0]
-            t2 = time.perf_counter()
-            semantic, prob = restore(logits, grid, mode=self.restore_mode)
-            t3 = time.perf_counter()
-        finally:
-            torch.set_num_threads(prev_threads)
+        x, grid = to_network_grid(volume.array, volume.spacing, self.spacing, self.divisor)
+        t1 = time.perf_counter()
+        logits = self.logits(x)[0]
+        t2 = time.perf_counter()
+        semantic, prob = restore(logits, grid, mode=self.restore_mode)
+        t3 = time.perf_counter()
         return SegmentationOutput(semantic, prob, {"preprocess": t1 - t0, "network": t2 - t1, "restore": t3 - t2})

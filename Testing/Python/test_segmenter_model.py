@@ -97,3 +97,30 @@ def test_model_dir_resolution(tmp_path, repo_root, monkeypatch):
 def test_bad_device_is_refused():
     with pytest.raises(ModelError):
         Segmenter(device="tpu")
+
+
+def test_divisor_without_torch_matches_the_network(repo_root):
+    from lvp.network.vnet import VNetConfig
+    from lvp.segmenter import network_divisor
+
+    entry = get_model(repo_root / "models")
+    assert network_divisor(entry.network) == VNetConfig(**entry.network).divisor
+    for cfg in ({}, {"channels": [8, 16, 32], "anisotropic_levels": 1, "stem_stride": False}):
+        assert network_divisor(cfg) == VNetConfig(**cfg).divisor
+
+
+def test_cpu_inference_imports_no_torch(sample_case):
+    """A one-case CPU run (the Slicer module's child process) must not pay for importing torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lvp.cli\n"
+            "lvp.cli.build_parser()\n"
+            "from lvp.pipeline import make_segmenter\n"
+            "from lvp.io.read import read_volume\n"
+            f"seg = make_segmenter(device='cpu'); seg.segment(read_volume({str(sample_case)!r}))\n"
+            "import lvp.report.html\n"
+            "heavy = [m for m in ('torch', 'monai', 'matplotlib', 'sqlalchemy') if m in sys.modules]\n"
+            "print(heavy); sys.exit(1 if heavy else 0)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

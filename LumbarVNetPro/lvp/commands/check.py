@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from lvp.io.read import read_volume
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``lvp check INPUT...``."""
@@ -19,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print a one-line summary per valid input; the first invalid one raises InputError."""
+    from lvp.io.read import read_volume  # imported here: SimpleITK/pydicom slow down every `lvp` call
+
     for path in args.inputs:
         vol = read_volume(path, args.series)
         lr, si, ap = vol.extent_mm

@@ -193,19 +193,6 @@ def infer_cases(cases: list[Path], dirs: list[Path], *, segmenter: Any, progress
     return results
 
 
-def _prewarm_matplotlib() -> None:
-    """Import matplotlib in the background while the model loads (about 0.5 s saved per call)."""
-
-    def work() -> None:
-        try:
-            import matplotlib.backends.backend_agg  # noqa: F401
-            import matplotlib.figure  # noqa: F401
-        except Exception:  # noqa: BLE001 - the figure stage reports a real failure later
-            pass
-
-    threading.Thread(target=work, name="lvp-prewarm", daemon=True).start()
-
-
 def run(args: argparse.Namespace, segmenter: Any = None) -> int:
     """Run ``lvp infer`` (``segmenter``: an already loaded one, else made from the options)."""
     cases = expand_inputs(args.inputs)
@@ -229,8 +216,6 @@ def run(args: argparse.Namespace, segmenter: Any = None) -> int:
         raise ConfigError("--previous goes with --labels")
     dirs = output_dirs(cases, Path(args.output))
     progress = Progress(len(cases), args.progress_json)
-    if not args.no_html:
-        _prewarm_matplotlib()
     try:
         with sigterm_raises():
             progress.emit(event="start", cases=len(cases))

@@ -2,15 +2,20 @@
 
 One self-contained file (the figure is an embedded base64 PNG): it opens from a mail attachment
 or a PACS folder without its neighbours. Every text taken from the report is HTML-escaped.
-The figure is small and drawn with matplotlib's Agg canvas directly (no pyplot state), which
-keeps it to a few tens of milliseconds per case.
+
+The figure is composed in numpy (windowed grey slice resampled to display size, label colours
+alpha-blended) and encoded with zlib: a few milliseconds, and no matplotlib import (which alone
+costs a few tenths of a second of a one-case run). The level names are not burnt into the
+pixels: :func:`figure_labels` gives their positions and :func:`render_html` draws them as SVG
+text over the image, which stays sharp at any zoom.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -52,46 +57,78 @@ def _window(image: np.ndarray) -> tuple[float, float]:
     return float(lo), float(max(hi, lo + 1e-6))
 
 
-def sagittal_figure_png(volume: Volume, labels: np.ndarray, level_points: list[tuple[str, np.ndarray]],
-                        *, height_px: int = 360) -> bytes:
-    """PNG of the mid-sagittal slice: grey image, coloured labels, level names at their centres.
+def _figure_geometry(volume: Volume, height_px: int) -> tuple[int, int, float, float]:
+    """Figure size in pixels (width, height) and the mm per pixel along si and ap."""
+    n_si, n_ap = volume.array.shape[1:]
+    height_mm, width_mm = n_si * volume.spacing[1], n_ap * volume.spacing[2]
+    width_px = max(1, int(round(height_px * width_mm / height_mm)))
+    return width_px, height_px, height_mm / height_px, width_mm / width_px
 
-    ``level_points`` pairs a name with an LPS point; each is drawn at its (si, ap) position.
+
+def _png(rgb: np.ndarray) -> bytes:
+    """Encode an ``(H, W, 3)`` uint8 image as PNG (filter 0, fast zlib level)."""
+    h, w, _ = rgb.shape
+    raw = np.zeros((h, 1 + 3 * w), dtype=np.uint8)
+    raw[:, 1:] = rgb.reshape(h, 3 * w)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 1))
+            + chunk(b"IEND", b""))
+
+
+def sagittal_figure_png(volume: Volume, labels: np.ndarray, level_points: list[tuple[str, np.ndarray]] | None = None,
+                        *, height_px: int = 360) -> bytes:
+    """PNG of the mid-sagittal slice: grey image (bilinear) with the label colours blended in.
+
+    The image keeps the field of view's aspect in mm (head up, anterior on the left).
+    ``level_points`` is accepted for compatibility; the names are drawn by :func:`render_html`
+    from :func:`figure_labels`.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from lvp.preprocess import _resize_matrix
 
     k = mid_sagittal_index(labels)
     n_si, n_ap = volume.array.shape[1:]
-    # Draw at about display resolution: striding the slice first makes resampling, compositing
-    # and PNG encoding several times cheaper, and nothing finer than a display pixel is lost.
-    step = max(1, round(n_si / height_px))
-    image = volume.array[k, ::step, ::step].astype(np.float32)
-    overlay = _LUT[labels[k, ::step, ::step].astype(np.intp)]
-    s_si, s_ap = volume.spacing[1], volume.spacing[2]
-    height_mm, width_mm = n_si * s_si, n_ap * s_ap
-    dpi = 100
-    fig_h = height_px / dpi
-    fig = Figure(figsize=(fig_h * width_mm / height_mm, fig_h), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0, 0, 1, 1))
+    width_px, height_px, _, _ = _figure_geometry(volume, height_px)
+    m_si = _resize_matrix(n_si, height_px, height_px < n_si)
+    m_ap = _resize_matrix(n_ap, width_px, width_px < n_ap)
+    image = m_si @ volume.array[k].astype(np.float32) @ m_ap.T
     lo, hi = _window(image)
-    extent = (0.0, width_mm, height_mm, 0.0)  # mm, head up, anterior on the left
-    ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="bilinear")
-    ax.imshow(overlay, extent=extent, interpolation="nearest")
+    grey = np.clip((image - lo) / (hi - lo), 0.0, 1.0)
+    # Labels: the source voxel under each pixel centre.
+    r = np.minimum(((np.arange(height_px) + 0.5) * n_si / height_px).astype(np.intp), n_si - 1)
+    c = np.minimum(((np.arange(width_px) + 0.5) * n_ap / width_px).astype(np.intp), n_ap - 1)
+    over = _LUT[np.asarray(labels[k])[np.ix_(r, c)].astype(np.intp)]
+    alpha = over[..., 3:]
+    rgb = grey[..., None] * (1.0 - alpha) + over[..., :3] * alpha
+    return _png(np.round(rgb * 255.0).astype(np.uint8))
+
+
+def figure_labels(volume: Volume, level_points: list[tuple[str, Any]], *,
+                  height_px: int = 360) -> list[tuple[str, float, float]]:
+    """``(name, x_px, y_px)`` of each name on the :func:`sagittal_figure_png` figure of that height.
+
+    Names go 18 mm anterior of the structure's centre (right-aligned there) so they do not hide
+    the canal.
+    """
+    width_px, height_px, mm_si, mm_ap = _figure_geometry(volume, height_px)
+    s_si, s_ap = volume.spacing[1], volume.spacing[2]
+    out = []
     for name, point in level_points:
         idx = volume.lps_to_index(np.asarray(point, dtype=float))
-        y, x = idx[1] * s_si, idx[2] * s_ap
-        # Names go on the anterior side of the structure so they do not hide the canal.
-        ax.text(max(x - 18.0, 2.0), y, name, color="white", fontsize=8, va="center", ha="right",
-                bbox={"facecolor": "black", "alpha": 0.55, "pad": 1.0, "linewidth": 0})
-    ax.set_axis_off()
-    ax.set_xlim(0, width_mm)
-    ax.set_ylim(height_mm, 0)
-    buf = io.BytesIO()
-    # Fast zlib level: the PNG is a little larger, encoding several times faster.
-    fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
-    return buf.getvalue()
+        y_mm, x_mm = (idx[1] + 0.5) * s_si, (idx[2] + 0.5) * s_ap
+        out.append((str(name), max(x_mm - 18.0, 2.0) / mm_ap, y_mm / mm_si))
+    return out
+
+
+def _label_svg(labels: list[tuple[str, float, float]], width: int, height: int) -> str:
+    texts = "".join(
+        f'<text x="{x:.1f}" y="{y:.1f}">{html.escape(name)}</text>' for name, x, y in labels)
+    return (f'<svg class="names" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+            'font-size="11" font-family="sans-serif" fill="white" stroke="black" stroke-width="3" '
+            f'paint-order="stroke" text-anchor="end" dominant-baseline="middle">{texts}</svg>')
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -138,12 +175,14 @@ body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 .partial{background:#fdd;border:2px solid #c00;padding:.6em;font-weight:bold}
 table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #bbb;padding:.25em .5em;
 vertical-align:top;font-size:90%}.na{color:#999}.fig{float:left;margin-right:1.5em}
-.meta td{border:none}
+.meta td{border:none}.figwrap{position:relative;display:inline-block}
+.names{position:absolute;left:0;top:0;pointer-events:none}
 """
 
 
-def render_html(report: dict, figure_png: bytes | None) -> str:
-    """The HTML report: status banner, figure, grade table, warnings and timings."""
+def render_html(report: dict, figure_png: bytes | None,
+                figure_names: list[tuple[str, float, float]] | None = None) -> str:
+    """The HTML report: status banner, figure (with ``figure_names`` over it), grade table, warnings."""
     esc = html.escape
     inp = report.get("input") or {}
     model = report.get("model") or {}
@@ -161,8 +200,11 @@ def render_html(report: dict, figure_png: bytes | None) -> str:
                  "</td></tr></table>")
     if figure_png:
         b64 = base64.b64encode(figure_png).decode("ascii")
-        parts.append(f'<div class="fig"><img alt="mid-sagittal slice with segmentation overlay" '
-                     f'src="data:image/png;base64,{b64}"></div>')
+        width, height = struct.unpack(">II", figure_png[16:24])
+        names = _label_svg(figure_names, width, height) if figure_names else ""
+        parts.append(f'<div class="fig"><div class="figwrap"><img alt="mid-sagittal slice with segmentation '
+                     f'overlay" width="{width}" height="{height}" src="data:image/png;base64,{b64}">{names}'
+                     "</div></div>")
     parts.append("<h2>Grades</h2>")
     parts.append(_grade_table(report))
     parts.append("<p>Each grade shows the measurement behind it and its confidence; hover for the rule.</p>")

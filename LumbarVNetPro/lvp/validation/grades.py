@@ -1,7 +1,7 @@
 """Calibration and validation of LVP's grades against the SPIDER radiologists' per-disc grades.
 
 Pipeline per case: segmentation → labelling → measurements (:func:`collect_features`, one row per
-graded disc, joined by order from the bottom: SPIDER ``IVD label`` 1 = most caudal disc). The
+graded disc, joined by level name: SPIDER ``IVD label`` 1 = most caudal disc = L5-S, 2 = L4-L5, ...). The
 segmentation is the SPIDER **reference mask** unless a folder of predicted segmentations is given
 (see :func:`prediction_path`), so by default the figures measure the measurement and grading
 models, not the network.
@@ -43,6 +43,7 @@ from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from lvp.errors import InputError
 from lvp.grading import GradingRules, calibration_feature, grade_level
+from lvp.labels import disc_name_between
 from lvp.measure.types import LevelMeasurements
 from lvp.validation.cases import load_spider_case, spider_case_ids, tss_to_classes
 
@@ -85,6 +86,14 @@ def prediction_path(pred_dir: Path, case: str) -> tuple[Path, str] | None:
     return None
 
 
+def graded_level_name(ivd: int) -> str:
+    """Level name of SPIDER's ``IVD label`` (1 = most caudal disc = L5-S, 2 = L4-L5, ...), as
+    :mod:`lvp.labelling` names discs counted from the bottom.
+    """
+    chain = ["sacrum", "L5", "L4", "L3", "L2", "L1"] + [f"T{12 - k}" for k in range(12)]
+    return disc_name_between(chain[ivd], chain[ivd - 1])
+
+
 def collect_features(
     data: Path, pred_dir: Path | None = None, limit: int | None = None, cases: list[str] | None = None
 ) -> list[dict]:
@@ -109,9 +118,13 @@ def collect_features(
         semantic = tss_to_classes(sc.labels) if kind == "totalspineseg" else sc.labels
         lab = label_levels(semantic, sc.image)
         levels = measure_levels(sc.image, lab)
-        discs = lab.discs[::-1]  # bottom first, as IVD label
+        # Joined by level name (IVD label k = the k-th disc from the bottom, L5-S first), not by
+        # the order of the segmented discs: a disc the segmentation missed (``missing_disc``)
+        # must leave that grade unassessable, not shift every grade above it by one level.
+        named = {d.name for d in lab.discs}
         for i, ref in enumerate(sc.grades):
-            level = discs[i].name if i < len(discs) else None
+            level = graded_level_name(i + 1)
+            level = level if level in named else None
             m = levels.get(level) if level else None
             rows.append(
                 {
@@ -472,7 +485,8 @@ def validate_grades(
             data=(
                 f"{len(ref_rows)} radiologist-graded discs of {n_pat} SPIDER T2 SPACE patients "
                 "(shared data spider-t2-space/, van der Graaf et al. 2024, CC BY 4.0); measurements by LVP from "
-                "the reference masks; discs joined to grades by order from the bottom"
+                "the reference masks; discs joined to grades by level name "
+                "(IVD label 1 = L5-S, counted from the bottom)"
             ),
             regularisation=f"L2, C = {C_REG} on standardised inputs; coefficients in raw units",
             cross_validation={
