@@ -56,7 +56,7 @@ def measure_levels(volume: Volume, lab) -> dict[str, LevelMeasurements]:
         upper = sample_plane(labels, volume, c - off * n, u, v, r_l, r_a)
         lower = sample_plane(labels, volume, c + off * n, u, v, r_l, r_a)
         displacement(m, mid, upper, lower, disc.label, BONE_LABELS)
-        canal_at_disc(m, mid)
+        canal_at_disc(m, mid, upper, lower)
         h_post = m.value("disc_height_posterior_mm") or h
         recess = sample_plane(labels, volume, c + (h_post / 2 + RECESS_PLANE_BELOW_MM) * n, u, v, r_l, r_a)
         lateral_recesses(m, recess)

@@ -40,23 +40,42 @@ def _depth(ax: Reformat, canal: np.ndarray, col: int) -> tuple[float, list[list[
     return nz.size * s, pts
 
 
-def canal_at_disc(m: LevelMeasurements, mid: Reformat) -> None:
-    """Canal AP diameter and dural sac area on the mid-disc axial plane."""
+def canal_at_disc(m: LevelMeasurements, mid: Reformat, above: Reformat | None = None,
+                  below: Reformat | None = None) -> None:
+    """Canal AP diameter and dural sac area on the mid-disc axial plane.
+
+    The AP diameter is read at the sac's centre column. When the slab cuts the sac (left-right)
+    its centre is not seen: the diameter is read at the disc's centre line, or, where the visible
+    sac does not reach that line (a herniated level in a thin slab, spider209 / spider234), at the
+    deepest column of the visible sac (the one nearest its midline) instead of being dropped.
+    Where the mid-disc plane has no canal but the planes through the bodies above and below
+    (``above``, ``below``) have one, the disc interrupts the canal: the diameter is 0 mm, with a
+    note (graded as severe stenosis).
+    """
     canal, truncated = _canal(mid)
     if not canal.any():
-        m.notes.append("canal not found at the disc level")
+        if above is not None and below is not None and _canal(above)[0].any() and _canal(below)[0].any():
+            m.add("canal_ap_diameter_mm", 0.0, "mm", [[float(x) for x in mid.origin]])
+            m.notes.append("canal interrupted at the disc level (canal above and below, none at the disc): "
+                           "AP diameter 0 mm")
+        else:
+            m.notes.append("canal not found at the disc level")
         return
     s = mid.step
     cols = np.flatnonzero(canal.any(axis=1))
     if truncated:
-        # The slab cuts the sac: read the AP diameter at the disc's centre line, no area.
+        # The slab cuts the sac: read the AP diameter at the disc's centre line, no area; where the
+        # visible sac does not reach that line, at its deepest column (the nearest to its midline).
         col = int(np.argmin(np.abs(mid.r1)))
-        m.notes.append("dural sac cut by the field of view: area not measured")
+        note = "dural sac cut by the field of view: area not measured"
+        if not canal[col].any():
+            col = int(cols[np.argmax(canal[cols].sum(axis=1))])
+            note += "; the visible sac misses the disc's centre line: AP diameter read at its deepest column"
+        m.notes.append(note)
     else:
         col = int(round((cols[0] + cols[-1]) / 2))
     ap, pts = _depth(mid, canal, col)
-    if ap > 0:
-        m.add("canal_ap_diameter_mm", ap, "mm", pts)
+    m.add("canal_ap_diameter_mm", ap, "mm", pts)
     if not truncated:
         ii, jj = np.nonzero(canal)
         outline = [
