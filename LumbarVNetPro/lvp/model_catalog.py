@@ -23,8 +23,17 @@ DEFAULT_MODEL = "lvp-vnet"
 
 
 def default_model_dir() -> Path:
-    """``<repo>/models`` (next to the ``LumbarVNetPro`` package folder)."""
-    return Path(__file__).resolve().parents[2] / "models"
+    """The bundled model folder.
+
+    ``<repo>/models`` in a source checkout; in an installed Slicer extension the core sits in
+    ``qt-scripted-modules/lvp`` and the model files may be copied beside it, so the first of
+    ``<core>/../models`` and ``<core>/../../models`` that holds a catalogue wins.
+    """
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[1] / "models", here.parents[2] / "models"):
+        if (candidate / CATALOG).is_file():
+            return candidate
+    return here.parents[2] / "models"
 
 
 def resolve_model_dir(model_dir: str | Path | None = None) -> Path:

@@ -124,3 +124,23 @@ def test_cpu_inference_imports_no_torch(sample_case):
             "print(heavy); sys.exit(1 if heavy else 0)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_default_model_dir_in_an_installed_extension_layout(tmp_path, repo_root, monkeypatch):
+    """In Slicer the core lives in qt-scripted-modules/lvp and the models may sit beside it."""
+    import importlib.util
+    import shutil
+    import sys
+
+    modules = tmp_path / "lib" / "Slicer-5.12" / "qt-scripted-modules"
+    (modules / "lvp").mkdir(parents=True)
+    shutil.copy(repo_root / "LumbarVNetPro" / "lvp" / "model_catalog.py", modules / "lvp" / "model_catalog.py")
+    spec = importlib.util.spec_from_file_location("installed_model_catalog", modules / "lvp" / "model_catalog.py")
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, mod)  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    # No catalogue anywhere: the source-tree default (two levels up) is returned.
+    assert mod.default_model_dir() == (modules.parent / "models").resolve()
+    (modules / "models").mkdir()
+    (modules / "models" / "models.json").write_text("{}")
+    assert mod.default_model_dir() == (modules / "models").resolve()

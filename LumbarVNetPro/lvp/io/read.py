@@ -9,7 +9,6 @@ import numpy as np
 import SimpleITK as sitk
 
 from lvp.errors import InputError
-from lvp.io import dicom
 from lvp.io.validate import validate_volume
 from lvp.io.volume import Volume, canonical_volume
 
@@ -98,6 +97,8 @@ def read_volume(path: str | Path, series_uid: str | None = None, *, require_sagi
     fmt = input_format(path)
     meta: dict = {"path": str(path), "format": fmt, "series_uid": None}
     if fmt == "dicom":
+        from lvp.io import dicom  # pydicom costs ~0.1 s to import: only for DICOM input
+
         folder = path if path.is_dir() else path.parent
         series = dicom.scan_folder(folder)
         plane = "sagittal" if require_sagittal else "axial"
