@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from lvp.errors import InputError
 from lvp.labelling import label_levels
 from lvp.labels import DISC
-from lvp.validation.cases import load_canonical, spider_case_ids
+from lvp.validation.cases import load_canonical, spider_case_ids, tss_to_classes
+from lvp.validation.grades import prediction_path
 
 
 def _surface_normal(pts: np.ndarray) -> np.ndarray:
@@ -79,12 +81,20 @@ def validate_planes(
     for p in sorted((data / "mrs-ivd-t2").glob("*_labels.nii.gz"))[:limit]:
         c = p.name[: -len("_labels.nii.gz")]
         cases.append(("mrs-ivd-t2", c, f"{c}_image", f"{c}_labels"))
+    if pred_dir:
+        # Only the cases that have a prediction (e.g. the network's held-out validation cases).
+        found = {case: prediction_path(Path(pred_dir), case) for _, case, _, _ in cases}
+        cases = [c for c in cases if found[c[1]] is not None]
+        if not cases:
+            raise InputError(f"no <case>_pred.nii.gz or <case>/segmentation.nii.gz under {pred_dir}")
     for folder, case, img, lbl in cases:
         vol = load_canonical(data / folder / f"{img}.nii.gz")
         ref = load_canonical(data / folder / f"{lbl}.nii.gz").array
         ref_disc = ref == DISC if folder == "spider-t2-space" else ref > 0
         if pred_dir:
-            semantic = load_canonical(Path(pred_dir) / f"{case}_pred.nii.gz").array.astype(np.uint8)
+            path, kind = found[case]
+            pred = load_canonical(path).array
+            semantic = (tss_to_classes(pred) if kind == "totalspineseg" else pred).astype(np.uint8)
         else:
             semantic = ref.astype(np.uint8) if folder == "spider-t2-space" else (ref > 0).astype(np.uint8) * DISC
         for r in plane_errors(semantic, ref_disc, vol):
