@@ -8,16 +8,15 @@ logic can be imported (and tested) with the Qt-free ``slicer-core`` libraries.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import slicer
 
 from LumbarVNetProLib import scene as lvpscene
-from LumbarVNetProLib.grades import describe_changes, grade_name, grade_values
+from LumbarVNetProLib import workflow
+from LumbarVNetProLib.grades import grade_choices, table_cells
 from LumbarVNetProLib.logic import CaseLogic
-from LumbarVNetProLib.parameters import DEVICE_LABELS, DEVICES, LumbarVNetProParameterNode, validate
-from LumbarVNetProLib.process import ProcessFailed
+from LumbarVNetProLib.parameters import DEVICE_LABELS, DEVICES, LumbarVNetProParameterNode
 
 try:  # The Slicer application (Qt); absent under slicer-core.
     import qt
@@ -110,7 +109,11 @@ class LumbarVNetPro(ScriptedLoadableModule):
 
 
 class LumbarVNetProLogic(ScriptedLoadableModuleLogic, CaseLogic):
-    """The module logic: usable without the widget, e.g. ``LumbarVNetProLogic().process(volume)``."""
+    """The module logic: usable without the widget, e.g. ``LumbarVNetProLogic().process(volume)``.
+
+    Everything but the parameter node is :class:`LumbarVNetProLib.logic.CaseLogic` (also
+    ``runFromParameters(params)``), which the pytest suite runs on ``slicer-core``.
+    """
 
     def __init__(self, scene=None, runner=None, python: str | None = None) -> None:  # noqa: ANN001
         """``scene`` defaults to ``slicer.mrmlScene`` (set by the application)."""
@@ -121,40 +124,21 @@ class LumbarVNetProLogic(ScriptedLoadableModuleLogic, CaseLogic):
         """The wrapped parameter node of the scene (Slicer only)."""
         return LumbarVNetProParameterNode(super().getParameterNode())
 
-    def runFromParameters(self, params: LumbarVNetProParameterNode, progress=None) -> lvpscene.CaseNodes:  # noqa: ANN001
-        """``process`` with the settings of a parameter node (raises ``ValueError`` with the problems)."""
-        problems = validate(params)
-        if problems:
-            raise ValueError(" ".join(problems))
-        modelDir = Path(params.modelFolder) if params.modelSource == "folder" else None
-        return self.process(
-            params.inputVolume,
-            outputDir=params.outputFolder,
-            device=params.device,
-            modelDir=modelDir,
-            showPlanes=params.showScanPlanes,
-            progress=progress,
-        )
-
 
 # ----------------------------------------------------------------------------- widget
 
 
 class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: run, results, grade table, reading workflow. Holds no logic of its own."""
+    """The panel: Qt wiring only. State and decisions are in :class:`LumbarVNetProLib.workflow.Workplace`."""
 
     def __init__(self, parent=None) -> None:  # noqa: ANN001
         """Initialise state; the UI is built in :meth:`setup`."""
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.workplace = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self.job = None
-        self.nodes = None
-        self.rows = []
-        self.readingSession = None
-        self._caseKey = ""
 
     def resourcePath(self, filename: str) -> str:
         """Resources beside the script (installed) or in the repository's ``Resources``."""
@@ -168,21 +152,14 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = LumbarVNetProLogic()
+        self.workplace = workflow.Workplace(self.logic)
 
         for device in DEVICES:
             self.ui.deviceComboBox.addItem(DEVICE_LABELS[device], device)
-        self.ui.gradeTableWidget.setColumnCount(7)
-        self.ui.gradeTableWidget.setHorizontalHeaderLabels(
-            [
-                _("Level"),
-                _("Pathology"),
-                _("AI grade"),
-                _("Confidence"),
-                _("Measurement"),
-                _("Reader grade"),
-                _("Decision"),
-            ]
-        )
+        headers = [_("Level"), _("Pathology"), _("AI grade"), _("Confidence"), _("Measurement")]
+        headers += [_("Reader grade"), _("Decision")]
+        self.ui.gradeTableWidget.setColumnCount(len(headers))
+        self.ui.gradeTableWidget.setHorizontalHeaderLabels(headers)
         self.ui.progressBar.setVisible(False)
         self.ui.cancelButton.setEnabled(False)
 
@@ -196,6 +173,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.installButton.connect("clicked(bool)", self.onInstall)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
 
+        # The child process is polled from the GUI thread: Qt widgets are never touched elsewhere.
         self.pollTimer = qt.QTimer()
         self.pollTimer.setInterval(200)
         self.pollTimer.connect("timeout()", self.onPoll)
@@ -208,9 +186,11 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """Stop a running child and disconnect observers when the module is unloaded."""
-        if self.job is not None:
-            self.job.running.cancel()
+        """Stop a running child, the timers and the observers when the module is unloaded."""
+        if self.workplace is not None:
+            self.workplace.cancel()
+        self.pollTimer.stop()
+        self.readTimer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -224,8 +204,10 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:  # noqa: ANN001
-        """Drop the parameter node before the scene closes."""
+        """Drop the parameter node and the case nodes before the scene closes."""
         self.setParameterNode(None)
+        self.workplace.forgetCase()
+        self._fillGradeTable()
 
     def onSceneEndClose(self, caller, event) -> None:  # noqa: ANN001
         """Recreate the parameter node in the new scene."""
@@ -258,132 +240,105 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --------------------------------------------------------------------- run
     def onApply(self) -> None:
         """Start inference in a child process; progress comes from its stage messages."""
-        problems = validate(self._parameterNode)
-        if problems:
-            slicer.util.errorDisplay("\n".join(problems))
-            return
         if not self._ensureDependencies():
             return
-        params = self._parameterNode
-        modelDir = Path(params.modelFolder) if params.modelSource == "folder" else None
         try:
-            # startInference verifies the model's sha256 (lvp.model_catalog) before starting.
-            self.job = self.logic.startInference(params.inputVolume, params.outputFolder, params.device, modelDir)
-        except Exception as err:  # noqa: BLE001 - shown to the user as a message
+            self.workplace.startRun(self._parameterNode)
+        except Exception as err:  # noqa: BLE001 - settings, model check or start: shown as a message
             slicer.util.errorDisplay(_("Could not start the analysis: {error}").format(error=err))
             return
-        self.ui.progressBar.setVisible(True)
+        self._setRunning(True)
         self.ui.progressBar.setValue(0)
         self.ui.statusLabel.setText(_("Starting…"))
-        self.ui.applyButton.setEnabled(False)
-        self.ui.cancelButton.setEnabled(True)
         self.pollTimer.start()
 
+    def _setRunning(self, running: bool) -> None:
+        self.ui.progressBar.setVisible(running)
+        self.ui.applyButton.setEnabled(not running)
+        self.ui.cancelButton.setEnabled(running)
+
     def onPoll(self) -> None:
-        """Show the child's progress; load the result or show the error when it ends."""
-        if self.job is None:
-            self.pollTimer.stop()
-            return
-        for message in self.job.running.progress_messages():
-            self.ui.progressBar.setValue(int(100 * message.progress))
-            self.ui.statusLabel.setText(message.stage)
-        if self.job.running.poll() is None:
+        """Show the child's progress; show the result or the error when it ends."""
+        params = self._parameterNode
+        result = self.workplace.poll(params.inputVolume if params else None, bool(params and params.showScanPlanes))
+        if result.stage is not None:
+            self.ui.progressBar.setValue(int(100 * (result.progress or 0.0)))
+            self.ui.statusLabel.setText(result.stage)
+        if result.state == workflow.RUNNING:
             return
         self.pollTimer.stop()
-        job, self.job = self.job, None
-        self.ui.applyButton.setEnabled(True)
-        self.ui.cancelButton.setEnabled(False)
-        self.ui.progressBar.setVisible(False)
-        if job.running.cancelled:
+        self._setRunning(False)
+        if result.state == workflow.CANCELLED:
             self.ui.statusLabel.setText(_("Cancelled."))
-            return
-        try:
-            self.logic.finishInference(job)
-            params = self._parameterNode
-            self.nodes = self.logic.loadResult(job.outputDir, params.inputVolume, "", params.showScanPlanes)
-        except (ProcessFailed, ValueError, OSError) as err:
+        elif result.state == workflow.FAILED:
             self.ui.statusLabel.setText(_("Failed."))
-            slicer.util.errorDisplay(_("The analysis failed: {error}").format(error=err))
-            return
-        self._showNodes()
-        self.ui.statusLabel.setText(_("Done."))
+            slicer.util.errorDisplay(_("The analysis failed: {error}").format(error=result.error))
+        else:
+            self._showNodes()
+            self.ui.statusLabel.setText(_("Done."))
 
     def onCancel(self) -> None:
         """Kill the child and everything it started."""
-        if self.job is not None:
-            self.job.running.cancel()
+        self.workplace.cancel()
 
     def _ensureDependencies(self) -> bool:
         from LumbarVNetProLib import install
 
-        missing = install.missing_requirements()
+        missing = install.missing_names()
         if not missing:
             return True
-        text = _("LumbarVNetPro needs these Python packages: {packages}. Install them now?").format(
-            packages=", ".join(install.requirement_name(r) for r in missing)
-        )
-        if not slicer.util.confirmOkCancelDisplay(text):
+        text = _("LumbarVNetPro needs these Python packages: {packages}. Install them now?")
+        if not slicer.util.confirmOkCancelDisplay(text.format(packages=", ".join(missing))):
             return False
         return self.onInstall()
 
     def onInstall(self) -> bool:
-        """Install the core's missing third-party dependencies (the core ships in the module).
-
-        Never SimpleITK or numpy; without a reachable package index the message says how to
-        install offline.
-        """
+        """Install the core's missing third-party dependencies (never SimpleITK or numpy)."""
         from LumbarVNetProLib import install
-        from LumbarVNetProLib.process import python_executable
 
         try:
             with slicer.util.tryWithErrorDisplay(_("Installing failed."), waitCursor=True):
-                installed = install.install(
-                    Path(tempfile.gettempdir()) / "lvp-install", self.logic.runner, python_executable()
-                )
-            done = _("Installed: {packages}").format(packages=", ".join(installed))
-            self.ui.statusLabel.setText(done if installed else _("Nothing to install."))
-            return True
+                installed = install.install_into_slicer(self.logic.runner)
         except Exception:  # noqa: BLE001 - already shown by tryWithErrorDisplay
             return False
+        done = _("Installed: {packages}").format(packages=", ".join(installed))
+        self.ui.statusLabel.setText(done if installed else _("Nothing to install."))
+        return True
 
     # ------------------------------------------------------------------ results
     def _showNodes(self) -> None:
-        if self.nodes is None:
+        nodes = self.workplace.nodes
+        if nodes is None:
             return
         params = self._parameterNode
-        params.segmentation = self.nodes.segmentation
-        params.levelLabels = self.nodes.levelLabels
-        params.gradeTable = self.nodes.gradeTable
-        if self.nodes.segmentation is not None:
+        params.segmentation = nodes.segmentation
+        params.levelLabels = nodes.levelLabels
+        params.gradeTable = nodes.gradeTable
+        if nodes.segmentation is not None:
             editor = self.ui.segmentEditorWidget
             if editor.mrmlSegmentEditorNode() is None:
                 editor.setMRMLSegmentEditorNode(slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode"))
-            editor.setSegmentationNode(self.nodes.segmentation)
+            editor.setSegmentationNode(nodes.segmentation)
             editor.setSourceVolumeNode(params.inputVolume)
+        self.ui.recomputeButton.setEnabled(self.workplace.canRecompute)
         self._fillGradeTable()
 
     def onShowPlanes(self, visible: bool) -> None:
         """One click shows or hides every scan plane."""
-        if self.nodes is not None:
-            lvpscene.set_planes_visible(self.nodes.scanPlanes, visible)
+        if self.workplace.nodes is not None:
+            lvpscene.set_planes_visible(self.workplace.nodes.scanPlanes, visible)
 
     def _fillGradeTable(self) -> None:
         table = self.ui.gradeTableWidget
-        table.setRowCount(len(self.rows))
-        for r, row in enumerate(self.rows):
-            cells = [
-                row.level,
-                row.pathology,
-                grade_name(row.pathology, row.ai_grade),
-                "" if row.confidence is None else f"{row.confidence:.2f}",
-                f"{row.measurement} {row.value:.1f}" if row.value is not None else row.measurement,
-            ]
-            for c, text in enumerate(cells):
+        rows = self.workplace.rows
+        table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, text in enumerate(table_cells(row)):
                 table.setItem(r, c, qt.QTableWidgetItem(text))
             combo = qt.QComboBox()
             combo.addItem("—", None)
-            for grade in grade_values(row.pathology):
-                combo.addItem(f"{grade} {grade_name(row.pathology, grade)}", grade)
+            for label, grade in grade_choices(row.pathology):
+                combo.addItem(label, grade)
             combo.setCurrentIndex(max(combo.findData(row.reader_grade), 0))
             combo.connect(
                 "currentIndexChanged(int)", lambda i, r=r, combo=combo: self.onReaderGrade(r, combo.itemData(i))
@@ -392,141 +347,91 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             table.setItem(r, 6, qt.QTableWidgetItem(row.decision or ""))
 
     def onReaderGrade(self, rowIndex: int, grade) -> None:  # noqa: ANN001 - int or None
-        """The reader changed a grade in the combo box: save the draft, update the table node."""
-        if grade is None:
-            return
-        row = self.rows[rowIndex]
+        """The reader changed a grade in the combo box: draft, grade table node, decision cell."""
         try:
-            if self.readingSession is not None and self.readingSession.current is not None:
-                self.readingSession.set_grade(row.level, row.pathology, int(grade))
-            else:
-                row.reader_grade = int(grade)
-        except Exception as err:  # noqa: BLE001
+            row = self.workplace.setReaderGrade(rowIndex, grade)
+        except Exception as err:  # noqa: BLE001 - shown as a message
             slicer.util.errorDisplay(str(err))
             return
-        self.ui.gradeTableWidget.setItem(rowIndex, 6, qt.QTableWidgetItem(row.decision or ""))
-        if self.nodes is not None and self.nodes.gradeTable is not None:
-            lvpscene.write_grade_table(self.nodes.gradeTable, self.rows)
+        if row is not None:
+            self.ui.gradeTableWidget.setItem(rowIndex, 6, qt.QTableWidgetItem(row.decision or ""))
 
     def onRecompute(self) -> None:
         """Re-measure and re-grade from the edited segmentation; list the grades that changed."""
-        if self.nodes is None or self.nodes.segmentation is None:
-            slicer.util.errorDisplay(_("Load an AI result first."))
-            return
-        work = Path(tempfile.mkdtemp(prefix="lvp-recompute-"))
         try:
             with slicer.util.tryWithErrorDisplay(_("Recompute failed."), waitCursor=True):
-                self.rows, changes, _report = self.logic.recompute(
-                    self.nodes, self._parameterNode.inputVolume, self.rows, work, caseKey=self._caseKey
-                )
-                if self.readingSession is not None and self.readingSession.current is not None:
-                    self.readingSession.replace_rows(self.rows)
+                lines = self.workplace.recompute(self._parameterNode.inputVolume)
         except Exception:  # noqa: BLE001 - already shown
             return
         self._fillGradeTable()
-        lines = describe_changes(changes)
         self.ui.changesLabel.setText("\n".join(lines) if lines else _("No grade changed."))
 
     # ------------------------------------------------------------------ reading
     def onSignIn(self) -> None:
         """Open the reading database and list the reader's worklist with arms."""
-        from LumbarVNetProLib.reading import ReadingSession
-        from lvp.readingdb import ReadingDB
-
         params = self._parameterNode
         params.readerId = self.ui.readerIdLineEdit.text.strip()
+        draftDir = Path(slicer.app.temporaryPath) / "LumbarVNetPro-drafts"
         try:
             with slicer.util.tryWithErrorDisplay(_("Sign-in failed."), waitCursor=True):
-                db = ReadingDB(params.databaseUrl or None)
-                draftDir = Path(slicer.app.temporaryPath) / "LumbarVNetPro-drafts"
-                self.readingSession = ReadingSession(db, params.readerId, draftDir)
+                self.workplace.signIn(params.readerId, params.databaseUrl, draftDir)
         except Exception:  # noqa: BLE001 - already shown
             return
         self._fillWorklist()
 
     def _fillWorklist(self) -> None:
         self.ui.worklistWidget.clear()
-        for item in self.readingSession.worklist():
-            text = f"{item.case_key} — {item.arm.replace('_', '-')} — {item.status}"
-            if not item.available:
-                text += " " + _("(washout)")
-            entry = qt.QListWidgetItem(text)
-            entry.setData(qt.Qt.UserRole, item.assignment_id)
-            self.ui.worklistWidget.addItem(entry)
+        for entry in self.workplace.worklist(washout=_("(washout)")):
+            item = qt.QListWidgetItem(entry.text)
+            item.setData(qt.Qt.UserRole, entry.assignmentId)
+            self.ui.worklistWidget.addItem(item)
 
     def onLoadCase(self) -> None:
         """Load the selected (or next) case in its arm and start the reading timer."""
-        if self.readingSession is None:
-            slicer.util.errorDisplay(_("Sign in first."))
-            return
         selected = self.ui.worklistWidget.currentItem()
-        item = None
-        if selected is not None:
-            wanted = selected.data(qt.Qt.UserRole)
-            item = next((i for i in self.readingSession.worklist() if i.assignment_id == wanted), None)
-        item = item or self.readingSession.next_assignment()
-        if item is None:
-            slicer.util.infoDisplay(_("Your worklist is done."))
-            return
         try:
             with slicer.util.tryWithErrorDisplay(_("Could not load the case."), waitCursor=True):
-                self._loadAssignment(item)
+                item = self.workplace.pickAssignment(selected.data(qt.Qt.UserRole) if selected else None)
+                if item is not None:
+                    self._loadAssignment(item)
         except Exception:  # noqa: BLE001 - already shown
             return
+        if item is None:
+            slicer.util.infoDisplay(_("Your worklist is done."))
 
     def _loadAssignment(self, item) -> None:  # noqa: ANN001 - WorkItem
-        if self.nodes is not None:
-            lvpscene.remove_case_nodes(slicer.mrmlScene, self._caseKey)
-        self._caseKey = item.case_key
-        imageRef = Path(item.image_ref)
-        volume = slicer.util.loadVolume(str(imageRef))
-        report, resultDir = None, None
-        if item.arm != "manual":
-            # AI arm only: the case's precomputed result folder (``<image>.lvp``) or a fresh run.
-            resultDir = imageRef.parent / (imageRef.name + ".lvp")
-            if not (resultDir / "report.json").is_file():
-                job = self.logic.startInference(volume, resultDir, self._parameterNode.device)
-                job.running.wait()
-                self.logic.finishInference(job)
-            report = lvpscene.load_report(resultDir)
-        current = self.readingSession.start(item.assignment_id, report)
-        self.rows = current.rows
-        self.nodes = self.logic.loadCase(
-            item.arm, volume, self.rows, resultDir, item.case_key, self._parameterNode.showScanPlanes
-        )
-        self._parameterNode.inputVolume = volume
+        params = self._parameterNode
+        volume = self.workplace.loadAssignment(item, slicer.util.loadVolume, params.device, params.showScanPlanes)
+        params.inputVolume = volume
         self._showNodes()
         self.ui.armLabel.setText(_("Arm: {arm}").format(arm=item.arm.replace("_", "-")))
-        self.ui.recomputeButton.setEnabled(item.arm != "manual")
         self.readTimer.start()
         self.onReadTick()
 
     def onReadTick(self) -> None:
         """Show the reading time of the current case."""
-        current = self.readingSession.current if self.readingSession else None
-        if current is None:
+        text = self.workplace.readingTime()
+        if text is None:
             self.readTimer.stop()
-            self.ui.timerLabel.setText("")
-            return
-        self.ui.timerLabel.setText(time.strftime("%M:%S", time.gmtime(current.elapsed_s())))
+        self.ui.timerLabel.setText(text or "")
 
     def onSubmit(self) -> None:
         """Submit the read (every grade, AI grade shown, time) and load the next case."""
-        if self.readingSession is None or self.readingSession.current is None:
-            slicer.util.errorDisplay(_("No case is being read."))
-            return
         try:
             with slicer.util.tryWithErrorDisplay(_("Submit failed."), waitCursor=True):
-                self.readingSession.submit()
+                nextItem = self.workplace.submit()
         except Exception:  # noqa: BLE001 - already shown
             return
         self.readTimer.stop()
         self._fillWorklist()
-        nextItem = self.readingSession.next_assignment()
-        if nextItem is not None:
-            self._loadAssignment(nextItem)
-        else:
+        if nextItem is None:
             slicer.util.infoDisplay(_("Read submitted. Your worklist is done."))
+            return
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Could not load the case."), waitCursor=True):
+                self._loadAssignment(nextItem)
+        except Exception:  # noqa: BLE001 - already shown
+            return
 
 
 # ----------------------------------------------------------------------------- self-test

@@ -11,6 +11,8 @@ Every function takes the scene and nodes as arguments (no ``slicer.mrmlScene`` g
 * :mod:`.grades` - per-level grade rows (AI grade, reader grade, accepted / modified);
 * :mod:`.scene` - importing an ``lvp infer`` result into MRML and exporting edits back;
 * :mod:`.reading` - reader sign-in, worklist, reading timer, drafts and submit;
+* :mod:`.workflow` - the panel's state and actions (run/poll, grades, Recompute, reading); the
+  widget only wires Qt to it;
 * :mod:`.sample` - a result folder made from the bundled sample's reference mask;
 * :mod:`.selftest` - the full flow shared by the Slicer self-test and the pytest suite.
 """

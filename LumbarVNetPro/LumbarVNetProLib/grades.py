@@ -112,7 +112,7 @@ def manual_rows(levels: Iterable[str] = LUMBAR_LEVELS, pathologies: Iterable[str
 
 @dataclass
 class GradeChange:
-    """A grade that changed on Recompute."""
+    """A grade that changed on Recompute (``old_level``: the level's name before a rename)."""
 
     level: str
     pathology: str
@@ -121,15 +121,30 @@ class GradeChange:
     old_value: float | None = None
     new_value: float | None = None
     reader_followed: bool = field(default=False)
+    old_level: str | None = None
 
 
-def apply_recompute(rows: list[GradeRow], new_report: dict) -> tuple[list[GradeRow], list[GradeChange]]:
+def apply_recompute(
+    rows: list[GradeRow], new_report: dict, renamed: dict[str, str] | None = None
+) -> tuple[list[GradeRow], list[GradeChange]]:
     """New rows from a re-graded report, keeping the reader's own changes, and the grade changes.
 
     A reader grade that still equals the old AI grade (accepted) follows the new AI grade; one
-    the reader modified is kept, so Recompute never overwrites a reader's decision.
+    the reader modified is kept, so Recompute never overwrites a reader's decision. ``renamed``
+    maps a level's old name to its new one (a segment the reader renamed, see
+    :func:`scene.level_renames`): the rows of the old name carry over to the new name, with the
+    reader's grade, and are listed as changed with ``old_level`` set. A row of a level that no
+    longer exists is listed as gone (new grade None).
     """
-    old = {row.key: row for row in rows}
+    renamed = {old: new for old, new in (renamed or {}).items() if old != new}
+    old: dict[tuple[str, str], GradeRow] = {row.key: row for row in rows if row.level not in renamed}
+    displaced = []  # rows whose level name another level took over (its segment was deleted)
+    for row in rows:
+        if row.level in renamed:
+            key = (renamed[row.level], row.pathology)
+            if key in old:
+                displaced.append(old[key])
+            old[key] = row
     new_rows = rows_from_report(new_report, sorted({r.pathology for r in rows}, key=_pathology_order))
     changes = []
     for row in new_rows:
@@ -140,14 +155,24 @@ def apply_recompute(rows: list[GradeRow], new_report: dict) -> tuple[list[GradeR
         follows = before.decision != MODIFIED
         if not follows:
             row.reader_grade = before.reader_grade
-        if before.ai_grade != row.ai_grade or before.value != row.value:
+        moved = before.level != row.level
+        if moved or before.ai_grade != row.ai_grade or before.value != row.value:
             changes.append(
-                GradeChange(row.level, row.pathology, before.ai_grade, row.ai_grade, before.value, row.value, follows)
+                GradeChange(
+                    row.level,
+                    row.pathology,
+                    before.ai_grade,
+                    row.ai_grade,
+                    before.value,
+                    row.value,
+                    follows,
+                    before.level if moved else None,
+                )
             )
     seen = {row.key for row in new_rows}
-    for key, before in old.items():
-        if key not in seen:
-            changes.append(GradeChange(key[0], key[1], before.ai_grade, None, before.value, None, False))
+    gone = [before for key, before in old.items() if key not in seen] + displaced
+    for before in gone:
+        changes.append(GradeChange(before.level, before.pathology, before.ai_grade, None, before.value, None, False))
     return new_rows, changes
 
 
@@ -163,18 +188,41 @@ def missing_grades(rows: Iterable[GradeRow]) -> list[tuple[str, str]]:
 def describe_changes(changes: Iterable[GradeChange]) -> list[str]:
     """One line per grade that Recompute changed, e.g. ``"L4-L5 herniation: bulge → protrusion"``.
 
-    A level that appeared (renamed to, or newly segmented) shows ``— → grade``; one that is gone
-    ``grade → —``; a changed measurement with the same grade shows the values. A reader's own
-    grade that was kept is marked.
+    A renamed level shows its new name and ``(level renamed from OLD)``; a level that appeared
+    (newly segmented) shows ``— → grade``; one that is gone ``grade → —``; a changed measurement
+    with the same grade shows the values. A reader's own grade that was kept is marked.
     """
     lines = []
     for c in changes:
         old = grade_name(c.pathology, c.old_grade) or "—"
         new = grade_name(c.pathology, c.new_grade) or "—"
         line = f"{c.level} {c.pathology}: {old} → {new}"
-        if c.old_grade == c.new_grade and c.old_value is not None and c.new_value is not None:
+        if c.old_level:
+            line += f" (level renamed from {c.old_level})"
+        same_grade = c.old_grade == c.new_grade and c.old_value != c.new_value
+        if same_grade and c.old_value is not None and c.new_value is not None:
             line += f" ({c.old_value:.1f} → {c.new_value:.1f})"
         if not c.reader_followed and c.old_grade is not None and c.new_grade is not None:
             line += " (your grade kept)"
         lines.append(line)
     return lines
+
+
+def table_cells(row: GradeRow) -> list[str]:
+    """The read-only cells of a row in the panel's table: level, pathology, AI grade, confidence, measurement."""
+    if row.value is None:
+        measurement = row.measurement
+    else:
+        measurement = f"{row.measurement} {row.value:.1f}".strip()
+    return [
+        row.level,
+        row.pathology,
+        grade_name(row.pathology, row.ai_grade),
+        "" if row.confidence is None else f"{row.confidence:.2f}",
+        measurement,
+    ]
+
+
+def grade_choices(pathology: str) -> list[tuple[str, int]]:
+    """``(label, grade)`` of every allowed grade, e.g. ``("2 protrusion", 2)``, for a combo box."""
+    return [(f"{grade} {grade_name(pathology, grade)}", grade) for grade in grade_values(pathology)]

@@ -150,3 +150,18 @@ def install(
         if code != 0:
             raise InstallError(f"pip install failed: {readable_error(running.stderr, code)}")
     return missing
+
+
+def missing_names(requirements: list[str] | tuple[str, ...] = RUNTIME_REQUIREMENTS) -> list[str]:
+    """Names of the missing runtime packages the panel asks to install (empty: nothing to ask)."""
+    return [requirement_name(r) for r in filtered_requirements(missing_requirements(requirements))]
+
+
+def install_into_slicer(runner, python: str | None = None, workDir: Path | None = None) -> list[str]:  # noqa: ANN001
+    """:func:`install` into the Python that runs the core (PythonSlicer), working in a temporary folder."""
+    import tempfile
+
+    from .process import python_executable
+
+    workDir = Path(workDir) if workDir else Path(tempfile.gettempdir()) / "lvp-install"
+    return install(workDir, runner, python or python_executable())

@@ -16,6 +16,7 @@ from pathlib import Path
 from . import scene as lvpscene
 from .grades import GradeChange, GradeRow, apply_recompute, rows_from_report
 from .models import verify_model_folder
+from .parameters import model_dir_of, validate
 from .process import ProcessFailed, ProcessRunner, ProgressCallback, RunningProcess, infer_command
 from .reading import MANUAL
 
@@ -110,6 +111,20 @@ class CaseLogic:
         self.finishInference(job)
         return self.loadResult(job.outputDir, inputVolume, caseKey, showPlanes)
 
+    def runFromParameters(self, params, progress: ProgressCallback | None = None) -> lvpscene.CaseNodes:  # noqa: ANN001
+        """:meth:`process` with the settings of a parameter node (``ValueError`` lists the problems)."""
+        problems = validate(params)
+        if problems:
+            raise ValueError(" ".join(problems))
+        return self.process(
+            params.inputVolume,
+            outputDir=params.outputFolder,
+            device=params.device,
+            modelDir=model_dir_of(params),
+            showPlanes=params.showScanPlanes,
+            progress=progress,
+        )
+
     def loadResult(
         self, outputDir: Path, inputVolume, caseKey: str = "", showPlanes: bool = False
     ) -> lvpscene.CaseNodes:  # noqa: ANN001
@@ -175,11 +190,17 @@ class CaseLogic:
         The segmentation is exported with its level names as the reader left them and handed to
         ``lvp infer --labels`` in a child process: no network and no level labelling, so a renamed
         or re-assigned level stays as the reader named it. Untouched levels keep the earlier
-        result's confidence, edited ones get 1.0. The reader's own grade changes are kept; the
-        grade table, level labels, scan planes and segment tags/terminology are updated.
+        result's confidence, edited ones get 1.0. The reader's own grade changes are kept, also
+        across a renamed level (:func:`scene.level_renames`, written to ``level_renames.json``);
+        the grade table, level labels, scan planes and segment tags/terminology are updated.
         """
         workDir = Path(workDir)
+        workDir.mkdir(parents=True, exist_ok=True)
         values = lvpscene.segment_label_values(nodes.segmentation)  # refuses ambiguous segments early
+        # Renamed levels, from the segments' value tags before they are updated: their rows (and
+        # the reader's grades) carry over to the new level name.
+        renames = lvpscene.level_renames(nodes.segmentation, values)
+        (workDir / "level_renames.json").write_text(json.dumps(renames, indent=1))
         labels_path = self.exportForCore(nodes.segmentation, inputVolume, workDir)
         image_path = lvpscene.write_volume(inputVolume, workDir / "input.nii.gz")
         out = workDir / "recomputed"
@@ -188,7 +209,7 @@ class CaseLogic:
         running = self.runner.start(args, env=self.childEnv())
         running.wait(progress=progress)
         report = self.finishInference(RunJob(running, out, image_path))
-        new_rows, changes = apply_recompute(rows, report)
+        new_rows, changes = apply_recompute(rows, report, renames)
         if nodes.gradeTable is not None:
             lvpscene.write_grade_table(nodes.gradeTable, new_rows)
         lvpscene.update_from_report(self.scene, nodes, report, caseKey)

@@ -36,6 +36,9 @@ except ImportError:  # slicer-core: same declarations, stored in a dataclass
 
 DEVICES = ("auto", "cpu", "cuda")
 DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "GPU (CUDA)"}
+# "catalog": the bundled model folder (or $LVP_MODEL_DIR); "folder": an offline model folder. A
+# folder's models.json names its default model, which is the one used: choosing another model
+# means choosing another folder (the core's `lvp infer --model DIR` takes a folder, not a name).
 MODEL_SOURCES = ("catalog", "folder")
 
 
@@ -47,7 +50,6 @@ class LumbarVNetProParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode | None = None
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     modelSource: Annotated[str, Choice(list(MODEL_SOURCES))] = "catalog"
-    modelName: str = "lvp-vnet"
     modelFolder: pathlib.Path = pathlib.Path()
     outputFolder: pathlib.Path = pathlib.Path()
     showScanPlanes: bool = False
@@ -74,3 +76,10 @@ def validate(params) -> list[str]:  # noqa: ANN001 - a LumbarVNetProParameterNod
         if str(folder) in ("", ".") or not folder.is_dir():
             problems.append("Choose the offline model folder (it holds models.json and the weight files it lists).")
     return problems
+
+
+def model_dir_of(params) -> pathlib.Path | None:  # noqa: ANN001 - a LumbarVNetProParameterNode
+    """The offline model folder a run uses, or None for the bundled catalogue (or ``$LVP_MODEL_DIR``)."""
+    if params.modelSource == "folder" and str(params.modelFolder) not in ("", "."):
+        return pathlib.Path(params.modelFolder)
+    return None

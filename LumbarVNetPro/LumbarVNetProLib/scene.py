@@ -392,6 +392,33 @@ def retag_segments(segmentation, values: dict[str, int]) -> list[str]:  # noqa: 
     return changed
 
 
+def level_of_value(value: int) -> str | None:
+    """The disc level a label value stands for (``95 -> "L4-L5"``), or None for a non-disc value."""
+    info = STRUCTURES.get(int(value))
+    return info.name.removesuffix(" disc") if info is not None and info.kind == "disc" else None
+
+
+def level_renames(segmentation, values: dict[str, int]) -> dict[str, str]:  # noqa: ANN001
+    """Old level name -> new level name of the disc segments the reader renamed to another disc.
+
+    Call with the values about to be exported (:func:`segment_label_values`) and before
+    :func:`retag_segments`: a segment's value tag still holds the value it was imported (or last
+    recomputed) as, so the segment's identity links the old level to the new one. Segments
+    without a tag, or whose value did not change, are not renames.
+    """
+    seg = segmentation.GetSegmentation()
+    renames = {}
+    for segment_id, value in values.items():
+        segment = seg.GetSegment(segment_id)
+        tag = segment_tag(segment, LABEL_VALUE_TAG) if segment is not None else None
+        if tag in (None, "") or not tag.lstrip("-").isdigit() or int(tag) == int(value):
+            continue
+        old, new = level_of_value(int(tag)), level_of_value(value)
+        if old is not None and new is not None:
+            renames[old] = new
+    return renames
+
+
 def create_manual_table(scene, inputVolume, rows: list[GradeRow], caseKey: str = ""):  # noqa: ANN001, ANN201
     """The only node a manual-arm read creates: the reader's grade table without AI columns filled."""
     base = inputVolume.GetName() if inputVolume is not None else "LVP"

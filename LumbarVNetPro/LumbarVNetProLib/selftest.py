@@ -12,7 +12,8 @@
 4. AI-assisted arm: the result loaded, one grade accepted, one modified; then the reader edits
    the segmentation (erases part of a middle disc, renames the lowest disc ``L5-L6 disc``) and
    Recomputes (``lvp infer --labels``): the rename and the edit reach the new report, names
-   are kept; the read is submitted and the database holds accepted / modified decisions.
+   are kept, the renamed level's rows carry the reader's grades over; the read is submitted
+   and the database holds accepted / modified decisions.
 
 Checks raise ``AssertionError`` with a message (unittest and pytest both report it).
 """
@@ -179,8 +180,10 @@ def full_flow(
                            for i in range(nodes.levelLabels.GetNumberOfControlPoints())}
         check("L5-L6" in labels_in_scene and renamed_level not in labels_in_scene, f"level labels: {labels_in_scene}")
         old_levels = {r.level for r in read.rows}
-        check(renamed_level not in old_levels or any(c.level == renamed_level for c in changes),
-              "the renamed level's grades are not listed as changed")
+        check(renamed_level not in old_levels
+              or any(c.level == "L5-L6" and c.old_level == renamed_level for c in changes),
+              "the renamed level's grades are not listed as renamed")
+        check(all(r.level != renamed_level for r in rows), "rows of the old level name are left")
         kept = next(r for r in rows if r.key == modified.key)
         check(kept.reader_grade == new_grade, "Recompute overwrote the reader's modified grade")
 

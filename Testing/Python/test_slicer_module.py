@@ -104,6 +104,8 @@ def test_parameters_defaults_and_validation(tmp_path):
 
     params = LumbarVNetProParameterNode()
     assert params.device == "auto" and params.modelSource == "catalog" and params.showScanPlanes is False
+    # No model-name setting: another model is chosen as an offline folder (lvp infer --model DIR).
+    assert not hasattr(params, "modelName") and "modelName" not in LumbarVNetProParameterNode.__annotations__
     assert any("input volume" in p for p in validate(params))
     scene = slicer.vtkMRMLScene()
     params.inputVolume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
@@ -113,3 +115,20 @@ def test_parameters_defaults_and_validation(tmp_path):
     assert any("offline model folder" in p for p in problems) and any("gpu" in p for p in problems)
     params.modelFolder, params.device = tmp_path, "cuda"
     assert validate(params) == []
+
+
+def test_widget_is_thin_glue():
+    """The widget calls the Qt-free workflow; no core, child-process or reading-database code in it."""
+    source = (MODULE_DIR / "LumbarVNetPro.py").read_text()
+    widget = source[source.index("class LumbarVNetProWidget") : source.index("class LumbarVNetProTest")]
+    assert "self.workplace = workflow.Workplace(self.logic)" in widget
+    for forbidden in ("from lvp", "import lvp", "ReadingDB", "ReadingSession", "startInference", "finishInference",
+                      "mkdtemp", "rows_from_report", "apply_recompute", "time.strftime", ".running."):
+        assert forbidden not in widget, forbidden
+    import LumbarVNetPro
+    from LumbarVNetProLib.logic import CaseLogic
+
+    # The module logic adds only the parameter node to CaseLogic (runFromParameters included).
+    own = set(vars(LumbarVNetPro.LumbarVNetProLogic)) - {"__module__", "__doc__", "__qualname__", "__firstlineno__"}
+    assert own <= {"__init__", "getParameterNode", "__static_attributes__"}
+    assert hasattr(CaseLogic, "runFromParameters")

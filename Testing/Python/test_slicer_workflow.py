@@ -1,0 +1,299 @@
+"""The panel's workflow without Qt (``LumbarVNetProLib.workflow``) on a real MRML scene (slicer-core).
+
+The child process is replaced by a fake runner that writes a given ``report.json`` (and copies
+the result's files), so these tests check the panel's decisions and state, fast; the real
+``lvp infer`` child runs in test_slicer_logic.py and test_slicer_flow.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from slicer_helpers import SAMPLE_DIR, slicer
+
+from lvp.readingdb import AIGrade, ReadingDB, admin
+
+pytest_plugins = ("slicer_helpers",)  # the reference_result and scene_with_sample fixtures
+
+
+class FakeRunning:
+    """A finished (or still running) child: what ``RunningProcess`` offers the logic."""
+
+    def __init__(self, code: int | None = 0, messages: list | None = None) -> None:
+        self.code, self.cancelled, self.messages = code, False, list(messages or [])
+
+    def poll(self):
+        return self.code
+
+    def wait(self, timeout_s=None, progress=None):
+        return self.code
+
+    def progress_messages(self):
+        messages, self.messages = self.messages, []
+        return messages
+
+    def error_message(self):
+        return "cancelled" if self.cancelled else "boom: the child failed"
+
+    def cancel(self, grace_s: float = 3.0):
+        self.cancelled, self.code = True, -15
+
+
+class FakeRunner:
+    """Starts nothing: copies ``source`` into the ``-o`` folder, with ``edit(report)`` applied."""
+
+    def __init__(self, source: Path, edit=None, running: FakeRunning | None = None) -> None:
+        self.source, self.edit, self.running, self.calls = Path(source), edit, running, []
+
+    def start(self, args, env=None, cwd=None):
+        self.calls.append(list(args))
+        out = Path(args[args.index("-o") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        for path in self.source.iterdir():
+            if path.is_file() and path.name != "input.nii.gz":
+                shutil.copy(path, out / path.name)
+        report = json.loads((self.source / "report.json").read_text())
+        if self.edit is not None:
+            report = self.edit(report)
+        (out / "report.json").write_text(json.dumps(report))
+        return self.running or FakeRunning()
+
+
+def _params(volume, **changes):
+    from LumbarVNetProLib.parameters import LumbarVNetProParameterNode
+
+    params = LumbarVNetProParameterNode(inputVolume=volume)
+    for name, value in changes.items():
+        setattr(params, name, value)
+    return params
+
+
+def _workplace(scene, runner):
+    from LumbarVNetProLib.logic import CaseLogic
+    from LumbarVNetProLib.workflow import Workplace
+
+    return Workplace(CaseLogic(scene, runner=runner))
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def test_run_polls_progress_then_loads_result_and_its_rows(scene_with_sample, reference_result, tmp_path):
+    from LumbarVNetProLib.process import Progress
+    from LumbarVNetProLib.workflow import DONE, RUNNING
+
+    scene, volume, _ = scene_with_sample
+    running = FakeRunning(code=None, messages=[Progress("read", 0.1), Progress("segment", 0.4)])
+    runner = FakeRunner(reference_result, running=running)
+    place = _workplace(scene, runner)
+    place.startRun(_params(volume, outputFolder=tmp_path / "out"))
+    assert "--model" in runner.calls[0]  # the bundled folder, always passed explicitly
+    with pytest.raises(ValueError, match="already running"):
+        place.startRun(_params(volume))
+    first = place.poll(volume)
+    assert (first.state, first.stage, first.progress) == (RUNNING, "segment", 0.4)
+    running.code = 0
+    done = place.poll(volume, showPlanes=True)
+    assert done.state == DONE and not place.running
+    assert place.nodes.segmentation is not None and place.canRecompute
+    assert place.nodes.scanPlanes and place.nodes.scanPlanes[0].GetDisplayNode().GetVisibility()
+    # The panel's grade table gets the result's rows (reader grades start at the AI grade).
+    assert ("L4-L5", "herniation") in {r.key for r in place.rows}
+    assert all(r.reader_grade == r.ai_grade for r in place.rows)
+
+
+def test_run_refuses_bad_settings_and_reports_failure_and_cancel(scene_with_sample, reference_result, tmp_path):
+    from LumbarVNetProLib.workflow import CANCELLED, FAILED
+
+    scene, volume, _ = scene_with_sample
+    place = _workplace(scene, FakeRunner(reference_result))
+    with pytest.raises(ValueError, match="offline model folder"):
+        place.startRun(_params(volume, modelSource="folder"))
+    with pytest.raises(ValueError, match="input volume"):
+        place.startRun(_params(None))
+
+    def incomplete(report):
+        return {**report, "status": "partial", "failed_stage": "grade", "error": "no canal"}
+
+    place = _workplace(scene, FakeRunner(reference_result, edit=incomplete, running=FakeRunning(code=1)))
+    place.startRun(_params(volume, outputFolder=tmp_path / "bad"))
+    failed = place.poll(volume)
+    assert failed.state == FAILED and "grade failed: no canal" in failed.error
+    assert place.nodes is None and place.rows == []
+
+    place = _workplace(scene, FakeRunner(reference_result, running=FakeRunning(code=None)))
+    place.startRun(_params(volume, outputFolder=tmp_path / "cancel"))
+    place.cancel()
+    assert place.poll(volume).state == CANCELLED and place.nodes is None
+
+
+def test_model_folder_choice(tmp_path):
+    from LumbarVNetProLib.parameters import model_dir_of
+
+    assert model_dir_of(_params(None)) is None
+    assert model_dir_of(_params(None, modelSource="folder", modelFolder=tmp_path)) == tmp_path
+    # A folder left in the settings is not used while the source is the catalogue.
+    assert model_dir_of(_params(None, modelSource="catalog", modelFolder=tmp_path)) is None
+
+
+# --------------------------------------------------------------- grades, recompute
+
+
+def test_grade_table_cells_and_choices():
+    from LumbarVNetProLib.grades import GradeRow, grade_choices, table_cells
+
+    row = GradeRow("L4-L5", "herniation", 2, 0.8123, "posterior_displacement_mm", 4.06, 2)
+    assert table_cells(row) == ["L4-L5", "herniation", "protrusion", "0.81", "posterior_displacement_mm 4.1"]
+    assert table_cells(GradeRow("L4-L5", "pfirrmann")) == ["L4-L5", "pfirrmann", "", "", ""]
+    assert grade_choices("pfirrmann")[0] == ("1 I", 1) and len(grade_choices("canal_stenosis")) == 4
+
+
+def test_reader_grade_without_a_read_updates_rows_and_table_node(scene_with_sample, reference_result):
+    from LumbarVNetProLib import scene as lvpscene
+
+    scene, volume, _ = scene_with_sample
+    place = _workplace(scene, FakeRunner(reference_result))
+    place.startRun(_params(volume))
+    place.poll(volume)
+    index = next(i for i, r in enumerate(place.rows) if r.key == ("L4-L5", "herniation"))
+    assert place.setReaderGrade(index, None) is None  # the empty combo entry changes nothing
+    row = place.setReaderGrade(index, 3)
+    assert row.decision == "modified"
+    table = {(r["level"], r["pathology"]): r for r in lvpscene.read_grade_table(place.nodes.gradeTable)}
+    assert table[("L4-L5", "herniation")]["reader_grade"] == "3"
+    assert table[("L4-L5", "herniation")]["decision"] == "modified"
+
+
+def test_recompute_carries_the_reader_grade_over_a_renamed_level(scene_with_sample, reference_result, tmp_path):
+    """Rename L5-S to L5-L6 after modifying its grade: the new L5-L6 row keeps the reader's grade."""
+    from LumbarVNetProLib import scene as lvpscene
+
+    scene, volume, _ = scene_with_sample
+    place = _workplace(scene, FakeRunner(reference_result))
+    place.startRun(_params(volume))
+    place.poll(volume)
+    index = next(i for i, r in enumerate(place.rows) if r.key == ("L5-S", "herniation"))
+    place.setReaderGrade(index, 2)  # AI said 0, the reader says protrusion
+    seg = place.nodes.segmentation.GetSegmentation()
+    seg.GetSegment(lvpscene.segment_id_for_value(place.nodes.segmentation, 100)).SetName("L5-L6 disc")
+
+    def renamed(report):  # what lvp infer --labels reports for the renamed disc (AI now says bulge)
+        for level in report["levels"]:
+            if level["level"] == "L5-S":
+                level["level"], level["disc_label"] = "L5-L6", 96
+                level["grades"]["herniation"]["grade"] = 1
+        report["model"] = {"name": "label-map"}
+        return report
+
+    place.logic.runner = FakeRunner(reference_result, edit=renamed)
+    lines = place.recompute(volume, tmp_path / "recompute")
+    rows = {r.key: r for r in place.rows}
+    assert "L5-S" not in {r.level for r in place.rows}
+    assert rows[("L5-L6", "herniation")].reader_grade == 2 and rows[("L5-L6", "herniation")].ai_grade == 1
+    assert rows[("L5-L6", "pfirrmann")].reader_grade == rows[("L5-L6", "pfirrmann")].ai_grade  # accepted follows
+    assert "L5-L6 herniation: none → bulge (level renamed from L5-S) (your grade kept)" in lines
+    assert json.loads((tmp_path / "recompute" / "level_renames.json").read_text()) == {"L5-S": "L5-L6"}
+    table = {(r["level"], r["pathology"]): r for r in lvpscene.read_grade_table(place.nodes.gradeTable)}
+    assert table[("L5-L6", "herniation")]["reader_grade"] == "2"
+    # The segment now carries the new value: a second Recompute sees no rename.
+    segmentation = place.nodes.segmentation
+    assert lvpscene.level_renames(segmentation, lvpscene.segment_label_values(segmentation)) == {}
+
+
+def test_recompute_needs_a_segmentation(scene_with_sample, reference_result):
+    from LumbarVNetProLib.reading import ReadingError
+
+    scene, volume, _ = scene_with_sample
+    with pytest.raises(ReadingError, match="AI result"):
+        _workplace(scene, FakeRunner(reference_result)).recompute(volume)
+
+
+# ------------------------------------------------------------------ reading
+
+
+@pytest.fixture()
+def study(tmp_path, reference_result):
+    """A reading database: c1 manual, c2 AI-assisted; c2's image has its ``<image>.lvp`` result."""
+    image = tmp_path / "cases" / "c2.nii.gz"
+    image.parent.mkdir()
+    shutil.copy(SAMPLE_DIR / "spider_sample_t2.nii.gz", image)
+    shutil.copytree(reference_result, tmp_path / "cases" / "c2.nii.gz.lvp")
+    db = ReadingDB(f"sqlite:///{tmp_path / 'reading.sqlite'}")
+    admin.create_study(db, "s", washout_days=0)
+    cases = [{"case_key": "c1", "image_ref": str(SAMPLE_DIR / "spider_sample_t2.nii.gz")}]
+    admin.add_cases(db, "s", cases + [{"case_key": "c2", "image_ref": str(image)}])
+    admin.add_readers(db, "s", [{"username": "r1"}])
+    admin.add_assignment(db, "s", "r1", "c1", "manual", 1, 0)
+    admin.add_assignment(db, "s", "r1", "c2", "ai_assisted", 1, 1)
+    db.store_ai_results("s", "c2", [AIGrade("L4-L5", "herniation", 2, 0.8, 4.1)])
+    yield db
+    db.close()
+
+
+def test_reading_flow_through_the_workplace(study, tmp_path):
+    from LumbarVNetProLib import scene as lvpscene
+    from LumbarVNetProLib.reading import ReadingError
+    from LumbarVNetProLib.workflow import elapsed_text, result_dir_for
+
+    scene = slicer.vtkMRMLScene()
+
+    def load_volume(path):
+        return lvpscene.volume_node_from_file(scene, Path(path), Path(path).name)
+
+    class NoRunner:
+        def start(self, *args, **kwargs):
+            raise AssertionError("the precomputed <image>.lvp result must be used")
+
+    place = _workplace(scene, NoRunner())
+    with pytest.raises(ReadingError, match="sign in"):
+        place.pickAssignment()
+    entries = place.signIn("r1", "", tmp_path / "drafts", db=study)
+    assert [e.text for e in entries] == ["c1 — manual — not_started", "c2 — ai-assisted — not_started"]
+    assert place.readingTime() is None
+    with pytest.raises(ReadingError, match="no case"):
+        place.submit()
+
+    # The selected assignment wins over the next one.
+    item = place.pickAssignment(entries[1].assignmentId)
+    assert item.case_key == "c2"
+    item = place.pickAssignment(None)
+    assert item.case_key == "c1" and item.arm == "manual"
+    place.loadAssignment(item, load_volume)
+    assert place.nodes.segmentation is None and not place.canRecompute  # blinding: no AI node
+    assert all(r.ai_grade is None for r in place.rows)
+    assert place.readingTime() in (elapsed_text(0.0), elapsed_text(1.0))
+    for i, row in enumerate(place.rows):
+        place.setReaderGrade(i, 4 if row.pathology == "pfirrmann" else 0)
+    nxt = place.submit()
+    assert nxt.case_key == "c2"
+
+    place.loadAssignment(nxt, load_volume)
+    assert result_dir_for(nxt.image_ref) == Path(nxt.image_ref).parent / "c2.nii.gz.lvp"
+    assert scene.GetNodesByClass("vtkMRMLTableNode").GetNumberOfItems() == 1  # the manual case's table went
+    assert place.nodes.segmentation is not None and place.canRecompute
+    assert {r.key: r.ai_grade for r in place.rows} == {("L4-L5", "herniation"): 2}
+    place.setReaderGrade(0, 3)
+    assert place.session.current.rows[0].reader_grade == 3
+    assert place.submit() is None
+    decisions = {r["ai_decision"] for r in admin.export_reads(study, "s") if r["arm"] == "ai_assisted"}
+    assert decisions == {"modified"}
+
+
+def test_worklist_text_and_elapsed():
+    from types import SimpleNamespace
+
+    from LumbarVNetProLib.workflow import elapsed_text, worklist_text
+
+    item = SimpleNamespace(case_key="c9", arm="ai_assisted", status="draft", available=False)
+    assert worklist_text(item, "(attente)") == "c9 — ai-assisted — draft (attente)"
+    assert elapsed_text(125.4) == "02:05" and elapsed_text(-1) == "00:00"
+
+
+def test_install_names_the_missing_packages_only(monkeypatch):
+    from LumbarVNetProLib import install
+
+    monkeypatch.setattr(install, "installed_version", lambda name: None if name in ("torch", "numpy") else "1")
+    assert install.missing_names(("torch>=2", "numpy>=1", "scipy")) == ["torch"]  # numpy is Slicer's
