@@ -1,0 +1,122 @@
+"""Level labelling: vertebra and disc instances from a semantic segmentation, named by level.
+
+Method (works on the canonical grid, cropped to the spine):
+
+1. Disc instances are the connected components of the disc class on a grid pooled to ~1 mm
+   in-plane. Only components in front of the canal's centre line count (the network's "disc" in
+   fat, bowel or muscle does not); small fragments join the nearest large disc when close, two
+   components at one level merge, a small one squeezed inside a vertebra and a stray one far
+   beyond either end of the disc chain (no bone in between) are dropped
+   (``disc_fragments_ignored``). Each disc gets a mid-plane (:func:`lvp.planes.fit_disc_plane`).
+   A gap between discs about twice the neighbouring spacings and filled with bone is a disc the
+   network missed: an interpolated separator splits the bone into two vertebrae
+   (``missing_disc``). Bone far from the canal's centre line is not labelled.
+2. Vertebra voxels are split into the intervals between consecutive disc planes (the discs are
+   the separators along the spine axis, so posterior elements that touch the neighbour's body do
+   not merge two vertebrae); inside an interval, large connected components that lie one above
+   the other are separate vertebrae (a disc the network missed, or a body-only layout).
+3. The sacrum is the bone below the lowest disc when there is image below it (yet no further
+   disc), or, when the field of view cuts it, when it is long along the spine (at least 1.4
+   times the median vertebra: SPIDER labels only the upper sacrum); levels are
+   counted from the sacrum upwards (L5, L4, ...). Without a sacrum the lowest vertebra is
+   *assumed* to be L5, with a warning and low confidence.
+4. Check from the cranial end: thoracic bodies are smaller in anteroposterior depth than lumbar
+   ones. When the field of view reaches above the level counted as L1, the depth profile is
+   checked; six lumbar-like vertebrae or only four (a sacralised L5 or lumbarised S1) raise a
+   ``transitional_anatomy`` warning. The numbering is never changed silently: with six
+   lumbar-like vertebrae the count from the sacrum is kept (the extra one is labelled T12) and
+   the warning says so. A rudimentary lumbosacral disc also raises the warning.
+
+Only TotalSpineSeg values that :mod:`lvp.labels` defines are written; vertebrae above T11 are
+
+The code is split by step (each module names its part of the method):
+
+* :mod:`~lvp.labelling.levels`: :func:`label_levels`, the whole method in order;
+* :mod:`~lvp.labelling.types`: :class:`Instance` and :class:`Labelling`, the result;
+* :mod:`~lvp.labelling.thresholds`: every tuning constant (sizes in mm, ratios), with its reason;
+* :mod:`~lvp.labelling.grid`: bounding boxes, connected components, pooling to the ~1 mm grid;
+* :mod:`~lvp.labelling.canal_axis`: the canal's centre line and offsets from it;
+* :mod:`~lvp.labelling.discs`: disc instances (off-spine components, fragments, two discs
+  touching on the pooled grid, one disc in pieces) and the merged-disc check (step 1);
+* :mod:`~lvp.labelling.disc_gaps`: the chain of discs: stray discs beyond its ends and discs the
+  network missed (step 1);
+* :mod:`~lvp.labelling.vertebrae`: bone on either side of a disc plane, a body's depth (step 2);
+* :mod:`~lvp.labelling.counting`: the sacrum, names counted from it, disc names and the
+  transitional-anatomy check (steps 3-4).
+
+A constant is read by the modules that use it from :mod:`~lvp.labelling.thresholds` (imported by
+name): to change one in a test, patch it in the module that uses it.
+"""
+
+from lvp.labelling.canal_axis import _off_axis_mm as _off_axis_mm
+from lvp.labelling.canal_axis import _spine_axis as _spine_axis
+from lvp.labelling.counting import _check_transitional as _check_transitional
+from lvp.labelling.disc_gaps import _bone_coverage as _bone_coverage
+from lvp.labelling.disc_gaps import _with_missing_discs as _with_missing_discs
+from lvp.labelling.discs import _bone_between as _bone_between
+from lvp.labelling.discs import _check_merged_discs as _check_merged_discs
+from lvp.labelling.discs import _disc_instances as _disc_instances
+from lvp.labelling.discs import _split_touching_discs as _split_touching_discs
+from lvp.labelling.grid import _bbox as _bbox
+from lvp.labelling.grid import _components as _components
+from lvp.labelling.grid import _pool_any as _pool_any
+from lvp.labelling.grid import _scaled_box as _scaled_box
+from lvp.labelling.grid import _unpool as _unpool
+from lvp.labelling.levels import label_levels
+from lvp.labelling.thresholds import (
+    BODY_BEHIND_CANAL_CENTRE_MM,
+    BONE_BETWEEN_RATIO,
+    BONE_BEYOND_CANAL_MM,
+    BONE_MAX_ANTERIOR_MM,
+    BONE_MAX_LR_MM,
+    BONE_MAX_POSTERIOR_MM,
+    DISC_BEYOND_CANAL_MM,
+    DISC_MAX_ANTERIOR_MM,
+    DISC_MAX_LR_MM,
+    DISC_MAX_POSTERIOR_MM,
+    FRAGMENT_JOIN_MM,
+    MERGED_DISC_CONFIDENCE,
+    MERGED_DISC_THICKNESS_RATIO,
+    MIN_DISC_MM3,
+    MIN_VERTEBRA_MM3,
+    MISSING_DISC_RATIO,
+    RUDIMENTARY_DISC_RATIO,
+    SACRUM_LENGTH_RATIO,
+    SAME_LEVEL_RATIO,
+    SMALL_DISC_RATIO,
+    SQUEEZED_RATIO,
+    STRAY_DISC_RATIO,
+    THORACIC_DEPTH_RATIO,
+)
+from lvp.labelling.types import Instance, Labelling
+from lvp.labelling.vertebrae import _below_disc as _below_disc
+from lvp.labelling.vertebrae import _body_depth as _body_depth
+
+__all__ = [
+    "Instance",
+    "Labelling",
+    "label_levels",
+    "MIN_DISC_MM3",
+    "MIN_VERTEBRA_MM3",
+    "SACRUM_LENGTH_RATIO",
+    "THORACIC_DEPTH_RATIO",
+    "RUDIMENTARY_DISC_RATIO",
+    "DISC_MAX_LR_MM",
+    "DISC_MAX_ANTERIOR_MM",
+    "DISC_MAX_POSTERIOR_MM",
+    "BONE_MAX_LR_MM",
+    "BONE_MAX_ANTERIOR_MM",
+    "BONE_MAX_POSTERIOR_MM",
+    "DISC_BEYOND_CANAL_MM",
+    "BONE_BEYOND_CANAL_MM",
+    "BODY_BEHIND_CANAL_CENTRE_MM",
+    "FRAGMENT_JOIN_MM",
+    "SAME_LEVEL_RATIO",
+    "SMALL_DISC_RATIO",
+    "SQUEEZED_RATIO",
+    "STRAY_DISC_RATIO",
+    "MISSING_DISC_RATIO",
+    "BONE_BETWEEN_RATIO",
+    "MERGED_DISC_THICKNESS_RATIO",
+    "MERGED_DISC_CONFIDENCE",
+]

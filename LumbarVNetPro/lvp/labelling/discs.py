@@ -1,0 +1,216 @@
+"""Disc instances: components off the spine dropped, fragments joined to their disc or dropped,
+two discs touching on the pooled grid split, one disc in pieces merged, a small disc squeezed
+inside a vertebra dropped; and the check for a disc about twice as thick as the others.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from lvp.labelling.canal_axis import _off_axis_mm
+from lvp.labelling.grid import _components, _pool_any, _scaled_box, _unpool
+from lvp.labelling.thresholds import (
+    BONE_BETWEEN_RATIO,
+    DISC_BEYOND_CANAL_MM,
+    DISC_MAX_ANTERIOR_MM,
+    DISC_MAX_LR_MM,
+    DISC_MAX_POSTERIOR_MM,
+    FRAGMENT_JOIN_MM,
+    MERGED_DISC_CONFIDENCE,
+    MERGED_DISC_THICKNESS_RATIO,
+    MIN_DISC_MM3,
+    SAME_LEVEL_RATIO,
+    SMALL_DISC_RATIO,
+    SQUEEZED_RATIO,
+)
+from lvp.labelling.types import Labelling
+from lvp.labels import DISC, VERTEBRA
+
+
+def _bone_between(vert: np.ndarray, a: np.ndarray, b: np.ndarray, spacing: np.ndarray,
+                  radius_mm: float = 2.0, samples: int = 41) -> float:
+    """Fraction of the segment between index points ``a`` and ``b`` of ``vert`` that runs through
+    bone: a sample counts when at least half of the box of ``radius_mm`` around it is bone (a
+    thin strand of another class along the segment does not hide the bone around it).
+    """
+    t = np.linspace(0.0, 1.0, samples)[1:-1, None]
+    p = np.rint(a[None, :] * (1 - t) + b[None, :] * t).astype(int)
+    p = np.clip(p, 0, np.array(vert.shape) - 1)
+    r = np.maximum(np.round(radius_mm / np.asarray(spacing, float)).astype(int), 0)
+    hits = 0
+    for q in p:
+        box = tuple(slice(max(int(c) - k, 0), int(c) + k + 1) for c, k in zip(q, r))
+        hits += bool(vert[box].mean() >= 0.5)
+    return hits / len(p)
+
+
+def _split_touching_discs(comp: np.ndarray, n: int, sem: np.ndarray, f: tuple[int, ...],
+                          sp: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Split pooled disc components that hold two discs separate at full resolution.
+
+    Two discs close together (a collapsed or small vertebra between them) can touch on the
+    pooled grid and become one component. A pooled component is split when, at full resolution,
+    it holds two or more big disc components (each at least ``MIN_DISC_MM3``) with bone between
+    them; every pooled voxel goes to the nearest full-resolution piece. Returns the new map, the
+    new component count and the number of splits.
+    """
+    if f == (1, 1, 1):
+        return comp, n, 0  # the components are the full-resolution ones
+    full_mm3 = float(np.prod(sp)) / float(np.prod(f))
+    sizes = np.bincount(comp.ravel(), minlength=n + 1) * float(np.prod(sp))
+    objs = ndimage.find_objects(comp)
+    vert = sem == VERTEBRA
+    n_split = 0
+    for i in range(1, n + 1):
+        if objs[i - 1] is None or sizes[i] < 2 * MIN_DISC_MM3:
+            continue
+        box_c = objs[i - 1]
+        box = _scaled_box(box_c, f, sem.shape)
+        own_c = comp[box_c] == i
+        full = _unpool(own_c, f, sem[box].shape) & (sem[box] == DISC)
+        pieces, m = _components(full)
+        if m < 2:
+            continue
+        counts = np.bincount(pieces.ravel(), minlength=m + 1)
+        big = [j for j in range(1, m + 1) if counts[j] * full_mm3 >= MIN_DISC_MM3]
+        if len(big) < 2:
+            continue
+        cen = {j: np.array(c) for j, c in zip(big, ndimage.center_of_mass(full, pieces, big))}
+        # Order along the image's SI axis; keep the pieces that have bone between them apart.
+        big.sort(key=lambda j: cen[j][1])
+        groups = [[big[0]]]
+        for j in big[1:]:
+            prev = groups[-1][-1]
+            if _bone_between(vert[box], cen[prev], cen[j], sp / np.array(f, float)) >= BONE_BETWEEN_RATIO:
+                groups.append([j])
+            else:
+                groups[-1].append(j)
+        if len(groups) < 2:
+            continue
+        # Seeds on the pooled grid: cells covered by exactly one group's pieces.
+        seeds = np.zeros(own_c.shape, np.int32)
+        cover = np.zeros(own_c.shape, np.int32)
+        for g, members in enumerate(groups, start=1):
+            pooled = _pool_any(np.isin(pieces, members), f)
+            cells = np.zeros(own_c.shape, bool)
+            cells[: pooled.shape[0], : pooled.shape[1], : pooled.shape[2]] = pooled[
+                : own_c.shape[0], : own_c.shape[1], : own_c.shape[2]]
+            cells &= own_c
+            seeds[cells] = g
+            cover += cells
+        seeds[cover != 1] = 0
+        if not seeds.any():
+            continue
+        _, nearest = ndimage.distance_transform_edt(seeds == 0, sampling=sp, return_indices=True)
+        owner = seeds[tuple(nearest)]
+        sub = comp[box_c]
+        for g in range(2, len(groups) + 1):
+            n += 1
+            sub[own_c & (owner == g)] = n
+        n_split += len(groups) - 1
+    return comp, n, n_split
+
+
+def _disc_instances(disc_c: np.ndarray, sp: np.ndarray, axis, sem: np.ndarray | None = None,
+                    f: tuple[int, ...] = (1, 1, 1), vert_c: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, list[int], int, int]:
+    """Disc instances on a pooled grid: ``(lut-mapped component map, disc ids, discarded, split)``.
+
+    Components off the spine (too far from the canal line: fat, bowel, muscle the network took
+    for disc) are discarded; small fragments join the nearest big disc when close to it (else
+    they are discarded); two big components at the same level (a disc split in two) are merged
+    unless bone lies between them (two discs with a small or collapsed vertebra between). With
+    ``sem`` (the full-resolution classes), a component holding two discs that are separate at
+    full resolution (they touch only on the pooled grid) is split first.
+    """
+    comp, n = _components(disc_c)
+    if n == 0:
+        return comp, [], 0, 0
+    n_split = 0
+    if sem is not None:
+        comp, n, n_split = _split_touching_discs(comp, n, sem, f, sp)
+    idx = np.nonzero(comp)
+    lab = comp[idx]
+    counts = np.bincount(lab, minlength=n + 1)
+    centers = np.stack([np.bincount(lab, weights=idx[j], minlength=n + 1) for j in range(3)], 1)
+    centers = centers / np.maximum(counts[:, None], 1)
+    sizes = counts * float(np.prod(sp))
+    ids = np.arange(1, n + 1)
+    on_axis = np.ones(n + 1, bool)
+    if axis is not None:
+        d_lr, d_ap, d_si = _off_axis_mm(centers, axis, sp)
+        on_axis = (np.abs(d_lr) <= DISC_MAX_LR_MM) & (d_ap >= -DISC_MAX_ANTERIOR_MM) & (d_ap <= DISC_MAX_POSTERIOR_MM)
+        on_axis &= d_si <= DISC_BEYOND_CANAL_MM
+    big = ids[(sizes[1:] >= MIN_DISC_MM3) & on_axis[1:]]
+    if big.size == 0:
+        big = ids[on_axis[1:]] if on_axis[1:].any() else ids
+    lut = np.zeros(n + 1, np.int64)
+    lut[big] = big
+    c_mm = centers * sp[None, :]
+    for i in ids:
+        if lut[i] or not on_axis[i]:
+            continue
+        d = np.linalg.norm(c_mm[big] - c_mm[i], axis=1)
+        if d.min() <= FRAGMENT_JOIN_MM:
+            lut[i] = big[int(np.argmin(d))]
+    # Big components at the same level: merge into the larger (spacing from the others).
+    order = sorted(big.tolist(), key=lambda i: c_mm[i, 1])
+    merged = True
+    while merged and len(order) >= 3:
+        merged = False
+        gaps = np.abs(np.diff(c_mm[order, 1]))  # along the image's SI axis
+        ref = float(np.median(gaps))
+        # Closest pair first; a pair with bone between them is two levels, not one disc.
+        close = [k for k in np.argsort(gaps, kind="stable") if gaps[k] < SAME_LEVEL_RATIO * ref and not (
+            vert_c is not None
+            and _bone_between(vert_c, c_mm[order[k]] / sp, c_mm[order[k + 1]] / sp, sp) >= BONE_BETWEEN_RATIO)]
+        if close:
+            a, b = order[close[0]], order[close[0] + 1]
+            keep, drop = (a, b) if counts[a] >= counts[b] else (b, a)
+            lut[lut == drop] = keep
+            w = counts[keep] + counts[drop]
+            c_mm[keep] = (c_mm[keep] * counts[keep] + c_mm[drop] * counts[drop]) / w
+            counts[keep] = w
+            order.remove(drop)
+            merged = True
+    while len(order) >= 4:
+        gaps = np.abs(np.diff(c_mm[order, 1]))  # along the image's SI axis
+        ref = float(np.median(gaps))
+        med = float(np.median(counts[order]))
+        squeezed = [k for k in range(1, len(order) - 1)
+                    if counts[order[k]] < SMALL_DISC_RATIO * med and max(gaps[k - 1], gaps[k]) < SQUEEZED_RATIO * ref]
+        if not squeezed:
+            break
+        drop = order[min(squeezed, key=lambda k: counts[order[k]])]
+        lut[lut == drop] = 0
+        order.remove(drop)
+    discarded = int(np.sum(lut[1:] == 0))
+    return lut[comp], sorted(order), discarded, n_split
+
+
+def _check_merged_discs(out: Labelling) -> None:
+    """Warn about a disc about twice as thick as the others (two discs the segmentation merged).
+
+    Levels are counted from the bottom, so every level from that disc upwards may be named one
+    level too far down: their confidences are lowered and a ``merged_disc`` warning says so.
+    """
+    h = np.array([d.plane.height_mm if d.plane is not None else np.nan for d in out.discs], float)
+    if np.isfinite(h).sum() < 4:
+        return
+    for k, d in enumerate(out.discs):
+        others = np.delete(h, k)
+        ref = float(np.nanmedian(others))
+        if not (np.isfinite(h[k]) and ref > 0 and h[k] >= MERGED_DISC_THICKNESS_RATIO * ref):
+            continue
+        # Everything cranial to (and including) this disc depends on it being one level.
+        axis_n = d.plane.normal_lps
+        for x in [*out.discs, *out.vertebrae]:
+            if (x.centroid_lps - d.centroid_lps) @ axis_n <= 0 or x is d:
+                x.confidence = round(min(x.confidence, MERGED_DISC_CONFIDENCE), 3)
+        out.warn(
+            "merged_disc",
+            f"The disc named {d.name} is {h[k]:.1f} mm thick, {h[k] / ref:.1f} times the median of the "
+            "others: it may be two discs merged, in which case it and every level above it are named "
+            "one level too far down. Check the level numbering.",
+        )

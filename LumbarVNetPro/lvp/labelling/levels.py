@@ -1,0 +1,231 @@
+"""The level labelling in order (see :mod:`lvp.labelling` for the method): :func:`label_levels`."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from lvp.io.volume import Volume
+from lvp.labelling.canal_axis import _off_axis_mm, _spine_axis
+from lvp.labelling.counting import _check_transitional, _disc_name, _is_sacrum, _vertebra_names
+from lvp.labelling.disc_gaps import _drop_stray_end_discs, _with_missing_discs
+from lvp.labelling.discs import _check_merged_discs, _disc_instances
+from lvp.labelling.grid import _bbox, _components, _pool_any, _scaled_box, _unpool
+from lvp.labelling.thresholds import (
+    BODY_BEHIND_CANAL_CENTRE_MM,
+    BONE_BEYOND_CANAL_MM,
+    BONE_MAX_ANTERIOR_MM,
+    BONE_MAX_LR_MM,
+    BONE_MAX_POSTERIOR_MM,
+    MIN_VERTEBRA_MM3,
+)
+from lvp.labelling.types import Instance, Labelling
+from lvp.labelling.vertebrae import _below_disc, _body_depth
+from lvp.labels import (
+    CANAL,
+    CANAL_LABEL,
+    DISC,
+    DISC_LABELS,
+    SACRUM_LABEL,
+    VERTEBRA,
+    VERTEBRA_LABELS,
+)
+from lvp.planes import DiscPlane, fit_disc_plane
+
+
+def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray | None = None) -> Labelling:
+    """Label vertebrae, discs and canal with TotalSpineSeg values (see the module docstring).
+
+    ``semantic`` holds the network classes 0..3 on ``volume``'s canonical grid; ``probability``
+    (optional, same grid, the probability of the predicted class) lowers confidences where the
+    network was unsure.
+    """
+    if semantic.shape != volume.shape:
+        raise ValueError(f"segmentation shape {semantic.shape} differs from the image's {volume.shape}")
+    out = Labelling(labels=np.zeros(semantic.shape, np.int16))
+    if not (semantic > 0).any():
+        out.warn("empty_segmentation", "No spine structure was segmented; no levels were labelled.")
+        return out
+    crop = _bbox(semantic > 0)
+    out.crop = crop
+    sem = semantic[crop]
+    offset = np.array([c.start for c in crop], float)
+    sub = volume.affine.copy()
+    sub[:3, 3] = volume.index_to_lps(offset)
+    voxel_mm3 = float(np.prod(volume.spacing))
+    prob = probability[crop] if probability is not None else None
+    labels = out.labels[crop]
+    canal = sem == CANAL
+    labels[canal] = CANAL_LABEL
+
+    # Everything up to the level count runs on a grid pooled to ~1 mm in-plane (for speed).
+    f = tuple(int(min(2, max(1, np.floor(0.95 / s)))) for s in volume.spacing)
+    sp_c = np.array(volume.spacing, float) * np.array(f, float)
+    sub_c = sub.copy()
+    sub_c[:3, :3] = sub[:3, :3] * np.array(f, float)[None, :]
+    sub_c[:3, 3] = sub[:3, :3] @ ((np.array(f, float) - 1) / 2) + sub[:3, 3]
+    # One pooling pass for all classes: bit c set where class c occurs in the pooled cell.
+    bits_c = _pool_any(np.left_shift(np.uint8(1), sem, dtype=np.uint8), f)
+    axis = _spine_axis((bits_c & (1 << CANAL)) > 0)
+    inferior = volume.affine[:3, 1] / np.linalg.norm(volume.affine[:3, 1])
+
+    # Bone on the spine: near the canal's centre line (the rest is not vertebra).
+    vert = sem == VERTEBRA
+    vert_c = (bits_c & (1 << VERTEBRA)) > 0
+    vidx = np.nonzero(vert_c)
+    on_spine = np.ones(len(vidx[0]), bool)
+    if axis is not None and len(vidx[0]):
+        d_lr, d_ap, d_si = _off_axis_mm(np.stack(vidx, axis=1).astype(float), axis, sp_c)
+        on_spine = (np.abs(d_lr) <= BONE_MAX_LR_MM) & (d_ap >= -BONE_MAX_ANTERIOR_MM) & (d_ap <= BONE_MAX_POSTERIOR_MM)
+        on_spine &= d_si <= BONE_BEYOND_CANAL_MM
+    vidx = tuple(x[on_spine] for x in vidx)
+    in_front = (d_ap[on_spine] < -BODY_BEHIND_CANAL_CENTRE_MM) if axis is not None and len(on_spine) else None
+    pts = np.stack(vidx, axis=1).astype(np.float32) @ sub_c[:3, :3].T.astype(np.float32)
+    pts += sub_c[:3, 3].astype(np.float32)
+
+    # 1. Discs: components in front of the canal, fragments joined or dropped.
+    disc_c, disc_ids, n_discarded, n_split = _disc_instances((bits_c & (1 << DISC)) > 0, sp_c, axis, sem, f, vert_c)
+    if n_split:
+        out.warn(
+            "merged_disc",
+            f"{n_split} disc(s) separate in the segmentation touched on the labelling grid and were "
+            "split again (a small or collapsed vertebra between them). Check the level numbering.",
+        )
+    disc_sizes = np.bincount(disc_c.ravel())
+    disc_objs_c = ndimage.find_objects(disc_c)
+    disc_objs = [None if b is None else _scaled_box(b, f, sem.shape) for b in disc_objs_c]
+
+    def disc_mask(i: int) -> np.ndarray:
+        box = disc_objs[i - 1]
+        return _unpool(disc_c[disc_objs_c[i - 1]] == i, f, sem[box].shape) & (sem[box] == DISC)
+
+    planes: list[tuple[int, DiscPlane]] = []
+    for i in disc_ids:
+        box = disc_objs[i - 1]
+        box_affine = sub.copy()
+        box_affine[:3, 3] = sub[:3, :3] @ np.array([b.start for b in box], float) + sub[:3, 3]
+        plane = fit_disc_plane(disc_mask(i), box_affine, volume.spacing)
+        if plane is not None:
+            planes.append((i, plane))
+    planes.sort(key=lambda p: float(p[1].center_lps @ inferior))
+    # Discs at either end of the chain, far from it with no bone in between: not spine.
+    n_discarded += _drop_stray_end_discs(planes, disc_sizes, pts)
+    if n_discarded:
+        out.warn("disc_fragments_ignored",
+                 f"{n_discarded} disc-class fragment(s) away from the spine or from any disc were not labelled.")
+    separators = _with_missing_discs([p for _, p in planes], pts)
+    if len(separators) > len(planes):
+        out.warn(
+            "missing_disc",
+            f"{len(separators) - len(planes)} disc(s) appear not segmented (a gap between discs about twice "
+            "the usual spacing, filled with bone): the bone there was counted as two vertebrae. Check the level "
+            "numbering.",
+        )
+
+    # 2. Vertebrae: bone between disc planes, or (no discs segmented) connected components
+    # (exact resolution is not needed to split at discs).
+    vid_c = np.zeros(vert_c.shape, np.int32)
+    if separators:
+        interval = np.ones(len(pts), np.int32)
+        s_inf = pts @ inferior.astype(np.float32)
+        for plane in separators:
+            # Farther from the plane's centre along the SI axis than half its AP extent, the bent
+            # plane's side is the side along SI: evaluate the exact distance only in that band.
+            d = s_inf - np.float32(plane.center_lps @ inferior)
+            band = np.abs(d) <= plane.extent_v_mm / 2 + 2.0
+            below = d > 0
+            below[band] = _below_disc(pts[band], plane, inferior) > 0
+            interval += below
+        vid_c[vidx] = interval
+    else:
+        comp, _ = _components(vert_c)
+        vid_c[vidx] = comp[vidx]
+    n_ids = int(vid_c.max())
+    labels_c = vid_c[vidx]
+    counts = np.bincount(labels_c, minlength=n_ids + 1) * int(np.prod(f))
+    sizes = counts * voxel_mm3
+    keep = [i for i in range(1, n_ids + 1) if sizes[i] >= MIN_VERTEBRA_MM3]
+    sums = np.stack([np.bincount(labels_c, weights=vidx[j], minlength=n_ids + 1) for j in range(3)], 1)
+    vcenters_all = {i: (sums[i] / max(counts[i] // np.prod(f), 1)) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep}
+    keep.sort(key=lambda i: float(vcenters_all[i] @ inferior))
+    objs_c = ndimage.find_objects(vid_c)
+    objs = [None if b is None else _scaled_box(b, f, sem.shape) for b in objs_c]
+    vcenters = [vcenters_all[i] for i in keep]
+    body_centers: dict[int, np.ndarray] = {}
+    if in_front is not None and in_front.any():
+        lb = labels_c[in_front]
+        nb = np.bincount(lb, minlength=n_ids + 1)
+        sb = np.stack([np.bincount(lb, weights=vidx[j][in_front], minlength=n_ids + 1) for j in range(3)], 1)
+        body_centers = {i: (sb[i] / nb[i]) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep if nb[i] > 0}
+
+    # 3. Sacrum: the bone below the lowest disc, long along the spine or reaching the FOV bottom.
+    lengths = [(objs[i - 1][1].stop - objs[i - 1][1].start) * volume.spacing[1] for i in keep]
+    has_sacrum = False
+    if keep and planes:
+        reaches_bottom = objs[keep[-1] - 1][1].stop + crop[1].start >= semantic.shape[1] - 3
+        has_sacrum = _is_sacrum(lengths, vcenters[-1], planes[-1][1], reaches_bottom)
+
+    n_mobile = len(keep) - int(has_sacrum)
+    # A disc below the lowest bone, with image below it: the lumbosacral disc of a mask that
+    # leaves the sacrum out (as many SPIDER masks do).
+    disc_at_bottom = bool(
+        planes
+        and not has_sacrum
+        and (not keep or (vcenters[-1] - planes[-1][1].center_lps) @ planes[-1][1].normal_lps < 0)
+    )
+    if has_sacrum:
+        base_conf = 0.95
+    elif disc_at_bottom:
+        base_conf = 0.75
+        out.warn(
+            "sacrum_not_segmented",
+            "No bone was segmented below the lowest disc: it is taken as the lumbosacral disc (L5-S) "
+            "and levels are counted from it. Check the level numbering.",
+        )
+    else:
+        base_conf = 0.35
+        out.warn(
+            "sacrum_not_found",
+            "No sacrum was found below the lowest disc: the lowest vertebra is assumed to be L5. "
+            "Check the level numbering.",
+        )
+    names = _vertebra_names(n_mobile, has_sacrum)
+
+    # Confidence per vertebra: lower at the FOV edge (partial) and with an unsure network.
+    vlut = np.zeros(n_ids + 1, np.int16)
+    for i, name, c in zip(keep, names, vcenters):
+        box = objs[i - 1]
+        m = _unpool(vid_c[objs_c[i - 1]] == i, f, vert[box].shape) & vert[box]
+        conf = base_conf
+        si0, si1 = box[1].start + crop[1].start, box[1].stop + crop[1].start
+        if name != "sacrum" and (si0 <= 1 or si1 >= semantic.shape[1] - 1):
+            conf *= 0.8
+        if prob is not None:
+            conf *= float(np.clip(prob[box][m].mean(), 0.0, 1.0))
+        vlut[i] = SACRUM_LABEL if name == "sacrum" else VERTEBRA_LABELS.get(name, 0)
+        depth = _body_depth(m, canal[box], volume.spacing)
+        kind = "sacrum" if name == "sacrum" else "vertebra"
+        out.vertebrae.append(Instance(name, int(vlut[i]), c, int(m.sum()), round(conf, 3), kind, body_depth_mm=depth,
+                                      body_centroid_lps=body_centers.get(i)))
+    labels[vert] = _unpool(vlut[vid_c], f, sem.shape)[vert]
+    if any(v.label == 0 for v in out.vertebrae):
+        out.warn("levels_above_t11", "Vertebrae above T11 are listed but not labelled (no output value).")
+
+    # Discs: named by the vertebrae above and below.
+    for n_from_bottom, (i, plane) in enumerate(reversed(planes)):
+        above = [v for v in out.vertebrae if (v.centroid_lps - plane.center_lps) @ plane.normal_lps < 0]
+        below = [v for v in out.vertebrae if (v.centroid_lps - plane.center_lps) @ plane.normal_lps > 0]
+        name = _disc_name(above, below, n_from_bottom)
+        label = DISC_LABELS.get(name, DISC_LABELS["L5-S"] if name.endswith("-S") else 0)
+        box = disc_objs[i - 1]
+        mask = disc_mask(i)
+        conf = base_conf * (0.9 if not (above and below) else 1.0)
+        if prob is not None:
+            conf *= float(np.clip(prob[box][mask].mean(), 0.0, 1.0))
+        labels[box][mask] = label
+        out.discs.insert(
+            0, Instance(name, label, plane.center_lps, int(mask.sum()), round(conf, 3), "disc", plane=plane)
+        )
+    _check_merged_discs(out)
+    _check_transitional(out, has_sacrum)
+    return out

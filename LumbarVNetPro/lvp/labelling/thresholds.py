@@ -1,0 +1,39 @@
+"""Tuning constants of the level labelling (sizes in mm and mm³, ratios), each with its reason.
+
+Read by name by the modules of :mod:`lvp.labelling` that use them (and re-exported there).
+"""
+
+
+MIN_DISC_MM3 = 150.0  # smaller disc components are fragments
+MIN_VERTEBRA_MM3 = 800.0
+SACRUM_LENGTH_RATIO = 1.4
+THORACIC_DEPTH_RATIO = 0.88  # a body shallower than this fraction of L3-L5 looks thoracic
+RUDIMENTARY_DISC_RATIO = 0.4  # lumbosacral disc volume / L4-L5 disc volume
+# A disc lies in front of the canal: its centre within these offsets (mm) of the canal's centre
+# line at the same height; anything else the network called disc is not an intervertebral disc.
+DISC_MAX_LR_MM = 30.0
+DISC_MAX_ANTERIOR_MM = 75.0
+DISC_MAX_POSTERIOR_MM = 10.0
+# Bone this far from the canal line (mm) is not part of the spine (vertebrae reach ~50 mm in
+# front of the canal, ~70 mm behind it with the spinous process and ~45 mm to each side).
+BONE_MAX_LR_MM = 50.0
+BONE_MAX_ANTERIOR_MM = 80.0
+BONE_MAX_POSTERIOR_MM = 90.0
+DISC_BEYOND_CANAL_MM = 100.0  # the canal may be segmented only part of the way down
+BONE_BEYOND_CANAL_MM = 80.0
+BODY_BEHIND_CANAL_CENTRE_MM = 8.0  # bone this far in front of the canal's centre is body
+FRAGMENT_JOIN_MM = 20.0  # a small disc fragment farther than this from every disc is dropped
+SAME_LEVEL_RATIO = 0.45  # two discs closer than this fraction of the median spacing: one disc
+# A small disc (below this fraction of the median disc) squeezed between two others (both gaps
+# below SQUEEZED_RATIO of the spacing) is a fragment inside a vertebra, not a level.
+SMALL_DISC_RATIO = 0.3
+SQUEEZED_RATIO = 0.7
+STRAY_DISC_RATIO = 2.2  # a small disc this many spacings beyond the end of the chain is not a level
+MISSING_DISC_RATIO = 1.65  # a gap this many times the neighbouring spacings hides missed disc(s)
+# Two discs with a vertebra between them: at least this fraction of the segment joining their
+# centres is bone (pieces of one disc have disc or nothing between them).
+BONE_BETWEEN_RATIO = 0.3
+# A disc at least this many times as thick as the median of the others is probably two discs
+# merged (``merged_disc``): the names of the levels above it are not trusted.
+MERGED_DISC_THICKNESS_RATIO = 1.75
+MERGED_DISC_CONFIDENCE = 0.4

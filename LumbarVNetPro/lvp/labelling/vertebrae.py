@@ -1,0 +1,51 @@
+"""Vertebrae: the side of a disc plane a bone point lies on, and the depth of a vertebral body."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lvp.planes import DiscPlane
+
+
+def _below_disc(pts: np.ndarray, plane: DiscPlane, inferior: np.ndarray) -> np.ndarray:
+    """Signed distance of points below a disc (positive = inferior), with the plane bent flat.
+
+    Within the disc's anteroposterior extent the distance is taken from the fitted plane; beyond
+    it, from the disc's edge along the image's inferior axis. A tilted L5-S plane extended
+    posteriorly would otherwise climb into the level above and cut through posterior elements.
+    """
+    w = pts - plane.center_lps.astype(np.float32)
+    v = plane.axis_v_lps.astype(np.float32)
+    vc = w @ v
+    half = np.float32(plane.extent_v_mm / 2)
+    vcl = np.clip(vc, -half, half)
+    inside = w @ plane.normal_lps.astype(np.float32)
+    outside = (w - vcl[:, None] * v) @ inferior.astype(np.float32)
+    return np.where(vc == vcl, inside, outside)
+
+
+def _body_depth(vert: np.ndarray, canal: np.ndarray, spacing: tuple[float, float, float]) -> float:
+    """AP depth (mm) of a vertebral body: the anterior run of bone in the central rows/slices.
+
+    Works on the canonical grid (AP = axis 2): for each sagittal row through the middle third of
+    the bone's height, the first contiguous run of bone from the anterior is the body (the canal
+    or a gap ends it); the median run over rows is the depth.
+    """
+    if not vert.any():
+        return float("nan")
+    lr = np.nonzero(vert.any(axis=(1, 2)))[0]
+    si = np.nonzero(vert.any(axis=(0, 2)))[0]
+    k0 = (lr[0] + lr[-1]) // 2
+    r0, r1 = si[0] + (si[-1] - si[0]) // 3, si[-1] - (si[-1] - si[0]) // 3 + 1
+    ks = slice(max(k0 - 1, 0), min(k0 + 2, vert.shape[0]))
+    lines = vert[ks, r0:r1].reshape(-1, vert.shape[2])
+    cont = (lines & ~canal[ks, r0:r1].reshape(-1, vert.shape[2]))
+    has = lines.any(axis=1)
+    if not has.any():
+        return float("nan")
+    lines, cont = lines[has], cont[has]
+    start = lines.argmax(axis=1)
+    j = np.arange(lines.shape[1])[None, :]
+    stop_mask = ~cont & (j > start[:, None])
+    stop = np.where(stop_mask.any(axis=1), stop_mask.argmax(axis=1) - 1, lines.shape[1] - 1)
+    return float(np.median((stop - start + 1) * spacing[2]))
