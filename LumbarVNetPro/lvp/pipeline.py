@@ -302,6 +302,26 @@ def _check_spine(semantic: np.ndarray, path: Path) -> None:
                          "spine MRI? (LVP reads sagittal T2-weighted lumbar spine series)")
 
 
+# A lumbar spine read shows a chain of discs along a spinal canal. Fewer discs or almost no canal
+# means the network found fragments in something else (a non-spine or unusable image): refuse it
+# rather than name two blobs "L4-L5" and "L5-S". An 80 mm cranio-caudal field of view (the
+# smallest the reader accepts) already holds three lumbar discs.
+MIN_DISCS = 3
+MIN_CANAL_MM3 = 2000.0
+
+
+def _check_lumbar_chain(lab: Any, semantic: np.ndarray, volume: Volume, path: Path) -> None:
+    n_discs = len(getattr(lab, "discs", []) or [])
+    canal_mm3 = float(np.count_nonzero(semantic == CANAL)) * float(np.prod(volume.spacing))
+    if n_discs < MIN_DISCS or canal_mm3 < MIN_CANAL_MM3:
+        raise InputError(
+            f"{path}: no lumbar spine was recognised ({n_discs} disc-like structure(s), "
+            f"{canal_mm3:.0f} mm³ of spinal canal; a lumbar series shows at least {MIN_DISCS} discs along "
+            "the canal). Is this a sagittal T2 lumbar spine MRI? If it is, it is outside what the model "
+            "can read: grade it manually"
+        )
+
+
 def make_segmenter(model_dir: str | Path | None = None, device: str = "auto") -> Any:
     """Load the network once (a batch reuses it for every case)."""
     from lvp.segmenter import Segmenter  # imported late: loading torch/onnxruntime takes a while
@@ -361,6 +381,8 @@ def run_inference(input_path: str | Path, out_dir: str | Path, *, axial: str | P
         if not getattr(lab, "vertebrae", None) and not getattr(lab, "discs", None):
             raise InputError(f"{input_path}: no vertebral level could be identified; is this a sagittal lumbar "
                              "spine MRI?")
+        if given is None:  # a reader's own label map is taken as it is
+            _check_lumbar_chain(lab, semantic, volume, input_path)
     meas = stages.run("measure", lambda: _measure(volume, lab))
     grades = stages.run("grade", lambda: _grade(meas))
     scan = stages.run("planes", lambda: _planes(volume, lab))

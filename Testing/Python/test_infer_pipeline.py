@@ -130,3 +130,20 @@ def test_a_failing_stage_gives_a_partial_report(sample_case, mask_path, tmp_path
     assert (tmp_path / "segmentation.nii.gz").is_file()
     page = (tmp_path / "report.html").read_text()
     assert "PARTIAL RESULT" in page and "measure" in page
+
+
+def test_network_on_a_non_spine_volume_is_refused(tmp_path):
+    """A head-like volume: the network finds a few spine-like blobs, which must not become levels."""
+    rng = np.random.default_rng(0)
+    lr, si, ap = np.meshgrid(np.arange(20), np.arange(240), np.arange(220), indexing="ij")
+    inside = ((lr - 10) / 30) ** 2 + ((si - 120) / 100) ** 2 + ((ap - 110) / 90) ** 2 < 1
+    arr = np.where(inside, 120 + 60 * np.sin(si / 9) * np.cos(ap / 13), 5) + rng.normal(0, 8, inside.shape)
+    img = sitk.GetImageFromArray(np.clip(arr, 0, None).astype(np.float32))
+    img.SetSpacing((1.0, 1.0, 3.0))
+    img.SetDirection((0, 0, 1, 1, 0, 0, 0, -1, 0))  # sagittal: x -> P, y -> I, z -> L
+    path = tmp_path / "head.nii.gz"
+    sitk.WriteImage(img, str(path))
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="no lumbar spine was recognised"):
+        run_inference(path, out, device="cpu")
+    assert not out.exists() or not any(out.iterdir())
