@@ -52,6 +52,8 @@ class GradeRow:
     measurement: str = ""
     value: float | None = None
     reader_grade: int | None = None
+    # The level the AI graded this row as, when the reader renamed the level (None: ``level``).
+    ai_level: str | None = None
 
     @property
     def decision(self) -> str | None:
@@ -74,7 +76,10 @@ class GradeRow:
     @classmethod
     def from_dict(cls, data: dict) -> GradeRow:
         """Inverse of :meth:`to_dict` (the decision is derived, so it is ignored)."""
-        fields = {k: data.get(k) for k in ("level", "pathology", "ai_grade", "confidence", "value", "reader_grade")}
+        fields = {
+            k: data.get(k)
+            for k in ("level", "pathology", "ai_grade", "confidence", "value", "reader_grade", "ai_level")
+        }
         return cls(measurement=data.get("measurement") or "", **fields)
 
 
@@ -156,6 +161,10 @@ def apply_recompute(
         if not follows:
             row.reader_grade = before.reader_grade
         moved = before.level != row.level
+        # Keep the level the AI first graded the row as, across renames (the reading database
+        # pairs the reader's grade with the AI grade shown at that level).
+        origin = before.ai_level or before.level
+        row.ai_level = origin if origin != row.level else None
         if moved or before.ai_grade != row.ai_grade or before.value != row.value:
             changes.append(
                 GradeChange(

@@ -85,8 +85,10 @@ class ReadingSession:
             rows = manual_rows(levels)
         else:
             rows = self._ai_rows(read.ai_results or [], report)
-        by_key = {row.key: row for row in rows}
         # Resume: the database draft first, then the local backup (it may hold the last changes).
+        if read.arm != MANUAL and read.grades:
+            rows = self._resume_ai_rows(rows, read.grades)
+        by_key = {row.key: row for row in rows}
         for grade in read.grades:
             row = by_key.get((grade.level, grade.pathology))
             if row is None:
@@ -110,6 +112,25 @@ class ReadingSession:
             resumed=bool(read.grades or local),
         )
         return self.current
+
+    @staticmethod
+    def _resume_ai_rows(rows: list[GradeRow], grades: list) -> list[GradeRow]:
+        """The AI rows as the draft left them: renamed levels under their new name.
+
+        In the AI-assisted arm every row is in the draft once one is saved (reader grades start at
+        the AI grade), so an AI row no draft entry claims, by level or by ``ai_level``, was
+        renamed or gone on a Recompute and is not shown again.
+        """
+        by_ai_key = {row.key: row for row in rows}
+        kept = []
+        for grade in grades:
+            row = by_ai_key.pop((grade.ai_level or grade.level, grade.pathology), None)
+            if row is None:
+                continue
+            if grade.ai_level:
+                row.level, row.ai_level = grade.level, grade.ai_level
+            kept.append(row)
+        return kept
 
     @staticmethod
     def _ai_rows(ai_results: list, report: dict | None) -> list[GradeRow]:
@@ -165,7 +186,8 @@ class ReadingSession:
         self._write_local(current)
         graded = [row for row in current.rows if row.reader_grade is not None]
         if graded:
-            self.db.save_draft(self.reader, current.reading_id, self._grades(graded))
+            # The whole draft: entries of a level renamed or gone on Recompute are dropped.
+            self.db.save_draft(self.reader, current.reading_id, self._grades(graded), replace=True)
 
     def submit(self):  # noqa: ANN201 - OpenRead
         """Submit the current read (every row must be graded); returns the submitted read."""
@@ -175,7 +197,7 @@ class ReadingSession:
             shown = ", ".join(f"{lvl} {p}" for lvl, p in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise ReadingError(f"grade every row before submitting; missing: {shown}{more}")
-        submitted = self.db.submit(self.reader, current.reading_id, self._grades(current.rows))
+        submitted = self.db.submit(self.reader, current.reading_id, self._grades(current.rows), replace=True)
         local = self._local_path(current.reading_id)
         if local is not None:
             local.unlink(missing_ok=True)
@@ -192,7 +214,9 @@ class ReadingSession:
     def _grades(rows: list[GradeRow]) -> list:
         from lvp.readingdb import Grade
 
-        return [Grade(r.level, r.pathology, int(r.reader_grade), r.value) for r in rows]
+        # ai_level only in the AI arm's rows (manual rows never carry one): the database pairs the
+        # grade with the AI grade shown at the level the AI graded, before the reader's rename.
+        return [Grade(r.level, r.pathology, int(r.reader_grade), r.value, r.ai_level) for r in rows]
 
     def _local_path(self, readingId: int) -> Path | None:
         if self.draftDir is None:

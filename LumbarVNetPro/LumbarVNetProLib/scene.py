@@ -28,6 +28,8 @@ LABEL_VALUE_TAG = "LVP.LabelValue"
 # Node attribute marking every node this module made for a case (removed on case change).
 CASE_ATTRIBUTE = "LVP.Case"
 ROLE_ATTRIBUTE = "LVP.Role"
+# The ID of the input volume an analysis result belongs to (a re-run replaces that volume's result).
+VOLUME_ATTRIBUTE = "LVP.InputVolume"
 TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
 ANATOMY_CONTEXT = "Anatomic codes - DICOM master list"
 
@@ -294,11 +296,13 @@ def subject_item(scene, node, parent: int = 0) -> int:  # noqa: ANN001 - MRML ob
     return item or sh.CreateItem(parent or sh.GetSceneItemID(), node)
 
 
-def _place(scene, node, parent: int, caseKey: str, role: str) -> None:  # noqa: ANN001 - MRML objects
+def _place(scene, node, parent: int, caseKey: str, role: str, volumeId: str = "") -> None:  # noqa: ANN001 - MRML objects
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     sh.SetItemParent(subject_item(scene, node, parent), parent)
     node.SetAttribute(CASE_ATTRIBUTE, caseKey)
     node.SetAttribute(ROLE_ATTRIBUTE, role)
+    if volumeId:
+        node.SetAttribute(VOLUME_ATTRIBUTE, volumeId)
 
 
 def load_report(outputDir: Path) -> dict:
@@ -332,12 +336,15 @@ def import_result(scene, outputDir: Path, inputVolume, caseKey: str = "", showPl
     parent = study_item_of(scene, inputVolume) if inputVolume is not None else 0
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     parent = parent or sh.GetSceneItemID()
-    _place(scene, nodes.segmentation, parent, caseKey, "segmentation")
-    _place(scene, nodes.levelLabels, parent, caseKey, "levels")
-    _place(scene, nodes.gradeTable, parent, caseKey, "grades")
+    volumeId = inputVolume.GetID() if inputVolume is not None else ""
+    _place(scene, nodes.segmentation, parent, caseKey, "segmentation", volumeId)
+    _place(scene, nodes.levelLabels, parent, caseKey, "levels", volumeId)
+    _place(scene, nodes.gradeTable, parent, caseKey, "grades", volumeId)
     nodes.planesFolderItem = sh.CreateFolderItem(parent, f"{base} LVP scan planes")
+    sh.SetItemAttribute(nodes.planesFolderItem, CASE_ATTRIBUTE, caseKey)
+    sh.SetItemAttribute(nodes.planesFolderItem, VOLUME_ATTRIBUTE, volumeId)
     for plane in nodes.scanPlanes:
-        _place(scene, plane, nodes.planesFolderItem, caseKey, "scan_plane")
+        _place(scene, plane, nodes.planesFolderItem, caseKey, "scan_plane", volumeId)
     nodes.resultDir = outputDir
     return nodes
 
@@ -364,8 +371,9 @@ def update_from_report(scene, nodes: CaseNodes, report: dict, caseKey: str = "")
         scene.RemoveNode(plane)
     nodes.scanPlanes = add_scan_planes(scene, report, visible=visible)
     if nodes.planesFolderItem:
+        volumeId = (nodes.segmentation.GetAttribute(VOLUME_ATTRIBUTE) or "") if nodes.segmentation else ""
         for plane in nodes.scanPlanes:
-            _place(scene, plane, nodes.planesFolderItem, caseKey, "scan_plane")
+            _place(scene, plane, nodes.planesFolderItem, caseKey, "scan_plane", volumeId)
 
 
 def segment_id_for_value(segmentation, value: int) -> str | None:  # noqa: ANN001 - vtkMRMLSegmentationNode
@@ -439,6 +447,40 @@ def remove_case_nodes(scene, caseKey: str) -> int:  # noqa: ANN001 - vtkMRMLScen
             doomed.append(node)
     for node in doomed:
         scene.RemoveNode(node)
+    return len(doomed)
+
+
+def remove_volume_results(scene, inputVolume, caseKey: str = "") -> int:  # noqa: ANN001 - MRML objects
+    """Remove the result nodes (and scan-plane folder) of ``caseKey`` loaded for ``inputVolume``.
+
+    A second *Run analysis* on the same volume calls this first, so it replaces the previous
+    result instead of adding a second set; results of other volumes and reading cases stay.
+    Returns how many nodes were removed.
+    """
+    volumeId = inputVolume.GetID() if inputVolume is not None else ""
+    if not volumeId:
+        return 0
+    doomed = []
+    for index in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(index)
+        if (
+            node.GetAttribute(CASE_ATTRIBUTE) == caseKey
+            and node.GetAttribute(ROLE_ATTRIBUTE)
+            and node.GetAttribute(VOLUME_ATTRIBUTE) == volumeId
+        ):
+            doomed.append(node)
+    for node in doomed:
+        scene.RemoveNode(node)
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    items = vtk.vtkIdList()
+    sh.GetItemChildren(sh.GetSceneItemID(), items, True)
+    folders = [items.GetId(i) for i in range(items.GetNumberOfIds())]
+    for item in folders:
+        if (
+            sh.GetItemAttribute(item, VOLUME_ATTRIBUTE) == volumeId
+            and sh.GetItemAttribute(item, CASE_ATTRIBUTE) == caseKey
+        ):
+            sh.RemoveItem(item)  # the scan-plane folder (its planes were removed above)
     return len(doomed)
 
 

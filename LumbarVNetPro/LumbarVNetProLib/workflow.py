@@ -102,8 +102,9 @@ class Workplace:
     def poll(self, inputVolume=None, showPlanes: bool = False) -> PollResult:  # noqa: ANN001
         """Progress of the running analysis; when it has ended, load its result (or say why not).
 
-        DONE: the result is in the scene (:attr:`nodes`) and :attr:`rows` hold its grades, reader
-        grades starting at the AI grade. A cancelled or failed run loads nothing.
+        DONE: the result is in the scene (:attr:`nodes`), replacing the previous result of the same
+        volume, and :attr:`rows` hold its grades, reader grades starting at the AI grade. A
+        cancelled or failed run loads nothing (and removes nothing).
         """
         if self.job is None:
             return PollResult(CANCELLED)
@@ -117,6 +118,8 @@ class Workplace:
             return PollResult(CANCELLED, stage, progress)
         try:
             report = self.logic.finishInference(job)
+            # A re-run on the same volume replaces its previous result (not a second set of nodes).
+            lvpscene.remove_volume_results(self.logic.scene, inputVolume)
             self.nodes = self.logic.loadResult(job.outputDir, inputVolume, "", showPlanes)
         except (ProcessFailed, ValueError, OSError, RuntimeError) as err:
             return PollResult(FAILED, stage, progress, str(err))

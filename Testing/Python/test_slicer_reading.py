@@ -142,3 +142,47 @@ def test_unfinished_read_survives_a_crash_as_draft(db, tmp_path):
     assert resumed.reading_id == read.reading_id and resumed.resumed
     grades = {r.key: r.reader_grade for r in resumed.rows}
     assert grades[("L4-L5", "herniation")] == 3 and grades[("L5-S", "pfirrmann")] == 5
+
+
+def test_renamed_level_survives_resume_and_submits_with_the_ai_grade_shown(db, tmp_path):
+    """Recompute renames L4-L5 to L3-L4: resume and submit pair the reader's grade with the AI's L4-L5 grade."""
+    from LumbarVNetProLib.grades import apply_recompute
+    from LumbarVNetProLib.reading import ReadingSession
+
+    url = str(db.engine.url)
+    session = ReadingSession(db, "r1")  # no local backup: the database draft alone must do
+    ai_item = next(i for i in session.worklist() if i.arm == "ai_assisted")
+    current = session.start(ai_item.assignment_id)
+    session.set_grade("L4-L5", "herniation", 3)  # AI said 2: modified
+    # The reader renames the disc in the Segment Editor; the re-graded report names it L3-L4.
+    report = {"levels": [{"level": "L3-L4", "grades": {"herniation": {"grade": 1, "value": 3.0},
+                                                       "canal_stenosis": {"grade": 1, "value": 90.0}}}]}
+    rows, _changes = apply_recompute(current.rows, report, {"L4-L5": "L3-L4"})
+    session.replace_rows(rows)
+    db.close()
+
+    reopened = ReadingDB(url)
+    try:
+        resumed = ReadingSession(reopened, "r1").start(ai_item.assignment_id)
+        assert resumed.resumed
+        rows = {r.key: r for r in resumed.rows}
+        assert set(rows) == {("L3-L4", "herniation"), ("L3-L4", "canal_stenosis")}  # no stale L4-L5 row
+        assert (rows[("L3-L4", "herniation")].ai_grade, rows[("L3-L4", "herniation")].reader_grade) == (2, 3)
+        assert rows[("L3-L4", "herniation")].decision == "modified"
+        assert rows[("L3-L4", "canal_stenosis")].ai_grade == 1 and rows[("L3-L4", "canal_stenosis")].ai_level == "L4-L5"
+        session = ReadingSession(reopened, "r1")
+        session.start(ai_item.assignment_id)
+        done = session.submit()
+        assert {(g.level, g.pathology, g.grade, g.ai_level) for g in done.grades} == {
+            ("L3-L4", "herniation", 3, "L4-L5"),
+            ("L3-L4", "canal_stenosis", 1, "L4-L5"),
+        }
+        audits = [a["new"] for a in reopened.audit_trail("grade_entry") if a["new"] is not None]
+        shown = {(a["level"], a["pathology"]): (a["ai_grade_shown"], a["ai_decision"]) for a in audits}
+        assert shown[("L3-L4", "herniation")] == (2, "modified")
+        assert shown[("L3-L4", "canal_stenosis")] == (1, "accepted")
+        deleted = [a for a in reopened.audit_trail("grade_entry") if a["action"] == "delete_grade"]
+        assert {(a["old"]["level"], a["old"]["pathology"]) for a in deleted} == {("L4-L5", "herniation"),
+                                                                               ("L4-L5", "canal_stenosis")}
+    finally:
+        reopened.close()

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import vtk
 from slicer_helpers import SAMPLE_DIR, slicer
 
 from lvp.readingdb import AIGrade, ReadingDB, admin
@@ -103,6 +104,51 @@ def test_run_polls_progress_then_loads_result_and_its_rows(scene_with_sample, re
     # The panel's grade table gets the result's rows (reader grades start at the AI grade).
     assert ("L4-L5", "herniation") in {r.key for r in place.rows}
     assert all(r.reader_grade == r.ai_grade for r in place.rows)
+
+
+def test_second_run_on_the_same_volume_replaces_its_result(scene_with_sample, reference_result, tmp_path):
+    """Run analysis twice on one volume: one set of result nodes, the second run's."""
+    from LumbarVNetProLib import scene as lvpscene
+    from LumbarVNetProLib.workflow import DONE
+
+    scene, volume, _ = scene_with_sample
+    place = _workplace(scene, FakeRunner(reference_result))
+
+    def result_nodes():
+        found = []
+        for i in range(scene.GetNumberOfNodes()):
+            node = scene.GetNthNode(i)
+            if node.GetAttribute(lvpscene.ROLE_ATTRIBUTE):
+                found.append((node.GetAttribute(lvpscene.ROLE_ATTRIBUTE), node.GetID()))
+        return found
+
+    def folders():
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+        ids = vtk.vtkIdList()
+        sh.GetItemChildren(sh.GetSceneItemID(), ids, True)
+        return [sh.GetItemName(ids.GetId(i)) for i in range(ids.GetNumberOfIds())
+                if sh.GetItemName(ids.GetId(i)).endswith("LVP scan planes")]
+
+    place.startRun(_params(volume, outputFolder=tmp_path / "one"))
+    assert place.poll(volume).state == DONE
+    first = result_nodes()
+    roles = sorted(role for role, _ in first)
+    assert roles.count("segmentation") == 1 and roles.count("grades") == 1 and roles.count("levels") == 1
+    first_seg = place.nodes.segmentation.GetID()
+    place.startRun(_params(volume, outputFolder=tmp_path / "two"))
+    assert place.poll(volume).state == DONE
+    second = result_nodes()
+    assert sorted(role for role, _ in second) == roles  # same set of roles, once each
+    assert not {node_id for _, node_id in first} & {node_id for _, node_id in second}  # all replaced
+    assert scene.GetNodeByID(first_seg) is None and place.nodes.segmentation.GetID() != first_seg
+    assert len(folders()) == 1
+    # A reading case's nodes (another case key) are not an analysis result: they stay.
+    kept = scene.AddNewNodeByClass("vtkMRMLTableNode", "read grades")
+    kept.SetAttribute(lvpscene.CASE_ATTRIBUTE, "case-001")
+    kept.SetAttribute(lvpscene.ROLE_ATTRIBUTE, "grades")
+    kept.SetAttribute(lvpscene.VOLUME_ATTRIBUTE, volume.GetID())
+    assert lvpscene.remove_volume_results(scene, volume) == len(second)
+    assert result_nodes() == [("grades", kept.GetID())]
 
 
 def test_run_refuses_bad_settings_and_reports_failure_and_cancel(scene_with_sample, reference_result, tmp_path):

@@ -178,6 +178,8 @@ class GradeEntry(Base):
     measurement: Mapped[float | None] = mapped_column(Float, nullable=True)
     ai_grade_shown: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ai_decision: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # The level the AI graded this row as, when the reader renamed the level (AI arm; else NULL).
+    ai_level: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
 
 class ReferenceGrade(Base):

@@ -37,12 +37,17 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class Grade:
-    """A reader's grade of one pathology at one level, with an optional measurement (mm)."""
+    """A reader's grade of one pathology at one level, with an optional measurement (mm).
+
+    ``ai_level``: the level name the AI graded this row as, when the reader renamed the level
+    (AI-assisted arm only); the AI grade shown is then the AI's grade at ``ai_level``.
+    """
 
     level: str
     pathology: str
     grade: int
     measurement: float | None = None
+    ai_level: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ def audit(sess: Session, actor: str, action: str, entity: str, entity_id: int | 
 
 
 def _entry_dict(e: GradeEntry) -> dict:
-    return {
+    data = {
         "level": e.level,
         "pathology": e.pathology,
         "grade": e.reader_grade,
@@ -115,6 +120,9 @@ def _entry_dict(e: GradeEntry) -> dict:
         "ai_grade_shown": e.ai_grade_shown,
         "ai_decision": e.ai_decision,
     }
+    if e.ai_level is not None:  # a level the reader renamed (AI arm)
+        data["ai_level"] = e.ai_level
+    return data
 
 
 class ReadingDB(Database):
@@ -239,7 +247,7 @@ class ReadingDB(Database):
             select(GradeEntry).where(GradeEntry.reading_id == rd.id).order_by(GradeEntry.level,
                                                                                GradeEntry.pathology)
         )
-        grades = [Grade(e.level, e.pathology, e.reader_grade, e.measurement) for e in entries]
+        grades = [Grade(e.level, e.pathology, e.reader_grade, e.measurement, e.ai_level) for e in entries]
         ai = self._ai_for_case(sess, case.id) if rd.arm == "ai_assisted" else None
         return OpenRead(rd.id, asg.id, rd.arm, case.case_key, case.image_ref, rd.version, rd.status,
                         rd.started_at, rd.submitted_at, rd.duration_s, grades, ai)
@@ -299,30 +307,48 @@ class ReadingDB(Database):
                 raise DatabaseError(f"AI output is not available for assignment {assignment_id} (manual arm)")
             return self._ai_for_case(sess, asg.case_id)
 
-    def _write_grades(self, sess: Session, actor: str, rd: Reading, grades: Iterable[Grade]) -> int:
-        """Insert or update the read's grade entries; the AI grade shown is taken from the database."""
+    def _write_grades(self, sess: Session, actor: str, rd: Reading, grades: Iterable[Grade],
+                      replace: bool = False) -> int:
+        """Insert or update the read's grade entries; the AI grade shown is taken from the database.
+
+        The AI grade shown is the AI's grade at the entry's ``ai_level`` when the reader renamed
+        the level, else at its level. ``replace``: entries of the read not in ``grades`` are
+        deleted (a level renamed or gone on Recompute), each deletion audited.
+        """
         asg = sess.get(Assignment, rd.assignment_id)
         ai = {}
         if rd.arm == "ai_assisted":
             ai = {(a.level, a.pathology): a.grade for a in self._ai_for_case(sess, asg.case_id)}
         n = 0
+        written = set()
         for g in grades:
             grade = check_grade(g.pathology, g.grade)
             level = g.level.strip()
             if not level:
                 raise DatabaseError("a grade needs a level, e.g. 'L4-L5'")
-            shown = ai.get((level, g.pathology))
+            ai_level = (g.ai_level or "").strip() or None
+            if ai_level == level:
+                ai_level = None
+            if ai_level is not None:
+                if rd.arm != "ai_assisted":
+                    raise DatabaseError("a manual-arm grade has no AI level")
+                if (ai_level, g.pathology) not in ai:
+                    raise DatabaseError(f"no AI grade of {g.pathology} at level {ai_level!r} to rename from")
+            shown = ai.get((ai_level or level, g.pathology))
             decision = None if shown is None else ("accepted" if shown == grade else "modified")
+            written.add((level, g.pathology))
             entry = sess.scalar(
                 select(GradeEntry).where(GradeEntry.reading_id == rd.id, GradeEntry.level == level,
                                          GradeEntry.pathology == g.pathology)
             )
             new = {"level": level, "pathology": g.pathology, "grade": grade, "measurement": g.measurement,
                    "ai_grade_shown": shown, "ai_decision": decision}
+            if ai_level is not None:
+                new["ai_level"] = ai_level
             if entry is None:
                 entry = GradeEntry(reading_id=rd.id, arm=rd.arm, level=level, pathology=g.pathology,
                                    reader_grade=grade, measurement=g.measurement, ai_grade_shown=shown,
-                                   ai_decision=decision)
+                                   ai_decision=decision, ai_level=ai_level)
                 sess.add(entry)
                 sess.flush()
                 audit(sess, actor, "grade", "grade_entry", entry.id, None, new, at=self.clock())
@@ -331,28 +357,43 @@ class ReadingDB(Database):
                 if old != new:
                     entry.reader_grade, entry.measurement = grade, g.measurement
                     entry.ai_grade_shown, entry.ai_decision = shown, decision
+                    entry.ai_level = ai_level
                     sess.flush()
                     audit(sess, actor, "grade", "grade_entry", entry.id, old, new, at=self.clock())
             n += 1
+        if replace:
+            stale = [e for e in sess.scalars(select(GradeEntry).where(GradeEntry.reading_id == rd.id))
+                     if (e.level, e.pathology) not in written]
+            for entry in stale:
+                old = _entry_dict(entry)
+                sess.delete(entry)
+                sess.flush()
+                audit(sess, actor, "delete_grade", "grade_entry", entry.id, old, None, at=self.clock())
         return n
 
-    def save_draft(self, reader: str, reading_id: int, grades: Iterable[Grade]) -> int:
-        """Save (insert or update) grades of a draft read; committed at once. Returns how many."""
+    def save_draft(self, reader: str, reading_id: int, grades: Iterable[Grade], replace: bool = False) -> int:
+        """Save (insert or update) grades of a draft read; committed at once. Returns how many.
+
+        ``replace``: ``grades`` are the whole draft; entries not among them are deleted (audited).
+        """
         with self.session() as sess:
             rdr = self._reader(sess, reader)
             rd = self._reading(sess, rdr, reading_id, lock=True)
             if rd.status != "draft":
                 raise DatabaseError(f"read {reading_id} is submitted and immutable; submit a correction")
-            return self._write_grades(sess, reader, rd, grades)
+            return self._write_grades(sess, reader, rd, grades, replace)
 
-    def submit(self, reader: str, reading_id: int, grades: Iterable[Grade] = ()) -> OpenRead:
-        """Save the last ``grades`` and submit the read: records the duration and makes it immutable."""
+    def submit(self, reader: str, reading_id: int, grades: Iterable[Grade] = (), replace: bool = False) -> OpenRead:
+        """Save the last ``grades`` and submit the read: records the duration and makes it immutable.
+
+        ``replace``: ``grades`` are the whole read; draft entries not among them are deleted first.
+        """
         with self.session() as sess:
             rdr = self._reader(sess, reader)
             rd = self._reading(sess, rdr, reading_id, lock=True)
             if rd.status != "draft":
                 raise DatabaseError(f"read {reading_id} is already submitted")
-            self._write_grades(sess, reader, rd, grades)
+            self._write_grades(sess, reader, rd, grades, replace)
             n = sess.scalar(select(func.count()).where(GradeEntry.reading_id == rd.id))
             if not n:
                 raise DatabaseError(f"read {reading_id} has no grades; nothing to submit")
@@ -396,7 +437,8 @@ class ReadingDB(Database):
             sess.add(new)
             sess.flush()
             previous = sess.scalars(select(GradeEntry).where(GradeEntry.reading_id == old.id)).all()
-            carried = {(e.level, e.pathology): Grade(e.level, e.pathology, e.reader_grade, e.measurement)
+            carried = {(e.level, e.pathology): Grade(e.level, e.pathology, e.reader_grade, e.measurement,
+                                                     e.ai_level)
                        for e in previous}
             for g in grades:
                 carried[(g.level.strip(), g.pathology)] = g
