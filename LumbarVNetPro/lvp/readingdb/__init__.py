@@ -12,6 +12,8 @@ to the newest version on opening (Alembic, programmatic)::
     read = db.start_read("dr_a", items[0].assignment_id)  # draft + start time; read.ai_results is None
                                                           # in the manual arm, the AI grades in ai_assisted
     db.save_draft("dr_a", read.reading_id, [Grade("L4-L5", "herniation", 2)])  # committed: survives crashes
+    # A level the reader renamed keeps the AI grade it was shown: Grade(..., ai_level="L5-S");
+    # replace=True drops draft entries not in the list (each deletion is audited).
     db.submit("dr_a", read.reading_id)                    # duration recorded, read immutable
     db.correct("dr_a", read.reading_id, [Grade("L4-L5", "herniation", 3)], reason="missed extrusion")
     db.ai_results("dr_a", assignment_id)                  # DatabaseError for a manual-arm assignment
