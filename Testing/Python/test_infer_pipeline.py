@@ -7,6 +7,7 @@ tests skip until those modules exist.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -86,6 +87,9 @@ def test_report_levels_and_structures_agree_with_the_segmentation(sample_run):
     assert "data:image/png;base64," in page
     for lv in report["levels"]:
         assert lv["level"] in page
+    # The page states the run time (written before the final total, so at most that).
+    shown = re.search(r"Total time</td><td>([0-9.]+) s", page)
+    assert shown and 0 < float(shown.group(1)) <= report["timings_s"]["total"] + 0.005  # shown to 0.01 s
 
 
 def test_non_spine_volume_is_an_input_error_and_writes_nothing(sample_case, tmp_path):
