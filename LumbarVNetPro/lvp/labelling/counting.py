@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from lvp.labelling.thresholds import RUDIMENTARY_DISC_RATIO, SACRUM_LENGTH_RATIO, THORACIC_DEPTH_RATIO
+from lvp.labelling.thresholds import (
+    RUDIMENTARY_DISC_RATIO,
+    SACRUM_LENGTH_RATIO,
+    THORACIC_DEPTH_RATIO,
+    TRANSITIONAL_CONFIDENCE,
+)
 from lvp.labelling.types import Instance, Labelling
 from lvp.labels import disc_name_between
 from lvp.planes import DiscPlane
@@ -63,6 +68,11 @@ def _disc_name(above: list[Instance], below: list[Instance], n_from_bottom: int)
     return disc_name_between(upper, lower)
 
 
+def _cap_confidence(out: Labelling, cap: float) -> None:
+    for inst in (*out.vertebrae, *out.discs):
+        inst.confidence = round(min(inst.confidence, cap), 3)
+
+
 def _check_transitional(out: Labelling, has_sacrum: bool) -> None:
     """Flag transitional anatomy (see :mod:`lvp.labelling`); never renames levels."""
     if not has_sacrum:
@@ -89,10 +99,7 @@ def _check_transitional(out: Labelling, has_sacrum: bool) -> None:
 
     t12, t11, l1 = lumbar_like("T12"), lumbar_like("T11"), lumbar_like("L1")
     if t12 and t11 is False:
-        for v in out.vertebrae:
-            v.confidence = round(min(v.confidence, 0.6), 3)
-        for d in out.discs:
-            d.confidence = round(min(d.confidence, 0.6), 3)
+        _cap_confidence(out, TRANSITIONAL_CONFIDENCE)
         out.warn(
             "transitional_anatomy",
             "Six lumbar-like vertebrae above the sacrum: the one counted as T12 from the sacrum has a "
@@ -100,10 +107,7 @@ def _check_transitional(out: Labelling, has_sacrum: bool) -> None:
             "the numbering on a whole-spine localiser.",
         )
     elif l1 is False and (t12 is False or t12 is None):
-        for v in out.vertebrae:
-            v.confidence = round(min(v.confidence, 0.6), 3)
-        for d in out.discs:
-            d.confidence = round(min(d.confidence, 0.6), 3)
+        _cap_confidence(out, TRANSITIONAL_CONFIDENCE)
         out.warn(
             "transitional_anatomy",
             "Only four lumbar-like vertebrae above the sacrum: the one counted as L1 has a thoracic-"

@@ -37,3 +37,5 @@ BONE_BETWEEN_RATIO = 0.3
 # merged (``merged_disc``): the names of the levels above it are not trusted.
 MERGED_DISC_THICKNESS_RATIO = 1.75
 MERGED_DISC_CONFIDENCE = 0.4
+# Every level name is in doubt when the lumbar count is not five: cap each level's confidence.
+TRANSITIONAL_CONFIDENCE = 0.6
