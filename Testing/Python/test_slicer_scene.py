@@ -115,27 +115,6 @@ def test_grade_table_rows(scene_with_sample, reference_result):
     assert float(l45["value"]) > 0 and l45["measurement"] == "disc_volume_mm3"
 
 
-def _edit_segment(lvpscene, scene, segmentation, volume, segment_id, keep):
-    """Replace one segment's voxels by ``keep`` (a boolean array on the volume grid), as an editor would."""
-    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "edit")
-    import vtk
-    from vtk.util import numpy_support
-
-    image = vtk.vtkImageData()
-    image.SetDimensions(keep.shape[2], keep.shape[1], keep.shape[0])
-    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(keep.astype(np.uint8).ravel(), deep=True))
-    labelmap.SetAndObserveImageData(image)
-    matrix = vtk.vtkMatrix4x4()
-    volume.GetIJKToRASMatrix(matrix)
-    labelmap.SetIJKToRASMatrix(matrix)
-    oriented = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(labelmap)
-    ok = slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
-        oriented, segmentation, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE
-    )
-    assert ok
-    scene.RemoveNode(labelmap)
-
-
 def test_edited_segmentation_exports_edited_labels_by_tag(scene_with_sample, reference_result, tmp_path):
     lvpscene, scene, volume, study, nodes = _import(scene_with_sample, reference_result)
     labels = _file_labels(reference_result)
@@ -150,7 +129,9 @@ def test_edited_segmentation_exports_edited_labels_by_tag(scene_with_sample, ref
     rows = np.nonzero(disc.any(axis=(0, 2)))[0]
     keep = disc.copy()
     keep[:, : rows[len(rows) // 2], :] = False
-    _edit_segment(lvpscene, scene, nodes.segmentation, volume, disc_id, keep)
+    from LumbarVNetProLib.selftest import edit_segment
+
+    edit_segment(scene, nodes.segmentation, volume, disc_id, keep)
     # A renamed segment still exports with its own value: mapping is by tag, not by name/order.
     seg.GetSegment(disc_id).SetName("edited disc")
     out = tmp_path / "edited.nii.gz"
