@@ -22,8 +22,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check LumbarVNetPro Testing benchmarks
 
-test: $(STAMP)
-	$(BIN)/ruff check LumbarVNetPro Testing benchmarks
+test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

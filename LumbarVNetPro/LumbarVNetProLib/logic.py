@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import scene as lvpscene
-from .grades import GradeChange, GradeRow, apply_recompute, rows_from_report
+from .grades import GradeChange, GradeRow, apply_recompute
 from .models import verify_model_folder
 from .parameters import model_dir_of, validate
 from .process import ProcessFailed, ProcessRunner, ProgressCallback, RunningProcess, infer_command
@@ -217,8 +217,3 @@ class CaseLogic:
         nodes.resultDir = out
         (workDir / "recompute_changes.json").write_text(json.dumps([c.__dict__ for c in changes], indent=1))
         return new_rows, changes, report
-
-
-def ai_rows_for_report(report: dict) -> list[GradeRow]:
-    """Grade rows of a report (AI-assisted arm, reader grades starting at the AI grade)."""
-    return rows_from_report(report)

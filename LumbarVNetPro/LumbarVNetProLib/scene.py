@@ -52,11 +52,6 @@ def lps_to_ras(point) -> list[float]:  # noqa: ANN001 - any 3-sequence
     return [-float(point[0]), -float(point[1]), float(point[2])]
 
 
-def ras_to_lps(point) -> list[float]:  # noqa: ANN001 - any 3-sequence
-    """RAS millimetres to LPS millimetres."""
-    return [-float(point[0]), -float(point[1]), float(point[2])]
-
-
 def terminology_entry(value: int) -> str:
     """The serialized Slicer terminology entry (SNOMED CT) of a TotalSpineSeg label value."""
     coding = structure(value).coding

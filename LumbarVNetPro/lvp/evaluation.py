@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from lvp.datasets import Case, discover_cases, level_reference, load_case
 from lvp.labels import CANAL, DISC, VERTEBRA
+from lvp.study.agreement import wilson_ci
 
 CLASS_NAMES = {VERTEBRA: "vertebra", DISC: "disc", CANAL: "canal"}
 MATCH_MM = 15.0
@@ -125,17 +126,6 @@ def bootstrap_ci(values: list[float], seed: int = 0) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     means = v[rng.integers(0, v.size, (BOOTSTRAP, v.size))].mean(1)
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def wilson_ci(k: int, n: int) -> tuple[float, float]:
-    """Wilson 95 % interval of a proportion."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    z, p = 1.959964, k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (mid - half, mid + half)
 
 
 def summarise(cases: list[dict]) -> dict:

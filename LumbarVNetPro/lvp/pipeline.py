@@ -74,6 +74,19 @@ class SemanticResult:
     label_confidence: dict[int, float] | None = None
 
 
+def _read_on_grid(path: Path, volume: Volume, what: str) -> np.ndarray:
+    """The array of the image at ``path``, refused unless it lies on ``volume``'s voxel grid."""
+    image = read_volume(path, validate=False, require_sagittal=False)
+    if image.shape != volume.shape or not np.allclose(image.affine, volume.affine, atol=1e-3):
+        raise InputError(f"{path}: the {what} is not on the image's voxel grid "
+                         f"({what} {image.shape}, image {volume.shape})")
+    return image.array
+
+
+def _read_label_map(path: Path, volume: Volume, what: str) -> np.ndarray:
+    return np.rint(_read_on_grid(path, volume, what)).astype(np.int16)
+
+
 class MaskSegmenter:
     """A "segmenter" that returns an existing semantic mask (classes 1 vertebra, 2 disc, 3 canal).
 
@@ -89,11 +102,7 @@ class MaskSegmenter:
     def segment(self, volume: Volume) -> SemanticResult:
         """Read the mask and check it lies on the volume's grid."""
         t0 = time.perf_counter()
-        mask = read_volume(self.mask_path, validate=False, require_sagittal=False)
-        if mask.shape != volume.shape or not np.allclose(mask.affine, volume.affine, atol=1e-3):
-            raise InputError(f"{self.mask_path}: the semantic mask is not on the image's voxel grid "
-                             f"(mask {mask.shape}, image {volume.shape})")
-        semantic = mask.array.astype(np.uint8, copy=False)
+        semantic = _read_on_grid(self.mask_path, volume, "semantic mask").astype(np.uint8, copy=False)
         if semantic.max(initial=0) > CANAL:
             raise InputError(f"{self.mask_path}: a semantic mask holds only 0 background, 1 vertebra, 2 disc "
                              f"and 3 canal; it has value {int(semantic.max())}")
@@ -115,20 +124,13 @@ class LabelMapSegmenter:
         self.info = {"name": "label-map", "version": "n/a", "sha256": None, "runtime": "none",
                      "device": "cpu", "labels": str(self.labels_path)}
 
-    def _read_on_grid(self, path: Path, volume: Volume, what: str) -> np.ndarray:
-        image = read_volume(path, validate=False, require_sagittal=False)
-        if image.shape != volume.shape or not np.allclose(image.affine, volume.affine, atol=1e-3):
-            raise InputError(f"{path}: the {what} is not on the image's voxel grid "
-                             f"({what} {image.shape}, image {volume.shape})")
-        return np.rint(image.array).astype(np.int16)
-
     def segment(self, volume: Volume) -> SemanticResult:
         """Read the label map, check its grid and values; derive the semantic classes."""
         from lvp.labelling_from_labels import check_label_values, unchanged_confidences
         from lvp.labels import DISC_LABELS, VERTEBRA_LABELS
 
         t0 = time.perf_counter()
-        labels = self._read_on_grid(self.labels_path, volume, "label map")
+        labels = _read_label_map(self.labels_path, volume, "label map")
         check_label_values(labels, str(self.labels_path))
         semantic = np.zeros(labels.shape, np.uint8)
         semantic[np.isin(labels, list(VERTEBRA_LABELS.values()) + [SACRUM_LABEL])] = VERTEBRA
@@ -138,7 +140,7 @@ class LabelMapSegmenter:
         if self.previous is not None:
             prev_report = json.loads((self.previous / REPORT_JSON).read_text())
             seg_name = (prev_report.get("outputs") or {}).get("segmentation") or SEGMENTATION
-            previous = self._read_on_grid(self.previous / seg_name, volume, "earlier segmentation")
+            previous = _read_label_map(self.previous / seg_name, volume, "earlier segmentation")
             conf = {int(s["label"]): s.get("confidence") for s in prev_report.get("structures", [])}
             kept = unchanged_confidences(labels, previous, conf)
         return SemanticResult(semantic, None, {"network": time.perf_counter() - t0}, labels=labels,

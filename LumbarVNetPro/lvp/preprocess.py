@@ -242,10 +242,9 @@ def restore(logits: np.ndarray, info: GridInfo, mode: str = "linear") -> tuple[n
     probability = _repeat3(p_g, counts)
     if mode == "nearest":
         return _repeat3(lab_g, counts), probability
-    # Linear: interpolate the probabilities only inside the box around the structures; outside it
-    # every voxel is background with or without interpolation (most of a sagittal field of view).
-    # Outside the box every label is background (the box has a background margin), so only the
-    # box is filled in.
+    # Linear: interpolate the probabilities only inside the box around the structures (grown by a
+    # background margin); outside it every label is background with or without interpolation
+    # (most of a sagittal field of view), so only the box is filled in.
     semantic = np.zeros(info.source_shape, dtype=np.uint8)
     box = _foreground_box(lab_g, margin=2)
     if box is None:

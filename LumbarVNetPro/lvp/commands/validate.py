@@ -38,10 +38,9 @@ def run(args: argparse.Namespace) -> int:
         from lvp.validation.grades import validate_grades
 
         result = validate_grades(args.data, args.out, args.pred, args.limit, args.write_calibration)
-        print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
     else:
         from lvp.validation.planes import validate_planes
 
         result = validate_planes(args.data, args.out, args.pred, args.limit)
-        print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
     return 0

@@ -21,7 +21,6 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from lvp.errors import InputError
-from lvp.io.volume import Volume
 from lvp.labels import CATEGORY, STRUCTURES, Coding
 
 TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
@@ -86,7 +85,7 @@ def write_seg_nrrd(image: sitk.Image, path: str | Path, *, compression_level: in
     """Write a label image (LVP output values) as a Slicer ``.seg.nrrd``; return its segments.
 
     ``image`` is a SimpleITK integer image on the grid the segmentation should have (normally the
-    input's own grid, e.g. from :meth:`Volume.to_source_image`).
+    input's own grid, e.g. from :meth:`lvp.io.volume.Volume.to_source_image`).
     """
     arr = sitk.GetArrayViewFromImage(image)
     if arr.max(initial=0) > 255 or arr.min(initial=0) < 0:
@@ -117,11 +116,6 @@ def write_seg_nrrd(image: sitk.Image, path: str | Path, *, compression_level: in
     writer.SetCompressionLevel(compression_level)
     writer.Execute(out)
     return segments
-
-
-def write_volume_seg_nrrd(volume: Volume, labels: np.ndarray, path: str | Path) -> list[dict]:
-    """Write canonical-grid ``labels`` as a ``.seg.nrrd`` on the input's own voxel grid."""
-    return write_seg_nrrd(volume.to_source_image(labels.astype(np.uint8, copy=False)), path)
 
 
 def read_seg_nrrd(path: str | Path) -> tuple[sitk.Image, list[dict]]:

@@ -17,7 +17,6 @@ canonical grid maps back onto the source voxels exactly (:meth:`Volume.to_source
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -108,10 +107,6 @@ class Volume:
         img.SetOrigin(tuple(float(v) for v in self.affine[:3, 3]))
         img.SetDirection(tuple(float(v) for v in np.stack(cols, axis=1).ravel()))
         return img
-
-    def save_source(self, array: np.ndarray, path: str | Path) -> None:
-        """Write ``array`` (canonical grid) to ``path`` on the source voxel grid."""
-        sitk.WriteImage(self.to_source_image(array), str(path), useCompression=True)
 
 
 def _axis_mapping(direction: np.ndarray) -> tuple[list[int], list[int]]:

@@ -16,6 +16,9 @@ from lvp.labelling.types import Instance, Labelling
 from lvp.labels import disc_name_between
 from lvp.planes import DiscPlane
 
+# Mobile vertebrae named by counting, cranial -> caudal (the lowest above the sacrum is L5).
+_CRANIAL_TO_CAUDAL = ("T6", "T7", "T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
+
 
 def _is_sacrum(lengths: list[float], lowest_centre: np.ndarray, last_plane: DiscPlane, reaches_bottom: bool) -> bool:
     """Whether the lowest bone is the sacrum.
@@ -39,10 +42,9 @@ def _vertebra_names(n_mobile: int, has_sacrum: bool) -> list[str]:
     # Names counted upwards from the sacrum; when the lowest bone is below no disc and there is
     # no sacrum, it is itself taken as L5.
     names: list[str] = []
-    lumbar_from_bottom = ["L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10", "T9", "T8", "T7", "T6"]
     for i in range(n_mobile):
-        j = n_mobile - 1 - i
-        names.append(lumbar_from_bottom[j] if j < len(lumbar_from_bottom) else f"T{17 - j}")
+        j = n_mobile - 1 - i  # vertebrae below this one
+        names.append(_CRANIAL_TO_CAUDAL[-1 - j] if j < len(_CRANIAL_TO_CAUDAL) else f"T{17 - j}")
     if has_sacrum:
         names.append("sacrum")
     return names
@@ -52,7 +54,7 @@ def _disc_name(above: list[Instance], below: list[Instance], n_from_bottom: int)
     """Name of a disc from the vertebrae ``above`` and ``below`` it (cranial -> caudal), or counted
     from the bottom (``n_from_bottom`` discs below it) when there are no vertebrae.
     """
-    order_names = ["T6", "T7", "T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+    order_names = _CRANIAL_TO_CAUDAL
     if above:
         upper = above[-1].name
     elif below and below[0].name in order_names and order_names.index(below[0].name) > 0:

@@ -100,11 +100,13 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         return _unpool(disc_c[disc_objs_c[i - 1]] == i, f, sem[box].shape) & (sem[box] == DISC)
 
     planes: list[tuple[int, DiscPlane]] = []
+    disc_masks: dict[int, np.ndarray] = {}  # full-resolution mask per disc, reused when writing labels
     for i in disc_ids:
         box = disc_objs[i - 1]
         box_affine = sub.copy()
         box_affine[:3, 3] = sub[:3, :3] @ np.array([b.start for b in box], float) + sub[:3, 3]
-        plane = fit_disc_plane(disc_mask(i), box_affine, volume.spacing)
+        disc_masks[i] = disc_mask(i)
+        plane = fit_disc_plane(disc_masks[i], box_affine, volume.spacing)
         if plane is not None:
             planes.append((i, plane))
     planes.sort(key=lambda p: float(p[1].center_lps @ inferior))
@@ -218,7 +220,7 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         name = _disc_name(above, below, n_from_bottom)
         label = DISC_LABELS.get(name, DISC_LABELS["L5-S"] if name.endswith("-S") else 0)
         box = disc_objs[i - 1]
-        mask = disc_mask(i)
+        mask = disc_masks[i]
         conf = base_conf * (0.9 if not (above and below) else 1.0)
         if prob is not None:
             conf *= float(np.clip(prob[box][mask].mean(), 0.0, 1.0))

@@ -23,7 +23,7 @@ from lvp.readingdb.models import (
     Study,
     StudyReader,
 )
-from lvp.readingdb.scales import ARMS, check_grade
+from lvp.readingdb.scales import check_arm, check_grade
 from lvp.readingdb.service import ReadingDB, audit
 
 
@@ -137,8 +137,7 @@ def assign_balanced(db: ReadingDB, study: str, seed: int = 0, actor: str = "admi
 def add_assignment(db: ReadingDB, study: str, reader: str, case_key: str, arm: str, session: int,
                    order_index: int = 0, actor: str = "admin") -> int:
     """Add one assignment by hand (the schema refuses both arms of a case in one session)."""
-    if arm not in ARMS:
-        raise DatabaseError(f"unknown arm {arm!r}")
+    check_arm(arm)
     with db.session() as sess:
         st = _study(sess, study)
         rdr = sess.scalar(select(Reader).where(Reader.username == reader))

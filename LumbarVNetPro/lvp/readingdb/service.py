@@ -319,6 +319,8 @@ class ReadingDB(Database):
         ai = {}
         if rd.arm == "ai_assisted":
             ai = {(a.level, a.pathology): a.grade for a in self._ai_for_case(sess, asg.case_id)}
+        existing = {(e.level, e.pathology): e
+                    for e in sess.scalars(select(GradeEntry).where(GradeEntry.reading_id == rd.id))}
         n = 0
         written = set()
         for g in grades:
@@ -337,10 +339,7 @@ class ReadingDB(Database):
             shown = ai.get((ai_level or level, g.pathology))
             decision = None if shown is None else ("accepted" if shown == grade else "modified")
             written.add((level, g.pathology))
-            entry = sess.scalar(
-                select(GradeEntry).where(GradeEntry.reading_id == rd.id, GradeEntry.level == level,
-                                         GradeEntry.pathology == g.pathology)
-            )
+            entry = existing.get((level, g.pathology))
             new = {"level": level, "pathology": g.pathology, "grade": grade, "measurement": g.measurement,
                    "ai_grade_shown": shown, "ai_decision": decision}
             if ai_level is not None:
@@ -351,6 +350,7 @@ class ReadingDB(Database):
                                    ai_decision=decision, ai_level=ai_level)
                 sess.add(entry)
                 sess.flush()
+                existing[(level, g.pathology)] = entry
                 audit(sess, actor, "grade", "grade_entry", entry.id, None, new, at=self.clock())
             else:
                 old = _entry_dict(entry)
@@ -362,8 +362,7 @@ class ReadingDB(Database):
                     audit(sess, actor, "grade", "grade_entry", entry.id, old, new, at=self.clock())
             n += 1
         if replace:
-            stale = [e for e in sess.scalars(select(GradeEntry).where(GradeEntry.reading_id == rd.id))
-                     if (e.level, e.pathology) not in written]
+            stale = [e for key, e in existing.items() if key not in written]
             for entry in stale:
                 old = _entry_dict(entry)
                 sess.delete(entry)

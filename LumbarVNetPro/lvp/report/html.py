@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from lvp.io.volume import Volume
-from lvp.labels import STRUCTURES
+from lvp.labels import CANAL_LABEL, STRUCTURES
 
 # The columns of the grade table, in reading order.
 PATHOLOGIES = ("herniation", "canal_stenosis", "lateral_recess_left", "lateral_recess_right", "pfirrmann",
@@ -42,7 +42,7 @@ _LUT = _lut()
 
 def mid_sagittal_index(labels: np.ndarray) -> int:
     """The sagittal slice (axis 0) through the spinal canal's centre, else the middle slice."""
-    canal_per_slice = np.count_nonzero(labels == 2, axis=(1, 2))
+    canal_per_slice = np.count_nonzero(labels == CANAL_LABEL, axis=(1, 2))
     if canal_per_slice.sum() == 0:
         fg = np.count_nonzero(labels, axis=(1, 2))
         if fg.sum() == 0:
@@ -79,13 +79,11 @@ def _png(rgb: np.ndarray) -> bytes:
             + chunk(b"IEND", b""))
 
 
-def sagittal_figure_png(volume: Volume, labels: np.ndarray, level_points: list[tuple[str, np.ndarray]] | None = None,
-                        *, height_px: int = 360) -> bytes:
+def sagittal_figure_png(volume: Volume, labels: np.ndarray, *, height_px: int = 360) -> bytes:
     """PNG of the mid-sagittal slice: grey image (bilinear) with the label colours blended in.
 
-    The image keeps the field of view's aspect in mm (head up, anterior on the left).
-    ``level_points`` is accepted for compatibility; the names are drawn by :func:`render_html`
-    from :func:`figure_labels`.
+    The image keeps the field of view's aspect in mm (head up, anterior on the left). The level
+    names are drawn by :func:`render_html` from :func:`figure_labels`.
     """
     from lvp.preprocess import _resize_matrix
 

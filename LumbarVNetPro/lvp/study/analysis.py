@@ -68,18 +68,16 @@ def _pathology(rows: list[dict], pathology: str) -> dict:
         reads = [(u, g) for rdr in grades[arm].values() for u, g in rdr.items()]
         if not reads:
             continue
-        truth = np.array([scale.is_positive(ref[u]) for u, _ in reads])
-        pred = np.array([scale.is_positive(g) for _, g in reads])
-        ss = sensitivity_specificity(truth, pred)
+        ref_g = [ref[u] for u, _ in reads]
+        read_g = [g for _, g in reads]
+        ss = sensitivity_specificity([scale.is_positive(g) for g in ref_g], [scale.is_positive(g) for g in read_g])
         arm_out = {
             "reads": len(reads),
             "sensitivity": ss.sensitivity, "sens_ci": ss.sens_ci,
             "specificity": ss.specificity, "spec_ci": ss.spec_ci,
-            "kappa_linear": weighted_kappa([ref[u] for u, _ in reads], [g for _, g in reads], scale.grades,
-                                           "linear"),
-            "kappa_quadratic": weighted_kappa([ref[u] for u, _ in reads], [g for _, g in reads],
-                                              scale.grades, "quadratic"),
-            "accuracy": accuracy([ref[u] for u, _ in reads], [g for _, g in reads]),
+            "kappa_linear": weighted_kappa(ref_g, read_g, scale.grades, "linear"),
+            "kappa_quadratic": weighted_kappa(ref_g, read_g, scale.grades, "quadratic"),
+            "accuracy": accuracy(ref_g, read_g),
             "accuracy_per_level": {},
             "per_reader_auc": {},
             "fleiss_kappa": None,

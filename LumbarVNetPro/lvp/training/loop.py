@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from lvp.evaluation import dice
 from lvp.network.vnet import VNetConfig, build_vnet
 from lvp.preprocess import pad_to_multiple, resample
 from lvp.training.cache import build_cache, load_cache
@@ -67,8 +68,7 @@ def dice_per_class(pred: np.ndarray, ref: np.ndarray, classes=(1, 2, 3)) -> dict
     out = {}
     for c in classes:
         p, r = pred == c, ref == c
-        s = p.sum() + r.sum()
-        out[c] = float(2 * np.logical_and(p, r).sum() / s) if s else float("nan")
+        out[c] = dice(p, r) if p.any() or r.any() else float("nan")
     return out
 
 
