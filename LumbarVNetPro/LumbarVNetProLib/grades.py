@@ -9,16 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-# The pathologies a reader grades, in display order, with their grade names. Mirrors
-# lvp.readingdb.scales (imported lazily there: SQLAlchemy may not be installed yet in Slicer).
-SCALE_NAMES: dict[str, tuple[str, ...]] = {
-    "herniation": ("none", "bulge", "protrusion", "extrusion"),
-    "canal_stenosis": ("none", "mild", "moderate", "severe"),
-    "lateral_recess_left": ("none", "mild", "moderate", "severe"),
-    "lateral_recess_right": ("none", "mild", "moderate", "severe"),
-    "pfirrmann": ("I", "II", "III", "IV", "V"),
-}
-FIRST_GRADE: dict[str, int] = {"pfirrmann": 1}
+from lvp.scales import READ_PATHOLOGIES, SCALES
+
+# The pathologies a reader grades, in display order, with their grade names: the one vocabulary
+# of lvp.scales (dependency-free, so it imports before SQLAlchemy is installed in Slicer).
+SCALE_NAMES: dict[str, tuple[str, ...]] = {p: SCALES[p].names for p in READ_PATHOLOGIES}
+FIRST_GRADE: dict[str, int] = {p: SCALES[p].first_grade for p in READ_PATHOLOGIES}
 PATHOLOGIES: tuple[str, ...] = tuple(SCALE_NAMES)
 # Lumbar disc levels graded in a read when no AI output may name them (manual arm).
 LUMBAR_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S")

@@ -67,13 +67,14 @@ import yaml
 
 from lvp.errors import ConfigError
 from lvp.measure.types import LevelMeasurements
+from lvp.scales import PATHOLOGIES, SCALES  # noqa: F401 - PATHOLOGIES re-exported (grading order)
 
-PATHOLOGIES = ("herniation", "canal_stenosis", "lateral_recess_left", "lateral_recess_right", "pfirrmann", "narrowing")
-HERNIATION_NAMES = ("none", "bulge", "protrusion", "extrusion")
-STENOSIS_NAMES = ("none", "mild", "moderate", "severe")
-RECESS_NAMES = ("normal", "mild", "moderate", "severe")
-PFIRRMANN_NAMES = ("I", "II", "III", "IV", "V")
-NARROWING_NAMES = ("no narrowing", "narrowing")
+# Grade names come from the one vocabulary (lvp.scales), shared with the reading database and the panel.
+HERNIATION_NAMES = SCALES["herniation"].names
+STENOSIS_NAMES = SCALES["canal_stenosis"].names
+RECESS_NAMES = SCALES["lateral_recess_left"].names
+PFIRRMANN_NAMES = SCALES["pfirrmann"].names
+NARROWING_NAMES = SCALES["narrowing"].names
 BUNDLED_CALIBRATION = Path(__file__).with_name("grading_calibration.json")
 
 

@@ -22,10 +22,8 @@ import numpy as np
 
 from lvp.io.volume import Volume
 from lvp.labels import CANAL_LABEL, STRUCTURES
+from lvp.scales import PATHOLOGIES  # the columns of the grade table, in reading order
 
-# The columns of the grade table, in reading order.
-PATHOLOGIES = ("herniation", "canal_stenosis", "lateral_recess_left", "lateral_recess_right", "pfirrmann",
-               "narrowing")
 _OVERLAY_ALPHA = 0.45
 
 
