@@ -6,9 +6,10 @@ folder the extension ships and verifies a folder before a child process is start
 tampered or truncated file is refused in the panel with the core's own message (the child
 checks again when it loads the weights).
 
-Where the bundled folder is: the CMake build lists ``../models/*`` as module resources, which
-lands the folder beside the module scripts or one level up (as the ``Resources`` do); in the
-source tree it is ``<repo>/models``, one level above the module folder. Both are searched.
+Where the bundled folder is: the CMake build copies ``<repo>/models`` into the module's folder,
+so an installed extension has ``qt-scripted-modules/models`` beside ``LumbarVNetPro.py`` and
+``lvp``; in the source tree it is ``<repo>/models``, one level above the module folder. Both are
+searched, in the core's order (:func:`lvp.model_catalog.bundled_model_candidates`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 from pathlib import Path
 
 from lvp.errors import ModelError
-from lvp.model_catalog import CATALOG, MODEL_ENV, ModelEntry, get_model, sha256_of
+from lvp.model_catalog import CATALOG, MODEL_ENV, ModelEntry, bundled_model_candidates, get_model, sha256_of
 
 # The module's name for the core's error (kept for callers that catch it by this name).
 ModelCheckError = ModelError
@@ -35,8 +36,12 @@ __all__ = [
 
 
 def model_dir_candidates(moduleDir: Path = MODULE_DIR) -> list[Path]:
-    """Where the bundled model folder may be, in the order searched."""
-    return [Path(moduleDir) / "models", Path(moduleDir).parent / "models"]
+    """Where the bundled model folder may be, in the order searched.
+
+    The module folder holds ``lvp`` in both layouts, so these are the core's own candidates:
+    the child process started with ``--model`` and ``lvp`` run alone resolve the same folder.
+    """
+    return bundled_model_candidates(moduleDir)
 
 
 def bundled_model_dir(moduleDir: Path = MODULE_DIR) -> Path | None:

@@ -2,9 +2,10 @@
 
 A model folder holds ``models.json`` and the weight files it lists. Resolution order:
 ``--model DIR`` (the ``model_dir`` argument), the ``LVP_MODEL_DIR`` environment variable, then
-``<repository>/models``. Every file is checked against its sha256 before it is used, and a
-mismatch is refused with a :class:`~lvp.errors.ModelError` (no silent use of a corrupted or
-swapped file).
+the bundled folder (:func:`bundled_model_candidates`: ``models/`` beside the ``lvp`` package in
+an installed Slicer extension, ``<repository>/models`` in a source checkout). Every file is
+checked against its sha256 before it is used, and a mismatch is refused with a
+:class:`~lvp.errors.ModelError` (no silent use of a corrupted or swapped file).
 """
 
 from __future__ import annotations
@@ -22,27 +23,39 @@ CATALOG = "models.json"
 DEFAULT_MODEL = "lvp-vnet"
 
 
-def default_model_dir() -> Path:
-    """The bundled model folder.
+def bundled_model_candidates(core_parent: str | Path | None = None) -> list[Path]:
+    """Where the bundled model folder may be, in the order searched.
 
-    ``<repo>/models`` in a source checkout; in an installed Slicer extension the core sits in
-    ``qt-scripted-modules/lvp`` and the model files may be copied beside it, so the first of
-    ``<core>/../models`` and ``<core>/../../models`` that holds a catalogue wins.
+    ``core_parent`` is the folder holding the ``lvp`` package (default: this package's parent).
+    An installed Slicer extension has ``qt-scripted-modules/{lvp,models}`` side by side (the
+    CMake build copies ``<repo>/models`` there); a source checkout has ``<repo>/LumbarVNetPro/lvp``
+    and ``<repo>/models``, one level higher.
     """
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[1] / "models", here.parents[2] / "models"):
+    parent = Path(core_parent) if core_parent is not None else Path(__file__).resolve().parents[1]
+    return [parent / "models", parent.parent / "models"]
+
+
+def default_model_dir() -> Path:
+    """The bundled model folder: the first of :func:`bundled_model_candidates` holding ``models.json``.
+
+    When none does, the source checkout's ``<repo>/models`` is returned, so the error names it.
+    """
+    candidates = bundled_model_candidates()
+    for candidate in candidates:
         if (candidate / CATALOG).is_file():
             return candidate
-    return here.parents[2] / "models"
+    return candidates[-1]
 
 
 def resolve_model_dir(model_dir: str | Path | None = None) -> Path:
-    """The model folder to use: argument, then ``$LVP_MODEL_DIR``, then the repository's ``models/``."""
-    chosen = model_dir or os.environ.get(MODEL_ENV) or default_model_dir()
-    path = Path(chosen).expanduser()
+    """The model folder to use: argument, then ``$LVP_MODEL_DIR``, then the bundled folder."""
+    explicit = model_dir or os.environ.get(MODEL_ENV)
+    path = Path(explicit or default_model_dir()).expanduser()
     if not (path / CATALOG).is_file():
+        where = (f"model folder {path}" if explicit else
+                 "the bundled model folder (searched " + ", ".join(str(p) for p in bundled_model_candidates()) + ")")
         raise ModelError(
-            f"no {CATALOG} in model folder {path}; pass --model DIR or set {MODEL_ENV} to a folder "
+            f"no {CATALOG} in {where}; pass --model DIR or set {MODEL_ENV} to a folder "
             "holding a trained LVP model"
         )
     return path

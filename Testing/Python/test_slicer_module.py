@@ -62,20 +62,17 @@ def test_cmake_lists_every_script_and_resource():
     cmake = (MODULE_DIR / "CMakeLists.txt").read_text().replace("${MODULE_NAME}", "LumbarVNetPro")
     for path in sorted((MODULE_DIR / "LumbarVNetProLib").glob("*.py")):
         assert f"LumbarVNetProLib/{path.name}" in cmake
-    resources = re.findall(r"^\s+(\.\./Resources/\S+)$", cmake, re.M)
-    assert len(resources) == 6
-    for resource in resources:
-        assert (MODULE_DIR / resource).is_file(), resource
-    assert "../Resources/UI/LumbarVNetPro.ui" in cmake
+    # A "../" resource is copied above the module folder and never installed (issue 9); the
+    # install tree itself is checked in test_slicer_install_tree.py.
+    assert not re.findall(r"^\s+\.\./\S+$", cmake, re.M)
     assert "slicer_add_python_unittest(SCRIPT LumbarVNetPro.py)" in cmake
-    # The bundled model ships as resources: the catalogue and every weight file it lists.
+    # The bundled model ships with the module: the catalogue and every weight file it lists.
     import json
 
     catalog = json.loads((REPO_ROOT / "models" / "models.json").read_text())
     files = {"models.json"} | {f["path"] for m in catalog["models"] for f in m["files"].values()}
-    listed = set(re.findall(r"^\s+\.\./models/(\S+)$", cmake, re.M))
-    assert listed == files
-    assert "${LVP_MODEL_FILES}" in cmake
+    listed = set(re.findall(r"^\s+models/(\S+)$", cmake, re.M))
+    assert files <= listed
 
 
 def test_model_folder_found_from_source_tree_and_install_layout(tmp_path):
