@@ -5,8 +5,9 @@
 # stdout carries only the `export LVP_TEST_POSTGRES_URL=...` line (and the PGDATA/stop hints as
 # comments) so it can be eval'd; progress goes to stderr. Works on a fresh Debian 12 machine as
 # root: initdb refuses to run as root, so the cluster is created and run as the `postgres` user.
-# The cluster lives in a temp dir, listens on 127.0.0.1 only, on a free port, trusts local
-# connections (throwaway CI data only) and is stopped with the command printed at the end.
+# The cluster lives in $LVP_PG_BASE (default: a new temp dir), listens on 127.0.0.1 only, on a
+# free port, trusts local connections (throwaway CI data only). `.ci/stop-postgres.sh BASE` stops
+# it and removes BASE (.ci/run does so on exit); a start that fails removes what it made.
 set -euo pipefail
 
 log() { echo "start-postgres: $*" >&2; }
@@ -39,8 +40,12 @@ as_pg() {
 
 # A free TCP port on 127.0.0.1 (ask the kernel for one, then release it).
 PORT=${LVP_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')}
-BASE=$(mktemp -d /tmp/lvp-pg.XXXXXX)
+if [ -n "${LVP_PG_BASE:-}" ]; then BASE=$LVP_PG_BASE; mkdir -p "$BASE"; else BASE=$(mktemp -d /tmp/lvp-pg.XXXXXX); fi
 chmod 755 "$BASE"
+# A start that fails half-way (initdb, pg_ctl, createdb) leaves no server and no folder behind.
+started=0
+on_exit() { [ "$started" = 1 ] || bash "$(dirname "$0")/stop-postgres.sh" "$BASE"; }
+trap on_exit EXIT
 PGDATA="$BASE/data"
 mkdir -p "$PGDATA" "$BASE/socket"
 [ "$(id -u)" = "0" ] && chown -R postgres:postgres "$BASE"
@@ -54,6 +59,8 @@ as_pg "$BIN/pg_ctl" -D "$PGDATA" -l "$BASE/server.log" -w -t 60 \
 as_pg "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U lvp lvp_test >&2
 log "PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT (data $PGDATA)"
 
+started=1
 echo "export LVP_TEST_POSTGRES_URL=postgresql+psycopg://lvp@127.0.0.1:$PORT/lvp_test"
 echo "export LVP_TEST_POSTGRES_PGDATA=$PGDATA"
-echo "# stop with: ${RUN_AS[*]:-} $BIN/pg_ctl -D $PGDATA -m fast stop"
+echo "export LVP_TEST_POSTGRES_BASE=$BASE"
+echo "# stop and remove with: .ci/stop-postgres.sh $BASE"
