@@ -83,3 +83,53 @@ def test_mrmc_input_checks(vandyke):
         obuchowski_rockette(truth, x[:, :1])  # one reader
     with pytest.raises(ValueError):
         obuchowski_rockette(truth, x, covariance="bootstrap")
+
+
+def test_vandyke_fixed_readers_matches_mrmcaov(vandyke):
+    # MRMCaov JSS manuscript, "Fixed readers": mrmc(empirical_auc, treatment, fixed(reader), case),
+    # default jackknife covariance.
+    truth, x = vandyke
+    fr = obuchowski_rockette(truth, x, covariance="jackknife").fixed_readers
+    assert fr["denominator"] == pytest.approx(0.0008758604, rel=1e-6)
+    assert fr["x2"] == pytest.approx(5.475953, rel=1e-6)
+    assert fr["p_value"] == pytest.approx(0.01927984, rel=1e-6)
+    d = fr["differences"][0]
+    assert d["se"] == pytest.approx(0.01871748, rel=1e-6)
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx((-0.08048591, -0.00711473), rel=1e-6)
+    assert fr["single"]["1"]["se"] == pytest.approx(0.02428971, rel=1e-6)
+    assert (fr["single"]["2"]["ci_low"], fr["single"]["2"]["ci_high"]) == pytest.approx((0.9079564, 0.9737183),
+                                                                                        abs=1e-7)
+    r5 = [p for p in fr["per_reader"] if p["reader"] == "5"][0]
+    assert r5["estimate"] == pytest.approx(-0.10016103, rel=1e-6)
+    assert r5["se"] == pytest.approx(0.04405746, rel=1e-6)
+    assert r5["p_value"] == pytest.approx(0.02300099, rel=1e-5)
+
+
+def test_vandyke_fixed_cases_matches_mrmcaov(vandyke):
+    truth, x = vandyke
+    fc = obuchowski_rockette(truth, x).fixed_cases
+    assert fc["f"] == pytest.approx(8.704, abs=5e-4)
+    assert (fc["df1"], fc["df2"]) == (1, 4)
+    assert fc["p_value"] == pytest.approx(0.04195875, rel=1e-6)
+    d = fc["differences"][0]
+    assert d["se"] == pytest.approx(0.01484629, rel=1e-6)
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx((-0.08502022, -0.00258042), rel=1e-6)
+    assert (fc["single"]["1"]["ci_low"], fc["single"]["1"]["ci_high"]) == pytest.approx((0.8280981, 0.9659760),
+                                                                                        abs=1e-7)
+
+
+def test_closed_form_proportion_jackknife_equals_generic(vandyke):
+    truth, x = vandyke
+    pos = truth == 1
+    binary = (x[:, :, pos] >= 3).astype(float)
+    generic = obuchowski_rockette(truth[pos], binary, covariance="jackknife", fom=lambda t, s: float(s.mean()))
+    fast = obuchowski_rockette(truth[pos], binary, covariance="jackknife", fom="proportion")
+    np.testing.assert_allclose(fast.covariance, generic.covariance, rtol=1e-10)
+    assert fast.f_stat == pytest.approx(6.689493, rel=1e-6)
+    # Deleting clusters of cases: each case its own cluster gives the same; pairs give a different one.
+    n = int(pos.sum())
+    same = obuchowski_rockette(truth[pos], binary, covariance="jackknife", fom="proportion", clusters=np.arange(n))
+    np.testing.assert_allclose(same.covariance, fast.covariance, rtol=1e-12)
+    pairs = obuchowski_rockette(truth[pos], binary, covariance="jackknife", fom="proportion",
+                                clusters=np.arange(n) // 2)
+    assert not np.allclose(pairs.covariance, fast.covariance)
