@@ -17,7 +17,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from lvp.labels import CANAL_LABEL, CATEGORY, STRUCTURES, structure
+from lvp.labels import CANAL_LABEL, STRUCTURES, structure
 
 from .grades import GradeRow, grade_name
 
@@ -54,12 +54,13 @@ def lps_to_ras(point) -> list[float]:  # noqa: ANN001 - any 3-sequence
 
 def terminology_entry(value: int) -> str:
     """The serialized Slicer terminology entry (SNOMED CT) of a TotalSpineSeg label value."""
-    coding = structure(value).coding
+    codes = structure(value).codes  # the one table of segment codes: lvp.labels.SEGMENT_CODES
+    mod = codes.modifier
     return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
         TERMINOLOGY_CONTEXT,
-        CATEGORY.code, CATEGORY.scheme, CATEGORY.meaning,
-        coding.code, coding.scheme, coding.meaning,
-        "", "", "",
+        codes.category.code, codes.category.scheme, codes.category.meaning,
+        codes.type.code, codes.type.scheme, codes.type.meaning,
+        mod.code if mod else "", mod.scheme if mod else "", mod.meaning if mod else "",
         ANATOMY_CONTEXT, "", "", "", "", "", "",
     )  # fmt: skip
 

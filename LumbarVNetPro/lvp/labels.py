@@ -39,7 +39,7 @@ VERTEBRA_ORDER: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "
 
 @dataclass(frozen=True)
 class Coding:
-    """One SNOMED CT code (scheme SCT) as DICOM and Slicer terminologies write it."""
+    """One coded concept (scheme SCT: SNOMED CT) as DICOM and Slicer terminologies write it."""
 
     code: str
     meaning: str
@@ -47,33 +47,77 @@ class Coding:
 
 
 @dataclass(frozen=True)
+class SegmentCodes:
+    """The codes of one segment: category, type and type modifier, and where the type is defined.
+
+    ``context_group``: the DICOM PS3.16 context group (CID) that lists the type code, or ``""``
+    where no DICOM code exists for the structure (then the SNOMED concept used is named instead).
+    """
+
+    category: Coding
+    type: Coding
+    modifier: Coding | None = None
+    context_group: str = ""
+
+
+# DICOM PS3.16 CID 7150 "Segmentation Property Category": SCT 91723000 "Anatomical Structure".
+# (123037004, which LVP wrote before, is SNOMED's "Body structure" hierarchy concept, in no CID.)
+CATEGORY = Coding("91723000", "Anatomical Structure")
+
+
+def _codes(code: str, meaning: str, cid: str) -> SegmentCodes:
+    return SegmentCodes(CATEGORY, Coding(code, meaning), None, cid)
+
+
+# The one table of segment codes, by structure name; io/seg_nrrd.py, the Slicer scene and the
+# DICOM writers read it. Source: DICOM PS3.16 (2026), CID 7603 "Vertebra", CID 7604
+# "Intervertebral Disc" (both included in CID 7151 "Segmentation Property Type" via CID 7192),
+# CID 7151 itself and CID 8134 "Anatomic Structures"; code values and meanings as published there
+# (https://dicom.nema.org/medical/dicom/current/output/chtml/part16/sect_CID_7603.html etc.).
+# None of these structures takes a modifier (no laterality). Checked code by code in
+# Testing/Python/test_labels_codes.py against pydicom's copy of PS3.16.
+SEGMENT_CODES: dict[str, SegmentCodes] = {
+    "T11": _codes("12989004", "T11 vertebra", "CID 7603"),
+    "T12": _codes("23215003", "T12 vertebra", "CID 7603"),
+    "L1": _codes("66794005", "L1 vertebra", "CID 7603"),
+    "L2": _codes("14293000", "L2 vertebra", "CID 7603"),
+    "L3": _codes("36470004", "L3 vertebra", "CID 7603"),
+    "L4": _codes("11994002", "L4 vertebra", "CID 7603"),
+    "L5": _codes("49668003", "L5 vertebra", "CID 7603"),
+    # No concept exists for a sixth lumbar vertebra: the generic "Vertebra" of CID 7151.
+    "L6": _codes("51282000", "Vertebra", "CID 7151"),
+    "sacrum": _codes("54735007", "Sacrum", "CID 7151"),
+    "T11-T12": _codes("1537001", "T11/T12 disc", "CID 7604"),
+    "T12-L1": _codes("76206002", "T12/L1 disc", "CID 7604"),
+    "L1-L2": _codes("80064006", "L1/L2 disc", "CID 7604"),
+    "L2-L3": _codes("67459009", "L2/L3 disc", "CID 7604"),
+    "L3-L4": _codes("62551000", "L3/L4 disc", "CID 7604"),
+    "L4-L5": _codes("84020006", "L4/L5 disc", "CID 7604"),
+    "L5-S": _codes("715056000", "L5/S1 disc", "CID 7604"),
+    # The disc below L5 of a six-lumbar spine: no DICOM code; SNOMED's "Intervertebral disc
+    # structure of fifth lumbar vertebra" (the disc below L5), which PS3.16 lists among its SNOMED
+    # concepts but in no context group.
+    "L5-L6": _codes("75782005", "Intervertebral disc structure of fifth lumbar vertebra", ""),
+    # The canal TotalSpineSeg labels (dural sac within the bony canal): CID 8134 "Vertebral canal".
+    "canal": _codes("61853006", "Vertebral canal", "CID 8134"),
+}
+
+
+@dataclass(frozen=True)
 class Structure:
-    """One output structure: its label value, display name, colour and terminology."""
+    """One output structure: its label value, display name, colour and codes."""
 
     value: int
     name: str
     kind: str  # "vertebra", "disc", "canal", "sacrum"
     color: tuple[float, float, float]
-    coding: Coding
+    codes: SegmentCodes
 
+    @property
+    def coding(self) -> Coding:
+        """The segment's type code (see :data:`SEGMENT_CODES`)."""
+        return self.codes.type
 
-_ANATOMICAL_STRUCTURE = Coding("123037004", "Anatomical Structure")
-CATEGORY = _ANATOMICAL_STRUCTURE
-
-_VERTEBRA_CODES = {
-    "T11": Coding("12989004", "T11 vertebra"),
-    "T12": Coding("23215003", "T12 vertebra"),
-    "L1": Coding("66794005", "L1 vertebra"),
-    "L2": Coding("68310008", "L2 vertebra"),
-    "L3": Coding("69536005", "L3 vertebra"),
-    "L4": Coding("11994002", "L4 vertebra"),
-    "L5": Coding("49668003", "L5 vertebra"),
-    # No SNOMED concept exists for a sixth lumbar vertebra: the generic lumbar vertebra concept.
-    "L6": Coding("122496007", "Lumbar vertebra"),
-}
-_DISC_CODE = Coding("360499006", "Intervertebral disc")
-_CANAL_CODE = Coding("61496007", "Vertebral canal")
-_SACRUM_CODE = Coding("54735007", "Sacrum")
 
 # Colours: vertebrae in bone shades that alternate so neighbours are told apart, discs in blue
 # shades, the canal in yellow.
@@ -83,13 +127,13 @@ _DISC = [(0.35, 0.55, 0.95), (0.25, 0.75, 0.85)]
 
 def _build() -> dict[int, Structure]:
     table: dict[int, Structure] = {
-        CANAL_LABEL: Structure(CANAL_LABEL, "spinal canal", "canal", (1.0, 0.9, 0.2), _CANAL_CODE),
-        SACRUM_LABEL: Structure(SACRUM_LABEL, "sacrum", "sacrum", (0.8, 0.55, 0.4), _SACRUM_CODE),
+        CANAL_LABEL: Structure(CANAL_LABEL, "spinal canal", "canal", (1.0, 0.9, 0.2), SEGMENT_CODES["canal"]),
+        SACRUM_LABEL: Structure(SACRUM_LABEL, "sacrum", "sacrum", (0.8, 0.55, 0.4), SEGMENT_CODES["sacrum"]),
     }
     for i, (name, value) in enumerate(VERTEBRA_LABELS.items()):
-        table[value] = Structure(value, name, "vertebra", _BONE[i % 2], _VERTEBRA_CODES[name])
+        table[value] = Structure(value, name, "vertebra", _BONE[i % 2], SEGMENT_CODES[name])
     for i, (name, value) in enumerate(DISC_LABELS.items()):
-        table[value] = Structure(value, f"{name} disc", "disc", _DISC[i % 2], _DISC_CODE)
+        table[value] = Structure(value, f"{name} disc", "disc", _DISC[i % 2], SEGMENT_CODES[name])
     return table
 
 

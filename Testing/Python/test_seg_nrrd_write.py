@@ -42,7 +42,7 @@ def test_round_trip_keeps_voxels_geometry_and_segments(label_image, tmp_path):
         assert seg["extent"] == (x.min(), x.max(), y.min(), y.max(), z.min(), z.max())
         term = parse_terminology_entry(seg["terminology"])
         assert term["type"]["code"] == st.coding.code
-        assert term["category"]["code"] == "123037004"
+        assert term["category"]["code"] == "91723000"  # CID 7150 Anatomical Structure
 
 
 def test_terminology_string_has_slicers_seven_parts():
@@ -92,7 +92,7 @@ def test_slicer_reads_segments_names_and_voxels(label_image, tmp_path):
     assert set(found) == {2, 42, 43, 94}
     assert found[42][0] == "L2" and found[94][0] == "L3-L4 disc"
     assert found[2][1] == pytest.approx(STRUCTURES[2].color)
-    assert "SCT^68310008^L2 vertebra" in found[42][2]
+    assert "SCT^14293000^L2 vertebra" in found[42][2]  # DICOM PS3.16 CID 7603
     # Voxel counts per label survive Slicer's reading of the shared layer.
     lm = seg.GetNthSegment(0).GetRepresentation("Binary labelmap")
     values = numpy_support.vtk_to_numpy(lm.GetPointData().GetScalars())

@@ -43,9 +43,9 @@ def test_segments_names_values_colours_terminology(scene_with_sample, reference_
     entry = lambda v: lvpscene.segment_tag(by_value[v], by_value[v].GetTerminologyEntryTagName())  # noqa: E731
     assert "SCT^66794005^L1 vertebra" in entry(41)
     assert "SCT^49668003^L5 vertebra" in entry(45)
-    assert "SCT^360499006^Intervertebral disc" in entry(95)
-    assert "SCT^61496007^" in entry(2)
-    assert entry(41).split("~")[1] == "SCT^123037004^Anatomical Structure"
+    assert "SCT^84020006^L4/L5 disc" in entry(95)  # DICOM PS3.16 CID 7604
+    assert "SCT^61853006^Vertebral canal" in entry(2)
+    assert entry(41).split("~")[1] == "SCT^91723000^Anatomical Structure"  # CID 7150
 
 
 def test_geometry_matches_input_and_file(scene_with_sample, reference_result):

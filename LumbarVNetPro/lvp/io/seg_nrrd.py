@@ -21,7 +21,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from lvp.errors import InputError
-from lvp.labels import CATEGORY, STRUCTURES, Coding
+from lvp.labels import CATEGORY, STRUCTURES, Coding, SegmentCodes
 
 TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
@@ -33,9 +33,15 @@ def _triple(coding: Coding | None) -> str:
     return f"{coding.scheme}^{coding.code}^{coding.meaning}"
 
 
-def terminology_entry(type_coding: Coding, category: Coding = CATEGORY) -> str:
-    """Serialise a terminology entry the way Slicer's terminology logic does."""
-    parts = [TERMINOLOGY_CONTEXT, _triple(category), _triple(type_coding), _triple(None),
+def terminology_entry(codes: SegmentCodes | Coding, category: Coding = CATEGORY) -> str:
+    """Serialise a terminology entry the way Slicer's terminology logic does.
+
+    ``codes``: a segment's codes from :data:`lvp.labels.SEGMENT_CODES` (category, type, modifier),
+    or a bare type code under ``category``.
+    """
+    if isinstance(codes, Coding):
+        codes = SegmentCodes(category, codes)
+    parts = [TERMINOLOGY_CONTEXT, _triple(codes.category), _triple(codes.type), _triple(codes.modifier),
              ANATOMIC_CONTEXT, _triple(None), _triple(None)]
     return "~".join(parts)
 
@@ -76,7 +82,7 @@ def segment_fields(source_labels: np.ndarray) -> list[dict]:
             "label_value": value,
             # Slicer's extent is in ITK index order (x, y, z), inclusive.
             "extent": (x.start, x.stop - 1, y.start, y.stop - 1, z.start, z.stop - 1),
-            "terminology": terminology_entry(st.coding),
+            "terminology": terminology_entry(st.codes),
         })
     return segments
 
