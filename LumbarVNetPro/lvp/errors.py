@@ -17,6 +17,10 @@ class InputError(LVPError):
     """The input image cannot be used (format, geometry, orientation, content)."""
 
 
+class OutputError(LVPError):
+    """The output folder cannot take a result (a file, not writable, in use by another run)."""
+
+
 class ModelError(LVPError):
     """The model files are missing, corrupted or incompatible."""
 

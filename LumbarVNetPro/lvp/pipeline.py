@@ -18,9 +18,9 @@ Failure policy (the product rule "a partial result is never shown as complete"):
   the outputs are written with ``"status": "partial"``, ``"failed_stage"`` and ``"error"``
   naming it, and the HTML report says so in a red banner; ``lvp infer`` exits non-zero.
 
-Every file is written under a temporary name and renamed into place, and ``report.json`` is
-written last: an interrupted run never leaves a truncated file, nor a report describing files
-that do not exist.
+Every file is written into a staging folder, ``report.json`` last, and the staging folder then
+replaces ``out_dir`` as a whole (:mod:`lvp.io.result_folder`): an interrupted run never leaves a
+truncated file, a report describing files that do not exist, or files of two runs side by side.
 """
 
 from __future__ import annotations
@@ -177,6 +177,8 @@ def _report_skeleton(volume: Volume | None, input_path: Path) -> dict:
             "direction": list(src.direction),
             "coordinate_system": "LPS",
         }
+        # What the reader found about the input itself (undefined voxels, slices that may be missing).
+        report["warnings"].extend(volume.meta.get("warnings") or [])
     return report
 
 
@@ -331,9 +333,33 @@ def make_segmenter(model_dir: str | Path | None = None, device: str = "auto") ->
     return Segmenter(model_dir=model_dir, device=device)
 
 
-def run_inference(input_path: str | Path, out_dir: str | Path, *, axial: str | Path | None = None,
-                  device: str = "auto", model_dir: str | Path | None = None, segmenter: Any = None,
-                  progress: ProgressFn | None = None, html: bool = True) -> dict:
+def run_inference(input_path: str | Path, out_dir: str | Path, *, progress: ProgressFn | None = None,
+                  **options: Any) -> dict:
+    """Run one case into the result folder ``out_dir``; return the report.
+
+    ``out_dir`` is checked (a folder LVP may replace, writable) and locked before the input is
+    read; every file is written into a staging folder that replaces ``out_dir`` as a whole once
+    ``report.json`` is written (:mod:`lvp.io.result_folder`): ``out_dir`` always holds one run's
+    result, whole. A refused input or an interruption leaves ``out_dir`` as it was. ``options``
+    are those of :func:`_run_case` (``axial``, ``device``, ``model_dir``, ``segmenter``, ``html``).
+    """
+    from lvp.io.result_folder import ResultFolder
+
+    def staged(stage: str, fraction: float) -> None:
+        if progress and stage != "done":  # "done" once the result is in place
+            progress(stage, fraction)
+
+    with ResultFolder(out_dir) as folder:
+        report = _run_case(input_path, folder.staging, progress=staged, **options)
+        folder.commit()
+    if progress:
+        progress("done", STAGE_START["done"])
+    return report
+
+
+def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path | None = None,
+              device: str = "auto", model_dir: str | Path | None = None, segmenter: Any = None,
+              progress: ProgressFn | None = None, html: bool = True) -> dict:
     """Read one series, run every stage, write the outputs to ``out_dir``; return the report.
 
     ``segmenter`` (anything with ``.segment(volume)`` and ``.info``) is reused when given so a

@@ -285,11 +285,26 @@ def test_field_of_view_too_large(tmp_path):
         read_volume(_write(tmp_path, img))
 
 
-def test_nan_refused(tmp_path):
+@pytest.mark.parametrize("name", ["nan.mha", "nan.nii.gz", "nan.nii", "nan.nrrd"])
+def test_partly_nan_image_is_read_with_the_count_in_a_warning(tmp_path, name):
+    """ITK turns NaN voxels of a NIfTI file into 0 silently: LVP counts them in the file and says so."""
     arr = _spine_like(size=(12, 300, 200))
     arr[3, 10, 10] = np.nan
-    with pytest.raises(InputError, match="NaN"):
-        read_volume(_write(tmp_path, _sagittal_image(arr), "nan.mha"))
+    arr[4, 11, 12] = np.nan
+    arr[5, 20, 30] = np.inf
+    vol = read_volume(_write(tmp_path, _sagittal_image(arr), name))
+    assert np.isfinite(vol.array).all()
+    assert vol.meta["nonfinite_voxels"] == 3
+    (warning,) = [w for w in vol.meta["warnings"] if w["code"] == "nonfinite_voxels"]
+    assert warning["message"].startswith("3 voxel(s)") and "read as 0" in warning["message"]
+    assert vol.array[3, 10, 10] == 0
+
+
+def test_mostly_nan_image_refused(tmp_path):
+    arr = _spine_like(size=(12, 300, 200))
+    arr[:2] = np.nan  # 2 of 12 slices: 17 % undefined
+    with pytest.raises(InputError, match="NaN or infinite voxels"):
+        read_volume(_write(tmp_path, _sagittal_image(arr), "nan.nii.gz"))
 
 
 def test_constant_refused(tmp_path):

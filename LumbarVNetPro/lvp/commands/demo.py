@@ -51,8 +51,9 @@ def summary_lines(report: dict, out_dir: Path) -> list[str]:
     t = report["timings_s"]
     stages = ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "total")
     lines.append(f"time {t['total']:.2f} s ({stages})")
-    for w in report["warnings"]:
-        lines.append(f"warning: {w['code']}: {w['message']}")
+    from lvp.commands.infer import report_notes
+
+    lines += report_notes(report.get("numbering"), report["warnings"])
     lines.append(f"report: {out_dir / 'report.html'} (and report.json, segmentation.nii.gz, "
                  "segmentation.seg.nrrd)")
     return lines

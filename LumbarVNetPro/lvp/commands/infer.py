@@ -1,14 +1,32 @@
 """``lvp infer INPUT... -o OUTDIR``: segment, label, measure and grade one or more series.
 
-Exit codes: 0 every case complete; 2 a case failed (unreadable input, not a spine, model error);
-3 no case failed but at least one is partial; 143 stopped by SIGTERM; 130 by Ctrl-C.
-With ``--progress-json`` one JSON object per line goes to stdout (format in docs/report-schema.md).
+Inputs: image files, DICOM folders, or a folder of them (one case per image file, or one per
+sub-folder when it holds only sub-folders). A folder holding both image files and DICOM
+sub-folders is refused, naming both: list the inputs you mean explicitly.
+
+Output: OUTDIR is the result folder of a single case, or holds one sub-folder per case and a
+summary.csv (one row per level) for several. Each result folder always holds one run's result,
+whole: it is written beside the folder and swapped in when complete, so files of an earlier run
+(e.g. report.html after --no-html) never remain next to new ones. A result folder in use by
+another lvp run is refused (no waiting), as are an output path that is a file, cannot be
+written, or is a folder holding other files; these are checked before any work starts.
+
+Exit codes:
+  0    every case complete
+  2    a case failed: input refused or unreadable, not a lumbar spine, output folder unusable,
+       model error (also: invalid options)
+  3    no case failed but at least one is partial (a stage after the network failed)
+  130  stopped by Ctrl-C
+  143  stopped by SIGTERM (finished cases stay complete; the running one leaves no trace)
+With --progress-json one JSON object per line goes to stdout (format in docs/report-schema.md)
+and the human-readable lines go to stderr; --quiet prints errors only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -18,14 +36,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lvp.errors import LVPError
+from lvp.errors import InputError, LVPError, OutputError
 
 # Files that sit beside images in a folder but are not inputs (reference masks, our own outputs).
 _NOT_INPUT_MARKERS = ("_labels.", "_label.", "_seg.", ".seg.", "segmentation.", "semantic.")
 
+EXIT_COMPLETE = 0
 EXIT_FAILED = 2
 EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
 EXIT_SIGTERM = 143
+SUMMARY_CSV = "summary.csv"
 
 
 class Terminated(KeyboardInterrupt):
@@ -56,6 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-html", action="store_true", help="skip report.html")
     p.add_argument("--progress-json", action="store_true",
                    help="print machine-readable progress lines (JSON) to stdout")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing but errors (no per-case lines, warnings or progress bar)")
     p.set_defaults(func=run)
 
 
@@ -66,20 +89,49 @@ def _is_image_file(path: Path) -> bool:
     return name.endswith(IMAGE_SUFFIXES) and not any(m in name for m in _NOT_INPUT_MARKERS)
 
 
-def expand_inputs(paths: list[str | Path]) -> list[Path]:
+def _holds_dicom(folder: Path, limit: int = 200) -> bool:
+    """Whether ``folder`` holds a DICOM file among its first ``limit`` files (preamble check only)."""
+    from lvp.io.dicom import _is_dicom_file
+
+    for i, p in enumerate(q for q in folder.rglob("*") if q.is_file()):
+        if i >= limit:
+            return False
+        if _is_dicom_file(p):
+            return True
+    return False
+
+
+def _is_result_folder(folder: Path) -> bool:
+    """An lvp output (a case's result folder or a batch folder): never an input."""
+    return (folder / "report.json").is_file() or (folder / SUMMARY_CSV).is_file()
+
+
+def expand_inputs(paths: list[str | Path], exclude: Path | None = None) -> list[Path]:
     """Turn the command line's inputs into cases.
 
     A file is one case. A folder holding image files (not masks) gives one case per file; a folder
     whose sub-folders are the cases (DICOM studies) gives one per sub-folder; any other folder is
-    read as one DICOM series.
+    read as one DICOM series. A folder holding image files and sub-folders with DICOM files is
+    ambiguous (which is the case?) and refused, naming both. Hidden folders, lvp result folders
+    and ``exclude`` (the output folder) are never inputs.
     """
+    skip = Path(os.path.abspath(exclude)) if exclude is not None else None
     cases: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.is_file() and _is_image_file(p))
-            subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+            subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")
+                             and Path(os.path.abspath(p)) != skip and not _is_result_folder(p))
             if files:
+                dicom_dirs = [d for d in subdirs if _holds_dicom(d)]
+                if dicom_dirs:
+                    names = ", ".join(d.name + "/" for d in dicom_dirs[:3]) + (", ..." if len(dicom_dirs) > 3 else "")
+                    raise InputError(
+                        f"{path} holds image files ({', '.join(f.name for f in files[:3])}"
+                        f"{', ...' if len(files) > 3 else ''}) and DICOM sub-folders ({names}); name the series to "
+                        f"read explicitly, e.g. lvp infer {files[0]} {dicom_dirs[0]} -o OUTDIR"
+                    )
                 cases.extend(files)
             elif subdirs and not any(p.is_file() and not p.name.startswith(".") for p in path.iterdir()):
                 cases.extend(subdirs)
@@ -112,15 +164,20 @@ def output_dirs(cases: list[Path], out: Path) -> list[Path]:
     return dirs
 
 
+# Result fields kept for the printout and summary.csv, not sent in the JSON "case" line.
+_NOT_EMITTED = ("report", "warnings", "numbering")
+
+
 class Progress:
     """Progress output: JSON lines on stdout, or a tqdm bar on stderr for several cases."""
 
-    def __init__(self, n_cases: int, json_lines: bool):
+    def __init__(self, n_cases: int, json_lines: bool, quiet: bool = False):
         self.n = n_cases
         self.json_lines = json_lines
+        self.quiet = quiet
         self.case = 0
         self.bar = None
-        if not json_lines and n_cases > 1:
+        if not json_lines and not quiet and n_cases > 1:
             from tqdm import tqdm
 
             self.bar = tqdm(total=n_cases, unit="case", file=sys.stderr, dynamic_ncols=True)
@@ -141,7 +198,8 @@ class Progress:
 
     def case_done(self, result: dict) -> None:
         """A case finished (whatever its status)."""
-        self.emit(event="case", case=self.case + 1, cases=self.n, **result)
+        self.emit(event="case", case=self.case + 1, cases=self.n,
+                  **{k: v for k, v in result.items() if k not in _NOT_EMITTED})
         self.case += 1
         if self.bar is not None:
             self.bar.update(1)
@@ -182,7 +240,8 @@ def infer_cases(cases: list[Path], dirs: list[Path], *, segmenter: Any, progress
             report = run_inference(case, out, axial=axial, segmenter=segmenter, progress=progress.stage,
                                    html=html)
             result.update(status=report["status"], failed_stage=report["failed_stage"], error=report["error"],
-                          levels=[lv["level"] for lv in report["levels"]])
+                          levels=[lv["level"] for lv in report["levels"]], report=report,
+                          warnings=list(report.get("warnings") or []), numbering=report.get("numbering"))
         except LVPError as err:
             result.update(status="failed", error=str(err))
         except Exception as err:  # noqa: BLE001 - one broken case must not stop the batch
@@ -193,29 +252,40 @@ def infer_cases(cases: list[Path], dirs: list[Path], *, segmenter: Any, progress
     return results
 
 
+def check_outputs(dirs: list[Path], out: Path) -> None:
+    """Refuse unusable output folders before any work (a file, not writable, not an LVP result)."""
+    from lvp.io.result_folder import check_output_dir
+
+    if len(dirs) > 1:
+        batch = Path(out)
+        if batch.exists() and not batch.is_dir():
+            raise OutputError(f"the output path {batch} is a file, not a folder; choose a folder name")
+        if (batch / "report.json").is_file():
+            raise OutputError(f"the output folder {batch} holds a single case's result (report.json); give a batch "
+                              "its own folder")
+    for d in dirs:
+        check_output_dir(d)
+
+
 def run(args: argparse.Namespace, segmenter: Any = None) -> int:
     """Run ``lvp infer`` (``segmenter``: an already loaded one, else made from the options)."""
-    cases = expand_inputs(args.inputs)
-    if not cases:
-        from lvp.errors import InputError
+    from lvp.errors import ConfigError
 
+    cases = expand_inputs(args.inputs, exclude=Path(args.output))
+    if not cases:
         raise InputError("no input series found")
     labels = getattr(args, "labels", None)
     previous = getattr(args, "previous", None)
+    quiet = bool(getattr(args, "quiet", False))
     if (args.axial or args.semantic or labels) and len(cases) > 1:
-        from lvp.errors import ConfigError
-
         raise ConfigError("--axial, --semantic and --labels take a single input series")
     if labels and args.semantic:
-        from lvp.errors import ConfigError
-
         raise ConfigError("use either --semantic (levels are labelled again) or --labels (levels kept), not both")
     if previous and not labels:
-        from lvp.errors import ConfigError
-
         raise ConfigError("--previous goes with --labels")
     dirs = output_dirs(cases, Path(args.output))
-    progress = Progress(len(cases), args.progress_json)
+    check_outputs(dirs, Path(args.output))
+    progress = Progress(len(cases), args.progress_json, quiet)
     try:
         with sigterm_raises():
             progress.emit(event="start", cases=len(cases))
@@ -234,6 +304,10 @@ def run(args: argparse.Namespace, segmenter: Any = None) -> int:
                 segmenter = make_segmenter(args.model, args.device)
             results = infer_cases(cases, dirs, segmenter=segmenter, progress=progress, axial=args.axial,
                                   html=not args.no_html)
+            if len(cases) > 1:
+                from lvp.report.summary_csv import write_summary_csv
+
+                write_summary_csv(results, Path(args.output) / SUMMARY_CSV)
     except Terminated:
         progress.close()
         progress.emit(event="cancelled")
@@ -244,20 +318,37 @@ def run(args: argparse.Namespace, segmenter: Any = None) -> int:
     return summarise(results, progress)
 
 
+def report_notes(numbering: dict | None, warnings: list[dict]) -> list[str]:
+    """The lines a reader must see about a case: numbering status and warnings."""
+    lines = []
+    if numbering:
+        reasons = "; ".join(str(r) for r in numbering.get("reasons") or [])
+        if numbering.get("confident"):
+            lines.append("numbering: confident" + (f" ({reasons})" if reasons else ""))
+        else:
+            lines.append("numbering: NOT CONFIDENT, check the level names" + (f": {reasons}" if reasons else ""))
+    for w in warnings:
+        lines.append(f"warning: {w.get('code', '?')}: {w.get('message', '')}")
+    return lines
+
+
 def summarise(results: list[dict], progress: Progress) -> int:
-    """Print the outcome of every case and return the exit code."""
+    """Print the outcome of every case (numbering, warnings) and return the exit code."""
     failed = [r for r in results if r["status"] == "failed"]
     partial = [r for r in results if r["status"] == "partial"]
-    code = EXIT_FAILED if failed else EXIT_PARTIAL if partial else 0
+    code = EXIT_FAILED if failed else EXIT_PARTIAL if partial else EXIT_COMPLETE
     progress.emit(event="done", complete=len(results) - len(failed) - len(partial), partial=len(partial),
                   failed=len(failed), exit_code=code)
     out = sys.stderr if progress.json_lines else sys.stdout
-    for r in results:
+    for r in results if not progress.quiet else []:
         if r["status"] == "complete":
             print(f"{r['input']}: complete ({', '.join(r['levels'])}) -> {r['output']}", file=out)
         elif r["status"] == "partial":
             print(f"{r['input']}: PARTIAL, stage {r['failed_stage']} failed: {r['error']} -> {r['output']}",
                   file=out)
+        if r["status"] != "failed":
+            for line in report_notes(r.get("numbering"), r.get("warnings") or []):
+                print(f"  {line}", file=out)
     for r in failed:
         print(f"lvp infer: error: {r['input']}: {r['error']}", file=sys.stderr)
     if len(results) > 1 and (failed or partial):

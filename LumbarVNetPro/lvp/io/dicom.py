@@ -8,7 +8,8 @@ that choice is ambiguous it refuses and lists the series, so the user names one
 
 Reading checks what breaks silently elsewhere: unreadable or truncated files, slices with
 different size/orientation/spacing (mixed series), missing slices (gaps in the slice
-positions), non-MR modalities.
+positions, and at the ends where the series states its extent: see :func:`_check_series_ends`),
+non-MR modalities, series larger than the validator's voxel limit (before reading pixels).
 """
 
 from __future__ import annotations
@@ -159,11 +160,69 @@ def _slice_geometry(ds: pydicom.Dataset, path: Path) -> _Geometry:
     return iop, ipp, spacing, shape  # type: ignore[return-value]
 
 
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(str(value).strip()) if value is not None and str(value).strip() else None
+    except ValueError:
+        return None
+
+
+def _check_declared_size(info: SeriesInfo) -> None:
+    """Refuse a series whose slices would exceed the voxel limit, before any pixel data is read."""
+    from lvp.io.validate import check_voxel_count
+
+    ds = pydicom.dcmread(info.files[0], stop_before_pixels=True)
+    rows, cols = _int_or_none(ds.get("Rows")) or 0, _int_or_none(ds.get("Columns")) or 0
+    check_voxel_count(rows * cols * len(info.files),
+                      f"series {info.uid} declares {len(info.files)} slices of {rows} x {cols} =")
+
+
+def _check_series_ends(info: SeriesInfo, numbers: list[int | None], declared: set[int | None],
+                       acquisitions: set[str]) -> list[dict]:
+    """Catch slices missing at either end of the stack, where the gap check cannot see them.
+
+    Two kinds of evidence, used by how certain they are:
+
+    * ImagesInAcquisition (0020,1002), the same on every slice of a one-acquisition series,
+      larger than the number of slices present: slices are certainly missing, refused.
+    * InstanceNumber consecutive along the stack but starting above 1: the first slices may be
+      missing (some exports renumber or split series, so this is a warning, not a refusal).
+
+    Slices missing at the end of a series that declares neither cannot be detected.
+    """
+    n = len(numbers)
+    counts = {d for d in declared if d}
+    if len(counts) == 1 and None not in declared and len(acquisitions) <= 1:
+        expected = counts.pop()
+        if n < expected:
+            raise InputError(
+                f"series {info.uid} has {n} slices where its header says the acquisition has {expected} "
+                f"(ImagesInAcquisition): {expected - n} slice(s) are missing at the start or end of the stack "
+                "(truncated transfer or export?); re-export the whole series"
+            )
+    warnings = []
+    if None not in numbers and len(set(numbers)) == n:
+        steps = np.diff(np.asarray(numbers, dtype=np.int64))
+        first = min(numbers)  # type: ignore[type-var]
+        if (np.all(steps == 1) or np.all(steps == -1)) and first > 1:
+            warnings.append({
+                "code": "slices_may_be_missing",
+                "message": f"The series' instance numbers run {first}-{max(numbers)}: the first {first - 1} "  # type: ignore[type-var]
+                           "slice(s) of the acquisition may be missing (at one end of the stack). Check that the "
+                           "series is complete; levels at that side may be absent or cut.",
+            })
+    return warnings
+
+
 def read_series(info: SeriesInfo) -> tuple[sitk.Image, dict]:
     """Read one series into a SimpleITK image (LPS geometry), checking its integrity."""
     if info.modality and info.modality != "MR":
         raise InputError(f"series {info.uid} has modality {info.modality}; LVP reads MR images (T2-weighted)")
+    _check_declared_size(info)
     slices = []
+    numbers: list[int | None] = []
+    declared: set[int | None] = set()
+    acquisitions: set[str] = set()
     for path in info.files:
         try:
             ds = pydicom.dcmread(path)
@@ -174,6 +233,9 @@ def read_series(info: SeriesInfo) -> tuple[sitk.Image, dict]:
         iop, ipp, spacing, shape = _slice_geometry(ds, path)
         if pixels.ndim != 2:
             raise InputError(f"the DICOM file {path} holds a {pixels.ndim}-D frame set; LVP reads one slice per file")
+        numbers.append(_int_or_none(ds.get("InstanceNumber")))
+        declared.add(_int_or_none(ds.get("ImagesInAcquisition")))
+        acquisitions.add(str(ds.get("AcquisitionNumber", "")))
         slope = float(ds.get("RescaleSlope", 1) or 1)
         intercept = float(ds.get("RescaleIntercept", 0) or 0)
         slices.append((path, iop, ipp, spacing, shape, pixels.astype(np.float32) * slope + intercept))
@@ -194,6 +256,7 @@ def read_series(info: SeriesInfo) -> tuple[sitk.Image, dict]:
     positions = np.array([s[2] @ normal for s in slices])
     order = np.argsort(positions)
     slices = [slices[i] for i in order]
+    numbers = [numbers[i] for i in order]
     positions = positions[order]
     steps = np.diff(positions)
     if np.any(steps < 1e-3):
@@ -208,13 +271,15 @@ def read_series(info: SeriesInfo) -> tuple[sitk.Image, dict]:
             f"series {info.uid} is missing slices: a gap of {steps[i]:.2f} mm between {slices[i][0].name} "
             f"and {slices[i + 1][0].name} where the slice step is {step:.2f} mm (truncated transfer?)"
         )
+    warnings = _check_series_ends(info, numbers, declared, acquisitions)
     volume = np.stack([s[5] for s in slices])  # (slice, row, col) = ITK (z, y, x)
     image = sitk.GetImageFromArray(volume)
     # DICOM PixelSpacing is (row spacing, column spacing) = (y, x).
     image.SetSpacing((ref_spacing[1], ref_spacing[0], step))
     image.SetOrigin(tuple(float(v) for v in slices[0][2]))
     image.SetDirection(tuple(float(v) for v in np.stack([row, col, normal], axis=1).ravel()))
-    meta = {"series_uid": info.uid, "series_description": info.description, "files": len(slices)}
+    meta = {"series_uid": info.uid, "series_description": info.description, "files": len(slices),
+            "warnings": warnings}
     return image, meta
 
 
@@ -254,6 +319,8 @@ def write_series(image: sitk.Image, folder: str | Path, *, series_description: s
         ds.SeriesDescription = series_description
         ds.SeriesNumber = 1
         ds.InstanceNumber = k + 1
+        ds.AcquisitionNumber = 1
+        ds.ImagesInAcquisition = arr.shape[0]
         ds.StudyDate = ds.SeriesDate = now.strftime("%Y%m%d")
         ds.EchoTime = echo_time
         ds.RepetitionTime = repetition_time

@@ -18,6 +18,8 @@ MAX_SPACING_MM = 15.0
 MIN_EXTENT_MM = {"left-right": 8.0, "superior-inferior": 80.0, "anterior-posterior": 50.0}
 MAX_EXTENT_MM = 900.0
 MAX_VOXELS = 300_000_000
+# Undefined (NaN/inf) voxels: a few are a saving glitch, reported and read as 0; more is a broken file.
+MAX_NONFINITE_FRACTION = 0.01
 MIN_SLICES = 3
 # The through-plane axis must point within this angle of left-right to count as sagittal.
 MAX_SAGITTAL_OBLIQUITY_DEG = 45.0
@@ -35,6 +37,24 @@ def check_spacing(spacing: tuple[float, ...]) -> None:
                 f"voxel spacing {tuple(round(x, 4) for x in spacing)} mm is outside the plausible MRI range "
                 f"{MIN_SPACING_MM}-{MAX_SPACING_MM} mm; check the file's geometry (units must be mm)"
             )
+
+
+def check_voxel_count(voxels: int, what: str = "the image has") -> None:
+    """Refuse more voxels than a lumbar series can have (also used on headers, before reading)."""
+    if voxels > MAX_VOXELS:
+        raise InputError(f"{what} {voxels:,} voxels, more than the {MAX_VOXELS:,} a lumbar series can have; "
+                         "crop or downsample it")
+
+
+def nonfinite_warning(count: int, total: int, what: str = "the image") -> dict:
+    """Refuse an image with too many NaN/infinite voxels; else the report warning that names them."""
+    fraction = count / max(total, 1)
+    if fraction > MAX_NONFINITE_FRACTION:
+        raise InputError(f"{what} has {count:,} NaN or infinite voxels ({100 * fraction:.1f}% of the image, more "
+                         f"than {100 * MAX_NONFINITE_FRACTION:g}%); it was not saved correctly")
+    return {"code": "nonfinite_voxels",
+            "message": f"{count:,} voxel(s) of the image ({100 * fraction:.3f}%) are NaN or infinite (undefined "
+                       "values in the file); they were read as 0. Check the image where it matters."}
 
 
 def acquisition_axis(volume: Volume) -> int:
@@ -80,9 +100,7 @@ def check_slices(volume: Volume) -> None:
 def check_extent(volume: Volume, *, lumbar_fov: bool = True) -> None:
     """Refuse fields of view too large for a body or (``lumbar_fov``) too small for a lumbar spine."""
     shape = volume.array.shape
-    if int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
-        raise InputError(f"the image has {np.prod(shape, dtype=np.int64):,} voxels, more than the "
-                         f"{MAX_VOXELS:,} a lumbar series can have; crop or downsample it")
+    check_voxel_count(int(np.prod(shape, dtype=np.int64)))
     for name, extent in zip(AXIS_NAMES, volume.extent_mm):
         if lumbar_fov and extent < MIN_EXTENT_MM[name]:
             raise InputError(
