@@ -17,6 +17,9 @@ BACKGROUND = 0
 VERTEBRA = 1
 DISC = 2
 CANAL = 3
+# A sacrum class, in models whose ``classes`` (models.json) include "4": "sacrum"; the level
+# labelling anchors the numbering on it when present (and works without it).
+SACRUM = 4
 NETWORK_CLASSES: dict[int, str] = {BACKGROUND: "background", VERTEBRA: "vertebra", DISC: "disc", CANAL: "canal"}
 
 # TotalSpineSeg output values.

@@ -37,7 +37,9 @@ def test_four_lumbar_vertebrae_are_flagged():
 
 def test_missing_sacrum_assumes_l5_with_low_confidence():
     ph, vol, lab, lev = labelled(sacrum=False)
-    assert "sacrum_not_found" in [w["code"] for w in lab.warnings]
+    # The retired sacrum_not_found warning is now a reason of the numbering check.
+    assert lab.numbering["confident"] is False
+    assert any("assumed to be L5" in r for r in lab.numbering["reasons"])
     assert [v.name for v in lab.vertebrae] == [v.name for v in ph.vertebrae]
     assert max(v.confidence for v in lab.vertebrae) < 0.5
 

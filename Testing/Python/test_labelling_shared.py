@@ -43,4 +43,6 @@ def test_chu_bodies_only_layout(shared_data):
     lab = label_levels((ref > 0).astype(np.uint8) * VERTEBRA, vol)
     # Seven bodies T11..L5, top = T11 (the label numbers are not in level order).
     assert [v.name for v in lab.vertebrae] == ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
-    assert "sacrum_not_found" in [w["code"] for w in lab.warnings]
+    # No sacrum below the bodies: the numbering check (not a warning any more) says L5 is assumed.
+    assert lab.numbering["confident"] is False
+    assert any("lowest vertebra is assumed to be L5" in r for r in lab.numbering["reasons"])

@@ -11,6 +11,8 @@ from lvp.labelling.counting import _check_transitional, _disc_name, _is_sacrum, 
 from lvp.labelling.disc_gaps import _drop_stray_end_discs, _with_missing_discs
 from lvp.labelling.discs import _check_merged_discs, _disc_instances
 from lvp.labelling.grid import _bbox, _components, _pool_any, _scaled_box, _unpool
+from lvp.labelling.numbering import assess_numbering, unique_disc_names
+from lvp.labelling.sacrum import _sacrum_mask, drop_sacral_discs, lowest_disc_ratio
 from lvp.labelling.thresholds import (
     BODY_BEHIND_CANAL_CENTRE_MM,
     BONE_BEYOND_CANAL_MM,
@@ -18,6 +20,9 @@ from lvp.labelling.thresholds import (
     BONE_MAX_LR_MM,
     BONE_MAX_POSTERIOR_MM,
     MIN_VERTEBRA_MM3,
+    REMNANT_DISC_RATIO,
+    SACRUM_LENGTH_RATIO,
+    SMALL_LOWEST_DISC_RATIO,
 )
 from lvp.labelling.types import Instance, Labelling
 from lvp.labelling.vertebrae import _below_disc, _body_depth
@@ -26,6 +31,7 @@ from lvp.labels import (
     CANAL_LABEL,
     DISC,
     DISC_LABELS,
+    SACRUM,
     SACRUM_LABEL,
     VERTEBRA,
     VERTEBRA_LABELS,
@@ -33,18 +39,26 @@ from lvp.labels import (
 from lvp.planes import DiscPlane, fit_disc_plane
 
 
-def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray | None = None) -> Labelling:
+def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray | None = None,
+                 sacrum_class: bool | None = None) -> Labelling:
     """Label vertebrae, discs and canal with TotalSpineSeg values (see the module docstring).
 
-    ``semantic`` holds the network classes 0..3 on ``volume``'s canonical grid; ``probability``
-    (optional, same grid, the probability of the predicted class) lowers confidences where the
-    network was unsure.
+    ``semantic`` holds the network classes 0..3 (0..4 with a sacrum class) on ``volume``'s
+    canonical grid; ``probability`` (optional, same grid, the probability of the predicted class)
+    lowers confidences where the network was unsure. ``sacrum_class`` says whether the model has a
+    sacrum class (None: whether ``semantic`` holds any); the numbering check names its absence.
+    The result's ``numbering`` is the numbering check (:mod:`lvp.labelling.numbering`) and no two
+    of its structures share a level name.
     """
     if semantic.shape != volume.shape:
         raise ValueError(f"segmentation shape {semantic.shape} differs from the image's {volume.shape}")
     out = Labelling(labels=np.zeros(semantic.shape, np.int16))
+    out.facts = {"sacrum_class": bool((semantic == SACRUM).any()) if sacrum_class is None else bool(sacrum_class),
+                 "anchor": None, "remnants": 0, "rudimentary_lowest": False, "bone_above_sacrum": False,
+                 "fov_below_mm": None, "renumbered": False}
     if not (semantic > 0).any():
         out.warn("empty_segmentation", "No spine structure was segmented; no levels were labelled.")
+        out.numbering = assess_numbering(out)
         return out
     crop = _bbox(semantic > 0)
     out.crop = crop
@@ -68,6 +82,13 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     bits_c = _pool_any(np.left_shift(np.uint8(1), sem, dtype=np.uint8), f)
     axis = _spine_axis((bits_c & (1 << CANAL)) > 0)
     inferior = volume.affine[:3, 1] / np.linalg.norm(volume.affine[:3, 1])
+    # The sacrum class (a model trained with one): its largest component, as LPS points.
+    voxel_c_mm3 = float(np.prod(sp_c))
+    sac_c = _sacrum_mask((bits_c & (1 << SACRUM)) > 0, voxel_c_mm3)
+    sac_pts = None
+    if sac_c is not None:
+        sac_pts = np.argwhere(sac_c).astype(np.float32) @ sub_c[:3, :3].T.astype(np.float32)
+        sac_pts += sub_c[:3, 3].astype(np.float32)
 
     # Bone on the spine: near the canal's centre line (the rest is not vertebra).
     vert = sem == VERTEBRA
@@ -111,10 +132,34 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
             planes.append((i, plane))
     planes.sort(key=lambda p: float(p[1].center_lps @ inferior))
     # Discs at either end of the chain, far from it with no bone in between: not spine.
+    lowest_before = planes[-1][0] if planes else None
     n_discarded += _drop_stray_end_discs(planes, disc_sizes, pts)
+    out.facts["caudal_stray_dropped"] = bool(planes) and planes[-1][0] != lowest_before
     if n_discarded:
         out.warn("disc_fragments_ignored",
                  f"{n_discarded} disc-class fragment(s) away from the spine or from any disc were not labelled.")
+    # 3a. Discs inside or below the sacrum (S1-S2 remnants) are not lumbar; nor is a rudimentary
+    # lowest disc (see lvp.labelling.sacrum). Their voxels are written as sacrum.
+    remnants = drop_sacral_discs(planes, sac_pts, inferior, voxel_c_mm3) if sac_pts is not None else []
+    ratio = lowest_disc_ratio([float(disc_sizes[i]) for i, _ in planes])
+    if ratio is not None and ratio < SMALL_LOWEST_DISC_RATIO:
+        lowest_box = disc_objs[planes[-1][0] - 1]
+        cut = lowest_box[1].stop + crop[1].start >= semantic.shape[1] - 2  # the FOV cuts it
+        on_sacrum = sac_pts is not None and bool(
+            (((sac_pts - planes[-1][1].center_lps) @ planes[-1][1].normal_lps) > 0).any())
+        if not cut and (ratio < REMNANT_DISC_RATIO or on_sacrum):
+            remnants.append(planes.pop())
+            out.facts["rudimentary_lowest"] = True
+        elif not cut:
+            out.facts["small_lowest"] = round(ratio, 2)
+    out.facts["remnants"] = len(remnants)
+    if remnants:
+        out.warn(
+            "sacral_disc",
+            f"{len(remnants)} disc-like structure(s) below the lowest lumbar disc (inside the sacrum, or much "
+            "smaller than the discs above: an S1-S2 remnant or a rudimentary lumbosacral disc) were not "
+            "named as lumbar levels. Check the level numbering.",
+        )
     separators = _with_missing_discs([p for _, p in planes], pts)
     if len(separators) > len(planes):
         out.warn(
@@ -160,12 +205,32 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         sb = np.stack([np.bincount(lb, weights=vidx[j][in_front], minlength=n_ids + 1) for j in range(3)], 1)
         body_centers = {i: (sb[i] / nb[i]) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep if nb[i] > 0}
 
-    # 3. Sacrum: the bone below the lowest disc, long along the spine or reaching the FOV bottom.
+    # 3. Sacrum: the sacrum class below the lowest disc; without it, the bone below the lowest
+    # disc, long along the spine or reaching the FOV bottom.
     lengths = [(objs[i - 1][1].stop - objs[i - 1][1].start) * volume.spacing[1] for i in keep]
     has_sacrum = False
-    if keep and planes:
+    s1_ids: list[int] = []  # vertebra-class bone that belongs to the sacrum (an S1 body)
+    if planes:
+        low = planes[-1][1]
+        out.facts["fov_below_mm"] = _fov_below_mm(low, volume, inferior)
+    if sac_pts is not None and planes and float((sac_pts.mean(axis=0) - low.center_lps) @ low.normal_lps) > 0:
+        out.facts["anchor"] = "sacrum_class"
+        below_ids = [i for i in keep if float((vcenters_all[i] - low.center_lps) @ low.normal_lps) > 0]
+        if below_ids and remnants:
+            s1_ids = below_ids  # S1 segmented as a vertebra above a remnant disc: part of the sacrum
+        elif below_ids:
+            out.facts["bone_above_sacrum"] = True  # a vertebra below the lowest disc: L5-S missed?
+        keep = [i for i in keep if i not in s1_ids]
+        vcenters = [vcenters_all[i] for i in keep]
+    elif sac_pts is not None:
+        out.facts["sacrum_misplaced"] = True
+    if keep and planes and out.facts["anchor"] is None:
         reaches_bottom = objs[keep[-1] - 1][1].stop + crop[1].start >= semantic.shape[1] - 3
         has_sacrum = _is_sacrum(lengths, vcenters[-1], planes[-1][1], reaches_bottom)
+        if has_sacrum:
+            out.facts["anchor"] = "sacrum_bone"
+            ref = float(np.median(lengths[:-1])) if len(lengths) > 1 else 30.0
+            out.facts["sacrum_long"] = bool(lengths[-1] >= SACRUM_LENGTH_RATIO * ref)
 
     n_mobile = len(keep) - int(has_sacrum)
     # A disc below the lowest bone, with image below it: the lumbosacral disc of a mask that
@@ -175,22 +240,17 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         and not has_sacrum
         and (not keep or (vcenters[-1] - planes[-1][1].center_lps) @ planes[-1][1].normal_lps < 0)
     )
-    if has_sacrum:
+    # Without a sacrum the lowest disc (or vertebra) is assumed to be L5-S (L5): the numbering
+    # check says so (the former warnings sacrum_not_segmented / sacrum_not_found fired on every
+    # normal case of a model without a sacrum class).
+    if has_sacrum or out.facts["anchor"] == "sacrum_class":
         base_conf = 0.95
     elif disc_at_bottom:
         base_conf = 0.75
-        out.warn(
-            "sacrum_not_segmented",
-            "No bone was segmented below the lowest disc: it is taken as the lumbosacral disc (L5-S) "
-            "and levels are counted from it. Check the level numbering.",
-        )
+        out.facts["assumed"] = "lowest_disc"
     else:
         base_conf = 0.35
-        out.warn(
-            "sacrum_not_found",
-            "No sacrum was found below the lowest disc: the lowest vertebra is assumed to be L5. "
-            "Check the level numbering.",
-        )
+        out.facts["assumed"] = "lowest_vertebra"
     names = _vertebra_names(n_mobile, has_sacrum)
 
     # Confidence per vertebra: lower at the FOV edge (partial) and with an unsure network.
@@ -209,19 +269,33 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         kind = "sacrum" if name == "sacrum" else "vertebra"
         out.vertebrae.append(Instance(name, int(vlut[i]), c, int(m.sum()), round(conf, 3), kind, body_depth_mm=depth,
                                       body_centroid_lps=body_centers.get(i)))
+    for i in s1_ids:
+        vlut[i] = SACRUM_LABEL
     labels[vert] = _unpool(vlut[vid_c], f, sem.shape)[vert]
+    if out.facts["anchor"] == "sacrum_class":
+        out.vertebrae.append(_sacrum_instance(sem, labels, sac_c, f, sub, prob))
+    for i, _ in remnants:
+        labels[disc_objs[i - 1]][disc_mask(i)] = SACRUM_LABEL
     if any(v.label == 0 for v in out.vertebrae):
         out.warn("levels_above_t11", "Vertebrae above T11 are listed but not labelled (no output value).")
 
-    # Discs: named by the vertebrae above and below.
-    for n_from_bottom, (i, plane) in enumerate(reversed(planes)):
+    # Discs: named by the vertebrae above and below; two alike are renumbered by order (a level
+    # name is never given twice).
+    named = []
+    for n_from_bottom, (_, plane) in enumerate(reversed(planes)):
         above = [v for v in out.vertebrae if (v.centroid_lps - plane.center_lps) @ plane.normal_lps < 0]
         below = [v for v in out.vertebrae if (v.centroid_lps - plane.center_lps) @ plane.normal_lps > 0]
-        name = _disc_name(above, below, n_from_bottom)
+        named.append((_disc_name(above, below, n_from_bottom), bool(above and below)))
+    unique, out.facts["renumbered"] = unique_disc_names([n for n, _ in reversed(named)])
+    if out.facts["renumbered"]:
+        out.warn("levels_renumbered",
+                 "Two discs were named alike (no vertebra was found between them): the discs were renumbered by "
+                 "their order above the lowest one. Check the level numbering.")
+    for (i, plane), name, (_, between) in zip(reversed(planes), reversed(unique), named):
         label = DISC_LABELS.get(name, DISC_LABELS["L5-S"] if name.endswith("-S") else 0)
         box = disc_objs[i - 1]
         mask = disc_masks[i]
-        conf = base_conf * (0.9 if not (above and below) else 1.0)
+        conf = base_conf * (0.9 if not between else 1.0)
         if prob is not None:
             conf *= float(np.clip(prob[box][mask].mean(), 0.0, 1.0))
         labels[box][mask] = label
@@ -229,5 +303,24 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
             0, Instance(name, label, plane.center_lps, int(mask.sum()), round(conf, 3), "disc", plane=plane)
         )
     _check_merged_discs(out)
-    _check_transitional(out, has_sacrum)
+    _check_transitional(out, out.facts["anchor"] is not None)
+    out.numbering = assess_numbering(out)
+    out.check_unique_names()
     return out
+
+
+def _fov_below_mm(plane: DiscPlane, volume: Volume, inferior: np.ndarray) -> float:
+    """How far (mm, along the image's inferior axis) the image reaches below a disc's centre."""
+    idx = volume.lps_to_index(plane.center_lps[None])[0]
+    return float((volume.shape[1] - 1 - idx[1]) * volume.spacing[1])
+
+
+def _sacrum_instance(sem: np.ndarray, labels: np.ndarray, sac_c: np.ndarray, f: tuple[int, ...],
+                     sub: np.ndarray, prob: np.ndarray | None) -> Instance:
+    """The sacrum (class voxels of the chosen component, plus an S1 body already written as 50)."""
+    mask = (_unpool(sac_c, f, sem.shape) & (sem == SACRUM)) | (labels == SACRUM_LABEL)
+    labels[mask] = SACRUM_LABEL
+    idx = np.argwhere(mask)
+    centre = idx.mean(axis=0) @ sub[:3, :3].T + sub[:3, 3]
+    conf = 0.95 * (float(np.clip(prob[mask].mean(), 0.0, 1.0)) if prob is not None else 1.0)
+    return Instance("sacrum", SACRUM_LABEL, centre, int(len(idx)), round(conf, 3), "sacrum")

@@ -39,3 +39,21 @@ MERGED_DISC_THICKNESS_RATIO = 1.75
 MERGED_DISC_CONFIDENCE = 0.4
 # Every level name is in doubt when the lumbar count is not five: cap each level's confidence.
 TRANSITIONAL_CONFIDENCE = 0.6
+# Sacrum anchoring (lvp.labelling.sacrum).
+# A disc with at least this much sacrum-class bone above it, inside its footprint, lies inside or
+# below the sacrum (an S1-S2 remnant): it is never a lumbar level.
+SACRUM_ABOVE_DISC_MM3 = 300.0
+# The lowest disc smaller than REMNANT_DISC_RATIO of the median of the discs above it (and not cut
+# by the field of view) is taken as an S1-S2 remnant (S1 segmented as a vertebra above it) and not
+# named lumbar; with a sacrum class directly below it, SMALL_DISC_RATIO suffices. A lowest disc
+# below SMALL_DISC_RATIO keeps its name but the numbering is not confident: a degenerated L5-S,
+# a remnant or the rudimentary L5-S of a sacralised L5 all look like it. On the 31 SPIDER
+# reference masks and the network's 31 outputs the real L5-S is never below 0.26 of the median
+# (spider50, spider11 between 0.26 and 0.37).
+REMNANT_DISC_RATIO = 0.2
+SMALL_LOWEST_DISC_RATIO = 0.4
+# The sacrum-class component taken as the sacrum must be at least this large (smaller ones are
+# stray voxels, not the bone the numbering can anchor on).
+MIN_SACRUM_MM3 = 1500.0
+# The sacrum must start within this distance (mm, along the spine) below the lowest lumbar disc.
+SACRUM_GAP_MM = 12.0

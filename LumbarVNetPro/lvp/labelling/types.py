@@ -9,6 +9,10 @@ import numpy as np
 from lvp.planes import DiscPlane
 
 
+class DuplicateLevelError(ValueError):
+    """Two structures of one case carry the same level name (never allowed in a result)."""
+
+
 @dataclass
 class Instance:
     """One labelled vertebra or disc."""
@@ -47,6 +51,11 @@ class Labelling:
     warnings: list[dict] = field(default_factory=list)
     # Internal: instance id map on the cropped grid, for measurements.
     crop: tuple[slice, slice, slice] | None = None
+    # The numbering check (report.json ``numbering``): {"confident": bool, "reasons": [str, ...]}.
+    numbering: dict | None = None
+    # What the numbering rests on (lvp.labelling.numbering reads it): the anchor ("sacrum_class",
+    # "sacrum_bone", "label_map" or None), whether the model has a sacrum class, remnants dropped...
+    facts: dict = field(default_factory=dict)
 
     def disc(self, name: str) -> Instance | None:
         """The disc called ``name``, or None."""
@@ -55,6 +64,17 @@ class Labelling:
     def vertebra(self, name: str) -> Instance | None:
         """The vertebra called ``name`` (or ``"sacrum"``), or None."""
         return next((v for v in self.vertebrae if v.name == name), None)
+
+    def duplicate_names(self) -> list[str]:
+        """Level names given to more than one vertebra or disc (an empty list when all are unique)."""
+        names = [i.name for i in (*self.vertebrae, *self.discs)]
+        return sorted({n for n in names if names.count(n) > 1})
+
+    def check_unique_names(self) -> None:
+        """The invariant that every level name occurs once: :class:`DuplicateLevelError` otherwise."""
+        dup = self.duplicate_names()
+        if dup:
+            raise DuplicateLevelError(f"level name(s) {', '.join(dup)} given to more than one structure")
 
     def warn(self, code: str, message: str) -> None:
         """Add a warning (codes are stable strings, messages are for people)."""

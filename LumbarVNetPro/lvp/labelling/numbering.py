@@ -1,0 +1,118 @@
+"""The numbering check (report.json ``numbering``) and the rule that no two levels share a name.
+
+A wrong level is the worst error of a spine reading, so the labelling says whether its numbering
+rests on evidence: ``{"confident": true|false, "reasons": [...]}``. It is confident only when the
+count is anchored on a sacrum that was seen and nothing along the chain of discs casts doubt on
+it. Each reason is a sentence for the reader; the reasons are:
+
+* no sacrum seen (the model has no sacrum class, or it found none in the field of view): the
+  lowest disc (or vertebra) is *assumed* to be L5-S (L5);
+* the bone taken as the sacrum is no longer than a vertebra, or a vertebra lies between the
+  lowest disc and the sacrum;
+* a rudimentary lowest disc (an S1-S2 remnant, or the L5-S disc of a sacralised L5);
+* transitional anatomy from the thoracic-depth check (six or four lumbar-like vertebrae);
+* a disc missed and interpolated, two discs merged, a disc-like structure below the chain
+  discarded, irregular disc spacing, too few discs, discs renumbered to keep names unique.
+
+A confident numbering carries an empty ``reasons`` list.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lvp.labelling.types import Labelling
+from lvp.labels import disc_name_between
+
+# Vertebra names from T1 down to L5, for renumbering discs by order.
+_ORDER = tuple(f"T{i}" for i in range(1, 13)) + ("L1", "L2", "L3", "L4", "L5")
+# Consecutive discs' centre distances outside this range of the median one are irregular
+# (lumbar and lower thoracic spacings differ by less than a third).
+SPACING_RANGE = (0.6, 1.55)
+
+
+def unique_disc_names(names: list[str]) -> tuple[list[str], bool]:
+    """Disc names (cranial -> caudal) made unique by counting upwards from the lowest one.
+
+    Two discs named alike (no vertebra between them was found) cannot both be right: when any
+    name repeats, every disc is renamed by its order above the lowest disc. Returns the names and
+    whether they changed.
+    """
+    if len(set(names)) == len(names) or not names:
+        return list(names), False
+    lowest = names[-1]
+    upper = lowest.split("-")[0]
+    base = _ORDER.index(upper) if upper in _ORDER else len(_ORDER) - 1
+    out = []
+    for k in range(len(names)):  # k discs below this one
+        j = base - (len(names) - 1 - k)
+        up = _ORDER[j] if j >= 0 else f"V{j}"  # above T1: not a spine level anyone reads
+        if k == len(names) - 1:
+            out.append(lowest)
+        else:
+            low = _ORDER[j + 1] if j + 1 < len(_ORDER) else "sacrum"
+            out.append(disc_name_between(up, low))
+    return out, True
+
+
+def _spacing_reason(out: Labelling) -> str | None:
+    if len(out.discs) < 4:
+        return None
+    c = np.array([d.centroid_lps for d in out.discs], float)
+    gaps = np.linalg.norm(np.diff(c, axis=0), axis=1)
+    med = float(np.median(gaps))
+    bad = [k for k, g in enumerate(gaps) if not SPACING_RANGE[0] * med <= g <= SPACING_RANGE[1] * med]
+    if not bad:
+        return None
+    pairs = ", ".join(f"{out.discs[k].name} to {out.discs[k + 1].name} {gaps[k]:.0f} mm" for k in bad)
+    return f"Irregular disc spacing ({pairs}; median {med:.0f} mm): a disc may be missed, doubled or misplaced."
+
+
+def assess_numbering(out: Labelling) -> dict:
+    """The numbering check of a labelling: ``{"confident": bool, "reasons": [str, ...]}``."""
+    f = out.facts
+    codes = {w["code"]: w["message"] for w in out.warnings}
+    reasons: list[str] = []
+    if not out.discs:
+        reasons.append("No intervertebral disc was labelled: the levels cannot be counted.")
+    elif len(out.discs) < 3:
+        reasons.append(f"Only {len(out.discs)} disc(s) were labelled: too few to check the count.")
+    anchor = f.get("anchor")
+    assumed = "the lowest vertebra is assumed to be L5" if f.get("assumed") == "lowest_vertebra" else (
+        "the lowest disc is assumed to be L5-S")
+    if anchor is None and (out.discs or out.vertebrae):
+        if f.get("sacrum_misplaced"):
+            reasons.append(f"The sacrum segmentation does not lie below the lowest disc: {assumed}.")
+        elif f.get("sacrum_class"):
+            reasons.append(f"The sacrum was not seen (outside the field of view or not segmented): {assumed}.")
+        else:
+            reasons.append(f"The model has no sacrum class and no sacrum was seen: {assumed} "
+                           "(counted from the bottom of the segmented spine).")
+    elif anchor == "sacrum_bone" and (not f.get("sacrum_long") or f.get("sacrum_class")):
+        reasons.append("The bone taken as the sacrum is not a segmented sacrum (it is no longer than a vertebra, "
+                       "or the model's sacrum class did not find it): it may be L5 with the L5-S disc missed.")
+    if f.get("bone_above_sacrum"):
+        reasons.append("A vertebra lies between the lowest disc and the sacrum with no disc between them: the "
+                       "L5-S disc may be missed (every level then named one too high) or S1 segmented as a vertebra.")
+    if f.get("rudimentary_lowest"):
+        reasons.append("The lowest disc-like structure is much smaller than the discs above: it was taken as an "
+                       "S1-S2 remnant, not a lumbar disc. If it is a rudimentary L5-S disc (sacralised L5), every "
+                       "level is named one level too low.")
+    if f.get("small_lowest"):
+        reasons.append(f"The lowest disc is small ({f['small_lowest']:.2f} of the median disc volume): a degenerated "
+                       "L5-S, or an S1-S2 remnant named L5-S (every level then named one level too high).")
+    if f.get("caudal_stray_dropped"):
+        reasons.append("A disc-like structure below the lowest disc was discarded as not spine: if it is L5-S, "
+                       "every level is named one too high.")
+    if "transitional_anatomy" in codes:
+        reasons.append("Transitional anatomy: " + codes["transitional_anatomy"])
+    if "missing_disc" in codes:
+        reasons.append("A disc was not segmented and was interpolated from the spacing of the others.")
+    if "merged_disc" in codes:
+        reasons.append("Two discs may have been merged into one, or discs touching were split again.")
+    if f.get("renumbered"):
+        reasons.append("Two discs were named alike (no vertebra between them): renumbered by their order.")
+    spacing = _spacing_reason(out)
+    if spacing and "missing_disc" not in codes:
+        reasons.append(spacing)
+    return {"confident": not reasons, "reasons": reasons}
