@@ -14,7 +14,18 @@ from pathlib import Path
 import pytest
 
 from lvp.cli import main
-from lvp.commands.infer import EXIT_FAILED, EXIT_SIGTERM, expand_inputs, output_dirs, run
+from lvp.commands.infer import (
+    EXIT_COMPLETE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    EXIT_SIGTERM,
+    expand_inputs,
+    output_dirs,
+    report_notes,
+    run,
+)
+from lvp.errors import InputError
 from lvp.report.schema import validate_report
 
 POST = ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes")
@@ -27,7 +38,7 @@ def _need_post_processing():
 
 def _args(inputs, out, **kw) -> argparse.Namespace:
     base = dict(inputs=[str(i) for i in inputs], output=str(out), axial=None, device="cpu", model=None,
-                semantic=None, no_html=False, progress_json=True)
+                semantic=None, no_html=False, progress_json=True, quiet=False)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -138,3 +149,156 @@ def test_sigterm_stops_cleanly(tmp_path, sample_case, repo_root):
     assert not list(out.rglob(".tmp-*"))
     for case in done:
         validate_report(json.loads((Path(case["output"]) / "report.json").read_text()))
+
+
+# ---- issue 16 item 5: mixed input folders, unusable output paths ------------------------------
+
+
+def _nifti_and_dicom_folder(sample_case, folder: Path) -> Path:
+    import SimpleITK as sitk
+
+    from lvp.io.dicom import write_series
+
+    folder.mkdir(parents=True)
+    (folder / "sag_t2.nii.gz").symlink_to(sample_case)
+    write_series(sitk.ReadImage(str(sample_case)), folder / "dicom_sag")
+    return folder
+
+
+def test_folder_with_image_files_and_a_dicom_subfolder_is_refused_naming_both(tmp_path, sample_case, capsys):
+    folder = _nifti_and_dicom_folder(sample_case, tmp_path / "study")
+    with pytest.raises(InputError, match=r"sag_t2.nii.gz.*dicom_sag/"):
+        expand_inputs([folder])
+    code = main(["infer", str(folder), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILED and "sag_t2.nii.gz" in err and "dicom_sag/" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    # Named explicitly, both are cases; an earlier result folder beside the images is never an input.
+    assert expand_inputs([folder / "sag_t2.nii.gz", folder / "dicom_sag"]) == [folder / "sag_t2.nii.gz",
+                                                                                folder / "dicom_sag"]
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.nii.gz").symlink_to(sample_case)
+    (tmp_path / "images" / "results").mkdir()
+    (tmp_path / "images" / "results" / "report.json").write_text("{}")
+    assert expand_inputs([tmp_path / "images"]) == [tmp_path / "images" / "a.nii.gz"]
+
+
+@pytest.mark.parametrize("kind", ["file", "under_a_file", "foreign_folder", "read_only"])
+def test_unusable_output_is_refused_before_the_run(tmp_path, sample_case, capsys, kind):
+    target = {"file": tmp_path / "out.txt", "under_a_file": tmp_path / "out.txt" / "case",
+              "foreign_folder": tmp_path / "docs", "read_only": Path("/proc/lvp-out")}[kind]
+    if kind == "read_only" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc")
+    (tmp_path / "out.txt").write_text("not a folder")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("mine")
+    # No --semantic: were the output checked after the run, the model would be loaded first.
+    code = main(["infer", str(sample_case), "-o", str(target), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == EXIT_FAILED
+    assert len(err) == 1 and err[0].startswith("lvp infer: error: the output"), err
+    assert {"file": "is a file, not a folder", "under_a_file": "out.txt is a file",
+            "foreign_folder": "not an LVP result (notes.txt)", "read_only": "cannot be written"}[kind] in err[0]
+    assert "Errno" not in err[0]
+    assert (tmp_path / "docs" / "notes.txt").read_text() == "mine"
+
+
+# ---- issue 14 command line: warnings and numbering, summary.csv, --quiet, exit codes ----------
+
+
+def test_single_case_prints_its_warnings_and_numbering(tmp_path, sample_case, capsys):
+    _need_post_processing()
+    from lvp.pipeline import MaskSegmenter
+
+    out = tmp_path / "out"
+    code = run(_args([sample_case], out, progress_json=False), segmenter=MaskSegmenter(
+        sample_case.with_name("spider_sample_labels.nii.gz")))
+    text = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert code == EXIT_COMPLETE and f"complete ({', '.join(lv['level'] for lv in report['levels'])})" in text
+    assert report["warnings"], "the sample's labelling warns (no sacrum in the slab)"
+    for w in report["warnings"]:
+        assert f"warning: {w['code']}: {w['message']}" in text
+    assert ("numbering:" in text) == ("numbering" in report)
+
+
+def test_report_notes_state_the_numbering():
+    assert report_notes({"confident": True, "reasons": []}, []) == ["numbering: confident"]
+    lines = report_notes({"confident": False, "reasons": ["no sacrum", "6 lumbar vertebrae"]},
+                         [{"code": "c", "message": "m"}])
+    assert lines == ["numbering: NOT CONFIDENT, check the level names: no sacrum; 6 lumbar vertebrae", "warning: c: m"]
+    assert report_notes(None, []) == []
+
+
+def test_batch_writes_summary_csv_one_row_per_level_injection_safe(tmp_path, sample_case, capsys):
+    _need_post_processing()
+    import csv
+
+    from lvp.pipeline import MaskSegmenter
+
+    (tmp_path / "in").mkdir()
+    evil = tmp_path / "in" / "=HYPERLINK(1).nii.gz"
+    evil.symlink_to(sample_case)
+    plain = tmp_path / "in" / "plain.nii.gz"
+    plain.symlink_to(sample_case)
+    broken = tmp_path / "in" / "broken.nii.gz"
+    broken.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    code = run(_args([evil, plain, broken], out, progress_json=False), segmenter=MaskSegmenter(
+        sample_case.with_name("spider_sample_labels.nii.gz")))
+    assert code == EXIT_FAILED
+    rows = list(csv.DictReader((out / "summary.csv").open(encoding="utf-8")))
+    report = json.loads((out / "plain" / "report.json").read_text())
+    levels = report["levels"]
+    assert [r["case"] for r in rows] == ["'=HYPERLINK(1)"] * len(levels) + ["plain"] * len(levels) + ["broken"]
+    assert rows[-1]["status"] == "failed" and rows[-1]["level"] == "" and rows[-1]["error"]
+    for row, lv in zip(rows[len(levels):], levels):
+        assert row["level"] == lv["level"] and row["status"] == "complete"
+        for name, grade in lv["grades"].items():
+            assert row[name] == (grade["name"] or "")
+            prob = row[f"{name}_probability"]
+            assert (prob == "") if grade["confidence"] is None else float(prob) == pytest.approx(grade["confidence"])
+        for name, m in lv["measurements"].items():
+            assert row[name] == ("" if m["value"] is None else str(m["value"]))
+    # No text cell of the file starts with a formula character.
+    for row in rows:
+        for value in row.values():
+            if value and value[0] in "=+-@":
+                float(value)  # only a number may start with a sign
+    capsys.readouterr()
+
+
+def test_quiet_prints_nothing_but_errors(tmp_path, sample_case, capsys):
+    _need_post_processing()
+    from lvp.pipeline import MaskSegmenter
+
+    inputs = _links(sample_case, tmp_path / "in", 2)
+    code = run(_args(inputs, tmp_path / "out", progress_json=False, quiet=True), segmenter=MaskSegmenter(
+        sample_case.with_name("spider_sample_labels.nii.gz")))
+    captured = capsys.readouterr()
+    assert code == EXIT_COMPLETE and captured.out == "" and captured.err == ""
+    assert (tmp_path / "out" / "summary.csv").is_file()
+
+
+def test_exit_codes_are_documented_in_help_and_readme_and_used(tmp_path, sample_case, capsys, monkeypatch,
+                                                                repo_root):
+    _need_post_processing()
+    import re
+
+    import lvp.pipeline as pipeline
+    from lvp.pipeline import MaskSegmenter
+
+    with pytest.raises(SystemExit):
+        main(["infer", "--help"])
+    text = capsys.readouterr().out
+    documented = {int(c) for c in re.findall(r"^  (\d+) ", text, flags=re.M)}
+    assert documented == {EXIT_COMPLETE, EXIT_FAILED, EXIT_PARTIAL, EXIT_INTERRUPTED, EXIT_SIGTERM}
+    readme = (repo_root / "README.md").read_text()
+    for c in documented:
+        assert f"| {c} |" in readme, c
+    mask = MaskSegmenter(sample_case.with_name("spider_sample_labels.nii.gz"))
+    assert run(_args([sample_case], tmp_path / "ok"), segmenter=mask) == EXIT_COMPLETE
+    monkeypatch.setattr(pipeline, "_measure", lambda volume, lab: 1 / 0)  # a later stage failing
+    assert run(_args([sample_case], tmp_path / "partial"), segmenter=mask) == EXIT_PARTIAL
+    assert run(_args([tmp_path / "missing.nii.gz"], tmp_path / "failed"), segmenter=mask) == EXIT_FAILED
+    capsys.readouterr()

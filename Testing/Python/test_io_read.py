@@ -358,3 +358,165 @@ def test_cli_check_ok(sample_case):
     proc = subprocess.run([sys.executable, "-m", "lvp", "check", str(sample_case)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "OK" in proc.stdout and "sagittal slices" in proc.stdout
+
+
+# ---- headers checked by LVP before ITK reads them (issue 16 items 3 and 4) ---------------------
+
+
+def _nifti1_bytes(tmp_path, img) -> bytearray:
+    path = tmp_path / "plain.nii"
+    sitk.WriteImage(img, str(path))
+    return bytearray(path.read_bytes())
+
+
+def _to_nifti2(n1: bytes) -> bytes:
+    """The same image as a NIfTI-2 file (540-byte header with 64-bit fields), built field by field."""
+    import struct
+
+    h = bytearray(544)
+    struct.pack_into("<i", h, 0, 540)
+    h[4:12] = b"n+2\0\r\n\x1a\n"
+    datatype, bitpix = struct.unpack_from("<2h", n1, 70)
+    struct.pack_into("<2h", h, 12, datatype, bitpix)
+    struct.pack_into("<8q", h, 16, *struct.unpack_from("<8h", n1, 40))
+    struct.pack_into("<8d", h, 104, *struct.unpack_from("<8f", n1, 76))
+    struct.pack_into("<q", h, 168, 544)
+    struct.pack_into("<2d", h, 176, *struct.unpack_from("<2f", n1, 112))  # scl_slope, scl_inter
+    struct.pack_into("<2i", h, 344, *struct.unpack_from("<2h", n1, 252))  # qform_code, sform_code
+    struct.pack_into("<6d", h, 352, *struct.unpack_from("<6f", n1, 256))  # quatern b c d, qoffset
+    struct.pack_into("<12d", h, 400, *struct.unpack_from("<12f", n1, 280))  # srow x y z
+    struct.pack_into("<i", h, 500, n1[123])  # xyzt_units
+    vox_offset = int(struct.unpack_from("<f", n1, 108)[0])
+    return bytes(h) + bytes(n1[vox_offset:])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("bad", [0.0, float("nan"), -0.6])
+def test_zero_nan_or_negative_nifti_pixdim_refused(tmp_path, sagittal_image, version, bad):
+    """ITK replaces a zero/NaN pixdim with 1 mm (disc heights came out 3.6 times too large): refuse it."""
+    import gzip
+    import struct
+
+    n1 = _nifti1_bytes(tmp_path, sagittal_image)
+    good = n1 if version == 1 else _to_nifti2(n1)
+    path = tmp_path / f"v{version}.nii.gz"
+    path.write_bytes(gzip.compress(bytes(good)))
+    if version == 1:
+        assert np.allclose(read_volume(path).spacing, (3.0, 0.6, 0.6))
+    else:  # ITK 5.4 reads NIfTI-1 only; LVP's own header parser must agree field by field
+        from lvp.io.headers import inspect_nifti, parse_nifti_header
+
+        h1, h2 = parse_nifti_header(bytes(n1), path), inspect_nifti(path).header
+        assert (h2.version, h2.dims, h2.datatype, h2.pixdim, h2.sform_code) == (
+            2, h1.dims, h1.datatype, h1.pixdim, h1.sform_code)
+        assert np.allclose(h2.srow, h1.srow) and np.allclose(h2.quatern, h1.quatern)
+    broken = bytearray(good)
+    if version == 1:
+        struct.pack_into("<f", broken, 76 + 4 * 2, bad)  # pixdim[2]
+    else:
+        struct.pack_into("<d", broken, 104 + 8 * 2, bad)
+    path.write_bytes(gzip.compress(bytes(broken)))
+    with pytest.raises(InputError, match=r"voxel spacing \(pixdim\).*zero, negative or undefined"):
+        read_volume(path)
+
+
+def test_nan_in_nifti_sform_refused(tmp_path, sagittal_image):
+    import struct
+
+    n1 = _nifti1_bytes(tmp_path, sagittal_image)
+    assert struct.unpack_from("<h", n1, 254)[0] > 0, "ITK writes an sform"
+    struct.pack_into("<f", n1, 280 + 4, float("nan"))
+    path = tmp_path / "sform.nii"
+    path.write_bytes(bytes(n1))
+    with pytest.raises(InputError, match="sform"):
+        read_volume(path)
+
+
+def test_oversized_nifti_refused_from_its_header_before_decompressing(tmp_path, sagittal_image):
+    """A 3 MB .nii.gz declaring 1024x1024x400 float64 (3.4 GB) took 61 s and 6.7 GB before being refused."""
+    import gzip
+    import struct
+    import time
+    import tracemalloc
+
+    n1 = _nifti1_bytes(tmp_path, sagittal_image)[:352]
+    struct.pack_into("<8h", n1, 40, 3, 1024, 1024, 400, 1, 1, 1, 1)
+    struct.pack_into("<2h", n1, 70, 64, 64)  # float64
+    path = tmp_path / "bomb.nii.gz"
+    zeros = bytes(1 << 22)
+    with gzip.open(path, "wb", compresslevel=9) as fh:
+        fh.write(bytes(n1))
+        for _ in range(256):  # 1 GiB of zeros, a few MB compressed
+            fh.write(zeros)
+    assert path.stat().st_size < 8_000_000
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    with pytest.raises(InputError, match=r"header declares 1024 x 1024 x 400 = 419,430,400 voxels"):
+        read_volume(path)
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert seconds < 1.0 and peak < 50_000_000, (seconds, peak)
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".nhdr", ".mha", ".mhd"])
+def test_oversized_nrrd_or_mha_refused_from_its_header(tmp_path, sagittal_image, suffix):
+    path = tmp_path / f"big{suffix}"
+    sitk.WriteImage(sagittal_image, str(path))
+    data = path.read_bytes()
+    if suffix in (".nrrd", ".nhdr"):
+        data = data.replace(b"sizes: 200 300 12", b"sizes: 2000 3000 120")
+    else:
+        data = data.replace(b"DimSize = 200 300 12", b"DimSize = 2000 3000 120")
+    assert data != path.read_bytes(), "the header must carry the size"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match="header declares 2000 x 3000 x 120"):
+        read_volume(path)
+
+
+def test_oversized_dicom_series_refused_before_reading_pixels(tmp_path, sagittal_image):
+    dicom.write_series(sagittal_image, tmp_path / "d")
+    first = sorted((tmp_path / "d").iterdir())[0]
+    ds = pydicom.dcmread(first)
+    ds.Rows = ds.Columns = 60000  # the pixel data no longer fits: it must never be decoded
+    ds.save_as(first)
+    with pytest.raises(InputError, match="declares 12 slices of 60000 x 60000"):
+        read_volume(tmp_path / "d")
+
+
+# ---- DICOM series missing slices at an end (issue 16 item 6) -----------------------------------
+
+
+@pytest.mark.parametrize("which", [0, -1])
+def test_dicom_first_or_last_slice_missing_refused(tmp_path, sagittal_image, which):
+    dicom.write_series(sagittal_image, tmp_path / "d")
+    files = sorted((tmp_path / "d").iterdir())
+    assert pydicom.dcmread(files[0]).ImagesInAcquisition == len(files) == 12
+    files[which].unlink()
+    with pytest.raises(InputError, match=r"11 slices where its header says the acquisition has 12 "
+                                         r"\(ImagesInAcquisition\): 1 slice\(s\) are missing"):
+        read_volume(tmp_path / "d")
+
+
+def _drop_images_in_acquisition(folder: Path) -> None:
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        del ds.ImagesInAcquisition
+        ds.save_as(f)
+
+
+def test_dicom_first_slices_missing_without_declared_count_is_a_warning(tmp_path, sagittal_image):
+    dicom.write_series(sagittal_image, tmp_path / "d")
+    _drop_images_in_acquisition(tmp_path / "d")
+    assert "warnings" not in read_volume(tmp_path / "d").meta or not read_volume(tmp_path / "d").meta["warnings"]
+    for f in sorted((tmp_path / "d").iterdir())[:2]:  # instance numbers 1 and 2
+        f.unlink()
+    vol = read_volume(tmp_path / "d")
+    (warning,) = vol.meta["warnings"]
+    assert warning["code"] == "slices_may_be_missing"
+    assert "run 3-12" in warning["message"] and "first 2 slice(s)" in warning["message"]
+
+
+def test_dicom_complete_series_has_no_end_warning(tmp_path, sagittal_image):
+    dicom.write_series(sagittal_image, tmp_path / "d")
+    assert read_volume(tmp_path / "d").meta["warnings"] == []
