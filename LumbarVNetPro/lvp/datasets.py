@@ -218,3 +218,21 @@ def load_case(case: Case):
     if raw.shape != volume.shape:
         raise InputError(f"{case.labels} has shape {raw.shape}, its image {volume.shape}")
     return volume, harmonise(raw, case.scheme), raw
+
+
+def load_derived_labels(path: str | Path, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """A derived label map (e.g. ``<case>_labels5.nii.gz``, classes 0-4) on its canonical grid.
+
+    ``shape`` (the case image's canonical shape) is checked when given.
+    """
+    import SimpleITK as sitk
+
+    from lvp.io.volume import canonical_volume
+
+    try:
+        lab = np.array(canonical_volume(sitk.ReadImage(str(path))).array, dtype=np.uint8, copy=True)
+    except RuntimeError as err:
+        raise InputError(f"cannot read derived labels {path}: {err}") from err
+    if shape is not None and tuple(lab.shape) != tuple(shape):
+        raise InputError(f"derived labels {path} have shape {lab.shape}, the image {tuple(shape)}")
+    return lab
