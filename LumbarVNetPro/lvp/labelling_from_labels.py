@@ -16,6 +16,12 @@ measurements, grades and scan planes use:
 * nothing is renamed, merged or re-counted. Checks only warn: a level present twice in the order
   (impossible anatomy, e.g. L4 above L3) or a gap between labelled vertebrae.
 
+The numbering check (``numbering``, :mod:`lvp.labelling.numbering`) is made as for the network's
+labelling, anchored on the sacrum (50): it is confident only when the sacrum is labelled, the disc
+directly above it is L5-S, no disc value marks two separate discs, there is no L6 (46) or L5-L6
+disc (96) (transitional anatomy), the levels are in order without gaps and the disc spacing is
+regular.
+
 Confidence: ``confidence`` maps label values to the confidence to keep (e.g. the earlier
 report's, for levels the reader left untouched); every other level gets 1.0, a reader-confirmed
 level. :func:`unchanged_confidences` computes that mapping from an earlier ``lvp infer`` result.
@@ -31,6 +37,7 @@ from scipy import ndimage
 from lvp.errors import InputError
 from lvp.io.volume import Volume
 from lvp.labelling import Instance, Labelling, _bbox, _body_depth
+from lvp.labelling.numbering import finish_numbering
 from lvp.labels import CANAL_LABEL, DISC_LABELS, SACRUM_LABEL, STRUCTURES, VERTEBRA_LABELS, VERTEBRA_ORDER
 from lvp.planes import fit_disc_plane
 
@@ -116,7 +123,51 @@ def labelling_from_labels(
     out.vertebrae.sort(key=lambda i: _RANK[i.label])
     out.discs.sort(key=lambda i: _RANK[i.label])
     _check_order(out, by_rank, inferior)
+    out.facts = _numbering_facts(out, volume, inferior)
+    finish_numbering(out)
+    out.check_unique_names()
     return out
+
+
+# A disc value whose second-largest piece is at least this large (mm³) marks two discs.
+_SEPARATE_DISC_MM3 = 150.0
+
+
+def _numbering_facts(out: Labelling, volume: Volume, inferior: np.ndarray) -> dict:
+    """What the numbering check of a label map rests on (see the module docstring)."""
+    reasons: list[str] = []
+    sacrum = out.vertebra("sacrum")
+    facts: dict = {"sacrum_class": True, "anchor": None, "reasons": reasons}
+    if sacrum is None:
+        facts["assumed"] = "lowest_disc" if out.discs else "lowest_vertebra"
+        facts["sacrum_absent_from_map"] = True
+    else:
+        above = [d for d in out.discs if float((d.centroid_lps - sacrum.centroid_lps) @ inferior) < 0]
+        lowest = max(above, key=lambda d: float(d.centroid_lps @ inferior)) if above else None
+        if lowest is None:
+            reasons.append("No disc is labelled above the sacrum: the lumbar levels cannot be anchored on it.")
+        elif lowest.label != DISC_LABELS["L5-S"]:
+            reasons.append(f"The disc directly above the sacrum is labelled {lowest.name}, not L5-S.")
+        facts["anchor"] = "label_map"
+    transitional = [n for n, v in (("L6", VERTEBRA_LABELS["L6"]), ("L5-L6", DISC_LABELS["L5-L6"]))
+                    if any(i.label == v for i in (*out.vertebrae, *out.discs))]
+    if transitional:
+        reasons.append(f"Transitional anatomy: {' and '.join(transitional)} labelled (six lumbar vertebrae); confirm "
+                       "the numbering on a whole-spine localiser.")
+    voxel_mm3 = float(np.prod(volume.spacing))
+    for d in out.discs:
+        pieces, n = ndimage.label(out.labels == d.label)
+        if n > 1:
+            sizes = np.sort(np.bincount(pieces.ravel())[1:])[::-1] * voxel_mm3
+            if sizes[1] >= _SEPARATE_DISC_MM3:
+                reasons.append(f"The value of {d.name} ({d.label}) marks {int((sizes >= _SEPARATE_DISC_MM3).sum())} "
+                               "separate discs: one level name is given to two structures.")
+    codes = {w["code"] for w in out.warnings}
+    if "level_order" in codes:
+        reasons.append("Labelled levels are out of cranio-caudal order.")
+    if "level_gap" in codes:
+        reasons.append("A vertebra between two labelled ones has no label.")
+    return facts
 
 
 def _check_order(out: Labelling, by_rank: list[Instance], inferior: np.ndarray) -> None:

@@ -42,7 +42,7 @@ from lvp import __version__
 from lvp.errors import InputError
 from lvp.io.read import read_volume
 from lvp.io.volume import Volume
-from lvp.labels import CANAL, CANAL_LABEL, DISC, SACRUM_LABEL, STRUCTURES, VERTEBRA
+from lvp.labels import CANAL, CANAL_LABEL, DISC, SACRUM, SACRUM_LABEL, STRUCTURES, VERTEBRA
 from lvp.report.schema import SCHEMA_NAME, SCHEMA_VERSION, validate_report
 
 log = logging.getLogger("lvp.pipeline")
@@ -103,9 +103,9 @@ class MaskSegmenter:
         """Read the mask and check it lies on the volume's grid."""
         t0 = time.perf_counter()
         semantic = _read_on_grid(self.mask_path, volume, "semantic mask").astype(np.uint8, copy=False)
-        if semantic.max(initial=0) > CANAL:
-            raise InputError(f"{self.mask_path}: a semantic mask holds only 0 background, 1 vertebra, 2 disc "
-                             f"and 3 canal; it has value {int(semantic.max())}")
+        if semantic.max(initial=0) > SACRUM:
+            raise InputError(f"{self.mask_path}: a semantic mask holds only 0 background, 1 vertebra, 2 disc, "
+                             f"3 canal and 4 sacrum; it has value {int(semantic.max())}")
         return SemanticResult(semantic, None, {"network": time.perf_counter() - t0})
 
 
@@ -163,6 +163,7 @@ def _report_skeleton(volume: Volume | None, input_path: Path) -> dict:
         "structures": [],
         "levels": [],
         "axial": None,
+        "numbering": None,
         "warnings": [],
     }
     if volume is not None:
@@ -324,6 +325,12 @@ def _check_lumbar_chain(lab: Any, semantic: np.ndarray, volume: Volume, path: Pa
             "the canal). Is this a sagittal T2 lumbar spine MRI? If it is, it is outside what the model "
             "can read: grade it manually"
         )
+    from lvp.labelling.numbering import chain_problem
+
+    problem = chain_problem(lab)  # discs too close, irregular or mostly missing: not a spine's chain
+    if problem:
+        raise InputError(f"{path}: no plausible lumbar chain of discs was found ({problem}). Is this a sagittal "
+                         "lumbar spine MRI? If it is, it is outside what the model can read: grade it manually")
 
 
 def make_segmenter(model_dir: str | Path | None = None, device: str = "auto") -> Any:
@@ -349,7 +356,7 @@ def run_inference(input_path: str | Path, out_dir: str | Path, *, progress: Prog
         if progress and stage != "done":  # "done" once the result is in place
             progress(stage, fraction)
 
-    with ResultFolder(out_dir) as folder:
+    with ResultFolder(out_dir, inputs=(input_path, options.get("axial"))) as folder:
         report = _run_case(input_path, folder.staging, progress=staged, **options)
         folder.commit()
     if progress:
@@ -403,9 +410,11 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
     if given is not None:  # a reader's label map: levels as named there, no automatic labelling
         lab = stages.run("labelling", lambda: _label_from_labels(given, volume, seg_out.label_confidence))
     else:
-        lab = stages.run("labelling", lambda: _label(semantic, volume, getattr(seg_out, "probability", None)))
+        lab = stages.run("labelling", lambda: _label(semantic, volume, getattr(seg_out, "probability", None),
+                                                     _sacrum_class(segmenter)))
     if lab is not None:
         report["warnings"].extend(_jsonable(list(getattr(lab, "warnings", []) or [])))
+        report["numbering"] = _jsonable(getattr(lab, "numbering", None))
         if not getattr(lab, "vertebrae", None) and not getattr(lab, "discs", None):
             raise InputError(f"{input_path}: no vertebral level could be identified; is this a sagittal lumbar "
                              "spine MRI?")
@@ -493,10 +502,20 @@ def stages_figure(stages: _Stages, volume: Volume, labels: np.ndarray, report: d
 
 # The post-processing modules are imported inside their stages: a broken one then makes the
 # report partial with that stage named, and `lvp --help` stays fast.
-def _label(semantic: np.ndarray, volume: Volume, probability: np.ndarray | None) -> Any:
+def _label(semantic: np.ndarray, volume: Volume, probability: np.ndarray | None,
+           sacrum_class: bool | None = None) -> Any:
     from lvp.labelling import label_levels
 
-    return label_levels(semantic, volume, probability=probability)
+    return label_levels(semantic, volume, probability=probability, sacrum_class=sacrum_class)
+
+
+def _sacrum_class(segmenter: Any) -> bool | None:
+    """Whether the model has a sacrum class (its models.json ``classes``); None when unknown."""
+    entry = getattr(segmenter, "entry", None)
+    classes = (getattr(entry, "data", None) or {}).get("classes") if entry is not None else None
+    if classes is None:
+        return None
+    return "sacrum" in {str(v) for v in classes.values()}
 
 
 def _label_from_labels(labels: np.ndarray, volume: Volume, confidence: dict | None) -> Any:

@@ -11,7 +11,7 @@ from lvp.labelling.counting import _check_transitional, _disc_name, _is_sacrum, 
 from lvp.labelling.disc_gaps import _drop_stray_end_discs, _with_missing_discs
 from lvp.labelling.discs import _check_merged_discs, _disc_instances
 from lvp.labelling.grid import _bbox, _components, _pool_any, _scaled_box, _unpool
-from lvp.labelling.numbering import assess_numbering, unique_disc_names
+from lvp.labelling.numbering import assess_numbering, finish_numbering, unique_disc_names
 from lvp.labelling.sacrum import _sacrum_mask, drop_sacral_discs, lowest_disc_ratio
 from lvp.labelling.thresholds import (
     BODY_BEHIND_CANAL_CENTRE_MM,
@@ -161,6 +161,7 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
             "named as lumbar levels. Check the level numbering.",
         )
     separators = _with_missing_discs([p for _, p in planes], pts)
+    out.facts["interpolated"] = len(separators) - len(planes)
     if len(separators) > len(planes):
         out.warn(
             "missing_disc",
@@ -304,7 +305,7 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         )
     _check_merged_discs(out)
     _check_transitional(out, out.facts["anchor"] is not None)
-    out.numbering = assess_numbering(out)
+    finish_numbering(out)
     out.check_unique_names()
     return out
 

@@ -31,28 +31,42 @@ _ORDER = tuple(f"T{i}" for i in range(1, 13)) + ("L1", "L2", "L3", "L4", "L5")
 SPACING_RANGE = (0.6, 1.55)
 
 
-def unique_disc_names(names: list[str]) -> tuple[list[str], bool]:
-    """Disc names (cranial -> caudal) made unique by counting upwards from the lowest one.
+def _well_formed(name: str, lowest: bool) -> bool:
+    up, _, low = name.partition("-")
+    if up not in _ORDER:
+        return False
+    if low == "S":
+        return lowest and up == "L5"
+    k = _ORDER.index(up)
+    return k + 1 < len(_ORDER) and low == _ORDER[k + 1]
 
-    Two discs named alike (no vertebra between them was found) cannot both be right: when any
-    name repeats, every disc is renamed by its order above the lowest disc. Returns the names and
-    whether they changed.
+
+def _rank(name: str) -> int:
+    return _ORDER.index(name.partition("-")[0])
+
+
+def unique_disc_names(names: list[str]) -> tuple[list[str], bool]:
+    """Disc names (cranial -> caudal) made consistent by counting upwards from the lowest one.
+
+    Names come from the vertebrae on either side of each disc; when that geometry is inconsistent
+    (two discs between the same vertebrae, a name out of order or not a level at all) they cannot
+    all be right, and every disc is renamed by its order above the lowest one (itself kept when
+    well formed, else L5-S). A disc skipped by a missed disc (``L3-L4`` above ``L5-S``) is
+    consistent. Returns the names and whether they changed.
     """
-    if len(set(names)) == len(names) or not names:
+    if not names:
+        return [], False
+    ok = all(_well_formed(n, k == len(names) - 1) for k, n in enumerate(names))
+    ok = ok and all(_rank(a) < _rank(b) for a, b in zip(names, names[1:]))
+    if ok:
         return list(names), False
-    lowest = names[-1]
-    upper = lowest.split("-")[0]
-    base = _ORDER.index(upper) if upper in _ORDER else len(_ORDER) - 1
+    lowest = names[-1] if _well_formed(names[-1], True) else "L5-S"
+    base = _rank(lowest)
     out = []
-    for k in range(len(names)):  # k discs below this one
-        j = base - (len(names) - 1 - k)
-        up = _ORDER[j] if j >= 0 else f"V{j}"  # above T1: not a spine level anyone reads
-        if k == len(names) - 1:
-            out.append(lowest)
-        else:
-            low = _ORDER[j + 1] if j + 1 < len(_ORDER) else "sacrum"
-            out.append(disc_name_between(up, low))
-    return out, True
+    for k in range(len(names) - 1):
+        j = base - (len(names) - 1 - k)  # this disc's upper vertebra, counted from the lowest disc
+        out.append(disc_name_between(_ORDER[j], _ORDER[j + 1]) if j >= 0 else f"above T1 ({k + 1})")
+    return [*out, lowest], True
 
 
 def _spacing_reason(out: Labelling) -> str | None:
@@ -68,6 +82,30 @@ def _spacing_reason(out: Labelling) -> str | None:
     return f"Irregular disc spacing ({pairs}; median {med:.0f} mm): a disc may be missed, doubled or misplaced."
 
 
+# A lumbar series shows a chain of discs: consecutive discs at least this far apart (mm; 19 mm
+# is the smallest of the 45 shared series, thoracic T8-T9), the largest spacing at most this many
+# times the smallest (2.4 is the largest seen, with one disc missed), and no more discs
+# interpolated than a third of those found.
+MIN_DISC_GAP_MM = 10.0
+MAX_GAP_RATIO = 3.5
+
+
+def chain_problem(out: Labelling) -> str | None:
+    """Why the labelled discs are not a plausible lumbar chain, or None when they are one."""
+    c = np.array([d.centroid_lps for d in out.discs], float)
+    if len(c) < 2:
+        return None  # the disc count is checked by the caller
+    gaps = np.linalg.norm(np.diff(c, axis=0), axis=1)
+    if gaps.min() < MIN_DISC_GAP_MM:
+        return f"two discs only {gaps.min():.0f} mm apart (a lumbar motion segment is 20-45 mm)"
+    if gaps.max() > MAX_GAP_RATIO * gaps.min():
+        return f"disc spacings from {gaps.min():.0f} to {gaps.max():.0f} mm (a spine's are regular)"
+    interpolated = int(out.facts.get("interpolated", 0))
+    if interpolated > max(1, len(c) // 3):
+        return f"{interpolated} of {len(c) + interpolated} discs missing along the chain"
+    return None
+
+
 def assess_numbering(out: Labelling) -> dict:
     """The numbering check of a labelling: ``{"confident": bool, "reasons": [str, ...]}``."""
     f = out.facts
@@ -81,7 +119,9 @@ def assess_numbering(out: Labelling) -> dict:
     assumed = "the lowest vertebra is assumed to be L5" if f.get("assumed") == "lowest_vertebra" else (
         "the lowest disc is assumed to be L5-S")
     if anchor is None and (out.discs or out.vertebrae):
-        if f.get("sacrum_misplaced"):
+        if f.get("sacrum_absent_from_map"):
+            reasons.append(f"The label map has no sacrum (50): {assumed}.")
+        elif f.get("sacrum_misplaced"):
             reasons.append(f"The sacrum segmentation does not lie below the lowest disc: {assumed}.")
         elif f.get("sacrum_class"):
             reasons.append(f"The sacrum was not seen (outside the field of view or not segmented): {assumed}.")
@@ -112,7 +152,15 @@ def assess_numbering(out: Labelling) -> dict:
         reasons.append("Two discs may have been merged into one, or discs touching were split again.")
     if f.get("renumbered"):
         reasons.append("Two discs were named alike (no vertebra between them): renumbered by their order.")
+    reasons.extend(f.get("reasons", []))  # reasons found by the caller (e.g. a label map's checks)
     spacing = _spacing_reason(out)
     if spacing and "missing_disc" not in codes:
         reasons.append(spacing)
     return {"confident": not reasons, "reasons": reasons}
+
+
+def finish_numbering(out: Labelling) -> None:
+    """Set ``out.numbering`` (the CLI, report.json and the Slicer panel show it; it is not repeated
+    as a warning).
+    """
+    out.numbering = assess_numbering(out)

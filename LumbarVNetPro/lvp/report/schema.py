@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 SCHEMA_NAME = "lvp-report"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 _NUM = {"type": "number"}
 _POINT = {"type": "array", "items": _NUM, "minItems": 3, "maxItems": 3}
@@ -134,6 +134,13 @@ REPORT_SCHEMA: dict[str, Any] = {
             },
         },
         "axial": {"type": ["object", "null"]},
+        # 1.1: the numbering check (lvp.labelling.numbering); null when no labelling ran.
+        "numbering": {
+            "type": ["object", "null"],
+            "required": ["confident", "reasons"],
+            "properties": {"confident": {"type": "boolean"},
+                           "reasons": {"type": "array", "items": {"type": "string"}}},
+        },
         "warnings": {
             "type": "array",
             "items": {"type": "object", "required": ["code", "message"],
