@@ -124,24 +124,41 @@ def test_status_export_and_report(run_study, capsys):
     assert main([*db, "report", "lumbar", "-o", str(report)]) == 0
     page = report.read_text()
     assert page.count("data:image/png;base64,") == 3  # 2 ROC figures + reading time
+    assert "<td>&lt; 0.001</td>" in page  # the time ratio's p-value (constant times): not "0.000"
     analysis = json.loads(report.with_suffix(".json").read_text())
+    assert analysis["sign_convention"] == "AI-assisted - manual"
     herniation = analysis["pathologies"]["herniation"]
     for arm in ("manual", "ai_assisted"):
         sub = [r for r in jrows if r["pathology"] == "herniation" and r["arm"] == arm]
         truth = np.array([r["reference_grade"] >= 2 for r in sub])
         pred = np.array([r["reader_grade"] >= 2 for r in sub])
-        assert herniation["arms"][arm]["sensitivity"] == pytest.approx((truth & pred).sum() / truth.sum())
-        assert herniation["arms"][arm]["kappa_quadratic"] == pytest.approx(cohen_kappa_score(
+        pooled = herniation["sens_spec"]["pooled"][arm]
+        assert pooled["sensitivity"] == pytest.approx((truth & pred).sum() / truth.sum())
+        assert f"{pooled['sens_ci'][0]:.3f} to {pooled['sens_ci'][1]:.3f}" in page  # the CI is shown
+        assert herniation["reference_agreement"][arm]["kappa_quadratic"] == pytest.approx(cohen_kappa_score(
             [r["reference_grade"] for r in sub], [r["reader_grade"] for r in sub], weights="quadratic",
             labels=[0, 1, 2, 3]))
-        assert analysis["reading_time"][arm]["mean"] == pytest.approx(120 if arm == "manual" else 80)
-        assert analysis["reading_time"][arm]["n"] == len(READERS) * N_CASES
-        assert analysis["pathologies"]["canal_stenosis"]["arms"][arm]["icc_measurement"]["icc2_1"] > 0.8
-    mrmc = herniation["mrmc"]
+        assert analysis["reading_time"]["per_arm"][arm]["median"] == pytest.approx(120 if arm == "manual" else 80)
+        assert analysis["reading_time"]["per_arm"][arm]["n"] == len(READERS) * N_CASES
+        canal = analysis["pathologies"]["canal_stenosis"]["agreement"]["arms"][arm]
+        assert canal["icc_measurement"]["icc2_1"] > 0.8
+    ratio = analysis["reading_time"]["model"]["ratio_ai_vs_manual"]
+    assert ratio["ratio"] == pytest.approx(80 / 120, rel=1e-3)  # constant times: the model recovers 2/3
+    mrmc = herniation["auc"]["analyses"]["per_level_independent"]
     assert mrmc["readers"] == len(READERS) and mrmc["units"] == N_CASES * len(LEVELS)
-    assert mrmc["means"]["ai_assisted"] > mrmc["means"]["manual"]  # the simulated AI helps
+    assert mrmc["positives"] + mrmc["negatives"] == mrmc["units"]
+    assert mrmc["prevalence"] == pytest.approx(mrmc["positives"] / mrmc["units"])
+    assert mrmc["difference"]["comparison"] == "ai_assisted - manual"
+    assert mrmc["difference"]["estimate"] == pytest.approx(
+        mrmc["means"]["ai_assisted"]["estimate"] - mrmc["means"]["manual"]["estimate"])
+    assert mrmc["means"]["ai_assisted"]["estimate"] > mrmc["means"]["manual"]["estimate"]  # the simulated AI helps
+    for t in herniation["paired_delong"].values():  # the same sign per reader
+        assert t["diff"] == pytest.approx(t["auc_ai_assisted"] - t["auc_manual"])
     assert set(herniation["paired_delong"]) == set(READERS)
-    assert herniation["ai_standalone"]["auc"] > 0.8
+    assert herniation["ai_standalone"]["auc"]["auc"] > 0.8
+    mrmc_csv = list(csv.DictReader((tmp_path / "out" / "report_mrmc.csv").open()))
+    assert len(mrmc_csv) == 2 * len(READERS) * len(ref)  # herniation + canal, every unit complete
+    assert {r["arm"] for r in mrmc_csv} == {"manual", "ai_assisted"}
 
 
 def test_user_errors_exit_2_without_traceback(db_url, capsys):  # noqa: F811

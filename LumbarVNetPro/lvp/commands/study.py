@@ -131,39 +131,63 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export the newest submitted version of every read as CSV or JSON."""
-    from lvp.readingdb.admin import EXPORT_FIELDS, export_reads
+    """Export the newest submitted version of every read as CSV or JSON, or the MRMC long CSV."""
+    from lvp.readingdb.admin import EXPORT_FIELDS, export_columns, iter_reads
 
-    rows = export_reads(_db(args), args.study)
     fmt = args.format or ("json" if args.output and args.output.endswith(".json") else "csv")
+    if fmt == "mrmc":
+        if not args.output:
+            raise ConfigError("--format mrmc needs -o FILE.csv")
+        from lvp.study.export import write_mrmc_csv
+
+        n = write_mrmc_csv(export_columns(_db(args), args.study), Path(args.output))
+        print(f"exported {n} reader x unit x arm row(s) (complete designs) to {args.output}")
+        return 0
+    rows = iter_reads(_db(args), args.study)  # streamed: a large study never sits in memory as dicts
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    n = 0
     try:
         if fmt == "json":
-            json.dump(rows, out, indent=1)
-            out.write("\n")
+            out.write("[")
+            for n, row in enumerate(rows, 1):
+                out.write(("\n" if n == 1 else ",\n") + json.dumps(row))
+            out.write("\n]\n")
         else:
+            from lvp.readingdb.csv_safe import safe_row  # no cell runs as a spreadsheet formula
+
             w = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
             w.writeheader()
-            w.writerows(rows)
+            for row in rows:
+                w.writerow(safe_row(row))
+                n += 1
     finally:
         if args.output:
             out.close()
     if args.output:
-        print(f"exported {len(rows)} grade row(s) to {args.output}")
+        print(f"exported {n} grade row(s) to {args.output}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Analyse the study and write the HTML report (and the analysis as JSON)."""
-    from lvp.readingdb.admin import export_reads
+    """Analyse the study and write the HTML report, the analysis as JSON and the MRMC long CSV."""
+    from lvp.readingdb.admin import export_columns
     from lvp.study.analysis import analyse
+    from lvp.study.export import write_mrmc_csv
     from lvp.study.report import write_report
 
-    rows = export_reads(_db(args), args.study)
-    if not rows:
+    if args.margin < 0:
+        raise ConfigError("--margin is a non-negative AUC difference")
+    if args.bootstrap < 100:
+        raise ConfigError("--bootstrap needs at least 100 replicates")
+    cols = export_columns(_db(args), args.study)
+    if cols["grades"]["read"].size == 0:
         raise DatabaseError(f"study {args.study!r} has no submitted reads to analyse")
-    path = write_report(args.study, analyse(rows), Path(args.output))
-    print(f"wrote {path} and {path.with_suffix('.json')}")
+    analysis = analyse(cols, alpha=args.alpha, margin=args.margin, hypothesis=args.ai_test,
+                       bootstrap=args.bootstrap, seed=args.seed)
+    path = write_report(args.study, analysis, Path(args.output))
+    mrmc = path.with_name(path.stem + "_mrmc.csv")
+    write_mrmc_csv(cols, mrmc)
+    print(f"wrote {path}, {path.with_suffix('.json')} and {mrmc}")
     return 0
 
 
@@ -200,8 +224,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp.add_argument("--model-version", default="")
     sp = action("status", cmd_status, "show progress")
     sp.add_argument("--json", action="store_true")
-    sp = action("export", cmd_export, "export submitted reads (CSV or JSON)")
+    sp = action("export", cmd_export, "export submitted reads (CSV or JSON), or the MRMCaov long CSV")
     sp.add_argument("-o", "--output", help="file (default: stdout)")
-    sp.add_argument("--format", choices=["csv", "json"])
-    sp = action("report", cmd_report, "statistics and HTML report")
+    sp.add_argument("--format", choices=["csv", "json", "mrmc"],
+                    help="mrmc: reader, case, arm, truth, score of the analysed designs (for MRMCaov/RJafroc)")
+    sp = action("report", cmd_report, "statistics and HTML report (+ .json and _mrmc.csv)")
     sp.add_argument("-o", "--output", default="study_report.html")
+    sp.add_argument("--ai-test", choices=["difference", "non_inferiority", "superiority"], default="difference",
+                    help="test of the AI alone against the readers' average AUC (default: two-sided difference)")
+    sp.add_argument("--margin", type=float, default=0.0,
+                    help="non-inferiority / superiority margin on the AUC scale (e.g. 0.05)")
+    sp.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level (0.05)")
+    sp.add_argument("--bootstrap", type=int, default=1000, help="case-bootstrap replicates for agreement (1000)")
+    sp.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    from lvp.commands import study_db  # PostgreSQL roles and migrations
+
+    study_db.register(sub)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -231,50 +231,178 @@ EXPORT_FIELDS = [
 ]
 
 
+def _submitted_reads(sess: Session, st: Study) -> tuple[dict, dict, dict]:
+    """Newest submitted version per assignment, and the original (version 1) read's time and dates.
+
+    Returns {assignment: read row} of the newest versions, {assignment: version-1 row} and
+    {case id: (case_key, center)}; rows are plain tuples from one query each (no ORM objects).
+    """
+    rows = sess.execute(
+        select(Reading.id, Reading.assignment_id, Reading.version, Reading.duration_s, Reading.started_at,
+               Reading.submitted_at, Reading.correction_reason, Assignment.arm, Assignment.session,
+               Assignment.order_index, Assignment.case_id, Reader.username, Reader.center)
+        .join(Assignment, Assignment.id == Reading.assignment_id)
+        .join(Reader, Reader.id == Reading.reader_id)
+        .where(Assignment.study_id == st.id, Reading.status == "submitted")
+        .order_by(Reader.username, Assignment.session, Assignment.order_index, Reading.version)
+    ).all()
+    newest: dict[int, tuple] = {}
+    first: dict[int, tuple] = {}
+    for r in rows:
+        newest[r.assignment_id] = r  # ordered by version: the last one wins
+        if r.version == 1:
+            first[r.assignment_id] = r
+    cases = {cid: (key, center) for cid, key, center in sess.execute(
+        select(Case.id, Case.case_key, Case.center).where(Case.study_id == st.id))}
+    return newest, first, cases
+
+
+def _grade_rows(sess: Session, st: Study, ordered: bool = True, chunk: int = 50_000) -> Iterator[tuple]:
+    """All grade entries of the study's submitted reads, streamed in chunks (one query).
+
+    ``ordered``: by reader, session, position, level and pathology (the export's order).
+    """
+    stmt = (
+        select(GradeEntry.reading_id, GradeEntry.level, GradeEntry.pathology, GradeEntry.reader_grade,
+               GradeEntry.measurement, GradeEntry.ai_grade_shown, GradeEntry.ai_decision)
+        .join(Reading, Reading.id == GradeEntry.reading_id)
+        .join(Assignment, Assignment.id == Reading.assignment_id)
+        .where(Assignment.study_id == st.id, Reading.status == "submitted")
+    )
+    if ordered:
+        stmt = stmt.join(Reader, Reader.id == Reading.reader_id).order_by(
+            Reader.username, Assignment.session, Assignment.order_index, GradeEntry.level, GradeEntry.pathology)
+    result = sess.execute(stmt, execution_options={"yield_per": chunk})
+    for part in result.partitions(chunk):
+        yield from part
+
+
+def _case_tables(sess: Session, st: Study) -> tuple[dict, dict]:
+    refs = {(c, lvl, p): (g, m) for c, lvl, p, g, m in sess.execute(
+        select(ReferenceGrade.case_id, ReferenceGrade.level, ReferenceGrade.pathology, ReferenceGrade.grade,
+               ReferenceGrade.measurement).join(Case, Case.id == ReferenceGrade.case_id)
+        .where(Case.study_id == st.id))}
+    ais = {(c, lvl, p): (g, conf) for c, lvl, p, g, conf in sess.execute(
+        select(AIResult.case_id, AIResult.level, AIResult.pathology, AIResult.grade, AIResult.confidence)
+        .join(Case, Case.id == AIResult.case_id).where(Case.study_id == st.id))}
+    return refs, ais
+
+
+def iter_reads(db: ReadingDB, study: str) -> Iterator[dict]:
+    """Rows of :func:`export_reads` one at a time (constant memory per row; five queries in all)."""
+    with db.session() as sess:
+        st = _study(sess, study)
+        newest, first, cases = _submitted_reads(sess, st)
+        by_reading = {r.id: r for r in newest.values()}
+        refs, ais = _case_tables(sess, st)
+        for reading_id, level, pathology, grade, meas, shown, decision in _grade_rows(sess, st):
+            rd = by_reading.get(reading_id)
+            if rd is None:  # an older version of a corrected read
+                continue
+            case_key, case_center = cases[rd.case_id]
+            ref = refs.get((rd.case_id, level, pathology))
+            ai = ais.get((rd.case_id, level, pathology))
+            v1 = first.get(rd.assignment_id)
+            yield {
+                "study": st.name, "reader": rd.username, "reader_center": rd.center,
+                "case_key": case_key, "case_center": case_center, "arm": rd.arm,
+                "session": rd.session, "order_index": rd.order_index, "reading_id": rd.id,
+                "version": rd.version, "correction_reason": rd.correction_reason or "",
+                "started_at": rd.started_at.isoformat(), "submitted_at": rd.submitted_at.isoformat(),
+                "duration_s": rd.duration_s, "first_duration_s": v1.duration_s if v1 else None,
+                "level": level, "pathology": pathology, "reader_grade": grade,
+                "measurement": meas, "ai_grade_shown": shown,
+                "ai_decision": decision, "ai_grade": ai[0] if ai else None,
+                "ai_confidence": ai[1] if ai else None,
+                "reference_grade": ref[0] if ref else None,
+                "reference_measurement": ref[1] if ref else None,
+            }
+
+
 def export_reads(db: ReadingDB, study: str) -> list[dict]:
     """One row per grade of the newest submitted version of every read, with reference and AI grades.
 
     ``duration_s`` is the reading time of that version; ``first_duration_s`` the time of the original
-    read (a correction's own time is not reading time).
+    read (a correction's own time is not reading time). Rows are ordered by reader, session, position.
     """
+    return list(iter_reads(db, study))
+
+
+def export_columns(db: ReadingDB, study: str) -> dict:
+    """The study's submitted reads as columns (numpy arrays and code lists) for the analysis.
+
+    Same content as :func:`export_reads` without building a dict per grade: ``grades`` (one entry
+    per grade of the newest version of each read, with the reference and AI grade of its case and
+    level), ``reads`` (one per read: times of the original read, for reading time and washout) and
+    ``design`` (enrolment and assignments, for the study flow). Codes index the lists ``readers``,
+    ``cases``, ``levels`` and ``pathologies``; ``arm`` is 0 manual, 1 AI-assisted.
+    """
+    import numpy as np  # the database layer itself does not need numpy
+
     with db.session() as sess:
         st = _study(sess, study)
-        reads = sess.execute(
-            select(Reading, Assignment, Reader, Case)
-            .join(Assignment, Assignment.id == Reading.assignment_id)
-            .join(Reader, Reader.id == Reading.reader_id)
-            .join(Case, Case.id == Assignment.case_id)
-            .where(Assignment.study_id == st.id, Reading.status == "submitted")
-            .order_by(Reader.username, Assignment.session, Assignment.order_index, Reading.version)
-        ).all()
-        newest: dict[int, tuple] = {}
-        first_duration: dict[int, float | None] = {}
-        for rd, asg, rdr, case in reads:
-            newest[asg.id] = (rd, asg, rdr, case)  # ordered by version: the last one wins
-            if rd.version == 1:
-                first_duration[asg.id] = rd.duration_s
-        refs = {(r.case_id, r.level, r.pathology): r for r in sess.scalars(
-            select(ReferenceGrade).join(Case, Case.id == ReferenceGrade.case_id).where(Case.study_id == st.id))}
-        ais = {(a.case_id, a.level, a.pathology): a for a in sess.scalars(
-            select(AIResult).join(Case, Case.id == AIResult.case_id).where(Case.study_id == st.id))}
-        out = []
-        for aid, (rd, asg, rdr, case) in newest.items():
-            for e in sess.scalars(select(GradeEntry).where(GradeEntry.reading_id == rd.id)
-                                  .order_by(GradeEntry.level, GradeEntry.pathology)):
-                ref = refs.get((case.id, e.level, e.pathology))
-                ai = ais.get((case.id, e.level, e.pathology))
-                out.append({
-                    "study": st.name, "reader": rdr.username, "reader_center": rdr.center,
-                    "case_key": case.case_key, "case_center": case.center, "arm": asg.arm,
-                    "session": asg.session, "order_index": asg.order_index, "reading_id": rd.id,
-                    "version": rd.version, "correction_reason": rd.correction_reason or "",
-                    "started_at": rd.started_at.isoformat(), "submitted_at": rd.submitted_at.isoformat(),
-                    "duration_s": rd.duration_s, "first_duration_s": first_duration.get(aid),
-                    "level": e.level, "pathology": e.pathology, "reader_grade": e.reader_grade,
-                    "measurement": e.measurement, "ai_grade_shown": e.ai_grade_shown,
-                    "ai_decision": e.ai_decision, "ai_grade": ai.grade if ai else None,
-                    "ai_confidence": ai.confidence if ai else None,
-                    "reference_grade": ref.grade if ref else None,
-                    "reference_measurement": ref.measurement if ref else None,
-                })
-        return out
+        newest, first, cases = _submitted_reads(sess, st)
+        refs, ais = _case_tables(sess, st)
+        enrolled = sorted(sess.scalars(select(Reader.username).join(StudyReader, StudyReader.reader_id == Reader.id)
+                                       .where(StudyReader.study_id == st.id)))
+        assigned = sess.execute(
+            select(Reader.username, Assignment.arm, Assignment.session, func.count())
+            .join(Assignment, Assignment.reader_id == Reader.id).where(Assignment.study_id == st.id)
+            .group_by(Reader.username, Assignment.arm, Assignment.session)).all()
+        readers = sorted({r.username for r in newest.values()} | set(enrolled))
+        case_ids = sorted(cases, key=lambda c: cases[c][0])
+        case_code = {cid: i for i, cid in enumerate(case_ids)}
+        reader_code = {u: i for i, u in enumerate(readers)}
+        reads = sorted(newest.values(), key=lambda r: r.id)
+        read_index = {r.id: i for i, r in enumerate(reads)}
+        arm_code = {"manual": 0, "ai_assisted": 1}
+        r_reader = np.array([reader_code[r.username] for r in reads], dtype=np.int32)
+        r_case = np.array([case_code[r.case_id] for r in reads], dtype=np.int32)
+        r_arm = np.array([arm_code[r.arm] for r in reads], dtype=np.int8)
+        r_session = np.array([r.session for r in reads], dtype=np.int16)
+        v1 = [first.get(r.assignment_id) for r in reads]
+        r_time = np.array([np.nan if f is None or f.duration_s is None else f.duration_s for f in v1])
+        r_start = np.array([f.started_at if f else None for f in v1], dtype="datetime64[s]")
+        r_submit = np.array([f.submitted_at if f else None for f in v1], dtype="datetime64[s]")
+        r_corrected = np.array([r.version > 1 for r in reads])
+
+        levels: dict[str, int] = {}
+        pathologies: dict[str, int] = {}
+        cols: dict[str, list] = {k: [] for k in ("read", "level", "pathology", "grade", "measurement",
+                                                 "ref", "ref_meas", "ai")}
+        for reading_id, level, pathology, grade, meas, _shown, _decision in _grade_rows(sess, st, ordered=False):
+            i = read_index.get(reading_id)
+            if i is None:
+                continue
+            cid = case_ids[r_case[i]]
+            ref = refs.get((cid, level, pathology))
+            ai = ais.get((cid, level, pathology))
+            cols["read"].append(i)
+            cols["level"].append(levels.setdefault(level, len(levels)))
+            cols["pathology"].append(pathologies.setdefault(pathology, len(pathologies)))
+            cols["grade"].append(grade)
+            cols["measurement"].append(np.nan if meas is None else meas)
+            cols["ref"].append(-1 if ref is None else ref[0])
+            cols["ref_meas"].append(np.nan if ref is None or ref[1] is None else ref[1])
+            cols["ai"].append(-1 if ai is None else ai[0])
+        read = np.array(cols["read"], dtype=np.int32)
+        grades = {
+            "read": read, "reader": r_reader[read], "case": r_case[read], "arm": r_arm[read],
+            "session": r_session[read], "level": np.array(cols["level"], dtype=np.int16),
+            "pathology": np.array(cols["pathology"], dtype=np.int16),
+            "grade": np.array(cols["grade"], dtype=np.int16),
+            "measurement": np.array(cols["measurement"], dtype=float),
+            "ref": np.array(cols["ref"], dtype=np.int16), "ref_meas": np.array(cols["ref_meas"], dtype=float),
+            "ai": np.array(cols["ai"], dtype=np.int16),
+        }
+        return {
+            "study": st.name, "washout_days": st.washout_days, "readers": readers,
+            "cases": [cases[c][0] for c in case_ids], "levels": list(levels), "pathologies": list(pathologies),
+            "grades": grades,
+            "reads": {"reader": r_reader, "case": r_case, "arm": r_arm, "session": r_session,
+                      "first_duration_s": r_time, "started_at": r_start, "submitted_at": r_submit,
+                      "corrected": r_corrected},
+            "design": {"enrolled_readers": enrolled, "enrolled_cases": len(cases),
+                       "assignments": [{"reader": u, "arm": a, "session": s_, "n": n} for u, a, s_, n in assigned],
+                       "reference_grades": len(refs), "ai_results": len(ais)},
+        }

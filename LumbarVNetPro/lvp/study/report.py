@@ -1,7 +1,9 @@
-"""HTML report of a reader study: ROC curves per arm, agreement tables, MRMC result, reading times.
+"""HTML report of a reader study: flow, AUC (MRMC), sensitivity/specificity, agreement, AI alone, time.
 
 Figures are drawn with matplotlib's Agg backend (no display) and embedded as PNG data URIs, so the
-report is one self-contained file.
+report is one self-contained file. Every difference is labelled AI-assisted - manual; p-values below
+0.001 print as "< 0.001"; every analysis states its n, positives and prevalence; refusals and
+degenerate intervals are shown as such, never as numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
 ARM_COLOURS = {"manual": "tab:blue", "ai_assisted": "tab:orange", "ai_standalone": "tab:green"}
+ARM_LABELS = {"manual": "manual", "ai_assisted": "AI-assisted"}
 
 
 def _png(fig) -> str:  # noqa: ANN001 - a matplotlib Figure
@@ -27,12 +30,33 @@ def _png(fig) -> str:  # noqa: ANN001 - a matplotlib Figure
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def fmt_p(p: float | None) -> str:
+    """A p-value as printed: ``< 0.001`` below 0.001, else 3 decimals; n/a for none."""
+    if p is None or p != p:
+        return "n/a"
+    return "&lt; 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def _fmt(v: object, digits: int = 3) -> str:
     if v is None:
         return "&ndash;"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return "n/a" if v != v else f"{v:.{digits}f}"
+    if isinstance(v, _Raw):
+        return str(v)
     return html.escape(str(v))
+
+
+class _Raw(str):
+    """Already-escaped HTML for a table cell."""
+
+
+def _ci(lo: float | None, hi: float | None, digits: int = 3) -> _Raw:
+    if lo is None or hi is None or lo != lo or hi != hi:
+        return _Raw("n/a")
+    return _Raw(f"{lo:.{digits}f} to {hi:.{digits}f}")
 
 
 def _table(header: list[str], rows: list[list[object]]) -> str:
@@ -41,83 +65,298 @@ def _table(header: list[str], rows: list[list[object]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _note(text: str, kind: str = "note") -> str:
+    return f'<p class="{kind}">{html.escape(text)}</p>'
+
+
 def roc_figure(pathology: str, result: dict) -> str:
     """ROC curves of one pathology: one thin line per reader and arm, the AI alone dashed."""
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     for arm, curves in result["roc"].items():
         for i, curve in enumerate(curves.values()):
-            ax.plot(curve["fpr"], curve["tpr"], color=ARM_COLOURS.get(arm, "grey"),
-                    lw=2 if arm == "ai_standalone" else 1, ls="--" if arm == "ai_standalone" else "-",
-                    alpha=0.8, label=arm if i == 0 else None)
+            ax.plot(curve["fpr"], curve["tpr"], color=ARM_COLOURS.get(arm, "grey"), lw=1, alpha=0.7,
+                    label=ARM_LABELS.get(arm, arm) if i == 0 else None)
+    ai = result.get("ai_standalone") or {}
+    if ai.get("roc"):
+        ax.plot(ai["roc"]["fpr"], ai["roc"]["tpr"], color=ARM_COLOURS["ai_standalone"], lw=2, ls="--",
+                label="AI alone")
     ax.plot([0, 1], [0, 1], color="lightgrey", lw=1)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=pathology, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
 
 
-def time_figure(times: dict) -> str:
-    """Box plot of reading times per arm."""
+def time_figure(per_arm: dict) -> str:
+    """Box plot of reading times per arm (whiskers at 1.5 IQR, outliers not drawn)."""
     fig, ax = plt.subplots(figsize=(4.2, 3.2))
-    arms = list(times)
-    ax.boxplot([times[a]["values"] for a in arms])
-    ax.set_xticks(range(1, len(arms) + 1), arms)
-    ax.set(ylabel="reading time (s)", title="Reading time per arm")
+    arms = list(per_arm)
+    stats = [{"label": ARM_LABELS.get(a, a), "med": v["median"], "q1": v["q1"], "q3": v["q3"],
+              "whislo": v["whislo"], "whishi": v["whishi"], "fliers": []} for a, v in per_arm.items()]
+    ax.bxp(stats, showfliers=False)
+    ax.set(ylabel="reading time (s)", title=f"Reading time per arm ({', '.join(arms)})")
     return _png(fig)
+
+
+def _mrmc_rows(analyses: dict, primary: str) -> list[list[object]]:
+    rows = []
+    for key, m in analyses.items():
+        label = (m.get("label") or key) + (" [primary]" if key == primary else "")
+        if "refused" in m:
+            rows.append([label, _Raw(f"<i>refused: {html.escape(m['refused'])}</i>")] + [None] * 8)
+            continue
+        d, man, ai = m["difference"], m["means"]["manual"], m["means"]["ai_assisted"]
+        rows.append([label, m["units"], m["positives"], m["prevalence"], m["readers"],
+                     _Raw(f"{man['estimate']:.3f} ({_ci(man['ci_low'], man['ci_high'])})"),
+                     _Raw(f"{ai['estimate']:.3f} ({_ci(ai['ci_low'], ai['ci_high'])})"),
+                     _Raw(f"{d['estimate']:+.3f} ({_ci(d['ci_low'], d['ci_high'])})"),
+                     _Raw(f"F={m['f']:.2f}, df={m['df1']}, {m['df2']:.1f}"),
+                     _Raw(fmt_p(m["p_value"]) + (f" (Holm {fmt_p(m['p_holm'])})" if "p_holm" in m else ""))])
+    return rows
+
+
+MRMC_HEADER = ["analysis", "units", "positives", "prevalence", "readers", "AUC manual (95% CI)",
+               "AUC AI-assisted (95% CI)", "AI-assisted - manual (95% CI)", "test", "p"]
+
+
+def _fixed_rows(analyses: dict) -> list[list[object]]:
+    rows = []
+    for key, m in analyses.items():
+        if "refused" in m:
+            continue
+        fr, fc = m["fixed_readers"], m["fixed_cases"]
+        rows.append([m.get("label") or key, "fixed readers, random cases",
+                     _Raw(f"{fr['difference']['estimate']:+.3f} "
+                          f"({_ci(fr['difference']['ci_low'], fr['difference']['ci_high'])})"),
+                     _Raw(f"X2={fr['x2']:.2f}, df={fr['df']}"), _Raw(fmt_p(fr["p_value"]))])
+        rows.append([m.get("label") or key, "random readers, fixed cases",
+                     _Raw(f"{fc['difference']['estimate']:+.3f} "
+                          f"({_ci(fc['difference']['ci_low'], fc['difference']['ci_high'])})"),
+                     _Raw(f"F={fc['f']:.2f}, df={fc['df1']}, {fc['df2']}"), _Raw(fmt_p(fc["p_value"]))])
+    return rows
+
+
+def _flow_section(flow: dict) -> str:
+    parts = ["<h2>Study flow</h2>"]
+    rows = [["readers enrolled", flow["readers_enrolled"]],
+            ["readers without any read", ", ".join(flow["readers_without_reads"]) or "none"],
+            ["cases enrolled", flow["cases_enrolled"]], ["cases read", flow["cases_read"]],
+            ["assignments", flow["assignments"]], ["reads submitted", flow["reads_submitted"]],
+            ["reads corrected (newest version analysed)", flow["reads_corrected"]]]
+    parts.append(_table(["", "n"], rows))
+    gaps = [w for w in flow["washout"] if w["gap_days"] is not None]
+    if gaps:
+        need = flow["washout_days_required"]
+        short = [w["reader"] for w in gaps if w["achieved"] is False]
+        parts.append(_note(f"Washout: required {need} days; achieved gaps {min(w['gap_days'] for w in gaps):.1f} to "
+                           f"{max(w['gap_days'] for w in gaps):.1f} days"
+                           + (f"; NOT achieved by {', '.join(short)}." if short else "; achieved by every reader.")))
+    arows = []
+    for name, a in flow["analysed"].items():
+        dropped = "; ".join(f"{d['reader']}: {d['reason']}" for d in a["readers_dropped"]) or "none"
+        lost = a["dropped"]
+        reasons = "; ".join(f"{k} ({v} cases)" for k, v in list(lost["reasons"].items())[:6]) or "-"
+        arows.append([name, len(a["readers"]), dropped, a["units_with_reference"], a["units"], a["cases"],
+                      lost["cases_with_dropped_units"], reasons])
+    parts.append("<h3>Analysed (complete reader x unit design, both arms)</h3>")
+    parts.append(_table(["pathology", "readers analysed", "readers dropped (why)", "units with reference",
+                         "units analysed", "cases analysed", "cases with dropped units", "why units were dropped"],
+                        arows))
+    return "".join(parts)
+
+
+def _sens_spec_section(res: dict) -> str:
+    parts = ["<h3>Sensitivity and specificity (grade &ge; threshold)</h3>"]
+    rows = []
+    ra = res["sens_spec"]["reader_average"]
+    for arm, v in res["sens_spec"]["pooled"].items():
+        row = [ARM_LABELS[arm], v["reads"], v["sensitivity"], _ci(*v["sens_ci"]), v["specificity"],
+               _ci(*v["spec_ci"])]
+        for key in ("sensitivity", "specificity"):
+            m = ra.get(key) or {}
+            s = (m.get("means") or {}).get(arm)
+            row.append(_Raw(f"{s['estimate']:.3f} ({_ci(s['ci_low'], s['ci_high'])})") if s else "n/a")
+        rows.append(row)
+    parts.append(_table(["arm", "reads", "sensitivity (pooled)", "Wilson 95% CI", "specificity (pooled)",
+                         "Wilson 95% CI", "sensitivity: reader average (OR-Hillis 95% CI)",
+                         "specificity: reader average (OR-Hillis 95% CI)"], rows))
+    trows = []
+    for key in ("sensitivity", "specificity"):
+        m = ra.get(key)
+        if not m:
+            continue
+        if "refused" in m:
+            trows.append([key, _Raw(f"<i>refused: {html.escape(m['refused'])}</i>"), None, None, None])
+            continue
+        d = m["difference"]
+        trows.append([key, m["units"], m["clusters"],
+                      _Raw(f"{d['estimate']:+.3f} ({_ci(d['ci_low'], d['ci_high'])})"),
+                      _Raw(f"{fmt_p(m['p_value'])} (F={m['f']:.2f}, df={m['df1']}, {m['df2']:.1f})")])
+    if trows:
+        parts.append(_table(["", "units", "patients", "AI-assisted - manual (95% CI)", "p (OR-Hillis, "
+                             "patient-deleted jackknife)"], trows))
+    parts.append(_note("The pooled Wilson interval treats every read as independent; the reader-average interval "
+                       "accounts for readers and patients as random (and is the one to quote)."))
+    return "".join(parts)
+
+
+def _agreement_section(res: dict) -> str:
+    ag = res.get("agreement")
+    if not ag:
+        return ""
+    rows = []
+    for arm, v in ag["arms"].items():
+        icc_g, icc_m = v.get("icc_grades"), v.get("icc_measurement")
+        rows.append([ARM_LABELS[arm], _Raw(f"{v['fleiss_kappa']:.3f} ({_ci(*v['fleiss_kappa_ci'])})"),
+                     _Raw(f"{v['alpha_ordinal']:.3f} ({_ci(*v['alpha_ordinal_ci'])})"),
+                     _Raw(f"{icc_g['icc2_1']:.3f} ({_ci(icc_g['ci_low'], icc_g['ci_high'])})") if icc_g else None,
+                     _Raw(f"{icc_m['icc2_1']:.3f} ({_ci(icc_m['ci_low'], icc_m['ci_high'])})") if icc_m else None])
+    d = ag["difference"]
+    rows.append([d["label"], _Raw(f"{d['fleiss_kappa']:+.3f} ({_ci(*d['fleiss_kappa_ci'])})"),
+                 _Raw(f"{d['alpha_ordinal']:+.3f} ({_ci(*d['alpha_ordinal_ci'])})"), None, None])
+    return ("<h3>Agreement between readers (interobserver)</h3>"
+            + _note(f"{ag['readers']} readers, {ag['units']} units, {ag['cases']} patients; {ag['method']}; "
+                    "ICC(2,1) with F-based CI.")
+            + _table(["arm", "Fleiss kappa (95% CI)", "Krippendorff alpha, ordinal (95% CI)", "ICC(2,1) grades",
+                      "ICC(2,1) measurements"], rows))
+
+
+def _ai_section(res: dict, opts: dict) -> str:
+    ai = res.get("ai_standalone")
+    if not ai:
+        return ""
+    parts = ["<h3>AI alone</h3>"]
+    auc = ai["auc"]
+    auc_txt = (f"<i>refused: {html.escape(auc['refused'])}</i>" if "refused" in auc else
+               f"{auc['auc']:.3f} ({_ci(auc['ci_low'], auc['ci_high'])}, {auc['method']})"
+               + (f" <b>{html.escape(auc['flag'])}</b>" if auc.get("flag") else ""))
+    parts.append(_table(["units", "positives", "AUC (95% CI)", "sensitivity (Wilson 95% CI)",
+                         "specificity (Wilson 95% CI)", "quadratic kappa vs reference"],
+                        [[ai["units"], ai["positives"], _Raw(auc_txt),
+                          _Raw(f"{ai['sensitivity']:.3f} ({_ci(*ai['sens_ci'])})"),
+                          _Raw(f"{ai['specificity']:.3f} ({_ci(*ai['spec_ci'])})"), ai["kappa_quadratic"]]]))
+    hyp = opts["hypothesis"]
+    test = {"difference": "two-sided test of no difference",
+            "non_inferiority": f"one-sided non-inferiority test, margin {opts['margin']:.3f} AUC",
+            "superiority": f"one-sided superiority test, margin {opts['margin']:.3f} AUC"}[hyp]
+    rows = []
+    for arm, v in ai["vs_readers"].items():
+        if "refused" in v:
+            rows.append([ARM_LABELS[arm], _Raw(f"<i>refused: {html.escape(v['refused'])}</i>"), None, None, None,
+                         None])
+            continue
+        rows.append([ARM_LABELS[arm], v["units"], f"{v['standalone']:.3f} vs {v['reader_mean']:.3f}",
+                     _Raw(f"{v['difference']:+.3f} ({_ci(v['ci_low'], v['ci_high'])})"), _Raw(fmt_p(v["p_value"])),
+                     _Raw(fmt_p(v.get("p_holm")))])
+    parts.append(_note(f"AI alone vs the readers' average AUC of each arm: OR-Hillis single-test analysis of the "
+                       f"reader-by-reader differences (readers and patients random, clustered DeLong); {test}; "
+                       "Holm-adjusted across the pathologies analysed."))
+    parts.append(_table(["readers", "units", "AUC AI alone vs readers", "AI alone - readers (95% CI)", "p",
+                         "p (Holm)"], rows))
+    return "".join(parts)
+
+
+def _pathology_section(name: str, res: dict, opts: dict) -> str:
+    parts = [f"<h2>{html.escape(name)}</h2>"]
+    d = res["design"]
+    parts.append(_note(f"Positive at grade >= {res['positive_at']}. Complete design: {len(d['readers'])} readers, "
+                       f"{d['units']} units (case x level) of {d['clusters']} patients, {d['positives']} positive "
+                       f"(prevalence {d['prevalence']:.3f})." if d["units"] else
+                       f"Positive at grade >= {res['positive_at']}. No complete design."))
+    if res["roc"]:
+        parts.append(f'<img alt="ROC {html.escape(name)}" src="{roc_figure(name, res)}">')
+    auc = res["auc"]
+    parts.append("<h3>AUC: Obuchowski-Rockette, Hillis df (random readers and cases)</h3>")
+    if "refused" in auc:
+        parts.append(_note(auc["refused"], "refused"))
+    else:
+        parts.append(_table(MRMC_HEADER, _mrmc_rows(auc["analyses"], auc["primary"])))
+        parts.append("<h4>Fixed-reader and fixed-case analyses</h4>")
+        parts.append(_table(["analysis", "factors", "AI-assisted - manual (95% CI)", "test", "p"],
+                            _fixed_rows({k: v for k, v in auc["analyses"].items() if k == auc["primary"]})))
+    if res["per_level"]:
+        parts.append("<h4>Per lumbar level (patients independent)</h4>")
+        parts.append(_table(MRMC_HEADER, _mrmc_rows(res["per_level"], "")))
+    parts.append(_sens_spec_section(res))
+    rows = []
+    for arm, v in res["reference_agreement"].items():
+        rows.append([ARM_LABELS[arm], v["reads"], v["kappa_linear"], v["kappa_quadratic"], v["accuracy"]])
+    parts.append("<h3>Agreement with the reference standard</h3>"
+                 + _table(["arm", "reads", "weighted kappa, linear", "weighted kappa, quadratic", "exact accuracy"],
+                          rows))
+    parts.append(_agreement_section(res))
+    parts.append(_ai_section(res, opts))
+    rows = []
+    for arm in ("manual", "ai_assisted"):
+        for rdr, v in res["per_reader_auc"].get(arm, {}).items():
+            if "refused" in v:
+                rows.append([rdr, ARM_LABELS[arm], None, _Raw(f"<i>refused: {html.escape(v['refused'])}</i>"),
+                             None])
+            else:
+                rows.append([rdr, ARM_LABELS[arm], v["auc"], _ci(v["ci_low"], v["ci_high"]),
+                             (v["method"] + (f": {v['flag']}" if v.get("flag") else ""))])
+    if rows:
+        parts.append("<h3>AUC per reader</h3>" + _table(["reader", "arm", "AUC", "95% CI", "interval"], rows))
+    prow = []
+    for rdr, v in res["paired_delong"].items():
+        if "refused" in v:
+            prow.append([rdr, _Raw(f"<i>refused: {html.escape(v['refused'])}</i>"), None, None, None, None])
+        else:
+            prow.append([rdr, v["units"], v["auc_manual"], v["auc_ai_assisted"],
+                         _Raw(f"{v['diff']:+.3f} ({_ci(v['ci_low'], v['ci_high'])})"),
+                         _Raw(fmt_p(v["p_value"]) + (f" {html.escape(v['flag'])}" if v.get("flag") else ""))])
+    if prow:
+        parts.append("<h3>Paired DeLong test per reader</h3>"
+                     + _table(["reader", "units", "AUC manual", "AUC AI-assisted", "AI-assisted - manual (95% CI)",
+                               "p"], prow))
+    if res.get("period"):
+        rows = [[ARM_LABELS[arm], s.replace("_", " "), v["mean_reader_auc"], v["readers"]]
+                for arm, per in res["period"].items() for s, v in per.items()]
+        parts.append("<h3>Period (session) effect</h3>"
+                     + _table(["arm", "period", "mean reader AUC", "readers"], rows))
+    return "".join(parts)
+
+
+def _time_section(rt: dict) -> str:
+    if not rt["per_arm"]:
+        return ""
+    parts = ["<h2>Reading time</h2>", f'<img alt="reading time" src="{time_figure(rt["per_arm"])}">']
+    parts.append(_table(["arm", "reads", "median (s)", "Q1", "Q3", "geometric mean (s)"],
+                        [[ARM_LABELS.get(a, a), v["n"], v["median"], v["q1"], v["q3"], v["geometric_mean"]]
+                         for a, v in rt["per_arm"].items()]))
+    m = rt.get("model")
+    if m:
+        r = m["ratio_ai_vs_manual"]
+        rows = [["AI-assisted / manual", r["ratio"], _ci(r["ci_low"], r["ci_high"]), _Raw(fmt_p(r["p_value"]))]]
+        if m.get("ratio_period_2_vs_1"):
+            p = m["ratio_period_2_vs_1"]
+            rows.append(["session 2 / session 1", p["ratio"], _ci(p["ci_low"], p["ci_high"]),
+                         _Raw(fmt_p(p["p_value"]))])
+        parts.append(_note(f"Linear mixed model: {m['formula']}; {m['reads']} reads, {m['readers']} readers, "
+                           f"{m['cases']} cases; variances reader {m['var_reader']:.4f}, case {m['var_case']:.4f}, "
+                           f"residual {m['var_residual']:.4f}."))
+        parts.append(_table(["time ratio", "estimate", "95% CI", "p"], rows))
+    elif rt.get("model_refused"):
+        parts.append(_note(rt["model_refused"], "refused"))
+    if rt["excluded_reads"]:
+        parts.append(_note(f"{rt['excluded_reads']} read(s) without a positive reading time excluded."))
+    return "".join(parts)
 
 
 def render_html(study: str, analysis: dict) -> str:
     """The report as one HTML document."""
+    opts = analysis["options"]
     parts = [f"<h1>Reader study {html.escape(study)}</h1>",
-             f"<p>{analysis['cases']} cases, readers: {html.escape(', '.join(analysis['readers']))}.</p>"]
+             _note(f"{analysis['cases']} cases; readers: {', '.join(analysis['readers'])}. Every difference between "
+                   f"arms is {analysis['sign_convention']} (positive: better with AI). 95% intervals; p-values "
+                   f"two-sided unless stated. {analysis['multiplicity']['method']} for the primary AUC comparison "
+                   "and for the AI-alone comparisons.")]
+    parts.append(_flow_section(analysis["flow"]))
     for name, res in analysis["pathologies"].items():
-        parts.append(f"<h2>{html.escape(name)}</h2><p>{res['units']} units (case x level) with a reference; "
-                     f"positive at grade &ge; {res['positive_at']}.</p>")
-        if res["roc"]:
-            parts.append(f'<img alt="ROC {html.escape(name)}" src="{roc_figure(name, res)}">')
-        rows = []
-        for arm, a in res["arms"].items():
-            mean_auc = res["mrmc"]["single"][arm] if res["mrmc"] else None
-            rows.append([arm, a["reads"], mean_auc["estimate"] if mean_auc else None,
-                         f"{mean_auc['ci_low']:.3f}-{mean_auc['ci_high']:.3f}" if mean_auc else None,
-                         a["sensitivity"], a["specificity"], a["kappa_linear"], a["kappa_quadratic"],
-                         a["accuracy"], a["fleiss_kappa"],
-                         a["icc_measurement"]["icc2_1"] if a["icc_measurement"] else None])
-        if res["ai_standalone"]:
-            s = res["ai_standalone"]
-            rows.append(["AI alone", s["n_pos"] + s["n_neg"], s["auc"], f"{s['ci_low']:.3f}-{s['ci_high']:.3f}",
-                         s["sensitivity"], s["specificity"], None, s["kappa_quadratic"], None, None, None])
-        parts.append(_table(["arm", "reads", "AUC (mean of readers)", "95% CI", "sensitivity", "specificity",
-                             "kappa linear", "kappa quadratic", "accuracy", "Fleiss kappa", "ICC(2,1)"], rows))
-        per_reader = []
-        for arm, a in res["arms"].items():
-            for rdr, v in a["per_reader_auc"].items():
-                per_reader.append([rdr, arm, v["auc"], f"{v['ci_low']:.3f}-{v['ci_high']:.3f}"])
-        if per_reader:
-            parts.append("<h3>AUC per reader (DeLong 95% CI)</h3>")
-            parts.append(_table(["reader", "arm", "AUC", "95% CI"], per_reader))
-        if res["paired_delong"]:
-            parts.append("<h3>Paired DeLong test, AI-assisted vs manual, per reader</h3>")
-            parts.append(_table(["reader", "AUC AI-assisted", "AUC manual", "difference", "p"],
-                                [[r, v["auc_ai_assisted"], v["auc_manual"], v["diff"], v["p_value"]]
-                                 for r, v in res["paired_delong"].items()]))
-        if res["mrmc"]:
-            m, d = res["mrmc"], res["mrmc"]["difference"]
-            parts.append("<h3>MRMC: Obuchowski-Rockette, Hillis df (random readers and cases)</h3>")
-            parts.append(_table(["comparison", "difference", "95% CI", "F", "df1", "df2", "p"],
-                                [[d["comparison"], d["estimate"], f"{d['ci_low']:.3f} to {d['ci_high']:.3f}",
-                                  m["f"], m["df1"], m["df2"], m["p_value"]]]))
-        lvl_rows = [[arm, lvl, v["accuracy"], v["n"]] for arm, a in res["arms"].items()
-                    for lvl, v in a["accuracy_per_level"].items()]
-        if lvl_rows:
-            parts.append("<h3>Accuracy per level</h3>" + _table(["arm", "level", "accuracy", "n"], lvl_rows))
-    times = analysis["reading_time"]
-    if times:
-        parts.append("<h2>Reading time</h2>")
-        parts.append(f'<img alt="reading time" src="{time_figure(times)}">')
-        parts.append(_table(["arm", "reads", "mean (s)", "median (s)", "Q1", "Q3"],
-                            [[a, v["n"], v["mean"], v["median"], v["q1"], v["q3"]] for a, v in times.items()]))
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;"
-             "margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}")
+        parts.append(_pathology_section(name, res, opts))
+    parts.append(_time_section(analysis["reading_time"]))
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;font-size:14px}table{border-collapse:collapse;"
+             "margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}"
+             ".refused{color:#a00}.note{color:#333}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(study)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
 
