@@ -151,3 +151,40 @@ def test_network_on_a_non_spine_volume_is_refused(tmp_path):
     with pytest.raises(InputError, match="no lumbar spine was recognised"):
         run_inference(path, out, device="cpu")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_undefined_voxels_are_named_in_the_report(sample_case, mask_path, tmp_path):
+    """A partly-NaN NIfTI: ITK reads the NaNs as 0 without a word; the report must say how many."""
+    src = sitk.ReadImage(str(sample_case))
+    arr = sitk.GetArrayFromImage(src).astype(np.float32)
+    arr[7, 100:103, 200] = np.nan
+    img = sitk.GetImageFromArray(arr)
+    img.CopyInformation(src)
+    path = tmp_path / "nan.nii.gz"
+    sitk.WriteImage(img, str(path))
+    report = run_inference(path, tmp_path / "out", segmenter=MaskSegmenter(mask_path))
+    validate_report(report)
+    (warning,) = [w for w in report["warnings"] if w["code"] == "nonfinite_voxels"]
+    assert warning["message"].startswith("3 voxel(s)")
+    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert warning in on_disk["warnings"]
+
+
+def test_dicom_series_missing_its_first_slices_warns_in_the_report(sample_case, mask_path, tmp_path):
+    from lvp.io.dicom import write_series
+
+    src = sitk.ReadImage(str(sample_case))
+    write_series(src, tmp_path / "dcm")
+    import pydicom
+
+    for f in sorted((tmp_path / "dcm").iterdir()):
+        ds = pydicom.dcmread(f)
+        del ds.ImagesInAcquisition  # no declared count: only the instance numbers tell
+        ds.save_as(f)
+    sorted((tmp_path / "dcm").iterdir())[0].unlink()
+    mask = sitk.ReadImage(str(mask_path))[:, :, 1:]  # the mask of the slices still there
+    sitk.WriteImage(mask, str(tmp_path / "mask.nii.gz"))
+    report = run_inference(tmp_path / "dcm", tmp_path / "out", segmenter=MaskSegmenter(tmp_path / "mask.nii.gz"))
+    assert report["input"]["format"] == "dicom"
+    (warning,) = [w for w in report["warnings"] if w["code"] == "slices_may_be_missing"]
+    assert "first 1 slice(s)" in warning["message"]

@@ -108,6 +108,16 @@ def test_sigterm_while_writing_removes_its_temporaries(patients, tmp_path):
     assert _stale(out) == []
 
 
+def test_an_input_inside_its_output_folder_is_refused_and_kept(patients, tmp_path):
+    out = tmp_path / "out"
+    assert _run(patients["patient_a"], out).returncode == 0
+    inside = out / "patient_b.nii.gz"  # the next run would replace the folder and lose its input
+    inside.write_bytes(patients["patient_b"][0].read_bytes())
+    done = _run((inside, patients["patient_b"][1]), out)
+    assert done.returncode == 2 and "lies inside the output folder" in done.stderr
+    assert inside.is_file()
+
+
 def test_rerun_without_html_keeps_no_earlier_report_html(patients, tmp_path):
     out = tmp_path / "out"
     assert _run(patients["patient_a"], out).returncode == 0
@@ -222,6 +232,8 @@ def test_output_paths_that_cannot_take_a_result_are_refused(tmp_path):
     (mine / "thesis.docx").write_text("precious")
     with pytest.raises(OutputError, match=r"holds files that are not an LVP result \(thesis.docx\)"):
         check_output_dir(mine)
+    with pytest.raises(OutputError, match="lies inside the output folder"):
+        check_output_dir(mine, [mine / "input.nii.gz"])
     if Path("/proc/self").is_dir():  # a read-only location even for root
         with pytest.raises(OutputError, match="cannot be written"):
             check_output_dir("/proc/lvp-out")

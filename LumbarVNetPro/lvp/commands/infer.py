@@ -252,8 +252,10 @@ def infer_cases(cases: list[Path], dirs: list[Path], *, segmenter: Any, progress
     return results
 
 
-def check_outputs(dirs: list[Path], out: Path) -> None:
-    """Refuse unusable output folders before any work (a file, not writable, not an LVP result)."""
+def check_outputs(dirs: list[Path], out: Path, inputs: list[Any]) -> None:
+    """Refuse unusable output folders before any work (a file, not writable, not an LVP result,
+    holding an input: a result replaces its folder as a whole).
+    """
     from lvp.io.result_folder import check_output_dir
 
     if len(dirs) > 1:
@@ -264,7 +266,7 @@ def check_outputs(dirs: list[Path], out: Path) -> None:
             raise OutputError(f"the output folder {batch} holds a single case's result (report.json); give a batch "
                               "its own folder")
     for d in dirs:
-        check_output_dir(d)
+        check_output_dir(d, inputs)
 
 
 def run(args: argparse.Namespace, segmenter: Any = None) -> int:
@@ -284,7 +286,7 @@ def run(args: argparse.Namespace, segmenter: Any = None) -> int:
     if previous and not labels:
         raise ConfigError("--previous goes with --labels")
     dirs = output_dirs(cases, Path(args.output))
-    check_outputs(dirs, Path(args.output))
+    check_outputs(dirs, Path(args.output), [*cases, args.axial, args.semantic, labels])
     progress = Progress(len(cases), args.progress_json, quiet)
     try:
         with sigterm_raises():

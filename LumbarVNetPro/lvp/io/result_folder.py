@@ -35,6 +35,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -67,14 +68,19 @@ def is_lvp_result(folder: Path) -> bool:
     return all(p.name in KNOWN_OUTPUTS or p.name.startswith(TEMP_PREFIX) for p in folder.iterdir())
 
 
-def check_output_dir(path: str | Path) -> Path:
+def check_output_dir(path: str | Path, inputs: Iterable[str | Path | None] = ()) -> Path:
     """Check that ``path`` can receive a result, before any work is spent; return it resolved.
 
     Refused with :class:`OutputError`: a path that is a file, a path under a file, a location
-    that cannot be written, and an existing folder holding other things than an LVP result.
+    that cannot be written, an existing folder holding other things than an LVP result, and a
+    folder holding one of the run's ``inputs`` (the result replaces the folder as a whole).
     """
     target = Path(path).expanduser()
     target = target.resolve() if target.is_symlink() else Path(os.path.abspath(target))
+    for item in inputs:
+        if item is not None and Path(os.path.realpath(item)).is_relative_to(os.path.realpath(target)):
+            raise OutputError(f"the input {item} lies inside the output folder {target}, which a run replaces as a "
+                              "whole; choose another output folder")
     if target.exists() and not target.is_dir():
         raise OutputError(f"the output path {target} is a file, not a folder; choose a folder name")
     existing = target.parent
@@ -238,8 +244,8 @@ class ResultFolder:
     leaves the target as it was.
     """
 
-    def __init__(self, target: str | Path):
-        self.target = check_output_dir(target)
+    def __init__(self, target: str | Path, inputs: Iterable[str | Path | None] = ()):
+        self.target = check_output_dir(target, inputs)
         self.staging: Path = self.target  # set by __enter__
         self._lock = _Lock(lock_path(self.target))
         self._token = secrets.token_hex(4)
