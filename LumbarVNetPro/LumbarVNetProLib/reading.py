@@ -53,6 +53,12 @@ class ReadingSession:
         reader = (reader or "").strip()
         if not reader:
             raise ReadingError("enter your reader ID to sign in")
+        from lvp.readingdb.names import check_username  # the core's rule (the ID names a drafts folder)
+
+        try:
+            reader = check_username(reader)
+        except Exception as err:  # noqa: BLE001 - a DatabaseError, shown to the reader
+            raise ReadingError(str(err)) from None
         self.db = db
         self.reader = reader
         self.draftDir = Path(draftDir) if draftDir else None
@@ -221,7 +227,11 @@ class ReadingSession:
     def _local_path(self, readingId: int) -> Path | None:
         if self.draftDir is None:
             return None
-        return self.draftDir / self.reader / f"read-{readingId}.json"
+        folder = self.draftDir / self.reader
+        # Never outside the drafts folder, whatever the reader ID (it is checked at sign-in too).
+        if folder.resolve().parent != self.draftDir.resolve():
+            raise ReadingError(f"reader ID {self.reader!r} cannot name a drafts folder")
+        return folder / f"read-{readingId}.json"
 
     def _write_local(self, current: CurrentRead) -> None:
         path = self._local_path(current.reading_id)

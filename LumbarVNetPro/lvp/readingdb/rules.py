@@ -101,6 +101,70 @@ _POSTGRES_DROP = [
 ]
 
 
+# Added by migration 0003. SQLite's REPLACE conflict resolution (``INSERT OR REPLACE``,
+# ``REPLACE INTO``, ``UPDATE OR REPLACE``) deletes the row in the way without firing DELETE
+# triggers unless ``PRAGMA recursive_triggers`` is on, which a client other than LVP need not set.
+# So a write that would replace a protected row is refused *before* the conflict is resolved,
+# whatever the client's pragmas: an insert (or an update's new key) that collides with an audit
+# record, a submitted read or a grade of a submitted read. (LVP's own connections also set
+# recursive_triggers, so the DELETE triggers above fire on a replace as a second guard.)
+_SUBMITTED_READ_KEY = """SELECT 1 FROM reading r WHERE r.status = 'submitted' AND {not_self}
+         (r.id = NEW.id OR (r.assignment_id = NEW.assignment_id AND r.version = NEW.version))"""
+_SUBMITTED_GRADE_ID = """SELECT 1 FROM grade_entry g JOIN reading r ON r.id = g.reading_id
+         WHERE r.status = 'submitted' AND g.id = NEW.id {not_self}"""
+
+_SQLITE_REPLACE_GUARDS = [
+    """CREATE TRIGGER trg_audit_no_replace BEFORE INSERT ON audit_log
+       WHEN EXISTS (SELECT 1 FROM audit_log WHERE id = NEW.id)
+       BEGIN SELECT RAISE(ABORT, 'LVP rule: the audit log is append-only; a record cannot be replaced'); END""",
+    f"""CREATE TRIGGER trg_reading_no_replace_insert BEFORE INSERT ON reading
+       WHEN EXISTS ({_SUBMITTED_READ_KEY.format(not_self="")})
+       BEGIN SELECT RAISE(ABORT, 'LVP rule: a submitted read is immutable; it cannot be replaced'); END""",
+    f"""CREATE TRIGGER trg_reading_no_replace_update BEFORE UPDATE ON reading
+       WHEN EXISTS ({_SUBMITTED_READ_KEY.format(not_self="r.id <> OLD.id AND")})
+       BEGIN SELECT RAISE(ABORT, 'LVP rule: a submitted read is immutable; it cannot be replaced'); END""",
+    f"""CREATE TRIGGER trg_grade_no_replace_insert BEFORE INSERT ON grade_entry
+       WHEN EXISTS ({_SUBMITTED_GRADE_ID.format(not_self="")})
+       BEGIN SELECT RAISE(ABORT, 'LVP rule: grades of a submitted read are immutable'); END""",
+    f"""CREATE TRIGGER trg_grade_no_replace_update BEFORE UPDATE ON grade_entry
+       WHEN EXISTS ({_SUBMITTED_GRADE_ID.format(not_self="AND g.id <> OLD.id")})
+       BEGIN SELECT RAISE(ABORT, 'LVP rule: grades of a submitted read are immutable'); END""",
+]
+
+# PostgreSQL has no REPLACE (``INSERT ... ON CONFLICT DO UPDATE`` fires the UPDATE triggers), but
+# TRUNCATE bypasses row triggers on every table: refuse it on the read tables as on the audit log.
+_POSTGRES_REPLACE_GUARDS = [
+    """CREATE FUNCTION lvp_no_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         RAISE EXCEPTION 'LVP rule: % cannot be truncated; reads are immutable', TG_TABLE_NAME;
+       END $$""",
+    """CREATE TRIGGER trg_reading_no_truncate BEFORE TRUNCATE ON reading
+       FOR EACH STATEMENT EXECUTE FUNCTION lvp_no_truncate()""",
+    """CREATE TRIGGER trg_grade_no_truncate BEFORE TRUNCATE ON grade_entry
+       FOR EACH STATEMENT EXECUTE FUNCTION lvp_no_truncate()""",
+]
+
+
+def replace_guard_ddl(dialect: str) -> list[str]:
+    """The statements of migration 0003: refuse writes that would replace protected rows."""
+    if dialect == "sqlite":
+        return list(_SQLITE_REPLACE_GUARDS)
+    if dialect == "postgresql":
+        return list(_POSTGRES_REPLACE_GUARDS)
+    raise ValueError(f"no trigger definitions for database dialect {dialect!r}")
+
+
+def drop_replace_guard_ddl(dialect: str) -> list[str]:
+    """The statements that remove what :func:`replace_guard_ddl` created."""
+    if dialect == "sqlite":
+        return [f"DROP TRIGGER IF EXISTS {name}" for name in (
+            "trg_audit_no_replace", "trg_reading_no_replace_insert", "trg_reading_no_replace_update",
+            "trg_grade_no_replace_insert", "trg_grade_no_replace_update")]
+    return ["DROP TRIGGER IF EXISTS trg_reading_no_truncate ON reading",
+            "DROP TRIGGER IF EXISTS trg_grade_no_truncate ON grade_entry",
+            "DROP FUNCTION IF EXISTS lvp_no_truncate()"]
+
+
 def trigger_ddl(dialect: str) -> list[str]:
     """The statements that create the immutability triggers on ``dialect`` (sqlite / postgresql)."""
     if dialect == "sqlite":

@@ -27,6 +27,7 @@ from lvp.readingdb.models import (
     Reading,
     Study,
 )
+from lvp.readingdb.names import check_username
 from lvp.readingdb.scales import check_grade
 
 
@@ -140,9 +141,7 @@ class ReadingDB(Database):
     # ----------------------------------------------------------------- readers
     def get_or_create_reader(self, username: str, display_name: str = "", center: str = "") -> int:
         """The id of reader ``username``, creating the reader if needed."""
-        username = username.strip()
-        if not username:
-            raise DatabaseError("a reader needs a non-empty user name")
+        username = check_username(username)  # no path or formula characters: it names a folder
         for attempt in range(2):
             try:
                 with self.session() as sess:
@@ -240,8 +239,31 @@ class ReadingDB(Database):
         )
         return [AIGrade(r.level, r.pathology, r.grade, r.confidence, r.measurement) for r in rows]
 
+    def _check_ai_visible(self, sess: Session, asg: Assignment, rd: Reading | None) -> None:
+        """Raise unless the AI output of ``asg``'s case may be shown to its reader now.
+
+        Blinding rule: a reader sees a case's AI output only in an opened (started) AI-arm read of
+        that case, and never while a manual read of the same case by the same reader is a draft
+        (which would let the AI grades leak into the manual arm).
+        """
+        if asg.arm != "ai_assisted":
+            raise DatabaseError(f"AI output is not available for assignment {asg.id} (manual arm)")
+        if rd is None:
+            raise DatabaseError(f"AI output of assignment {asg.id} is shown only in its open read; "
+                                "start the read first")
+        manual_draft = sess.scalar(
+            select(Reading.id).join(Assignment, Assignment.id == Reading.assignment_id).where(
+                Assignment.reader_id == asg.reader_id, Assignment.case_id == asg.case_id,
+                Assignment.arm == "manual", Reading.status == "draft")
+        )
+        if manual_draft is not None:
+            raise DatabaseError(f"AI output of this case is hidden while your manual read {manual_draft} of the "
+                                "same case is not submitted; submit that read first")
+
     def _open_read(self, sess: Session, rd: Reading) -> OpenRead:
         asg = sess.get(Assignment, rd.assignment_id)
+        if rd.arm == "ai_assisted":
+            self._check_ai_visible(sess, asg, rd)
         case = sess.get(Case, asg.case_id)
         entries = sess.scalars(
             select(GradeEntry).where(GradeEntry.reading_id == rd.id).order_by(GradeEntry.level,
@@ -299,12 +321,16 @@ class ReadingDB(Database):
             return self._open_read(sess, self._reading(sess, rdr, reading_id))
 
     def ai_results(self, reader: str, assignment_id: int) -> list[AIGrade]:
-        """The AI grades of an assignment's case; refused for a ``manual``-arm assignment."""
+        """The AI grades of an assignment's case, within its open AI-arm read only.
+
+        Refused for a ``manual``-arm assignment, before the read is started (e.g. a session not
+        open yet) and while the reader's manual read of the same case is a draft.
+        """
         with self.session() as sess:
             rdr = self._reader(sess, reader)
             asg = self._assignment(sess, rdr, assignment_id)
-            if asg.arm != "ai_assisted":
-                raise DatabaseError(f"AI output is not available for assignment {assignment_id} (manual arm)")
+            rd = sess.scalar(select(Reading).where(Reading.assignment_id == asg.id).order_by(Reading.version.desc()))
+            self._check_ai_visible(sess, asg, rd)
             return self._ai_for_case(sess, asg.case_id)
 
     def _write_grades(self, sess: Session, actor: str, rd: Reading, grades: Iterable[Grade],

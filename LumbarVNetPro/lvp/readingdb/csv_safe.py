@@ -1,0 +1,39 @@
+"""CSV cells a spreadsheet shows as text and never runs as a formula.
+
+Excel, LibreOffice and Google Sheets evaluate a cell that starts with ``=``, ``+``, ``-`` or ``@``
+(and some a leading tab or carriage return) as a formula, so a case key, centre or correction
+reason typed as ``=HYPERLINK(...)`` would run on the statistician's machine (CSV injection, OWASP).
+Such text cells are written with a leading apostrophe, which spreadsheets show as text; numbers
+(a negative measurement) stay numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from typing import IO, Any
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """``value``, with a leading ``'`` when it is text a spreadsheet would take for a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def write_csv(out: IO[str], rows: Iterable[dict], fieldnames: list[str]) -> int:
+    """Write ``rows`` (dicts) under a header to ``out``, every text cell made safe; returns the rows."""
+    writer = csv.DictWriter(out, fieldnames=fieldnames)
+    writer.writeheader()
+    n = 0
+    for row in rows:
+        writer.writerow(safe_row(row))
+        n += 1
+    return n
+
+
+def safe_row(row: dict) -> dict:
+    """``row`` with every cell made safe (see :func:`safe_cell`), for a ``csv.DictWriter``."""
+    return {k: safe_cell(v) for k, v in row.items()}
