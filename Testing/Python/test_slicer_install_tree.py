@@ -170,7 +170,8 @@ def _runtime_files(root: Path) -> set[str]:
     """
     module_source = root / "LumbarVNetPro"
     files = {"LumbarVNetPro.py"}
-    files |= {f"LumbarVNetProLib/{p.name}" for p in (module_source / "LumbarVNetProLib").glob("*.py")}
+    files |= {p.relative_to(module_source).as_posix() for p in (module_source / "LumbarVNetProLib").rglob("*.py")
+              if "__pycache__" not in p.parts}
     for path in (module_source / "lvp").rglob("*"):
         if path.is_file() and "__pycache__" not in path.parts and (
                 path.suffix == ".py" or path.name.endswith(PACKAGE_DATA_SUFFIXES)):
