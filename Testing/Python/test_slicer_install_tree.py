@@ -206,6 +206,19 @@ def test_install_tree_holds_every_runtime_file(extension):
     assert not changed, f"installed copies differ from the source: {changed}"
 
 
+def test_every_core_data_file_is_of_a_shipped_kind(extension):
+    """A data file of another kind in lvp/ would be neither in the wheel nor in the extension."""
+    source = extension["source"] / "LumbarVNetPro" / "lvp"
+    others = sorted(p.relative_to(source).as_posix() for p in source.rglob("*")
+                    if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"
+                    and not p.name.endswith(PACKAGE_DATA_SUFFIXES))
+    assert not others, f"lvp data files of a kind neither pyproject.toml nor CMake ships: {others}"
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    declared = re.search(r'^"\*" = \[(.*)\]$', pyproject, re.M)
+    assert declared, "pyproject.toml's [tool.setuptools.package-data] line changed"
+    assert set(re.findall(r'"\*(\.\w+)"', declared.group(1))) == set(PACKAGE_DATA_SUFFIXES)
+
+
 def test_nothing_is_left_outside_the_installed_module_folder(extension):
     """The defect: resources copied above the module folder, where nothing installs them."""
     install, build = extension["install"], extension["build"]
