@@ -219,14 +219,19 @@ def test_single_case_prints_its_warnings_and_numbering(tmp_path, sample_case, ca
     assert report["warnings"], "the sample's labelling warns (no sacrum in the slab)"
     for w in report["warnings"]:
         assert f"warning: {w['code']}: {w['message']}" in text
-    assert ("numbering:" in text) == ("numbering" in report)
+    numbering = report.get("numbering")
+    if numbering:  # the labelling's numbering check (report schema 1.1)
+        assert ("numbering: confident" if numbering["confident"] else "numbering: NOT CONFIDENT") in text
+        for reason in numbering["reasons"]:
+            assert f"  - {reason}" in text
 
 
 def test_report_notes_state_the_numbering():
     assert report_notes({"confident": True, "reasons": []}, []) == ["numbering: confident"]
     lines = report_notes({"confident": False, "reasons": ["no sacrum", "6 lumbar vertebrae"]},
                          [{"code": "c", "message": "m"}])
-    assert lines == ["numbering: NOT CONFIDENT, check the level names: no sacrum; 6 lumbar vertebrae", "warning: c: m"]
+    assert lines == ["numbering: NOT CONFIDENT, check the level names:", "  - no sacrum", "  - 6 lumbar vertebrae",
+                     "warning: c: m"]
     assert report_notes(None, []) == []
 
 

@@ -324,11 +324,12 @@ def report_notes(numbering: dict | None, warnings: list[dict]) -> list[str]:
     """The lines a reader must see about a case: numbering status and warnings."""
     lines = []
     if numbering:
-        reasons = "; ".join(str(r) for r in numbering.get("reasons") or [])
+        reasons = [f"  - {r}" for r in numbering.get("reasons") or []]
         if numbering.get("confident"):
-            lines.append("numbering: confident" + (f" ({reasons})" if reasons else ""))
+            lines.append("numbering: confident")
         else:
-            lines.append("numbering: NOT CONFIDENT, check the level names" + (f": {reasons}" if reasons else ""))
+            lines.append("numbering: NOT CONFIDENT, check the level names" + (":" if reasons else ""))
+        lines += reasons
     for w in warnings:
         lines.append(f"warning: {w.get('code', '?')}: {w.get('message', '')}")
     return lines
