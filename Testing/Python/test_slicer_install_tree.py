@@ -310,14 +310,27 @@ def test_ctest_registers_the_self_test_and_the_generic_test(extension):
     assert {f"lvp_{p.stem}" for p in (extension["source"] / "Testing" / "Python").glob("test_*.py")} <= set(tests)
 
 
-def test_extension_metadata_and_catalog_entry(extension):
+def _declared_metadata() -> dict[str, str]:
+    """The top-level CMakeLists.txt's ``set(EXTENSION_<KEY> "...")`` values."""
+    text = (REPO_ROOT / "CMakeLists.txt").read_text()
+    return {key: value for key, value in re.findall(r'^set\(EXTENSION_(\w+) "([^"]*)"\)', text, re.M)}
+
+
+def test_extension_metadata_as_the_build_sees_it(extension):
     meta = json.loads((extension["build"] / "extension-metadata.json").read_text())
     assert meta["PROJECT_NAME"] == "LumbarVNetPro"
     for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS"):
         assert meta[key].strip(), key
     assert meta["DEPENDS"] == "NA"
+    declared = _declared_metadata()
+    assert {key: meta[key] for key in declared if key in meta} == declared
+
+
+def test_icon_screenshots_and_catalog_entry():
+    meta = _declared_metadata()
     # Icon and screenshots are raw URLs of files in this repository, which exist and are PNGs.
     urls = [meta["ICONURL"], *meta["SCREENSHOTURLS"].split()]
+    assert len(urls) >= 2
     for url in urls:
         assert url.startswith(RAW_URL), url
         local = REPO_ROOT / url[len(RAW_URL):]
