@@ -234,6 +234,8 @@ def test_output_paths_that_cannot_take_a_result_are_refused(tmp_path):
         check_output_dir(mine)
     with pytest.raises(OutputError, match="lies inside the output folder"):
         check_output_dir(mine, [mine / "input.nii.gz"])
+    with pytest.raises(OutputError, match="is the current folder or holds it"):
+        check_output_dir(Path.cwd().parent)
     if Path("/proc/self").is_dir():  # a read-only location even for root
         with pytest.raises(OutputError, match="cannot be written"):
             check_output_dir("/proc/lvp-out")
@@ -242,3 +244,15 @@ def test_output_paths_that_cannot_take_a_result_are_refused(tmp_path):
         ro.mkdir(mode=0o555)
         with pytest.raises(OutputError, match="cannot be written"):
             check_output_dir(ro / "out")
+
+
+def test_a_symlinked_result_folder_keeps_its_link(tmp_path):
+    real = tmp_path / "real"
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    for run in range(2):
+        with ResultFolder(link) as folder:
+            (folder.staging / "report.json").write_text(json.dumps({"schema": "lvp-report", "run": run}))
+            folder.commit()
+    assert link.is_symlink() and json.loads((link / "report.json").read_text())["run"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["link", "real"]

@@ -77,6 +77,9 @@ def check_output_dir(path: str | Path, inputs: Iterable[str | Path | None] = ())
     """
     target = Path(path).expanduser()
     target = target.resolve() if target.is_symlink() else Path(os.path.abspath(target))
+    if Path(os.path.realpath(os.getcwd())).is_relative_to(os.path.realpath(target)):
+        raise OutputError(f"the output folder {target} is the current folder or holds it; a run replaces its output "
+                          "folder as a whole: choose a sub-folder, e.g. -o results")
     for item in inputs:
         if item is not None and Path(os.path.realpath(item)).is_relative_to(os.path.realpath(target)):
             raise OutputError(f"the input {item} lies inside the output folder {target}, which a run replaces as a "
