@@ -12,7 +12,7 @@ record what they are given. Then the install tree, the package's content, is che
   the model and its catalogue, the core's package data), byte-identical to the source;
 * from the install tree alone (a subprocess whose ``PYTHONPATH`` is the installed module folder,
   far from this checkout) the core's catalogue resolution and the module's lookup find the
-  installed model and sample, and the weights pass their sha256 check;
+  installed model and sample, the weights pass their sha256 check, and ``lvp demo`` runs;
 * CTest has the module's self-test and Slicer's generic test registered as Slicer does;
 * the extension's metadata and catalogue entry point at files that exist.
 
@@ -276,6 +276,27 @@ def test_model_and_sample_resolved_from_the_install_tree_alone(extension, tmp_pa
     for path in found["weights"].values():
         assert Path(path).resolve().is_relative_to(modules.resolve())
     assert Path(found["sample"]).resolve() == (modules / "Resources/Sample/spider_sample_t2.nii.gz").resolve()
+
+
+@pytest.mark.slow
+def test_lvp_demo_runs_from_the_install_tree_alone(extension, tmp_path):
+    """The core, its data, the model and the sample as installed: a whole run, writing nothing there."""
+    modules = extension["modules"]
+    before = sorted(p.relative_to(modules).as_posix() for p in modules.rglob("*"))
+    env = {k: v for k, v in os.environ.items() if k not in ("LVP_MODEL_DIR", "LVP_SAMPLE", "PYTHONPATH")}
+    env.update(PYTHONPATH=str(modules), PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "lvp", "demo", "-o", str(out), "--device", "cpu"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "complete"
+    assert Path(report["input"]["path"]).resolve() == (modules / "Resources/Sample/spider_sample_t2.nii.gz").resolve()
+    catalog = json.loads((modules / "models" / "models.json").read_text())
+    default = next(m for m in catalog["models"] if m["name"] == catalog["default"])
+    assert report["model"]["sha256"] == default["files"]["onnx"]["sha256"]
+    assert report["levels"], "no level was found on the sample"
+    assert sorted(p.relative_to(modules).as_posix() for p in modules.rglob("*")) == before
 
 
 def test_install_tree_without_the_model_names_where_it_looked(extension, tmp_path):
