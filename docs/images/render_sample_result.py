@@ -108,6 +108,19 @@ def _label(vtk, text: str, position, color) -> object:  # noqa: ANN001 - vtk obj
     return actor
 
 
+def _wrap(lines: list[str], width: int = 80) -> str:
+    """Lines broken at spaces to ``width`` characters, continuation lines indented."""
+    wrapped = []
+    for line in lines:
+        indent = "    " if line.startswith("  ") else "   "
+        while len(line) > width:
+            cut = line.rfind(" ", 0, width)
+            wrapped.append(line[:cut])
+            line = indent + line[cut + 1:]
+        wrapped.append(line)
+    return "\n".join(wrapped)
+
+
 def _grade_cell(row: dict, unit: str) -> str:
     """One grade as the reader sees it: name, measurement value and confidence (or why none)."""
     if not row["ai_grade"]:
@@ -240,16 +253,15 @@ def render(result_dir: Path, out: Path) -> Path:
               "measure it (the report says why); the reader grades it.")
     table.AddActor(_text(vtk, legend, 0.03, below, 12, color=(0.75, 0.78, 0.85)))
     below -= 0.09
-    warnings = [f"! {w['code']}: {w['message']}" for w in report.get("warnings", [])]
-    wrapped = []
-    for line in warnings:
-        while len(line) > 78:
-            cut = line.rfind(" ", 0, 78)
-            wrapped.append(line[:cut])
-            line = "   " + line[cut + 1:]
-        wrapped.append(line)
-    if wrapped:
-        table.AddActor(_text(vtk, "Warnings of this run (shown in the panel too):\n" + "\n".join(wrapped),
+    notes = []
+    numbering = report.get("numbering")  # report schema 1.1: is the level naming trustworthy?
+    if numbering is not None:
+        notes.append("Level numbering: " + ("confident" if numbering.get("confident") else
+                                            "NOT CONFIDENT, check the level names"))
+        notes += [f"  - {reason}" for reason in numbering.get("reasons", [])]
+    notes += [f"! {w['code']}: {w['message']}" for w in report.get("warnings", [])]
+    if notes:
+        table.AddActor(_text(vtk, "Checks and warnings of this run (shown in the panel too):\n" + _wrap(notes),
                              0.03, below, 12, color=(1.0, 0.78, 0.45)))
     table.AddActor(_text(vtk, "Research use. Every AI grade is a suggestion the reader accepts or changes.",
                          0.03, 0.05, 12, color=(0.75, 0.78, 0.85)))
