@@ -22,6 +22,21 @@ LUMBAR_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S")
 ACCEPTED = "accepted"
 MODIFIED = "modified"
 NOT_GRADED = None
+# Row states shown in the panel (:attr:`GradeRow.state`).
+UNREVIEWED = "unreviewed"  # an AI grade the reader has not accepted or changed yet
+GRADED = "graded"  # a reader grade without an AI grade (manual arm, or AI "not assessable")
+UNGRADED = "not graded"  # neither
+NOT_ASSESSABLE = "not assessable"  # the AI gave no grade; it says why in the row's note
+
+# The measurement names of report.json as a reader reads them (unit shown after the value).
+MEASUREMENT_LABELS: dict[str, tuple[str, str]] = {
+    "posterior_displacement_mm": ("posterior displacement", "mm"),
+    "canal_area_mm2": ("canal area", "mm²"),
+    "dural_sac_area_mm2": ("dural sac area", "mm²"),
+    "recess_depth_mm": ("recess depth", "mm"),
+    "disc_height_ratio": ("disc height ratio", ""),
+    "signal_ratio": ("disc/CSF signal ratio", ""),
+}
 
 
 def grade_values(pathology: str) -> tuple[int, ...]:
@@ -50,13 +65,39 @@ class GradeRow:
     reader_grade: int | None = None
     # The level the AI graded this row as, when the reader renamed the level (None: ``level``).
     ai_level: str | None = None
+    # Why the AI gave no grade, or what limits it (report.json "reasons"), for the reader.
+    note: str = ""
+    # True: the grade's probabilities are calibrated on graded data; False: a heuristic rule;
+    # None: the report does not say.
+    calibrated: bool | None = None
 
     @property
     def decision(self) -> str | None:
-        """``accepted``/``modified`` against the AI grade; None without an AI grade or reader grade."""
+        """``accepted``/``modified`` against the AI grade; None without an AI grade or reader grade.
+
+        A row is accepted only by the reader: an AI grade nobody has confirmed has no decision
+        (it is :data:`UNREVIEWED`), and submitting a read needs every row decided.
+        """
         if self.ai_grade is None or self.reader_grade is None:
             return None
         return ACCEPTED if self.reader_grade == self.ai_grade else MODIFIED
+
+    @property
+    def state(self) -> str:
+        """What the panel shows in the decision column: accepted, modified, unreviewed, graded..."""
+        if self.decision is not None:
+            return self.decision
+        if self.ai_grade is not None:
+            return UNREVIEWED
+        if self.reader_grade is not None:
+            return GRADED
+        return NOT_ASSESSABLE if self.note else UNGRADED
+
+    def accept(self) -> None:
+        """The reader accepts the AI grade (a ``ValueError`` when there is none to accept)."""
+        if self.ai_grade is None:
+            raise ValueError(f"{self.level} {pathology_title(self.pathology)}: the AI gave no grade to accept")
+        self.reader_grade = self.ai_grade
 
     @property
     def key(self) -> tuple[str, str]:
@@ -74,36 +115,79 @@ class GradeRow:
         """Inverse of :meth:`to_dict` (the decision is derived, so it is ignored)."""
         fields = {
             k: data.get(k)
-            for k in ("level", "pathology", "ai_grade", "confidence", "value", "reader_grade", "ai_level")
+            for k in ("level", "pathology", "ai_grade", "confidence", "value", "reader_grade", "ai_level", "calibrated")
         }
-        return cls(measurement=data.get("measurement") or "", **fields)
+        return cls(measurement=data.get("measurement") or "", note=data.get("note") or "", **fields)
+
+
+def _reasons_text(grade: dict) -> str:
+    """The reasons a report.json grade gives (a list or one string, under a few names), as one line."""
+    for key in ("reasons", "reason", "not_assessable_reasons"):
+        value = grade.get(key)
+        if isinstance(value, (list, tuple)):
+            return "; ".join(str(v) for v in value if v)
+        if value:
+            return str(value)
+    return ""
+
+
+def _calibrated(grade: dict) -> bool | None:
+    """Whether a report.json grade says its confidence is calibrated (None when it does not say)."""
+    value = grade.get("calibrated")
+    if isinstance(value, bool):
+        return value
+    basis = grade.get("confidence_basis") or grade.get("basis")
+    if isinstance(basis, str) and basis:
+        return basis.lower().startswith("calibrated")
+    return None
 
 
 def rows_from_report(report: dict, pathologies: Iterable[str] = PATHOLOGIES) -> list[GradeRow]:
-    """AI grade rows of every level in a ``report.json`` (reader grades start at the AI grade).
+    """AI grade rows of every level in a ``report.json``; no reader grade yet (unreviewed).
 
-    Starting the reader grade at the AI grade makes "accept" the default action; a row counts
-    as modified only when the reader changes it.
+    A grade the AI could not give ("not assessable": ``grade`` null, with its reasons) is a row
+    too, without an AI grade and with the reasons as its note, so the reader grades it and sees
+    why the AI did not. Keys a report lacks are read as absent, never guessed.
     """
     rows = []
     wanted = list(pathologies)
     for level in report.get("levels", []):
         for pathology in wanted:
-            grade = level.get("grades", {}).get(pathology)
-            if not grade or grade.get("grade") is None:
+            grade = (level.get("grades") or {}).get(pathology)
+            if not isinstance(grade, dict):
                 continue
+            value = grade.get("grade")
+            note = _reasons_text(grade)
+            if value is None and not note and grade.get("assessable", True) is not False:
+                continue  # no grade and no word why: nothing to show for this pathology
+            if value is None and not note:
+                note = "not assessable"
             rows.append(
                 GradeRow(
                     level=level["level"],
                     pathology=pathology,
-                    ai_grade=int(grade["grade"]),
-                    confidence=grade.get("confidence"),
+                    ai_grade=None if value is None else int(value),
+                    confidence=None if value is None else grade.get("confidence"),
                     measurement=grade.get("measurement") or "",
                     value=grade.get("value"),
-                    reader_grade=int(grade["grade"]),
+                    note=note,
+                    calibrated=_calibrated(grade),
                 )
             )
     return rows
+
+
+def numbering_note(report: dict) -> str:
+    """A warning line when the report says its level numbering is not confident, else ``""``.
+
+    report.json's ``numbering`` object (``{"confident": bool, "reasons": [...]}``) is optional.
+    """
+    numbering = report.get("numbering")
+    if not isinstance(numbering, dict) or numbering.get("confident", True) is not False:
+        return ""
+    reasons = _reasons_text(numbering)
+    text = "Level numbering is uncertain: check the level labels before grading"
+    return f"{text} ({reasons})." if reasons else f"{text}."
 
 
 def manual_rows(levels: Iterable[str] = LUMBAR_LEVELS, pathologies: Iterable[str] = PATHOLOGIES) -> list[GradeRow]:
@@ -153,14 +237,19 @@ def apply_recompute(
         if before is None:
             changes.append(GradeChange(row.level, row.pathology, None, row.ai_grade, None, row.value, True))
             continue
-        follows = before.decision != MODIFIED
-        if not follows:
+        # An accepted grade follows the new AI grade; an unreviewed row stays unreviewed; a
+        # modified one (or a grade the reader gave where the AI had none) is kept.
+        follows = before.decision != MODIFIED and not (before.ai_grade is None and before.reader_grade is not None)
+        if before.decision == ACCEPTED:
+            row.reader_grade = row.ai_grade
+        elif not follows:
             row.reader_grade = before.reader_grade
         moved = before.level != row.level
         # Keep the level the AI first graded the row as, across renames (the reading database
         # pairs the reader's grade with the AI grade shown at that level).
+        # A row the AI gave no grade ("not assessable") has no AI grade to pair with.
         origin = before.ai_level or before.level
-        row.ai_level = origin if origin != row.level else None
+        row.ai_level = origin if origin != row.level and before.ai_grade is not None else None
         if moved or before.ai_grade != row.ai_grade or before.value != row.value:
             changes.append(
                 GradeChange(
@@ -201,7 +290,7 @@ def describe_changes(changes: Iterable[GradeChange]) -> list[str]:
     for c in changes:
         old = grade_name(c.pathology, c.old_grade) or "—"
         new = grade_name(c.pathology, c.new_grade) or "—"
-        line = f"{c.level} {c.pathology}: {old} → {new}"
+        line = f"{c.level} {pathology_title(c.pathology)}: {old} → {new}"
         if c.old_level:
             line += f" (level renamed from {c.old_level})"
         same_grade = c.old_grade == c.new_grade and c.old_value != c.new_value
@@ -213,18 +302,49 @@ def describe_changes(changes: Iterable[GradeChange]) -> list[str]:
     return lines
 
 
+def pathology_title(pathology: str) -> str:
+    """The reader's name of a pathology key (``lateral_recess_left`` -> "Lateral recess stenosis, left")."""
+    scale = SCALES.get(pathology)
+    return scale.title if scale is not None else str(pathology).replace("_", " ").capitalize()
+
+
+def measurement_text(name: str, value: float | None) -> str:
+    """A measurement as a reader reads it, e.g. ``"posterior displacement 4.1 mm"``."""
+    if not name and value is None:
+        return ""
+    label, unit = MEASUREMENT_LABELS.get(name, (str(name).replace("_", " ").strip(), ""))
+    if not unit:
+        for suffix, shown in (("mm2", "mm²"), ("mm", "mm")):
+            if label.endswith(" " + suffix):
+                label, unit = label[: -len(suffix) - 1], shown
+                break
+    if value is None:
+        return label
+    return f"{label} {value:.1f} {unit}".strip()
+
+
+def confidence_text(row: GradeRow) -> str:
+    """The confidence as shown: ``"0.81"``, marked ``(calibrated)`` or ``(heuristic)`` when the report says."""
+    if row.confidence is None:
+        return ""
+    mark = {True: " (calibrated)", False: " (heuristic)"}.get(row.calibrated, "")
+    return f"{row.confidence:.2f}{mark}"
+
+
 def table_cells(row: GradeRow) -> list[str]:
-    """The read-only cells of a row in the panel's table: level, pathology, AI grade, confidence, measurement."""
-    if row.value is None:
-        measurement = row.measurement
-    else:
-        measurement = f"{row.measurement} {row.value:.1f}".strip()
+    """The read-only cells of a row in the panel's table: level, pathology, AI grade, confidence, measurement.
+
+    Names are the reader's (no internal keys); a grade the AI could not give shows its reasons.
+    """
+    ai = grade_name(row.pathology, row.ai_grade)
+    if row.ai_grade is None and row.note:
+        ai = f"not assessable: {row.note}" if row.note != "not assessable" else "not assessable"
     return [
         row.level,
-        row.pathology,
-        grade_name(row.pathology, row.ai_grade),
-        "" if row.confidence is None else f"{row.confidence:.2f}",
-        measurement,
+        pathology_title(row.pathology),
+        ai,
+        confidence_text(row),
+        measurement_text(row.measurement, row.value),
     ]
 
 

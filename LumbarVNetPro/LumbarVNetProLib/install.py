@@ -1,45 +1,67 @@
 """Installing the core's third-party dependencies into Slicer's Python, on first use.
 
-The core itself (``lvp``) is not installed: it ships inside the module folder (the module's
-CMakeLists lists ``lvp/*.py`` as module scripts), so Slicer imports it without pip, and an
-installed extension has no ``pyproject.toml`` to install from. Only the runtime dependencies are
-installed, after the user confirms, never SimpleITK or numpy (Slicer ships its own builds, which
-its C++ side is linked against; a pip upgrade would break the application). A constraints file
-pins the installed SimpleITK and numpy so no other package can pull a different version in
-either. Without a reachable package index the user gets the offline instructions.
+The core itself (``lvp``) is not installed: it ships inside the module folder, so Slicer imports
+it without pip. Only runtime dependencies are installed, after the user confirms, and only the
+ones a step needs (:data:`ANALYSIS_REQUIREMENTS` for *Run analysis*, :data:`READING_REQUIREMENTS`
+for *Sign in*), never SimpleITK or numpy: Slicer ships its own builds, which its C++ side is
+linked against. A constraints file pins them so no other package can pull a different version.
+
+Like ``slicer.packaging.pip_ensure``: the missing requirements are checked against the installed
+versions, the user is asked (the panel), pip runs as a child process while the application stays
+responsive, with its output as progress and a Cancel that ends pip's whole process tree.
+
+What is deliberately not done:
+
+* **no reachability probe**: pip decides whether it can reach an index, through the user's
+  proxy settings, ``pip.conf`` and ``PIP_*`` variables. A failing pip's own last line is shown;
+* **no torch**: CPU inference needs only ONNX Runtime. GPU inference needs torch, which the
+  *PyTorch* Slicer extension (``PyTorchUtils``) installs in the build that fits the machine's
+  CUDA driver (:func:`torch_status`); a plain index install picks a CPU-only build on Windows
+  and a multi-GB CUDA build on Linux;
+* **no monai / matplotlib**: the inference child uses neither.
+
+Offline installation: put the wheels in a folder (``pip download -r requirements.txt -d DIR`` on
+a connected machine of the same platform and Python) and set ``LVP_WHEELS=DIR`` before starting
+Slicer: pip then runs with ``--no-index --find-links DIR``. ``LVP_PIP_CONSTRAINTS=FILE`` adds a
+site's own version pins (only requirement lines are taken from it, never pip options).
+
+Every install works in a private temporary folder made by :func:`tempfile.mkdtemp` (mode 0700,
+unpredictable name), and the constraints file is created there exclusively, never following a
+link: a file planted in a shared temporary folder cannot be overwritten nor slip options to pip.
 """
 
 from __future__ import annotations
 
+import os
 import re
-import socket
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
-# Runtime dependencies of the core inside Slicer: pyproject's list minus Slicer's own packages
-# (SimpleITK, numpy) and what only training, export, study statistics or PostgreSQL need (onnx,
-# scikit-learn, psycopg). matplotlib draws the report figure of every ``lvp infer`` run.
-RUNTIME_REQUIREMENTS: tuple[str, ...] = (
-    "torch==2.13.0",
-    "monai==1.6.1",
-    "scipy==1.17.1",
-    "pydicom==3.0.2",
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+# What the inference child (`lvp infer` on a NIfTI the panel writes) imports: ONNX Runtime for the
+# network on the CPU, SciPy for labelling/measurement, PyYAML for the grading rules, tqdm for its
+# progress. pydicom is imported only for DICOM input, which the panel never hands the child.
+ANALYSIS_REQUIREMENTS: tuple[str, ...] = (
     "onnxruntime==1.32.0",
+    "scipy==1.17.1",
     "PyYAML==6.0.4",
     "tqdm==4.70.1",
-    "SQLAlchemy==2.1.9",
-    "alembic==1.20.1",
-    "matplotlib==3.11.2",
 )
+# What the reading database needs (Sign in).
+READING_REQUIREMENTS: tuple[str, ...] = ("SQLAlchemy==2.1.9", "alembic==1.20.1")
+# Added for a postgresql:// reading database only.
+POSTGRES_REQUIREMENTS: tuple[str, ...] = ("psycopg[binary]==3.3.9",)
+RUNTIME_REQUIREMENTS: tuple[str, ...] = ANALYSIS_REQUIREMENTS + READING_REQUIREMENTS
 # Packages Slicer provides: never installed, upgraded or replaced by this module.
 SLICER_OWNED: tuple[str, ...] = ("SimpleITK", "numpy")
 CORE_PACKAGE = "lvp"
-OFFLINE_MESSAGE = (
-    "Cannot reach the Python package index ({host}). LumbarVNetPro needs {packages} installed "
-    "once. Connect to the internet and try again, or install offline: download the wheels on a "
-    "connected machine ('pip download'), copy them here and set PIP_FIND_LINKS and PIP_NO_INDEX=1 "
-    "before starting Slicer."
-)
+WHEELS_ENV = "LVP_WHEELS"
+CONSTRAINTS_ENV = "LVP_PIP_CONSTRAINTS"
+# A pinned version as it may appear in a constraints line (no options, no URLs, no markers).
+_VERSION = re.compile(r"^[A-Za-z0-9_.+!-]+$")
 
 
 class InstallError(RuntimeError):
@@ -47,12 +69,8 @@ class InstallError(RuntimeError):
 
 
 def requirement_name(requirement: str) -> str:
-    """The distribution name of a requirement string (``"torch==2.13.0" -> "torch"``)."""
+    """The distribution name of a requirement string (``"psycopg[binary]==3.3.9" -> "psycopg"``)."""
     return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0]
-
-
-def _normal(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def installed_version(name: str) -> str | None:
@@ -63,34 +81,121 @@ def installed_version(name: str) -> str | None:
         return None
 
 
+def satisfied(requirement: str) -> bool:
+    """Whether ``requirement`` is installed at a version its specifier allows (``pip_check``'s rule).
+
+    A requirement whose marker does not apply here counts as satisfied. A *different* installed
+    version is not satisfied: the panel then offers the pinned one.
+    """
+    req = Requirement(requirement)
+    if req.marker is not None and not req.marker.evaluate():
+        return True
+    version = installed_version(req.name)
+    return version is not None and (not req.specifier or req.specifier.contains(version, prereleases=True))
+
+
 def missing_requirements(requirements: tuple[str, ...] | list[str] = RUNTIME_REQUIREMENTS) -> list[str]:
-    """The requirements not installed at all (a different installed version is left alone)."""
-    return [r for r in requirements if installed_version(requirement_name(r)) is None]
+    """The requirements not satisfied, without the packages Slicer owns."""
+    return [r for r in filtered_requirements(requirements) if not satisfied(r)]
 
 
 def filtered_requirements(requirements: list[str] | tuple[str, ...]) -> list[str]:
     """``requirements`` without the packages Slicer owns."""
-    owned = {_normal(n) for n in SLICER_OWNED}
-    return [r for r in requirements if _normal(requirement_name(r)) not in owned]
+    owned = {canonicalize_name(n) for n in SLICER_OWNED}
+    return [r for r in requirements if canonicalize_name(requirement_name(r)) not in owned]
 
 
-def constraints_text() -> str:
-    """Pip constraints pinning the Slicer-owned packages at their installed versions."""
+def missing_names(requirements: list[str] | tuple[str, ...] = RUNTIME_REQUIREMENTS) -> list[str]:
+    """Names of the missing runtime packages the panel asks to install (empty: nothing to ask)."""
+    return [requirement_name(r) for r in missing_requirements(requirements)]
+
+
+def reading_requirements(databaseUrl: str = "") -> tuple[str, ...]:
+    """What signing in to ``databaseUrl`` needs (a PostgreSQL URL adds its driver)."""
+    postgres = str(databaseUrl).lower().startswith("postgresql")
+    return READING_REQUIREMENTS + (POSTGRES_REQUIREMENTS if postgres else ())
+
+
+def constraint_lines(text: str) -> list[str]:
+    """The requirement lines of a constraints text: comments, blank lines and pip options dropped.
+
+    A constraints file may carry ``--index-url``/``-f`` lines that pip obeys; the installer never
+    passes such a line on, wherever the text came from.
+    """
+    lines = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        try:
+            Requirement(line)
+        except InvalidRequirement:
+            continue
+        lines.append(line)
+    return lines
+
+
+def constraints_text(extra: Path | str | None = None) -> str:
+    """Pins of the Slicer-owned packages at their installed versions, plus a site's own pins."""
     lines = []
     for name in SLICER_OWNED:
         version = installed_version(name)
-        if version:
+        if version and _VERSION.match(version):
             lines.append(f"{name}=={version}")
+    extra = extra if extra is not None else os.environ.get(CONSTRAINTS_ENV)
+    if extra:
+        path = Path(extra)
+        if not path.is_file():
+            raise InstallError(f"{CONSTRAINTS_ENV} names {path}, which is not a file")
+        lines += constraint_lines(path.read_text(errors="replace"))
     return "\n".join(lines) + "\n"
 
 
-def pip_commands(requirements: list[str] | tuple[str, ...], constraintsFile: Path) -> list[list[str]]:
-    """The pip argument lists to run (without the ``python -m pip`` prefix): one step, or none.
+def private_workdir() -> Path:
+    """A new private folder (``mkdtemp``: mode 0700, a name no other user can predict)."""
+    return Path(tempfile.mkdtemp(prefix="lvp-install-"))
 
-    Never a step for the core, and never SimpleITK or numpy.
+
+def write_private(path: Path, text: str) -> Path:
+    """Create ``path`` exclusively (never through an existing file or link) and write ``text``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def wheel_folder() -> Path | None:
+    """The offline wheel folder of ``$LVP_WHEELS``, or None (pip uses its configured index)."""
+    value = os.environ.get(WHEELS_ENV, "").strip()
+    if not value:
+        return None
+    folder = Path(value)
+    if not folder.is_dir():
+        raise InstallError(f"{WHEELS_ENV} names {folder}, which is not a folder of wheels")
+    return folder
+
+
+def pip_arguments(
+    requirements: list[str] | tuple[str, ...],
+    constraintsFile: Path,
+    wheels: Path | None = None,
+    dryRun: bool = False,
+) -> list[str]:
+    """The ``python -m pip`` arguments: install the requirements under the constraints.
+
+    Never the core, never SimpleITK or numpy, never ``--no-deps``. With ``wheels`` pip reads
+    only that folder (``--no-index --find-links``).
     """
     deps = filtered_requirements(requirements)
-    return [["install", "--constraint", str(constraintsFile), *deps]] if deps else []
+    if not deps:
+        return []
+    args = ["install", "--disable-pip-version-check", "--progress-bar", "off", *deps, "-c", str(constraintsFile)]
+    if wheels is not None:
+        args += ["--no-index", "--find-links", str(wheels)]
+    if dryRun:
+        args.append("--dry-run")
+    return args
 
 
 def core_available() -> bool:
@@ -100,68 +205,84 @@ def core_available() -> bool:
     return importlib.util.find_spec(CORE_PACKAGE) is not None
 
 
-def index_reachable(host: str = "pypi.org", port: int = 443, timeout_s: float = 3.0) -> bool:
-    """Whether a TCP connection to the package index can be opened."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
-
-
-def check_online(packages: list[str], host: str = "pypi.org", port: int = 443) -> None:
-    """Raise :class:`InstallError` with the offline instructions when the index is unreachable."""
-    if not index_reachable(host, port):
-        raise InstallError(OFFLINE_MESSAGE.format(host=host, packages=", ".join(packages) or "packages"))
-
-
-def install(
-    workDir: Path,
+def start_install(
     runner,  # noqa: ANN001 - a process.ProcessRunner
-    python: str,
-    requirements: list[str] | tuple[str, ...] = RUNTIME_REQUIREMENTS,
-    host: str = "pypi.org",
-    port: int = 443,
-) -> list[str]:
-    """Install the missing runtime requirements with ``python -m pip``; returns what was installed.
+    requirements: list[str] | tuple[str, ...],
+    python: str | None = None,
+    wheels: Path | None = None,
+    dryRun: bool = False,
+):  # noqa: ANN201 - (RunningProcess or None, list of what is installed, work folder)
+    """Start pip for the missing ``requirements``; returns ``(running, missing, workDir)`` at once.
 
-    The caller asks the user for confirmation first. Nothing missing: nothing runs. Otherwise the
-    index must be reachable (else :class:`InstallError` with the offline instructions); pip runs
-    as a child process with the Slicer-owned packages pinned, and a failure raises
-    :class:`InstallError` with pip's last line.
+    ``running`` is None when nothing is missing (nothing runs). The caller polls ``running``
+    (its stdout lines are pip's progress), may cancel it, and checks the exit code.
     """
-    from .process import readable_error
+    from .process import python_executable
 
     if not core_available():
         raise InstallError(
             "the LVP core ('lvp' package) is not beside the module; reinstall the LumbarVNetPro extension"
         )
-    missing = filtered_requirements(missing_requirements(requirements))
+    missing = missing_requirements(requirements)
     if not missing:
+        return None, [], None
+    wheels = wheels if wheels is not None else wheel_folder()
+    workDir = private_workdir()
+    constraints = write_private(workDir / "slicer-constraints.txt", constraints_text())
+    args = pip_arguments(missing, constraints, wheels, dryRun)
+    # pip's log goes to stdout line by line (the panel's progress); stderr holds its error.
+    running = runner.start([python or python_executable(), "-m", "pip", *args], cwd=workDir)
+    return running, missing, workDir
+
+
+def install(
+    runner,  # noqa: ANN001 - a process.ProcessRunner
+    python: str | None = None,
+    requirements: list[str] | tuple[str, ...] = RUNTIME_REQUIREMENTS,
+    wheels: Path | None = None,
+    dryRun: bool = False,
+) -> list[str]:
+    """Blocking :func:`start_install` (scripts, tests); returns what was installed.
+
+    :class:`InstallError` with pip's last line when pip fails.
+    """
+    from .process import readable_error
+
+    running, missing, _work = start_install(runner, requirements, python, wheels, dryRun)
+    if running is None:
         return []
-    check_online([requirement_name(r) for r in missing], host, port)
-    workDir = Path(workDir)
-    workDir.mkdir(parents=True, exist_ok=True)
-    constraints = workDir / "slicer-constraints.txt"
-    constraints.write_text(constraints_text())
-    for step in pip_commands(missing, constraints):
-        running = runner.start([python, "-m", "pip", *step, "--disable-pip-version-check"])
-        code = running.wait()
-        if code != 0:
-            raise InstallError(f"pip install failed: {readable_error(running.stderr, code)}")
+    code = running.wait()
+    if code != 0:
+        raise InstallError(f"pip install failed: {readable_error(running.stderr, code)}")
     return missing
 
 
-def missing_names(requirements: list[str] | tuple[str, ...] = RUNTIME_REQUIREMENTS) -> list[str]:
-    """Names of the missing runtime packages the panel asks to install (empty: nothing to ask)."""
-    return [requirement_name(r) for r in filtered_requirements(missing_requirements(requirements))]
+def pip_stage(line: str) -> str | None:
+    """A short progress text from one line of pip's output, or None for noise."""
+    line = line.strip()
+    for prefix in ("Collecting", "Downloading", "Processing", "Installing collected packages", "Successfully installed",
+                   "Would install", "Looking in links"):
+        if line.startswith(prefix):
+            return line if len(line) <= 120 else line[:117] + "…"
+    return None
 
 
-def install_into_slicer(runner, python: str | None = None, workDir: Path | None = None) -> list[str]:  # noqa: ANN001
-    """:func:`install` into the Python that runs the core (PythonSlicer), working in a temporary folder."""
-    import tempfile
+def torch_status() -> str:
+    """``"available"``, ``"extension"`` (the PyTorch extension can install it) or ``"missing"``.
 
-    from .process import python_executable
+    GPU inference needs torch; it is never pip-installed by this module (see the module docstring).
+    """
+    import importlib.util
 
-    workDir = Path(workDir) if workDir else Path(tempfile.gettempdir()) / "lvp-install"
-    return install(workDir, runner, python or python_executable())
+    if importlib.util.find_spec("torch") is not None:
+        return "available"
+    if importlib.util.find_spec("PyTorchUtils") is not None:
+        return "extension"
+    return "missing"
+
+
+TORCH_MISSING = (
+    "GPU inference needs PyTorch. Install the 'PyTorch' extension from the Extensions Manager, restart "
+    "Slicer, and choose the GPU again (it installs the torch build that fits this computer), or run on the CPU, "
+    "which needs no PyTorch."
+)

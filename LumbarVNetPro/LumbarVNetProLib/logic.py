@@ -1,7 +1,12 @@
 """The module's logic without Qt: run inference, load a case per arm, recompute after edits.
 
-``LumbarVNetProLogic`` in ``LumbarVNetPro.py`` is this class plus Slicer's logic base; tests
-and scripts use this one directly with their own scene.
+``LumbarVNetProLogic`` in ``LumbarVNetPro.py`` holds one of these (composition: Slicer's
+``ScriptedLoadableModuleLogic.__init__`` takes no scene, so the two are not mixed into one
+class); tests and scripts use this one directly with their own scene.
+
+Every child process is started here and returns at once (:meth:`CaseLogic.startInference`,
+:meth:`CaseLogic.startRecompute`): the panel polls it from a Qt timer, so Slicer never freezes;
+the blocking forms (:meth:`CaseLogic.process`, :meth:`CaseLogic.recompute`) are for scripts.
 """
 
 # ruff: noqa: N815 - node fields use Slicer's camelCase, as the parameter node and .ui do
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +34,32 @@ class RunJob:
     running: RunningProcess
     outputDir: Path
     inputPath: Path
+    # The volume node the run was started on: its result is filed under it, whatever the
+    # selector shows when the child ends.
+    inputVolume: object = None
+    # The DICOM series the volume came from (kept in the result's report.json), or "".
+    seriesUid: str = ""
+    startedAt: float = 0.0  # time.time() at start: an older report.json is not this run's
+
+
+@dataclass
+class RecomputeJob:
+    """A Recompute started with :meth:`CaseLogic.startRecompute`."""
+
+    job: RunJob
+    nodes: lvpscene.CaseNodes
+    values: dict
+    renames: dict
+    workDir: Path
 
 
 class CaseLogic:
     """Runs the core in a child process and puts its results into ``scene``."""
 
     def __init__(self, scene, runner: ProcessRunner | None = None, python: str | None = None) -> None:  # noqa: ANN001
-        """``runner`` starts child processes (default :class:`ProcessRunner`); ``python`` runs the core."""
+        """``scene`` holds the case nodes; ``runner`` starts child processes (default
+        :class:`ProcessRunner`); ``python`` runs the core (default PythonSlicer / this Python).
+        """
         self.scene = scene
         self.runner = runner or ProcessRunner()
         self.python = python
@@ -70,12 +95,14 @@ class CaseLogic:
         outputDir = (
             Path(outputDir) if outputDir and str(outputDir) not in ("", ".") else Path(tempfile.mkdtemp(prefix="lvp-"))
         )
-        outputDir.mkdir(parents=True, exist_ok=True)
-        # A report left by an earlier run must not pass for this run's result if it fails.
-        (outputDir / "report.json").unlink(missing_ok=True)
-        inputPath = lvpscene.write_volume(inputVolume, outputDir / "input.nii.gz")
+        outputDir.parent.mkdir(parents=True, exist_ok=True)
+        # The input goes to a private folder of its own: the output folder is the core's, which
+        # replaces it as a whole with one run's result.
+        inputPath = lvpscene.write_volume(inputVolume, Path(tempfile.mkdtemp(prefix="lvp-input-")) / "input.nii.gz")
         args = infer_command(inputPath, outputDir, device, modelDir, python=self.python)
-        return RunJob(self.runner.start(args, env=self.childEnv()), outputDir, inputPath)
+        started = time.time()
+        running = self.runner.start(args, env=self.childEnv())
+        return RunJob(running, outputDir, inputPath, inputVolume, lvpscene.series_uid_of(inputVolume), started)
 
     def finishInference(self, job: RunJob) -> dict:
         """The report of a finished job; :class:`ProcessFailed` with the readable error otherwise.
@@ -85,7 +112,9 @@ class CaseLogic:
         """
         code = job.running.poll()
         report_path = job.outputDir / "report.json"
-        if not report_path.is_file():
+        # A report left by an earlier run in the same folder must not pass for this run's result.
+        fresh = report_path.is_file() and report_path.stat().st_mtime >= job.startedAt - 2.0
+        if not fresh:
             raise ProcessFailed(job.running.error_message())
         report = lvpscene.load_report(job.outputDir)
         if report.get("status") != "complete":
@@ -93,6 +122,11 @@ class CaseLogic:
             raise ProcessFailed(f"the analysis is incomplete ({stage} failed: {report.get('error', 'unknown error')})")
         if code not in (0, None):
             raise ProcessFailed(job.running.error_message())
+        if job.seriesUid and not (report.get("input") or {}).get("series_uid"):
+            # The child read a NIfTI written from the volume; the DICOM series it came from is
+            # known here only, and the result must say which series it is about.
+            report.setdefault("input", {})["series_uid"] = job.seriesUid
+            lvpscene.save_report(job.outputDir, report)
         return report
 
     def process(
@@ -194,6 +228,12 @@ class CaseLogic:
         across a renamed level (:func:`scene.level_renames`, written to ``level_renames.json``);
         the grade table, level labels, scan planes and segment tags/terminology are updated.
         """
+        job = self.startRecompute(nodes, inputVolume, workDir)
+        job.job.running.wait(progress=progress)
+        return self.finishRecompute(job, rows, caseKey)
+
+    def startRecompute(self, nodes: lvpscene.CaseNodes, inputVolume, workDir: Path) -> RecomputeJob:  # noqa: ANN001
+        """Export the edited segmentation and start ``lvp infer --labels``; returns at once."""
         workDir = Path(workDir)
         workDir.mkdir(parents=True, exist_ok=True)
         values = lvpscene.segment_label_values(nodes.segmentation)  # refuses ambiguous segments early
@@ -204,16 +244,24 @@ class CaseLogic:
         labels_path = self.exportForCore(nodes.segmentation, inputVolume, workDir)
         image_path = lvpscene.write_volume(inputVolume, workDir / "input.nii.gz")
         out = workDir / "recomputed"
-        (out / "report.json").unlink(missing_ok=True)
         args = self.recomputeCommand(image_path, labels_path, out, nodes.resultDir)
+        started = time.time()
         running = self.runner.start(args, env=self.childEnv())
-        running.wait(progress=progress)
-        report = self.finishInference(RunJob(running, out, image_path))
-        new_rows, changes = apply_recompute(rows, report, renames)
+        job = RunJob(running, out, image_path, inputVolume, lvpscene.series_uid_of(inputVolume), started)
+        return RecomputeJob(job, nodes, values, renames, workDir)
+
+    def finishRecompute(
+        self, recompute: RecomputeJob, rows: list[GradeRow], caseKey: str = ""
+    ) -> tuple[list[GradeRow], list[GradeChange], dict]:
+        """Take a finished Recompute into the scene: rows, changes and the new report."""
+        nodes = recompute.nodes
+        report = self.finishInference(recompute.job)
+        new_rows, changes = apply_recompute(rows, report, recompute.renames)
         if nodes.gradeTable is not None:
             lvpscene.write_grade_table(nodes.gradeTable, new_rows)
         lvpscene.update_from_report(self.scene, nodes, report, caseKey)
-        lvpscene.retag_segments(nodes.segmentation, values)
-        nodes.resultDir = out
-        (workDir / "recompute_changes.json").write_text(json.dumps([c.__dict__ for c in changes], indent=1))
+        lvpscene.retag_segments(nodes.segmentation, recompute.values)
+        nodes.resultDir = recompute.job.outputDir
+        changes_path = recompute.workDir / "recompute_changes.json"
+        changes_path.write_text(json.dumps([c.__dict__ for c in changes], indent=1))
         return new_rows, changes, report

@@ -1,38 +1,23 @@
 """The module's settings: one place that lists every parameter, its type, default and choices.
 
-Inside Slicer the class is decorated with ``slicer.parameterNodeWrapper`` (the settings live in
-the scene's parameter node, saved with the scene, and the widget binds to them); without the
-application (``slicer-core``) it is a plain dataclass with the same fields, so the logic and
-the tests use the same names and defaults.
+:func:`declare_parameters` returns a fresh class holding the declarations. ``LumbarVNetPro.py``
+wraps one with Slicer's ``parameterNodeWrapper`` (the settings live in the scene's parameter
+node and the widget binds to them); :data:`Settings` is the same declarations as a plain
+dataclass, for scripts and tests that run the Qt-free logic without a parameter node. No
+stand-in of Slicer's wrapper is made here: the wrapped class is always Slicer's own.
+
+What is *not* a parameter: the reading database URL. Parameter nodes are saved into ``.mrml``
+scenes, and a PostgreSQL URL may hold a password, so the URL lives in the application settings
+(without its password) or the ``LVP_READING_DB`` environment variable (see
+:mod:`LumbarVNetProLib.reading`).
 """
 
 # ruff: noqa: N815 - node fields use Slicer's camelCase, as the parameter node and .ui do
-from __future__ import annotations
-
 import dataclasses
 import pathlib
 from typing import Annotated
 
 import slicer
-
-try:  # Slicer application
-    from slicer.parameterNodeWrapper import Choice, Default, parameterNodeWrapper
-
-    HAVE_WRAPPER = True
-except ImportError:  # slicer-core: same declarations, stored in a dataclass
-    HAVE_WRAPPER = False
-
-    class Choice:  # noqa: D101 - stand-in for slicer.parameterNodeWrapper.Choice
-        def __init__(self, choices: list) -> None:  # noqa: D107
-            self.choices = list(choices)
-
-    class Default:  # noqa: D101 - stand-in for slicer.parameterNodeWrapper.Default
-        def __init__(self, value: object) -> None:  # noqa: D107
-            self.value = value
-
-    def parameterNodeWrapper(cls):  # noqa: ANN001, ANN201, D103 - stand-in decorator
-        return dataclasses.dataclass(cls)
-
 
 DEVICES = ("auto", "cpu", "cuda")
 DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "GPU (CUDA)"}
@@ -42,27 +27,45 @@ DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "GPU (CUDA)"}
 MODEL_SOURCES = ("catalog", "folder")
 
 
-@parameterNodeWrapper
-class LumbarVNetProParameterNode:
-    """Every setting of the module (the widget binds each to a control)."""
+class _Marker:
+    """The ``Choice`` annotation of the plain :data:`Settings` (no validation without Slicer)."""
 
-    # Run
-    inputVolume: slicer.vtkMRMLScalarVolumeNode | None = None
-    device: Annotated[str, Choice(list(DEVICES))] = "auto"
-    modelSource: Annotated[str, Choice(list(MODEL_SOURCES))] = "catalog"
-    modelFolder: pathlib.Path = pathlib.Path()
-    outputFolder: pathlib.Path = pathlib.Path()
-    showScanPlanes: bool = False
-    # Reading
-    readerId: str = ""
-    databaseUrl: str = ""
-    # Results of the current case
-    segmentation: slicer.vtkMRMLSegmentationNode | None = None
-    levelLabels: slicer.vtkMRMLMarkupsFiducialNode | None = None
-    gradeTable: slicer.vtkMRMLTableNode | None = None
+    def __init__(self, choices: list) -> None:
+        self.choices = list(choices)
 
 
-def validate(params) -> list[str]:  # noqa: ANN001 - a LumbarVNetProParameterNode
+def declare_parameters(choice: type = _Marker) -> type:
+    """A new class with every setting of the module; ``choice`` is the ``Choice`` annotation class.
+
+    Annotations are evaluated here (no ``from __future__ import annotations`` in this module),
+    so Slicer's ``parameterNodeWrapper`` sees real types and its own ``Choice``.
+    """
+
+    class LumbarVNetProParameterNode:
+        """Every setting of the module (the widget binds each to a control)."""
+
+        # Run
+        inputVolume: slicer.vtkMRMLScalarVolumeNode | None = None
+        device: Annotated[str, choice(list(DEVICES))] = "auto"
+        modelSource: Annotated[str, choice(list(MODEL_SOURCES))] = "catalog"
+        modelFolder: pathlib.Path = pathlib.Path()
+        outputFolder: pathlib.Path = pathlib.Path()
+        showScanPlanes: bool = False
+        # Reading (the database URL is deliberately absent: see the module docstring)
+        readerId: str = ""
+        # Results of the current case
+        segmentation: slicer.vtkMRMLSegmentationNode | None = None
+        levelLabels: slicer.vtkMRMLMarkupsFiducialNode | None = None
+        gradeTable: slicer.vtkMRMLTableNode | None = None
+
+    return LumbarVNetProParameterNode
+
+
+Settings = dataclasses.dataclass(declare_parameters())
+"""The settings as a plain dataclass (scripts, tests of the Qt-free logic)."""
+
+
+def validate(params) -> list:  # noqa: ANN001 - a parameter node or Settings
     """Problems that stop a run, as readable sentences (empty when the settings are usable)."""
     problems = []
     if params.inputVolume is None:
@@ -78,7 +81,7 @@ def validate(params) -> list[str]:  # noqa: ANN001 - a LumbarVNetProParameterNod
     return problems
 
 
-def model_dir_of(params) -> pathlib.Path | None:  # noqa: ANN001 - a LumbarVNetProParameterNode
+def model_dir_of(params):  # noqa: ANN001, ANN201 - a parameter node or Settings; Path or None
     """The offline model folder a run uses, or None for the bundled catalogue (or ``$LVP_MODEL_DIR``)."""
     if params.modelSource == "folder" and str(params.modelFolder) not in ("", "."):
         return pathlib.Path(params.modelFolder)

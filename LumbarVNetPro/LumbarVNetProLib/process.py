@@ -35,6 +35,26 @@ class Progress:
     extra: dict = field(default_factory=dict)
 
 
+# What the reader sees for each stage key of ``lvp infer --progress-json`` (lvp.pipeline.STAGE_START).
+STAGE_LABELS = {
+    "read": "Reading the image",
+    "network": "Segmenting (neural network)",
+    "labelling": "Numbering the levels",
+    "measure": "Measuring",
+    "grade": "Grading",
+    "planes": "Planning the axial scan planes",
+    "axial": "Reading the axial series",
+    "write": "Writing the results",
+    "figure": "Drawing the report figure",
+    "done": "Finishing",
+}
+
+
+def stage_label(stage: str) -> str:
+    """The readable name of a stage key; an unknown key is shown with its underscores as spaces."""
+    return STAGE_LABELS.get(stage, str(stage).replace("_", " ").capitalize())
+
+
 def parse_progress(line: str) -> Progress | None:
     """A :class:`Progress` from one stdout line, or None when the line is not a stage message."""
     line = line.strip()
@@ -119,6 +139,11 @@ class RunningProcess:
         return [p for p in map(parse_progress, self.new_lines()) if p is not None]
 
     @property
+    def stdout_tail(self) -> str:
+        """The last 200 stdout lines read so far (by :meth:`new_lines`, :meth:`wait` or a poll)."""
+        return "".join(self._stdout_tail)
+
+    @property
     def stderr(self) -> str:
         """Everything the child wrote to stderr so far."""
         return "".join(self._stderr)
@@ -132,8 +157,9 @@ class RunningProcess:
     def cancel(self, grace_s: float = 3.0) -> None:
         """End the child and everything it started: SIGTERM to the group, then SIGKILL."""
         self.cancelled = True
-        if os.name == "nt":  # pragma: no cover - Windows: taskkill walks the tree
-            subprocess.run(["taskkill", "/F", "/T", "/PID", str(self.pid)], capture_output=True, check=False)
+        if os.name == "nt":  # pragma: no cover - Windows: taskkill walks the tree, without a window
+            args, options = kill_tree_command(self.pid)
+            subprocess.run(args, capture_output=True, check=False, **options)
             self.popen.wait(timeout=grace_s)
             return
         # The group may outlive the child itself (orphaned grandchildren), so signal it even
@@ -188,6 +214,38 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+# Windows process-creation flags (numeric: the names exist in ``subprocess`` on Windows only).
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
+STARTF_USESHOWWINDOW = 0x00000001
+SW_HIDE = 0
+
+
+def popen_options(osName: str | None = None) -> dict:
+    """``Popen`` keyword arguments for a child whose whole tree Cancel can end, with no window.
+
+    POSIX: a new session (its process group is signalled on cancel). Windows: a new process group,
+    no console window (``CREATE_NO_WINDOW``; PythonSlicer is a console program, so without it every
+    run and every pip install would flash a console, which ``slicer.util.launchConsoleProcess``
+    hides the same way), and a hidden main window.
+    """
+    if (osName or os.name) != "nt":
+        return {"start_new_session": True}
+    options: dict = {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+    startupinfo_class = getattr(subprocess, "STARTUPINFO", None)
+    if startupinfo_class is not None:  # pragma: no cover - Windows only
+        info = startupinfo_class()
+        info.dwFlags |= STARTF_USESHOWWINDOW
+        info.wShowWindow = SW_HIDE
+        options["startupinfo"] = info
+    return options
+
+
+def kill_tree_command(pid: int) -> tuple[list[str], dict]:
+    """The Windows command ending ``pid`` and its children, and its ``subprocess.run`` options (no window)."""
+    return ["taskkill", "/F", "/T", "/PID", str(int(pid))], {"creationflags": CREATE_NO_WINDOW}
+
+
 class ProcessRunner:
     """Starts children in their own session so that cancel reaches their whole process tree."""
 
@@ -197,11 +255,7 @@ class ProcessRunner:
         full_env.update(env or {})
         # Progress lines must arrive as they are printed, not when a buffer fills.
         full_env.setdefault("PYTHONUNBUFFERED", "1")
-        kwargs: dict = {}
-        if os.name == "nt":  # pragma: no cover
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True
+        kwargs = popen_options()
         popen = subprocess.Popen(
             [str(a) for a in args],
             stdout=subprocess.PIPE,

@@ -23,8 +23,63 @@ MANUAL = "manual"
 AI_ASSISTED = "ai_assisted"
 
 
+DATABASE_ENV = "LVP_READING_DB"
+DATABASE_FILE = "lvp_reading.sqlite"
+
+
 class ReadingError(RuntimeError):
     """A reading-workflow step the reader must fix (shown as a message, not a traceback)."""
+
+
+def user_data_dir(environ: dict | None = None, platform: str | None = None) -> Path:
+    """The per-user data folder of LumbarVNetPro (absolute, whatever Slicer's working directory).
+
+    Windows ``%LOCALAPPDATA%``, macOS ``~/Library/Application Support``, else ``$XDG_DATA_HOME``
+    or ``~/.local/share``; then ``LumbarVNetPro``.
+    """
+    import sys
+
+    environ = os.environ if environ is None else environ
+    platform = platform or sys.platform
+    home = Path(environ.get("HOME") or environ.get("USERPROFILE") or Path.home())
+    if platform.startswith("win"):
+        base = Path(environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    return (base / "LumbarVNetPro").absolute()
+
+
+def default_database_url(dataDir: Path | None = None) -> str:
+    """``sqlite:///<absolute user data folder>/lvp_reading.sqlite`` (the folder is created)."""
+    folder = Path(dataDir) if dataDir else user_data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(folder / DATABASE_FILE).absolute().as_posix()}"
+
+
+def url_without_password(url: str) -> str:
+    """``url`` with any password removed (``postgresql://u:secret@h/db`` -> ``postgresql://u@h/db``).
+
+    What may be remembered in the application settings: a password is never written to disk by
+    the panel (it comes from ``LVP_READING_DB``, the reader's entry this session, or ``.pgpass``).
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(str(url))
+    if parts.password is None:
+        return str(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def database_url(entered: str = "", environ: dict | None = None, dataDir: Path | None = None) -> str:
+    """The reading database a sign-in opens: what the reader entered, else ``$LVP_READING_DB``, else the default."""
+    environ = os.environ if environ is None else environ
+    return (entered or "").strip() or environ.get(DATABASE_ENV, "").strip() or default_database_url(dataDir)
 
 
 @dataclass
@@ -123,11 +178,11 @@ class ReadingSession:
     def _resume_ai_rows(rows: list[GradeRow], grades: list) -> list[GradeRow]:
         """The AI rows as the draft left them: renamed levels under their new name.
 
-        In the AI-assisted arm every row is in the draft once one is saved (reader grades start at
-        the AI grade), so an AI row no draft entry claims, by level or by ``ai_level``, was
-        renamed or gone on a Recompute and is not shown again.
+        A draft holds the rows the reader graded; a renamed level's rows are under the new name with
+        ``ai_level`` naming the old one, so the old name's row is not shown twice.
         """
         by_ai_key = {row.key: row for row in rows}
+        renamed = {g.ai_level: g.level for g in grades if g.ai_level}  # old level name -> new
         kept = []
         for grade in grades:
             row = by_ai_key.pop((grade.ai_level or grade.level, grade.pathology), None)
@@ -135,6 +190,12 @@ class ReadingSession:
                 continue
             if grade.ai_level:
                 row.level, row.ai_level = grade.level, grade.ai_level
+            kept.append(row)
+        # Rows the reader has not reviewed yet have no draft entry: they stay, unreviewed, under
+        # their level's new name when the reader renamed that level.
+        for row in by_ai_key.values():
+            if row.level in renamed:
+                row.level, row.ai_level = renamed[row.level], row.level
             kept.append(row)
         return kept
 
@@ -148,6 +209,7 @@ class ReadingSession:
             if ai.pathology not in PATHOLOGIES:
                 continue
             base = from_report.get((ai.level, ai.pathology))
+            # No reader grade yet: a row is accepted only when the reader accepts it.
             rows.append(
                 GradeRow(
                     level=ai.level,
@@ -156,10 +218,14 @@ class ReadingSession:
                     confidence=ai.confidence if ai.confidence is not None else (base.confidence if base else None),
                     measurement=base.measurement if base else "",
                     value=ai.measurement if ai.measurement is not None else (base.value if base else None),
-                    reader_grade=ai.grade,
+                    note=base.note if base else "",
+                    calibrated=base.calibrated if base else None,
                 )
             )
-        if not rows:
+        # A grade the AI could not give is in the report only (the database stores given grades).
+        given = {row.key for row in rows}
+        rows += [row for key, row in from_report.items() if row.ai_grade is None and key not in given]
+        if not given:
             rows = list(from_report.values())
         return rows
 

@@ -251,7 +251,7 @@ def write_grade_table(table, rows: list[GradeRow]) -> None:  # noqa: ANN001 - vt
             _text(None if row.value is None else round(row.value, 2)),
             _text(row.reader_grade),
             grade_name(row.pathology, row.reader_grade),
-            row.decision or "",
+            row.state,
         ]
         index = vtk_table.InsertNextBlankRow()
         for col, text in enumerate(values):
@@ -585,12 +585,69 @@ def _set_lps_geometry(image: sitk.Image, volume) -> None:  # noqa: ANN001 - a vo
 
 
 def write_volume(volume, path: Path) -> Path:  # noqa: ANN001 - a scalar volume node
-    """Write a scalar volume node to NIfTI/NRRD with SimpleITK, in LPS, for the child process."""
-    array = labelmap_array(volume)
-    image = sitk.GetImageFromArray(array)
-    _set_lps_geometry(image, volume)
-    sitk.WriteImage(image, str(path), useCompression=True)
+    """Write a scalar volume node to NIfTI/NRRD with SimpleITK, in LPS, for the child process.
+
+    The volume is written as it is shown: under a parent transform (a registration, or the
+    acquisition-geometry regularisation transform Slicer's DICOM import adds for a series with
+    uneven slices) the voxels are written in world coordinates, the transform hardened into a
+    temporary copy (resampled when it is not linear). The volume node itself is not changed.
+    """
+    source, copy = volume, None
+    if volume.GetParentTransformNode() is not None:
+        source = copy = hardened_copy(volume)
+    try:
+        array = labelmap_array(source)
+        image = sitk.GetImageFromArray(array)
+        _set_lps_geometry(image, source)
+        sitk.WriteImage(image, str(path), useCompression=True)
+    finally:
+        if copy is not None and copy.GetScene() is not None:
+            copy.GetScene().RemoveNode(copy)
     return Path(path)
+
+
+def hardened_copy(volume):  # noqa: ANN001, ANN201 - a scalar volume node under a transform
+    """A temporary copy of ``volume`` in world coordinates (its parent transforms hardened)."""
+    scene = volume.GetScene()
+    copy = scene.AddNewNodeByClass(volume.GetClassName(), volume.GetName() + " (world)")
+    copy.CopyOrientation(volume)
+    image = vtk.vtkImageData()
+    image.DeepCopy(volume.GetImageData())
+    copy.SetAndObserveImageData(image)
+    copy.SetAndObserveTransformNodeID(volume.GetParentTransformNode().GetID())
+    if not copy.HardenTransform():
+        scene.RemoveNode(copy)
+        raise RuntimeError(f"could not apply the transform of {volume.GetName()!r} to its voxels")
+    return copy
+
+
+def series_uid_of(volume) -> str:  # noqa: ANN001 - a volume node or None
+    """The DICOM SeriesInstanceUID a volume was loaded from, or ``""`` (not from DICOM).
+
+    Slicer's DICOM import records it as the subject hierarchy item's ``DICOM`` UID.
+    """
+    if volume is None or volume.GetScene() is None:
+        return ""
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(volume.GetScene())
+    item = sh.GetItemByDataNode(volume) if sh is not None else 0
+    uid = sh.GetItemUID(item, "DICOM") if item else ""
+    return uid or volume.GetAttribute("DICOM.SeriesInstanceUID") or ""
+
+
+def save_report(outputDir: Path, report: dict) -> None:
+    """Rewrite ``report.json`` atomically (write beside, then rename)."""
+    import os
+
+    path = Path(outputDir) / "report.json"
+    tmp = path.with_name(f".report.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, path)
+
+
+def mark_case_image(volume, caseKey: str) -> None:  # noqa: ANN001 - a volume node
+    """Mark a reading case's image as the case's own, so the next case removes it with the rest."""
+    volume.SetAttribute(CASE_ATTRIBUTE, caseKey)
+    volume.SetAttribute(ROLE_ATTRIBUTE, "image")
 
 
 def volume_node_from_file(scene, path: Path, name: str):  # noqa: ANN001, ANN201

@@ -85,7 +85,9 @@ def ai_grades_of(report: dict) -> list:
 
     from .grades import rows_from_report
 
-    return [AIGrade(r.level, r.pathology, r.ai_grade, r.confidence, r.value) for r in rows_from_report(report)]
+    # A grade the AI could not give ("not assessable") is not an AI result to store.
+    rows = [r for r in rows_from_report(report) if r.ai_grade is not None]
+    return [AIGrade(r.level, r.pathology, r.ai_grade, r.confidence, r.value) for r in rows]
 
 
 def full_flow(
@@ -144,7 +146,8 @@ def full_flow(
         check(seg.GetNumberOfSegments() >= 10, f"only {seg.GetNumberOfSegments()} segments imported")
         check(nodes.levelLabels.GetNumberOfControlPoints() >= 10, "level labels missing")
         check(lvpscene.read_grade_table(nodes.gradeTable), "the grade table is empty")
-        modified = next((r for r in read.rows if r.pathology != "pfirrmann"), None)
+        graded = sorted((r for r in read.rows if r.ai_grade is not None), key=lambda r: r.pathology == "pfirrmann")
+        modified = graded[0] if graded else None
         check(modified is not None, "the model's result has no grade to accept or modify")
         new_grade = next(g for g in grade_values(modified.pathology) if g != modified.ai_grade)
         session.set_grade(modified.level, modified.pathology, new_grade)
@@ -188,9 +191,10 @@ def full_flow(
         check(kept.reader_grade == new_grade, "Recompute overwrote the reader's modified grade")
 
         log("Submit")
-        for row in rows:
+        for row in rows:  # the reader accepts every AI grade not yet reviewed
             if row.reader_grade is None:
-                session.set_grade(row.level, row.pathology, grade_values(row.pathology)[0])
+                grade = row.ai_grade if row.ai_grade is not None else grade_values(row.pathology)[0]
+                session.set_grade(row.level, row.pathology, grade)
         session.submit()
         check(session.next_assignment() is None, "the worklist should be done")
         entries = [r for r in admin.export_reads(db, STUDY) if r["arm"] == AI_ASSISTED]
@@ -206,3 +210,158 @@ def full_flow(
         }
     finally:
         db.close()
+
+
+# --------------------------------------------------------------------------- the panel itself
+
+
+def _wait(widget, processEvents: Callable[[], None], timeout_s: float, what: str) -> None:  # noqa: ANN001
+    """Let the application run (its timers poll the child) until the panel's job is over."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while widget.workplace.running or widget.pollTimer.isActive():
+        processEvents()
+        if time.monotonic() > deadline:
+            widget.onCancel()
+            raise AssertionError(f"{what} did not finish in {timeout_s:.0f} s")
+        time.sleep(0.02)
+
+
+def _cell(widget, row: int, column: int) -> str:  # noqa: ANN001
+    item = widget.ui.gradeTableWidget.item(row, column)
+    return item.text() if item is not None else ""
+
+
+def _reading_available() -> str:
+    """``""`` when the reading database's packages import, else why not."""
+    import importlib.util
+
+    missing = [name for name in ("sqlalchemy", "alembic") if importlib.util.find_spec(name) is None]
+    return f"{', '.join(missing)} not installed (Install dependencies in the panel)" if missing else ""
+
+
+def widget_flow(
+    widget,  # noqa: ANN001 - a set-up LumbarVNetProWidget
+    volume,  # noqa: ANN001 - the sample as a scalar volume node in slicer.mrmlScene
+    imageRef: Path,
+    work: Path,
+    processEvents: Callable[[], None],
+    log: Callable[[str], None] = print,
+    timeout_s: float = 60.0,
+) -> dict:
+    """Drive the panel as a reader does, through its buttons, selectors and keys; returns a summary.
+
+    Shared by the Slicer self-test and the pytest suite (Slicer's real base classes there):
+    Run analysis (the input selector is locked while it runs; rows arrive unreviewed), Cancel
+    of a second run (the first result stays), keyboard accept, Recompute, then, when the reading
+    packages are installed, a blinded manual read (no AI node, Run analysis refused, every row
+    graded by key) and an AI-assisted read (the previous case leaves the scene), each submitted.
+    """
+    import shutil
+
+    scene = widget.logic.case.scene
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    ui = widget.ui
+    widget.enter()
+    ui.inputVolumeSelector.setCurrentNode(volume)
+    ui.deviceComboBox.setCurrentIndex(ui.deviceComboBox.findData("cpu"))
+    ui.outputFolderPathLineEdit.currentPath = str(work / "run")
+    params = widget._parameterNode
+    check(params.inputVolume is volume and params.device == "cpu", "the settings did not reach the parameter node")
+
+    log("Run analysis (child process, bundled model)")
+    ui.applyButton.click()
+    check(widget.workplace.runningKind == "analysis", f"no analysis started: {ui.statusLabel.text}")
+    check(not ui.inputVolumeSelector.enabled, "the input selector stays enabled during a run")
+    _wait(widget, processEvents, timeout_s, "the analysis")
+    check(ui.statusLabel.text == "Done.", f"the analysis did not finish: {ui.statusLabel.text}")
+    rows = ui.gradeTableWidget.rowCount()
+    check(rows > 0 and params.segmentation is not None, "no result in the panel")
+    states = {_cell(widget, r, 6) for r in range(rows)}
+    check(states <= {"unreviewed", "not assessable"} and "unreviewed" in states, f"AI rows not unreviewed: {states}")
+    check("_" not in _cell(widget, 0, 1), f"an internal key is shown: {_cell(widget, 0, 1)!r}")
+    segmentation = params.segmentation
+
+    log("Keyboard: select the first row, accept its AI grade")
+    first = next(r for r in range(rows) if _cell(widget, r, 6) == "unreviewed")
+    ui.gradeTableWidget.setCurrentCell(first, 0)
+    widget.keyActions["A"]()
+    check(_cell(widget, first, 6) == "accepted", f"row {first} after A: {_cell(widget, first, 6)!r}")
+    ui.gradeTableWidget.setCurrentCell(0, 0)
+    widget.keyActions["Down"]()
+    check(ui.gradeTableWidget.currentRow() == 1, "Down did not move to the next level")
+
+    log("Cancel a second run: the first result stays")
+    ui.applyButton.click()
+    ui.cancelButton.click()
+    _wait(widget, processEvents, timeout_s, "the cancel")
+    check(ui.statusLabel.text == "Cancelled.", f"cancel: {ui.statusLabel.text}")
+    check(params.segmentation is segmentation and segmentation.GetScene() is scene, "cancel removed the result")
+
+    log("Recompute from the segmentation (child process)")
+    ui.recomputeButton.click()
+    _wait(widget, processEvents, timeout_s, "Recompute")
+    check(ui.statusLabel.text == "Recomputed.", f"Recompute: {ui.statusLabel.text}")
+    check(_cell(widget, first, 6) == "accepted", "Recompute lost the reader's accepted row")
+    summary = {"rows": rows, "reading": "skipped", "why": _reading_available()}
+    if summary["why"]:
+        widget.exit()
+        return summary
+
+    log("Reading: sign in, blinded manual read")
+    from lvp.readingdb import ReadingDB, admin
+
+    cases = work / "cases"
+    cases.mkdir(exist_ok=True)
+    image = cases / "c2.nii.gz"
+    shutil.copy(imageRef, image)
+    shutil.copytree(work / "run", cases / "c2.nii.gz.lvp", dirs_exist_ok=True)
+    url = f"sqlite:///{(work / 'reading.sqlite').as_posix()}"
+    db = ReadingDB(url)
+    try:
+        admin.create_study(db, STUDY, washout_days=0)
+        admin.add_cases(db, STUDY, [{"case_key": "c1", "image_ref": str(imageRef)},
+                                    {"case_key": "c2", "image_ref": str(image)}])
+        admin.add_readers(db, STUDY, [{"username": READER}])
+        admin.add_assignment(db, STUDY, READER, "c1", MANUAL, 1, 0)
+        admin.add_assignment(db, STUDY, READER, "c2", AI_ASSISTED, 1, 1)
+    finally:
+        db.close()
+    ui.readerIdLineEdit.text = READER
+    ui.databaseUrlLineEdit.text = url
+    ui.signInButton.click()
+    check(ui.worklistWidget.count() == 2, f"worklist has {ui.worklistWidget.count()} entries")
+    ui.loadCaseButton.click()
+    segmentations = scene.GetNodesByClass("vtkMRMLSegmentationNode")
+    ai_nodes = [segmentations.GetItemAsObject(i) for i in range(segmentations.GetNumberOfItems())]
+    check(not [n for n in ai_nodes if n.GetAttribute(lvpscene.CASE_ATTRIBUTE) == "c1"], "AI nodes in the manual read")
+    check(not ui.applyButton.enabled, "Run analysis is offered during the blinded read")
+    manual_rows = ui.gradeTableWidget.rowCount()
+    check(all(not _cell(widget, r, 2) and not _cell(widget, r, 3) for r in range(manual_rows)),
+          "AI grades shown in the manual arm")
+    ui.gradeTableWidget.setCurrentCell(0, 0)
+    for r in range(manual_rows):
+        ui.gradeTableWidget.setCurrentCell(r, 0)
+        widget.keyActions["1"]()  # grade 1 is on every scale read (0-3 and Pfirrmann 1-5)
+    check(all(_cell(widget, r, 6) == "graded" for r in range(manual_rows)), "keyboard grading missed rows")
+    c1_image = params.inputVolume
+    ui.submitButton.click()
+    check(c1_image.GetScene() is None, "the previous case's image is still in the scene")
+
+    log("Reading: AI-assisted read, every AI grade accepted by key, submit")
+    ai_rows = ui.gradeTableWidget.rowCount()
+    check(ai_rows > 0 and "accepted" not in {_cell(widget, r, 6) for r in range(ai_rows)},
+          "the AI-assisted case opened with rows already accepted")
+    for r in range(ai_rows):
+        ui.gradeTableWidget.setCurrentCell(r, 0)
+        if _cell(widget, r, 2).startswith("not assessable"):
+            widget.keyActions["1"]()
+        else:
+            widget.keyActions["A"]()
+    ui.submitButton.click()
+    check(widget.workplace.session.current is None, "the AI-assisted read was not submitted")
+    widget.exit()
+    summary.update(reading="done", why="", manualRows=manual_rows, aiRows=ai_rows)
+    return summary

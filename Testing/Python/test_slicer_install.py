@@ -1,10 +1,14 @@
-"""Dependency installation plan, offline detection and the model catalogue checks (no network used)."""
+"""Dependency installation (plan, offline wheel folder, private temporary folder) and the model catalogue checks.
+
+No network is used: pip runs for real, offline, against a local wheel folder.
+"""
 
 from __future__ import annotations
 
 import json
-import socket
+import re
 import sys
+import tempfile
 
 import pytest
 from slicer_helpers import MODULE_DIR  # puts the module folder on sys.path
@@ -15,18 +19,43 @@ from LumbarVNetProLib.process import ProcessRunner
 pytest_plugins = ("slicer_helpers",)  # the scene_with_sample fixture
 
 
-def test_plan_installs_only_third_party_deps_never_core_or_simpleitk(tmp_path):
-    reqs = ["torch==2.13.0", "SimpleITK==2.5.7", "simpleitk>=2", "numpy==2.4.6", "monai==1.6.1"]
-    steps = install.pip_commands(reqs, tmp_path / "c.txt")
-    assert steps == [["install", "--constraint", str(tmp_path / "c.txt"), "torch==2.13.0", "monai==1.6.1"]]
-    assert install.pip_commands(["numpy==2.4.6"], tmp_path / "c.txt") == []
+def _wheel(folder, name="lvp_test_pkg", version="1.0"):
+    """A minimal pure-Python wheel, so pip can install offline from a local folder."""
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": "VALUE = 1\n",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: lvp-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{dist}/RECORD"] = "".join(f"{n},,\n" for n in files) + f"{dist}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as z:
+        for n, text in files.items():
+            z.writestr(n, text)
+    return path
+
+
+def test_plan_installs_only_third_party_deps_never_core_simpleitk_or_torch(tmp_path):
+    reqs = ["scipy==1.17.1", "SimpleITK==2.5.7", "simpleitk>=2", "numpy==2.4.6", "PyYAML==6.0.4"]
+    args = install.pip_arguments(reqs, tmp_path / "c.txt")
+    assert args[args.index("off") + 1 : args.index("-c")] == ["scipy==1.17.1", "PyYAML==6.0.4"]
+    assert args[-2:] == ["-c", str(tmp_path / "c.txt")] and "--no-deps" not in args
+    assert install.pip_arguments(["numpy==2.4.6"], tmp_path / "c.txt") == []
     # The constraints pin the installed SimpleITK so no dependency can replace it.
     assert "SimpleITK==" in install.constraints_text()
     names = {install.requirement_name(r).lower() for r in install.RUNTIME_REQUIREMENTS}
     assert not names & {"simpleitk", "numpy", "lumbarvnetpro"}
-    # The core ships in the module folder: importable, nothing of it is pip-installed.
+    # CPU inference needs ONNX Runtime only: torch (GPU: the PyTorch extension), monai and
+    # matplotlib are never installed into Slicer by this module.
+    assert "onnxruntime" in names and not names & {"torch", "monai", "matplotlib"}
+    # Sign in needs the reading database packages; a PostgreSQL URL adds its driver.
+    reading = {install.requirement_name(r) for r in install.reading_requirements("sqlite:///x")}
+    assert reading == {"SQLAlchemy", "alembic"}
+    assert "psycopg" in {install.requirement_name(r) for r in install.reading_requirements("postgresql://h/db")}
     assert install.core_available()
-    assert "--no-deps" not in (MODULE_DIR / "LumbarVNetProLib" / "install.py").read_text()
 
 
 def test_runtime_requirements_match_pyproject_pins():
@@ -35,73 +64,112 @@ def test_runtime_requirements_match_pyproject_pins():
     from slicer_helpers import REPO_ROOT
 
     pins = dict(re.findall(r'"([A-Za-z0-9_.\-]+)(?:\[\w+\])?==([^"]+)"', (REPO_ROOT / "pyproject.toml").read_text()))
-    for req in install.RUNTIME_REQUIREMENTS:
+    for req in install.RUNTIME_REQUIREMENTS + install.POSTGRES_REQUIREMENTS:
         name, version = req.split("==")
-        assert pins.get(name) == version, f"{req} differs from pyproject.toml"
+        assert pins.get(install.requirement_name(name)) == version, f"{req} differs from pyproject.toml"
 
 
-def test_missing_requirements_detects_absent_packages():
+def test_missing_requirements_detects_absent_and_other_versions():
     assert install.missing_requirements(["pytest>=1", "no-such-package-lvp==1.0"]) == ["no-such-package-lvp==1.0"]
+    assert install.missing_requirements(["pytest==0.0.1"]) == ["pytest==0.0.1"]  # another version: not satisfied
+    assert install.missing_requirements(["numpy==0.0.1"]) == []  # Slicer's: never offered
     assert install.requirement_name("psycopg[binary]==3.3.9") == "psycopg"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_no_raw_reachability_probe_pip_decides():
+    source = (MODULE_DIR / "LumbarVNetProLib" / "install.py").read_text()
+    assert "socket" not in source and "check_online" not in source
 
 
-def test_offline_gives_a_clear_message(tmp_path):
-    port = _closed_port()
-    assert install.index_reachable("127.0.0.1", port, timeout_s=1) is False
-    with pytest.raises(install.InstallError, match="Cannot reach the Python package index.*PIP_FIND_LINKS"):
-        install.install(
-            tmp_path / "w",
-            ProcessRunner(),
-            sys.executable,
-            requirements=["no-such-package-lvp==1.0"],
-            host="127.0.0.1",
-            port=port,
-        )
-
-
-def test_nothing_missing_runs_no_pip(tmp_path):
+def test_nothing_missing_runs_no_pip():
     class NoRunner:
         def start(self, *args, **kwargs):
             raise AssertionError("pip must not run when nothing is missing")
 
-    assert install.install(tmp_path / "w", NoRunner(), sys.executable, requirements=["pytest>=1", "numpy"]) == []
+    assert install.install(NoRunner(), sys.executable, requirements=["pytest>=1", "numpy"]) == []
 
 
-def test_pip_failure_is_reported_in_one_line(tmp_path):
-    # A real pip run against an unreachable index fails; its last line is the message.
-    with pytest.raises(install.InstallError, match="pip install failed"):
-        install.install(
-            tmp_path / "w",
-            _PipOffline(),
-            sys.executable,
-            requirements=["no-such-package-lvp==1.0"],
-            host="127.0.0.1",
-            port=_open_port_server(),
-        )
-    assert (tmp_path / "w" / "slicer-constraints.txt").read_text().startswith(("SimpleITK==", "numpy=="))
+def test_offline_install_from_a_local_wheel_folder(tmp_path, monkeypatch):
+    """LVP_WHEELS: pip reads only that folder (--no-index); a real pip resolves the wheel there."""
+    wheels = tmp_path / "wheels"
+    _wheel(wheels)
+    monkeypatch.setenv(install.WHEELS_ENV, str(wheels))
+    runner = _Recording()
+    assert install.install(runner, sys.executable, requirements=["lvp_test_pkg==1.0"], dryRun=True) == [
+        "lvp_test_pkg==1.0"
+    ]
+    args = runner.calls[0]
+    assert args[args.index("--find-links") + 1] == str(wheels) and "--no-index" in args
+    assert "Would install lvp_test_pkg-1.0" in runner.out
 
 
-class _PipOffline(ProcessRunner):
-    """Runs pip for real but with no index and no links, so it fails quickly and offline."""
+def test_pip_failure_is_reported_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv(install.WHEELS_ENV, str(tmp_path))  # an empty folder: offline, fails fast
+    with pytest.raises(install.InstallError, match="pip install failed: .*no-such-package-lvp"):
+        install.install(ProcessRunner(), sys.executable, requirements=["no-such-package-lvp==1.0"])
+
+
+def test_install_works_in_a_private_folder_and_follows_no_planted_link(tmp_path, monkeypatch):
+    """Issue 16 item 11: a predictable $TMPDIR/lvp-install let a planted link be overwritten."""
+    shared_tmp = tmp_path / "tmp"
+    shared_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(shared_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    planted = shared_tmp / "lvp-install"
+    planted.mkdir()
+    (planted / "slicer-constraints.txt").symlink_to(victim)
+    (planted / "evil").symlink_to(victim)
+    runner = _Recording()
+    running, missing, work = install.start_install(runner, ["no-such-package-lvp==1.0"], sys.executable,
+                                                   wheels=tmp_path, dryRun=True)
+    running.wait()
+    assert victim.read_text() == "precious\n"
+    assert work != planted and work.parent == shared_tmp and work.name.startswith("lvp-install-")
+    assert (work.stat().st_mode & 0o777) == 0o700
+    constraints = work / "slicer-constraints.txt"
+    assert not constraints.is_symlink()
+    assert not [line for line in constraints.read_text().splitlines() if line.startswith("-")]
+    # Writing through an existing name is refused, never followed.
+    with pytest.raises(FileExistsError):
+        install.write_private(planted / "evil", "x")
+    assert victim.read_text() == "precious\n"
+
+
+def test_site_constraints_never_pass_pip_options(tmp_path, monkeypatch):
+    site = tmp_path / "site-constraints.txt"
+    site.write_text("--index-url https://evil.example/simple\n-f https://evil.example\nscipy==1.17.1  # pinned\n")
+    monkeypatch.setenv(install.CONSTRAINTS_ENV, str(site))
+    text = install.constraints_text()
+    assert "scipy==1.17.1" in text.splitlines()
+    assert "evil" not in text and not [line for line in text.splitlines() if line.startswith("-")]
+
+
+def test_torch_is_never_pip_installed():
+    source = (MODULE_DIR / "LumbarVNetProLib" / "install.py").read_text()
+    assert not re.search(r'"torch[=<>]', source)
+    assert install.torch_status() in ("available", "extension", "missing")
+    assert "PyTorch" in install.TORCH_MISSING
+
+
+class _Recording(ProcessRunner):
+    """Runs the command for real and keeps its arguments and stdout."""
+
+    def __init__(self):
+        self.calls, self._running = [], None
 
     def start(self, args, env=None, cwd=None):
-        return super().start([*args, "--no-index", "--find-links", "/nonexistent-lvp"], env=env, cwd=cwd)
+        self.calls.append(list(args))
+        self._running = super().start(args, env=env, cwd=cwd)
+        return self._running
 
-
-def _open_port_server() -> int:
-    import threading
-
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    threading.Thread(target=lambda: [server.accept() for _ in range(8)], daemon=True).start()
-    return server.getsockname()[1]
+    @property
+    def out(self):
+        if self._running is None:
+            return ""
+        self._running.new_lines()
+        return self._running.stdout_tail
 
 
 # ------------------------------------------------------------------ model catalogue (the core's)

@@ -11,13 +11,13 @@ import pytest
 import SimpleITK as sitk
 from slicer_helpers import SAMPLE_DIR, slicer
 
-pytest_plugins = ("slicer_helpers",)  # the reference_result and scene_with_sample fixtures
+pytest_plugins = ("slicer_helpers", "slicer_app")  # fixtures: reference_result, scene_with_sample, slicer_app
 
 SAMPLE_LABELS = SAMPLE_DIR / "spider_sample_labels.nii.gz"
 HAVE_CORE_GRADING = all(importlib.util.find_spec(m) for m in ("lvp.labelling", "lvp.measure", "lvp.grading"))
 
 
-def test_failed_run_shows_a_readable_one_line_error(tmp_path):
+def test_failed_run_shows_a_readable_one_line_error(tmp_path, slicer_app):
     from LumbarVNetPro import LumbarVNetProLogic
     from LumbarVNetProLib import scene as lvpscene
     from LumbarVNetProLib.process import ProcessFailed
@@ -147,6 +147,7 @@ def test_recompute_diff_keeps_reader_modifications():
         return {"levels": [{"level": "L4-L5", "grades": grades}]}
 
     rows = rows_from_report(report(1, 0, 2.0))
+    rows[0].accept()  # the reader accepted herniation 1
     rows[1].reader_grade = 2  # the reader modified canal stenosis 0 -> 2
     assert rows[1].decision == MODIFIED
     new_rows, changes = apply_recompute(rows, report(2, 1, 3.5))
@@ -180,10 +181,11 @@ def test_recompute_diff_carries_reader_grades_over_renamed_levels():
     assert by_key[("L5-L6", "herniation")].decision == MODIFIED
     assert [(c.old_level, c.level, c.reader_followed) for c in changes] == [("L4-L5", "L5-L6", False)]
     assert describe_changes(changes) == [
-        "L5-L6 herniation: bulge → bulge (level renamed from L4-L5) (your grade kept)"
+        "L5-L6 Disc herniation: bulge → bulge (level renamed from L4-L5) (your grade kept)"
     ]
     # A chain (L4-L5 -> L5-S, whose old segment was renamed L5-L6): each row follows its segment.
     rows = rows_from_report(report([("L4-L5", 1, 2.0), ("L5-S", 2, 3.0)]))
+    rows[0].accept()
     rows[1].reader_grade = 0
     renames = {"L4-L5": "L5-S", "L5-S": "L5-L6"}
     new_rows, changes = apply_recompute(rows, report([("L5-S", 1, 2.0), ("L5-L6", 2, 3.0)]), renames)

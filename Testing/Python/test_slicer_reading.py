@@ -95,7 +95,7 @@ def test_manual_arm_loads_no_ai_and_submits_intact(db, tmp_path, scene_with_samp
 
 def test_ai_arm_accept_and_modify_reach_the_database(db, tmp_path, scene_with_sample, reference_result):
     from LumbarVNetProLib.logic import CaseLogic
-    from LumbarVNetProLib.reading import ReadingSession
+    from LumbarVNetProLib.reading import ReadingError, ReadingSession
 
     scene, volume, _ = scene_with_sample
     session = ReadingSession(db, "r1", tmp_path / "drafts")
@@ -111,7 +111,12 @@ def test_ai_arm_accept_and_modify_reach_the_database(db, tmp_path, scene_with_sa
     assert {r.key: r.ai_grade for r in read.rows} == {("L4-L5", "herniation"): 2, ("L4-L5", "canal_stenosis"): 1}
     nodes = CaseLogic(scene).loadCase("ai_assisted", volume, read.rows, resultDir=reference_result, caseKey="c2")
     assert nodes.segmentation is not None and nodes.levelLabels.GetNumberOfControlPoints() > 0
-    session.set_grade("L4-L5", "canal_stenosis", 3)  # modify one, accept the other
+    # Nothing is accepted before the reader says so: submit is refused while a row is unreviewed.
+    assert {r.state for r in read.rows} == {"unreviewed"} and all(r.decision is None for r in read.rows)
+    session.set_grade("L4-L5", "canal_stenosis", 3)  # modify one
+    with pytest.raises(ReadingError, match="missing: L4-L5 herniation"):
+        session.submit()
+    session.set_grade("L4-L5", "herniation", 2)  # accept the other
     session.submit()
     entries = {(r["level"], r["pathology"]): r for r in admin.export_reads(db, "s") if r["arm"] == "ai_assisted"}
     assert entries[("L4-L5", "herniation")]["reader_grade"] == 2
@@ -170,8 +175,11 @@ def test_renamed_level_survives_resume_and_submits_with_the_ai_grade_shown(db, t
         assert (rows[("L3-L4", "herniation")].ai_grade, rows[("L3-L4", "herniation")].reader_grade) == (2, 3)
         assert rows[("L3-L4", "herniation")].decision == "modified"
         assert rows[("L3-L4", "canal_stenosis")].ai_grade == 1 and rows[("L3-L4", "canal_stenosis")].ai_level == "L4-L5"
+        # The canal row was never reviewed: it followed the rename, unreviewed, and is accepted now.
+        assert rows[("L3-L4", "canal_stenosis")].state == "unreviewed"
         session = ReadingSession(reopened, "r1")
         session.start(ai_item.assignment_id)
+        session.set_grade("L3-L4", "canal_stenosis", 1)
         done = session.submit()
         assert {(g.level, g.pathology, g.grade, g.ai_level) for g in done.grades} == {
             ("L3-L4", "herniation", 3, "L4-L5"),
@@ -182,7 +190,6 @@ def test_renamed_level_survives_resume_and_submits_with_the_ai_grade_shown(db, t
         assert shown[("L3-L4", "herniation")] == (2, "modified")
         assert shown[("L3-L4", "canal_stenosis")] == (1, "accepted")
         deleted = [a for a in reopened.audit_trail("grade_entry") if a["action"] == "delete_grade"]
-        assert {(a["old"]["level"], a["old"]["pathology"]) for a in deleted} == {("L4-L5", "herniation"),
-                                                                               ("L4-L5", "canal_stenosis")}
+        assert {(a["old"]["level"], a["old"]["pathology"]) for a in deleted} == {("L4-L5", "herniation")}
     finally:
         reopened.close()

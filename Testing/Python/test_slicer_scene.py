@@ -111,7 +111,8 @@ def test_grade_table_rows(scene_with_sample, reference_result):
     ]
     assert sorted((r["level"], r["pathology"], r["ai_grade"]) for r in rows) == sorted(expected)
     l45 = next(r for r in rows if r["level"] == "L4-L5" and r["pathology"] == "herniation")
-    assert l45["ai_grade_name"] == "protrusion" and l45["decision"] == "accepted"
+    # An AI grade nobody reviewed is not "accepted" (issue 9): the table says unreviewed.
+    assert l45["ai_grade_name"] == "protrusion" and l45["decision"] == "unreviewed" and l45["reader_grade"] == ""
     assert float(l45["value"]) > 0 and l45["measurement"] == "disc_volume_mm3"
 
 

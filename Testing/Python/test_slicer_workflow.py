@@ -64,9 +64,9 @@ class FakeRunner:
 
 
 def _params(volume, **changes):
-    from LumbarVNetProLib.parameters import LumbarVNetProParameterNode
+    from LumbarVNetProLib.parameters import Settings
 
-    params = LumbarVNetProParameterNode(inputVolume=volume)
+    params = Settings(inputVolume=volume)
     for name, value in changes.items():
         setattr(params, name, value)
     return params
@@ -94,16 +94,16 @@ def test_run_polls_progress_then_loads_result_and_its_rows(scene_with_sample, re
     assert "--model" in runner.calls[0]  # the bundled folder, always passed explicitly
     with pytest.raises(ValueError, match="already running"):
         place.startRun(_params(volume))
-    first = place.poll(volume)
-    assert (first.state, first.stage, first.progress) == (RUNNING, "segment", 0.4)
+    first = place.poll()
+    assert (first.state, first.stage, first.progress) == (RUNNING, "Segment", 0.4)  # readable names
     running.code = 0
-    done = place.poll(volume, showPlanes=True)
+    done = place.poll(showPlanes=True)
     assert done.state == DONE and not place.running
     assert place.nodes.segmentation is not None and place.canRecompute
     assert place.nodes.scanPlanes and place.nodes.scanPlanes[0].GetDisplayNode().GetVisibility()
-    # The panel's grade table gets the result's rows (reader grades start at the AI grade).
+    # The panel's grade table gets the result's rows, unreviewed: accepted only by the reader.
     assert ("L4-L5", "herniation") in {r.key for r in place.rows}
-    assert all(r.reader_grade == r.ai_grade for r in place.rows)
+    assert all(r.reader_grade is None and r.state == "unreviewed" for r in place.rows)
 
 
 def test_second_run_on_the_same_volume_replaces_its_result(scene_with_sample, reference_result, tmp_path):
@@ -130,13 +130,13 @@ def test_second_run_on_the_same_volume_replaces_its_result(scene_with_sample, re
                 if sh.GetItemName(ids.GetId(i)).endswith("LVP scan planes")]
 
     place.startRun(_params(volume, outputFolder=tmp_path / "one"))
-    assert place.poll(volume).state == DONE
+    assert place.poll().state == DONE
     first = result_nodes()
     roles = sorted(role for role, _ in first)
     assert roles.count("segmentation") == 1 and roles.count("grades") == 1 and roles.count("levels") == 1
     first_seg = place.nodes.segmentation.GetID()
     place.startRun(_params(volume, outputFolder=tmp_path / "two"))
-    assert place.poll(volume).state == DONE
+    assert place.poll().state == DONE
     second = result_nodes()
     assert sorted(role for role, _ in second) == roles  # same set of roles, once each
     assert not {node_id for _, node_id in first} & {node_id for _, node_id in second}  # all replaced
@@ -166,14 +166,14 @@ def test_run_refuses_bad_settings_and_reports_failure_and_cancel(scene_with_samp
 
     place = _workplace(scene, FakeRunner(reference_result, edit=incomplete, running=FakeRunning(code=1)))
     place.startRun(_params(volume, outputFolder=tmp_path / "bad"))
-    failed = place.poll(volume)
+    failed = place.poll()
     assert failed.state == FAILED and "grade failed: no canal" in failed.error
     assert place.nodes is None and place.rows == []
 
     place = _workplace(scene, FakeRunner(reference_result, running=FakeRunning(code=None)))
     place.startRun(_params(volume, outputFolder=tmp_path / "cancel"))
     place.cancel()
-    assert place.poll(volume).state == CANCELLED and place.nodes is None
+    assert place.poll().state == CANCELLED and place.nodes is None
 
 
 def test_model_folder_choice(tmp_path):
@@ -192,8 +192,12 @@ def test_grade_table_cells_and_choices():
     from LumbarVNetProLib.grades import GradeRow, grade_choices, table_cells
 
     row = GradeRow("L4-L5", "herniation", 2, 0.8123, "posterior_displacement_mm", 4.06, 2)
-    assert table_cells(row) == ["L4-L5", "herniation", "protrusion", "0.81", "posterior_displacement_mm 4.1"]
-    assert table_cells(GradeRow("L4-L5", "pfirrmann")) == ["L4-L5", "pfirrmann", "", "", ""]
+    assert table_cells(row) == ["L4-L5", "Disc herniation", "protrusion", "0.81", "posterior displacement 4.1 mm"]
+    assert table_cells(GradeRow("L4-L5", "pfirrmann")) == ["L4-L5", "Pfirrmann disc degeneration", "", "", ""]
+    recess = GradeRow("L5-S", "lateral_recess_left", 1, 0.7, "recess_depth_mm", 3.0, calibrated=False)
+    assert table_cells(recess)[1:4] == ["Lateral recess stenosis, left", "mild", "0.70 (heuristic)"]
+    # No internal key reaches the reader: no underscore in any cell.
+    assert not any("_" in cell for cell in table_cells(row) + table_cells(recess))
     assert grade_choices("pfirrmann")[0] == ("1 I", 1) and len(grade_choices("canal_stenosis")) == 4
 
 
@@ -203,7 +207,7 @@ def test_reader_grade_without_a_read_updates_rows_and_table_node(scene_with_samp
     scene, volume, _ = scene_with_sample
     place = _workplace(scene, FakeRunner(reference_result))
     place.startRun(_params(volume))
-    place.poll(volume)
+    place.poll()
     index = next(i for i, r in enumerate(place.rows) if r.key == ("L4-L5", "herniation"))
     assert place.setReaderGrade(index, None) is None  # the empty combo entry changes nothing
     row = place.setReaderGrade(index, 3)
@@ -220,7 +224,7 @@ def test_recompute_carries_the_reader_grade_over_a_renamed_level(scene_with_samp
     scene, volume, _ = scene_with_sample
     place = _workplace(scene, FakeRunner(reference_result))
     place.startRun(_params(volume))
-    place.poll(volume)
+    place.poll()
     index = next(i for i, r in enumerate(place.rows) if r.key == ("L5-S", "herniation"))
     place.setReaderGrade(index, 2)  # AI said 0, the reader says protrusion
     seg = place.nodes.segmentation.GetSegmentation()
@@ -239,8 +243,8 @@ def test_recompute_carries_the_reader_grade_over_a_renamed_level(scene_with_samp
     rows = {r.key: r for r in place.rows}
     assert "L5-S" not in {r.level for r in place.rows}
     assert rows[("L5-L6", "herniation")].reader_grade == 2 and rows[("L5-L6", "herniation")].ai_grade == 1
-    assert rows[("L5-L6", "pfirrmann")].reader_grade == rows[("L5-L6", "pfirrmann")].ai_grade  # accepted follows
-    assert "L5-L6 herniation: none → bulge (level renamed from L5-S) (your grade kept)" in lines
+    assert rows[("L5-L6", "pfirrmann")].reader_grade is None  # unreviewed stays unreviewed
+    assert "L5-L6 Disc herniation: none → bulge (level renamed from L5-S) (your grade kept)" in lines
     assert json.loads((tmp_path / "recompute" / "level_renames.json").read_text()) == {"L5-S": "L5-L6"}
     table = {(r["level"], r["pathology"]): r for r in lvpscene.read_grade_table(place.nodes.gradeTable)}
     assert table[("L5-L6", "herniation")]["reader_grade"] == "2"
@@ -297,7 +301,7 @@ def test_reading_flow_through_the_workplace(study, tmp_path):
     with pytest.raises(ReadingError, match="sign in"):
         place.pickAssignment()
     entries = place.signIn("r1", "", tmp_path / "drafts", db=study)
-    assert [e.text for e in entries] == ["c1 — manual — not_started", "c2 — ai-assisted — not_started"]
+    assert [e.text for e in entries] == ["c1 — manual — not started", "c2 — AI-assisted — not started"]
     assert place.readingTime() is None
     with pytest.raises(ReadingError, match="no case"):
         place.submit()
@@ -334,7 +338,7 @@ def test_worklist_text_and_elapsed():
     from LumbarVNetProLib.workflow import elapsed_text, worklist_text
 
     item = SimpleNamespace(case_key="c9", arm="ai_assisted", status="draft", available=False)
-    assert worklist_text(item, "(attente)") == "c9 — ai-assisted — draft (attente)"
+    assert worklist_text(item, "(attente)") == "c9 — AI-assisted — draft (attente)"
     assert elapsed_text(125.4) == "02:05" and elapsed_text(-1) == "00:00"
 
 
