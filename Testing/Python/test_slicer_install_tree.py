@@ -140,12 +140,15 @@ def extension(tmp_path_factory) -> dict[str, Path]:
         pytest.skip("cmake is not installed")
     if not _has_compilers():
         pytest.skip("no C/C++ compiler: the extension's project() enables C and CXX as Slicer's template does")
+    generator = "Unix Makefiles" if shutil.which("make") else "Ninja" if shutil.which("ninja") else None
+    if generator is None:
+        pytest.skip("neither make nor ninja is installed")
     work = tmp_path_factory.mktemp("extension")
     source, standin, build, install = work / "source", work / "Slicer-standin", work / "build", work / "install"
     _snapshot_sources(source)
     _write_slicer_standin(standin)
-    _run(["cmake", "-S", str(source), "-B", str(build), f"-DSlicer_DIR={standin}", "-DBUILD_TESTING=ON",
-          f"-DCMAKE_INSTALL_PREFIX={install}", f"-DLVP_TEST_PYTHON={sys.executable}"], work)
+    _run(["cmake", "-S", str(source), "-B", str(build), "-G", generator, f"-DSlicer_DIR={standin}",
+          "-DBUILD_TESTING=ON", f"-DCMAKE_INSTALL_PREFIX={install}", f"-DLVP_TEST_PYTHON={sys.executable}"], work)
     _run(["cmake", "--build", str(build)], work)
     _run(["cmake", "--install", str(build)], work)
     return {"source": source, "build": build, "install": install, "modules": install / SCRIPTED_DIR}
