@@ -182,7 +182,8 @@ def inspect_nifti(path: Path) -> NiftiScan:
     refused (ITK would fill the missing voxels with zeros) and non-finite float voxels, which
     ITK turns into zeros, are counted.
     """
-    chunks = _gzip_chunks(path) if path.name.lower().endswith(".gz") else _raw_chunks(path)
+    gz = path.name.lower().endswith(".gz")
+    chunks = _gzip_chunks(path) if gz else _raw_chunks(path)
     head = b""
     for chunk in chunks:
         head += chunk
@@ -196,6 +197,10 @@ def inspect_nifti(path: Path) -> NiftiScan:
     nonfinite = 0
     total = 0  # stream bytes seen so far
     carry = b""  # the bytes of a float voxel split between two chunks
+    if dtype is None and not gz:  # integer voxels, no decompression: the file size tells all
+        chunks.close()  # type: ignore[attr-defined]
+        head, total = b"", path.stat().st_size
+        chunks = iter(())
     for chunk in _chain(head, chunks):
         start, total = total, total + len(chunk)
         if dtype is None:
