@@ -98,13 +98,14 @@ def test_sigkill_while_writing_leaves_the_previous_result_whole(patients, tmp_pa
     assert _stale(out) == []
 
 
-def test_sigterm_while_writing_removes_its_temporaries(patients, tmp_path):
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_while_writing_removes_its_temporaries(patients, tmp_path, sig, code):
     out = tmp_path / "out"
     assert _run(patients["patient_a"], out).returncode == 0
-    proc, err = _kill_at(_cmd(patients["patient_b"], out), "figure", signal.SIGTERM)
-    assert proc.returncode in (143, 0), err
+    proc, err = _kill_at(_cmd(patients["patient_b"], out), "figure", sig)
+    assert proc.returncode in (code, 0), err
     assert "Traceback" not in err
-    assert whole_result_of(out, patients) == ("patient_a" if proc.returncode == 143 else "patient_b")
+    assert whole_result_of(out, patients) == ("patient_a" if proc.returncode == code else "patient_b")
     assert _stale(out) == []
 
 
