@@ -141,6 +141,28 @@ def test_a_run_into_a_locked_folder_fails_at_once_and_writes_nothing(patients, t
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
+def test_a_second_run_while_the_first_is_reading_fails_and_the_first_completes(patients, tmp_path):
+    """Two real lvp infer processes, the first held (SIGSTOP) right after it started reading."""
+    out = tmp_path / "out"
+    first = subprocess.Popen(_cmd(patients["patient_a"], out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    assert first.stdout is not None
+    for line in first.stdout:
+        if json.loads(line).get("stage") == "read":
+            first.send_signal(signal.SIGSTOP)
+            break
+    try:
+        second = _run(patients["patient_b"], out)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, err = first.communicate(timeout=300)
+    assert second.returncode == 2 and "is being written by another lvp run" in second.stderr
+    assert f"pid {first.pid}" in second.stderr
+    assert first.returncode == 0, err
+    assert whole_result_of(out, patients) == "patient_a"
+    assert _stale(out) == []
+
+
 def test_two_concurrent_runs_into_one_folder_leave_one_whole_result(patients, tmp_path):
     out = tmp_path / "out"
     procs = {name: subprocess.Popen(_cmd(patients[name], out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
