@@ -16,7 +16,8 @@ to the newest version on opening (Alembic, programmatic)::
     # replace=True drops draft entries not in the list (each deletion is audited).
     db.submit("dr_a", read.reading_id)                    # duration recorded, read immutable
     db.correct("dr_a", read.reading_id, [Grade("L4-L5", "herniation", 3)], reason="missed extrusion")
-    db.ai_results("dr_a", assignment_id)                  # DatabaseError for a manual-arm assignment
+    db.ai_results("dr_a", assignment_id)                  # only in an opened AI-arm read, and not while
+                                                          # the reader's manual read of the case is a draft
     db.store_ai_results("study", "case-001", [AIGrade("L4-L5", "herniation", 2, 0.91, None)])
     db.audit_trail("reading", read.reading_id)
 
@@ -30,7 +31,11 @@ Rules held by the database itself (constraints and triggers, see :mod:`lvp.readi
 * a reader reads and writes only their own assignments;
 * a submitted read is immutable; a correction is a new version with a reason, and the audit log
   (append-only) keeps who changed what, when, old -> new;
-* AI output is never returned for, nor recorded in, a manual-arm read;
+* AI output is never returned for, nor recorded in, a manual-arm read; it is shown only in an opened
+  AI-arm read of the case, never while the same reader's manual read of that case is a draft;
+* on PostgreSQL the tables belong to an owner role and LVP runs as an app role without DDL or
+  TRUNCATE (:mod:`lvp.readingdb.roles`, ``lvp study db-roles``); reader names are plain words
+  (:mod:`lvp.readingdb.names`);
 * a reader cannot read the same case in both arms in the same session; session 2 opens after
   session 1 is finished and the study's washout period has passed.
 
