@@ -1,6 +1,7 @@
 """``summary.csv`` of a batch: one row per level of every case (one row for a case without levels).
 
-Columns: ``case``, ``status``, ``level``, ``level_confidence``, then for each grade found in the
+Columns: ``case``, ``status`` (of the case), ``level``, ``level_status`` (e.g. "found" / "not
+found", when the report says), ``level_confidence``, then for each grade found in the
 batch ``<grade>`` (its name, e.g. "mild"), ``<grade>_grade`` (the number) and
 ``<grade>_probability`` (the probability of that grade), then every measurement's value
 (``<measurement>``, units in the name), then ``numbering_confident``, ``warnings`` (codes) and
@@ -47,7 +48,7 @@ def summary_rows(results: list[dict]) -> tuple[list[str], list[dict]]:
         for lv in (r.get("report") or {}).get("levels", []):
             grade_names += [g for g in lv.get("grades", {}) if g not in grade_names]
             measure_names += [m for m in lv.get("measurements", {}) if m not in measure_names]
-    header = ["case", "status", "level", "level_confidence"]
+    header = ["case", "status", "level", "level_status", "level_confidence"]
     for g in grade_names:
         header += [g, f"{g}_grade", f"{g}_probability"]
     header += measure_names + ["numbering_confident", "warnings", "error", "input", "output"]
@@ -63,7 +64,8 @@ def summary_rows(results: list[dict]) -> tuple[list[str], list[dict]]:
         if not levels:
             rows.append(base)
         for lv in levels:
-            row = dict(base, level=lv.get("level"), level_confidence=lv.get("confidence"))
+            row = dict(base, level=lv.get("level"), level_status=lv.get("status"),
+                       level_confidence=lv.get("confidence"))
             for g, grade in (lv.get("grades") or {}).items():
                 row[g] = grade.get("name")
                 row[f"{g}_grade"] = grade.get("grade")
