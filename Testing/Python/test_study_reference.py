@@ -126,3 +126,18 @@ def test_delong_refused_with_one_positive_and_degenerate_auc_gets_score_interval
     # Away from the boundary the score interval agrees with DeLong's to the first decimals.
     lo, hi = auc_score_interval(0.75, 300, 300)
     assert (hi - lo) == pytest.approx(2 * 1.96 * 0.0205, rel=0.2)
+
+
+def test_rank_and_counting_delong_paths_agree_with_brute_force():
+    from test_study_stats import _brute_delong
+
+    rng = np.random.default_rng(9)
+    truth = rng.random(70) < 0.4
+    cont = np.vstack([truth * 0.8 + rng.normal(0, 1, 70), truth * 0.4 + rng.normal(0, 1, 70)])  # rank path
+    _, cov = delong_covariance(truth, cont)
+    np.testing.assert_allclose(cov, _brute_delong(truth, cont[0], cont[1]), rtol=1e-12)
+    grades = np.clip(np.round(cont + 1.5), 0, 3)  # ordinal: counting path
+    _, cov = delong_covariance(truth, grades)
+    np.testing.assert_allclose(cov, _brute_delong(truth, grades[0], grades[1]), rtol=1e-12)
+    _, cov_rank = delong_covariance(truth, grades + 1e-9 * 0.5)  # not integer: rank path, same ties
+    np.testing.assert_allclose(cov, cov_rank, rtol=1e-9)

@@ -168,6 +168,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_blas_thread():  # noqa: ANN202 - a context manager
+    """Limit BLAS to one thread: the analysis multiplies hundreds of small matrices, where OpenBLAS's
+    thread hand-offs cost more than the arithmetic (measured: 1.7 s instead of 7.6 s on 2 busy cores).
+    """
+    try:
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+    except ImportError:  # pragma: no cover
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Analyse the study and write the HTML report, the analysis as JSON and the MRMC long CSV."""
     from lvp.readingdb.admin import export_columns
@@ -182,8 +195,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     cols = export_columns(_db(args), args.study)
     if cols["grades"]["read"].size == 0:
         raise DatabaseError(f"study {args.study!r} has no submitted reads to analyse")
-    analysis = analyse(cols, alpha=args.alpha, margin=args.margin, hypothesis=args.ai_test,
-                       bootstrap=args.bootstrap, seed=args.seed)
+    with _one_blas_thread():
+        analysis = analyse(cols, alpha=args.alpha, margin=args.margin, hypothesis=args.ai_test,
+                           bootstrap=args.bootstrap, seed=args.seed)
     path = write_report(args.study, analysis, Path(args.output))
     mrmc = path.with_name(path.stem + "_mrmc.csv")
     write_mrmc_csv(cols, mrmc)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from operator import itemgetter
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -267,14 +268,59 @@ def _grade_rows(sess: Session, st: Study, ordered: bool = True, chunk: int = 50_
                GradeEntry.measurement, GradeEntry.ai_grade_shown, GradeEntry.ai_decision)
         .join(Reading, Reading.id == GradeEntry.reading_id)
         .join(Assignment, Assignment.id == Reading.assignment_id)
-        .where(Assignment.study_id == st.id, Reading.status == "submitted")
+        .where(Assignment.study_id == int(st.id), Reading.status == "submitted")
     )
     if ordered:
         stmt = stmt.join(Reader, Reader.id == Reading.reader_id).order_by(
             Reader.username, Assignment.session, Assignment.order_index, GradeEntry.level, GradeEntry.pathology)
-    result = sess.execute(stmt, execution_options={"yield_per": chunk})
-    for part in result.partitions(chunk):
-        yield from part
+    yield from _raw_rows(sess, stmt, chunk)
+
+
+def _raw_rows(sess: Session, stmt, chunk: int = 50_000) -> Iterator[tuple]:  # noqa: ANN001 - a Select
+    """Rows of ``stmt`` as plain tuples from the DB-API cursor, in chunks (no ORM or Row objects).
+
+    Only for statements without user input: parameters are rendered as literals (integers here).
+    """
+    conn = sess.connection()
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        cur.execute(sql)
+        while rows := cur.fetchmany(chunk):
+            yield from rows
+    finally:
+        cur.close()
+
+
+def _grade_columns(sess: Session, st: Study, chunk: int = 50_000) -> tuple:
+    """Grade entries of the study's submitted reads as columns: reading ids, levels, pathologies, grades,
+    measurements (NaN for none).
+
+    Read through the DB-API cursor in chunks and transposed at C speed: half a million grades
+    through ORM rows would take seconds. The SQL has no user input (the study id is an integer).
+    """
+    import numpy as np
+
+    stmt = (
+        select(GradeEntry.reading_id, GradeEntry.level, GradeEntry.pathology, GradeEntry.reader_grade,
+               GradeEntry.measurement)
+        .join(Reading, Reading.id == GradeEntry.reading_id)
+        .join(Assignment, Assignment.id == Reading.assignment_id)
+        .where(Assignment.study_id == int(st.id), Reading.status == "submitted")
+    )
+    conn = sess.connection()
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cur = conn.connection.dbapi_connection.cursor()
+    parts: list[list] = [[], [], [], [], []]
+    try:
+        cur.execute(sql)
+        while rows := cur.fetchmany(chunk):
+            for i, col in enumerate(parts):  # itemgetter columns: 6x faster than zip(*rows)
+                col.extend(map(itemgetter(i), rows))
+    finally:
+        cur.close()
+    return (np.array(parts[0], dtype=np.int64), parts[1], parts[2], np.array(parts[3], dtype=np.int16),
+            np.array([np.nan if v is None else v for v in parts[4]], dtype=float))
 
 
 def _case_tables(sess: Session, st: Study) -> tuple[dict, dict]:
@@ -354,7 +400,6 @@ def export_columns(db: ReadingDB, study: str) -> dict:
         case_code = {cid: i for i, cid in enumerate(case_ids)}
         reader_code = {u: i for i, u in enumerate(readers)}
         reads = sorted(newest.values(), key=lambda r: r.id)
-        read_index = {r.id: i for i, r in enumerate(reads)}
         arm_code = {"manual": 0, "ai_assisted": 1}
         r_reader = np.array([reader_code[r.username] for r in reads], dtype=np.int32)
         r_case = np.array([case_code[r.case_id] for r in reads], dtype=np.int32)
@@ -368,32 +413,30 @@ def export_columns(db: ReadingDB, study: str) -> dict:
 
         levels: dict[str, int] = {}
         pathologies: dict[str, int] = {}
-        cols: dict[str, list] = {k: [] for k in ("read", "level", "pathology", "grade", "measurement",
-                                                 "ref", "ref_meas", "ai")}
-        for reading_id, level, pathology, grade, meas, _shown, _decision in _grade_rows(sess, st, ordered=False):
-            i = read_index.get(reading_id)
-            if i is None:
-                continue
-            cid = case_ids[r_case[i]]
-            ref = refs.get((cid, level, pathology))
-            ai = ais.get((cid, level, pathology))
-            cols["read"].append(i)
-            cols["level"].append(levels.setdefault(level, len(levels)))
-            cols["pathology"].append(pathologies.setdefault(pathology, len(pathologies)))
-            cols["grade"].append(grade)
-            cols["measurement"].append(np.nan if meas is None else meas)
-            cols["ref"].append(-1 if ref is None else ref[0])
-            cols["ref_meas"].append(np.nan if ref is None or ref[1] is None else ref[1])
-            cols["ai"].append(-1 if ai is None else ai[0])
-        read = np.array(cols["read"], dtype=np.int32)
+        ids, lv, pa, gr, me = _grade_columns(sess, st)
+        lv = np.array([levels.setdefault(x, len(levels)) for x in lv], dtype=np.int16)
+        pa = np.array([pathologies.setdefault(x, len(pathologies)) for x in pa], dtype=np.int16)
+        # Only the newest version of each read: reading ids -> positions in the sorted read list.
+        read_ids = np.array([r.id for r in reads], dtype=np.int64)
+        pos = np.minimum(np.searchsorted(read_ids, ids), max(read_ids.size - 1, 0))
+        keep = read_ids[pos] == ids if read_ids.size else np.zeros(ids.size, bool)
+        read = pos[keep].astype(np.int32)
+        lv, pa, gr, me = lv[keep], pa[keep], gr[keep], me[keep]
+        # Reference and AI grades by (case, level, pathology) code: one table lookup per grade.
+        shape = (len(case_ids), len(levels) + 1, len(pathologies) + 1)
+        ref_g, ref_m, ai_g = np.full(shape, -1, np.int16), np.full(shape, np.nan), np.full(shape, -1, np.int16)
+        for (cid, level, path), (g, m) in refs.items():
+            if level in levels and path in pathologies:
+                ref_g[case_code[cid], levels[level], pathologies[path]] = g
+                ref_m[case_code[cid], levels[level], pathologies[path]] = np.nan if m is None else m
+        for (cid, level, path), (g, _conf) in ais.items():
+            if level in levels and path in pathologies:
+                ai_g[case_code[cid], levels[level], pathologies[path]] = g
+        case_of = r_case[read]
         grades = {
             "read": read, "reader": r_reader[read], "case": r_case[read], "arm": r_arm[read],
-            "session": r_session[read], "level": np.array(cols["level"], dtype=np.int16),
-            "pathology": np.array(cols["pathology"], dtype=np.int16),
-            "grade": np.array(cols["grade"], dtype=np.int16),
-            "measurement": np.array(cols["measurement"], dtype=float),
-            "ref": np.array(cols["ref"], dtype=np.int16), "ref_meas": np.array(cols["ref_meas"], dtype=float),
-            "ai": np.array(cols["ai"], dtype=np.int16),
+            "session": r_session[read], "level": lv, "pathology": pa, "grade": gr, "measurement": me,
+            "ref": ref_g[case_of, lv, pa], "ref_meas": ref_m[case_of, lv, pa], "ai": ai_g[case_of, lv, pa],
         }
         return {
             "study": st.name, "washout_days": st.washout_days, "readers": readers,

@@ -54,12 +54,15 @@ def sensitivity_specificity(truth, predicted, alpha: float = 0.05) -> SensSpec: 
 
 def weighted_kappa(a, b, categories: Sequence[int], weights: str = "linear") -> float:  # noqa: ANN001
     """Cohen's weighted kappa of two ratings on the ordinal ``categories`` (``linear`` / ``quadratic``)."""
-    cats = list(categories)
-    k = len(cats)
-    index = {c: i for i, c in enumerate(cats)}
-    obs = np.zeros((k, k))
-    for x, y in zip(a, b, strict=True):
-        obs[index[x], index[y]] += 1
+    cats = np.asarray(list(categories))
+    k = cats.size
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError("the two ratings differ in length")
+    ia, ib = np.searchsorted(cats, a), np.searchsorted(cats, b)
+    if a.size and (ia.max() >= k or ib.max() >= k or (cats[ia] != a).any() or (cats[ib] != b).any()):
+        raise ValueError("a rating is not one of the categories")
+    obs = np.bincount(ia * k + ib, minlength=k * k).reshape(k, k).astype(float)
     n = obs.sum()
     if n == 0:
         return float("nan")
@@ -175,7 +178,9 @@ def fleiss_from_sums(p_sum, cat_sums, n_units):  # noqa: ANN001, ANN201
 def bootstrap_weights(n_clusters: int, replicates: int, seed: int = 0) -> np.ndarray:
     """(replicates x clusters) counts of how often each cluster is drawn in a bootstrap sample."""
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=replicates).astype(float)
+    draws = rng.integers(0, n_clusters, (replicates, n_clusters))
+    flat = draws + (np.arange(replicates) * n_clusters)[:, None]
+    return np.bincount(flat.ravel(), minlength=replicates * n_clusters).reshape(replicates, n_clusters).astype(float)
 
 
 def percentile_ci(values, alpha: float = 0.05) -> tuple[float, float]:  # noqa: ANN001

@@ -29,6 +29,15 @@ def _time(v: object) -> np.datetime64:
     return np.datetime64(datetime.fromisoformat(str(v)), "s")
 
 
+def _sorted_codes(codes: dict[str, int]) -> tuple[list[str], np.ndarray]:
+    """Names sorted, and old code -> new code."""
+    names = sorted(codes)
+    remap = np.zeros(len(codes), dtype=np.int32)
+    for new, name in enumerate(names):
+        remap[codes[name]] = new
+    return names, remap
+
+
 def columns_from_rows(rows: Iterable[dict], study: str = "", washout_days: int | None = None) -> dict:
     """Columns (see :func:`lvp.readingdb.admin.export_columns`) from exported rows (dicts).
 
@@ -67,8 +76,12 @@ def columns_from_rows(rows: Iterable[dict], study: str = "", washout_days: int |
         g["ref"].append(_int(r.get("reference_grade")))
         g["ref_meas"].append(_num(r.get("reference_measurement")))
         g["ai"].append(_int(r.get("ai_grade")))
+    # Codes in name order, as the database export has them (the case bootstrap draws by code).
+    reader_names, reader_map = _sorted_codes(readers)
+    case_names, case_map = _sorted_codes(cases)
     rd = {
-        "reader": np.array(reads["reader"], dtype=np.int32), "case": np.array(reads["case"], dtype=np.int32),
+        "reader": reader_map[np.array(reads["reader"], dtype=np.int32)],
+        "case": case_map[np.array(reads["case"], dtype=np.int32)],
         "arm": np.array(reads["arm"], dtype=np.int8), "session": np.array(reads["session"], dtype=np.int16),
         "first_duration_s": np.array(reads["first_duration_s"], dtype=float),
         "started_at": np.array(reads["started_at"], dtype="datetime64[s]"),
@@ -81,6 +94,6 @@ def columns_from_rows(rows: Iterable[dict], study: str = "", washout_days: int |
               "pathology": np.array(g["pathology"], dtype=np.int16), "grade": np.array(g["grade"], dtype=np.int16),
               "measurement": np.array(g["measurement"]), "ref": np.array(g["ref"], dtype=np.int16),
               "ref_meas": np.array(g["ref_meas"]), "ai": np.array(g["ai"], dtype=np.int16)}
-    return {"study": study, "washout_days": washout_days, "readers": list(readers), "cases": list(cases),
+    return {"study": study, "washout_days": washout_days, "readers": reader_names, "cases": case_names,
             "levels": list(levels), "pathologies": list(pathologies), "grades": grades, "reads": rd,
             "design": None}
