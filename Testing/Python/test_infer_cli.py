@@ -215,7 +215,10 @@ def test_single_case_prints_its_warnings_and_numbering(tmp_path, sample_case, ca
         sample_case.with_name("spider_sample_labels.nii.gz")))
     text = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
-    assert code == EXIT_COMPLETE and f"complete ({', '.join(lv['level'] for lv in report['levels'])})" in text
+    found = [lv["level"] for lv in report["levels"] if lv.get("status") != "not found"]
+    missing = [lv["level"] for lv in report["levels"] if lv.get("status") == "not found"]
+    shown = ", ".join(found) + (f"; not found: {', '.join(missing)}" if missing else "")
+    assert code == EXIT_COMPLETE and f"complete ({shown})" in text
     assert report["warnings"], "the sample's labelling warns (no sacrum in the slab)"
     for w in report["warnings"]:
         assert f"warning: {w['code']}: {w['message']}" in text

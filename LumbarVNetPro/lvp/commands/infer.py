@@ -165,7 +165,7 @@ def output_dirs(cases: list[Path], out: Path) -> list[Path]:
 
 
 # Result fields kept for the printout and summary.csv, not sent in the JSON "case" line.
-_NOT_EMITTED = ("report", "warnings", "numbering")
+_NOT_EMITTED = ("report", "warnings", "numbering", "missing_levels")
 
 
 class Progress:
@@ -240,7 +240,9 @@ def infer_cases(cases: list[Path], dirs: list[Path], *, segmenter: Any, progress
             report = run_inference(case, out, axial=axial, segmenter=segmenter, progress=progress.stage,
                                    html=html)
             result.update(status=report["status"], failed_stage=report["failed_stage"], error=report["error"],
-                          levels=[lv["level"] for lv in report["levels"]], report=report,
+                          levels=[lv["level"] for lv in report["levels"] if lv.get("status") != "not found"],
+                          missing_levels=[lv["level"] for lv in report["levels"] if lv.get("status") == "not found"],
+                          report=report,
                           warnings=list(report.get("warnings") or []), numbering=report.get("numbering"))
         except LVPError as err:
             result.update(status="failed", error=str(err))
@@ -345,7 +347,8 @@ def summarise(results: list[dict], progress: Progress) -> int:
     out = sys.stderr if progress.json_lines else sys.stdout
     for r in results if not progress.quiet else []:
         if r["status"] == "complete":
-            print(f"{r['input']}: complete ({', '.join(r['levels'])}) -> {r['output']}", file=out)
+            missing = f"; not found: {', '.join(r['missing_levels'])}" if r.get("missing_levels") else ""
+            print(f"{r['input']}: complete ({', '.join(r['levels'])}{missing}) -> {r['output']}", file=out)
         elif r["status"] == "partial":
             print(f"{r['input']}: PARTIAL, stage {r['failed_stage']} failed: {r['error']} -> {r['output']}",
                   file=out)
