@@ -116,9 +116,13 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel: Qt wiring only. State and decisions are in :class:`LumbarVNetProLib.workflow.Workplace`."""
 
     def __init__(self, parent=None) -> None:  # noqa: ANN001
-        """Initialise state; the UI is built in :meth:`setup`."""
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
+        """Initialise state; the UI is built in :meth:`setup`.
+
+        The state is set *before* Slicer's base ``__init__``: without a parent that one builds a
+        panel and calls :meth:`setup` itself (the self-test does this), which must not be undone.
+        ``VTKObservationMixin`` is initialised by the base's ``super().__init__()`` chain; calling
+        it again here would drop the scene observers that :meth:`setup` added.
+        """
         self.logic = None
         self.workplace = None
         self._parameterNode = None
@@ -126,6 +130,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._afterInstall = None
         self.shortcuts = []
         self.keyActions = {}  # key sequence text -> what it does (the self-test presses keys through it)
+        ScriptedLoadableModuleWidget.__init__(self, parent)
 
     def resourcePath(self, filename: str) -> str:
         """Resources beside the script (installed) or in the repository's ``Resources``."""
@@ -237,7 +242,8 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneEndClose(self, caller, event) -> None:  # noqa: ANN001
         """Recreate the parameter node in the new scene."""
-        if self.parent.isEntered:
+        # A panel built without a module parent (the self-test's) has no isEntered: always shown.
+        if getattr(self.parent, "isEntered", True):
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
@@ -344,7 +350,20 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.changesLabel.setText("\n".join(result.lines) if result.lines else _("No grade changed."))
             self.ui.statusLabel.setText(_("Recomputed."))
         elif result.kind == workflow.INSTALL:
+            from LumbarVNetProLib import install
+
             self.ui.statusLabel.setText(_("Installed: {packages}").format(packages=", ".join(result.lines)))
+            stale = install.imported_before(result.lines)
+            if stale:
+                # As slicer.packaging.pip_ensure: a package already imported keeps its old version
+                # in memory until Slicer restarts.
+                slicer.util.infoDisplay(
+                    _("Restart Slicer before going on: {packages} were already loaded in memory.").format(
+                        packages=", ".join(stale)
+                    )
+                )
+                self._afterInstall = None
+                return
             then, self._afterInstall = self._afterInstall, None
             if then is not None:
                 then()

@@ -44,16 +44,21 @@ from packaging.utils import canonicalize_name
 # What the inference child (`lvp infer` on a NIfTI the panel writes) imports: ONNX Runtime for the
 # network on the CPU, SciPy for labelling/measurement, PyYAML for the grading rules, tqdm for its
 # progress. pydicom is imported only for DICOM input, which the panel never hands the child.
+# Minimum versions, not pins: Slicer's Python is shared with other extensions, so a compatible
+# version already there is used as it is (CI tests the versions pinned in pyproject.toml, which
+# satisfy these; test_slicer_install checks that).
 ANALYSIS_REQUIREMENTS: tuple[str, ...] = (
-    "onnxruntime==1.32.0",
-    "scipy==1.17.1",
-    "PyYAML==6.0.4",
-    "tqdm==4.70.1",
+    "onnxruntime>=1.17",
+    "scipy>=1.11",
+    "PyYAML>=6.0",
+    "tqdm>=4.60",
 )
 # What the reading database needs (Sign in).
-READING_REQUIREMENTS: tuple[str, ...] = ("SQLAlchemy==2.1.9", "alembic==1.20.1")
+READING_REQUIREMENTS: tuple[str, ...] = ("SQLAlchemy>=2.0", "alembic>=1.12")
 # Added for a postgresql:// reading database only.
-POSTGRES_REQUIREMENTS: tuple[str, ...] = ("psycopg[binary]==3.3.9",)
+POSTGRES_REQUIREMENTS: tuple[str, ...] = ("psycopg[binary]>=3.1",)
+# Import names of the distributions whose import name differs.
+IMPORT_NAMES = {"pyyaml": "yaml", "sqlalchemy": "sqlalchemy", "psycopg": "psycopg", "onnxruntime": "onnxruntime"}
 RUNTIME_REQUIREMENTS: tuple[str, ...] = ANALYSIS_REQUIREMENTS + READING_REQUIREMENTS
 # Packages Slicer provides: never installed, upgraded or replaced by this module.
 SLICER_OWNED: tuple[str, ...] = ("SimpleITK", "numpy")
@@ -255,6 +260,21 @@ def install(
     if code != 0:
         raise InstallError(f"pip install failed: {readable_error(running.stderr, code)}")
     return missing
+
+
+def imported_before(names: list[str] | tuple[str, ...]) -> list[str]:
+    """The installed distributions whose module was already imported in this process.
+
+    Python keeps the version it imported first; those need a restart (``pip_ensure``'s rule).
+    """
+    import sys
+
+    stale = []
+    for name in names:
+        module = IMPORT_NAMES.get(canonicalize_name(name), canonicalize_name(name).replace("-", "_"))
+        if module in sys.modules:
+            stale.append(name)
+    return stale
 
 
 def pip_stage(line: str) -> str | None:

@@ -271,6 +271,11 @@ def widget_flow(
     params = widget._parameterNode
     check(params.inputVolume is volume and params.device == "cpu", "the settings did not reach the parameter node")
 
+    from .install import ANALYSIS_REQUIREMENTS, missing_requirements
+
+    missing = missing_requirements(ANALYSIS_REQUIREMENTS)
+    check(not missing, f"the analysis packages are not installed ({', '.join(missing)}): click 'Install "
+          "dependencies' in the panel (offline: LVP_WHEELS, see the module documentation), then test again")
     log("Run analysis (child process, bundled model)")
     ui.applyButton.click()
     check(widget.workplace.runningKind == "analysis", f"no analysis started: {ui.statusLabel.text}")

@@ -101,6 +101,21 @@ def test_setup_binds_the_ui_and_exit_unbinds_and_stops_the_segment_editor(widget
     assert widget.ui.modelSourceComboBox.currentIndex == 1  # re-bound: the GUI shows the node
 
 
+def test_widget_built_without_a_parent_keeps_its_setup(module, slicer_app):
+    """The self-test builds the panel as ``LumbarVNetProWidget()``: Slicer's base then runs setup()
+    inside ``__init__``; state assigned after it used to wipe the logic and the scene observers."""
+    slicer = slicer_app
+    panel = module.LumbarVNetProWidget()
+    try:
+        assert panel.logic is not None and panel.workplace is not None and panel.parent.visible
+        assert panel.hasObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, panel.onSceneStartClose)
+        assert panel.keyActions and panel._parameterNode is not None
+        slicer.mrmlScene.Clear(0)  # a scene close reaches it and it rebinds (no isEntered on this parent)
+        assert panel._parameterNode is not None
+    finally:
+        panel.cleanup()
+
+
 def test_database_url_is_not_a_parameter_and_never_in_the_scene(widget, slicer_app, tmp_path):
     """Item 13: the parameter node is saved into .mrml scenes; a PostgreSQL URL may hold a password."""
     from LumbarVNetProLib import reading
@@ -260,6 +275,27 @@ def test_finishing_run_never_replaces_the_rows_of_an_open_read(slicer_app, tmp_p
     assert [r.key for r in place.rows] == rows and place.session.current.case_key == "c2"
     place.session.db.close()
     ReadingDB(url).close()
+
+
+def test_numbering_doubt_and_not_assessable_reasons_are_shown(widget, slicer_app, tmp_path, reference_result):
+    """report.json's optional numbering status and per-grade reasons reach the panel."""
+    import json
+
+    result = tmp_path / "result"
+    shutil.copytree(reference_result, result)
+    report = json.loads((result / "report.json").read_text())
+    report["numbering"] = {"confident": False, "reasons": ["6 lumbar-type vertebrae"]}
+    level = next(lv for lv in report["levels"] if lv["level"] == "L4-L5")
+    level["grades"]["canal_stenosis"] = {"grade": None, "reasons": ["canal not segmented at this level"]}
+    (result / "report.json").write_text(json.dumps(report))
+    _sign_in(widget, _study(tmp_path / "study", ai_result=result))
+    widget.ui.worklistWidget.setCurrentRow(1)
+    widget.ui.loadCaseButton.click()
+    assert "6 lumbar-type vertebrae" in widget.ui.numberingLabel.text
+    table = widget.ui.gradeTableWidget
+    texts = [[_cell(widget, r, c) for c in range(7)] for r in range(table.rowCount())]
+    row = next(t for t in texts if t[0] == "L4-L5" and t[1] == "Central canal stenosis")
+    assert row[2] == "not assessable: canal not segmented at this level" and row[6] == "not assessable"
 
 
 def test_washout_cases_are_disabled_in_the_worklist(widget, slicer_app, tmp_path):
