@@ -141,3 +141,46 @@ def build_vnet(cfg: VNetConfig | dict | None = None) -> VNet:
     elif isinstance(cfg, dict):
         cfg = VNetConfig(**cfg)
     return VNet(cfg)
+
+
+# New output classes start from an existing one: the sacrum (4) from the vertebra (1), bone alike.
+HEAD_INIT_FROM = {4: 1}
+
+
+def expand_head(state: dict, out_channels: int, init_from: dict[int, int] | None = None,
+                transposed: bool | None = None) -> dict:
+    """A state dict whose output head has ``out_channels`` classes, from one with fewer.
+
+    The existing classes keep their weights; each new class ``k`` copies class
+    ``init_from[k]`` (default :data:`HEAD_INIT_FROM`, else background) with its bias lowered by 1,
+    so the fine-tuning starts from the old predictions (the copy never wins a tie). A state
+    that already has ``out_channels`` is returned unchanged. ``transposed`` says whether the head
+    is a transposed convolution (``VNetConfig.stem_stride``); inferred from the bias size when
+    omitted, which is ambiguous when the head has as many input as output channels.
+    """
+    init_from = HEAD_INIT_FROM if init_from is None else init_from
+    out = dict(state)
+    w, b = state.get("head.weight"), state.get("head.bias")
+    if w is None:
+        raise ValueError("the state dict has no head.weight")
+    # ConvTranspose3d stores (in, out, ...), Conv3d (out, in, ...).
+    if transposed is None:
+        if b is None or w.shape[0] == w.shape[1]:
+            raise ValueError("cannot tell the head's output axis: pass transposed=")
+        transposed = w.shape[1] == b.shape[0]
+    dim = 1 if transposed else 0
+    have = w.shape[dim]
+    if have == out_channels:
+        return out
+    if have > out_channels:
+        raise ValueError(f"cannot shrink a {have}-class head to {out_channels}")
+    extra_w, extra_b = [], []
+    for k in range(have, out_channels):
+        src = init_from.get(k, 0)
+        extra_w.append(w.select(dim, src).unsqueeze(dim).clone())
+        if b is not None:
+            extra_b.append(b[src:src + 1].clone() - 1.0)
+    out["head.weight"] = torch.cat([w, *extra_w], dim=dim)
+    if b is not None:
+        out["head.bias"] = torch.cat([b, *extra_b])
+    return out

@@ -15,18 +15,25 @@ import numpy as np
 from lvp.preprocess import grid_shape_for, normalise_intensity, resample
 
 
-def build_cache(roots: list[Path], out: Path, spacing: tuple[float, float, float], max_cases: int = 0) -> Path:
-    """Resample every labelled case under ``roots`` to ``spacing`` and write ``out`` (npz)."""
-    from lvp.datasets import discover_cases, load_case
+def build_cache(roots: list[Path], out: Path, spacing: tuple[float, float, float], max_cases: int = 0,
+                derived_labels: Path | None = None) -> Path:
+    """Resample every labelled case under ``roots`` to ``spacing`` and write ``out`` (npz).
+
+    With ``derived_labels``, a case's ``<case>_labels5.nii.gz`` there (classes 0-4, incl. the
+    derived sacrum of :mod:`lvp.training.sacrum`) replaces its harmonised reference labels.
+    """
+    from lvp.datasets import discover_cases, load_case, load_derived_labels
 
     arrays: dict[str, np.ndarray] = {}
-    meta = {"spacing": list(spacing), "cases": []}
+    meta = {"spacing": list(spacing), "cases": [], "derived_labels": str(derived_labels or "")}
     n = 0
     for root in roots:
         for case in discover_cases(root):
             if case.labels is None or case.scheme not in ("lvp3", "spider"):
                 continue  # partial label schemes are for evaluation only
             vol, sem, _ = load_case(case)
+            if derived_labels is not None and (Path(derived_labels) / f"{case.case_id}_labels5.nii.gz").exists():
+                sem = load_derived_labels(Path(derived_labels) / f"{case.case_id}_labels5.nii.gz", vol.shape)
             shape = grid_shape_for(vol.shape, vol.spacing, spacing)
             img = normalise_intensity(resample(vol.array.astype(np.float32), shape))
             lab = resample(sem, shape, labels=True)

@@ -37,6 +37,9 @@ class TrainConfig:
     max_cases: int = 0  # 0 = all; tests use a few
     crop_only: bool = False  # tests: skip the heavier spatial augmentations
     init_weights: str = ""  # start from these weights (a model.pt), e.g. to continue a finished run
+    derived_labels: str = ""  # folder of <case>_labels5.nii.gz (incl. the derived sacrum) replacing the masks
+    contrast_augment: bool = False  # domain randomisation (lvp.training.transforms: per-class contrast, ...)
+    threads: int = 0  # torch intra-op threads (0 = torch's default); 1 leaves the other cores to others
     config_dir: str = "."
 
     def path(self, p: str) -> Path:

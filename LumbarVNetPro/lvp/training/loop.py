@@ -23,7 +23,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from lvp.evaluation import dice
-from lvp.network.vnet import VNetConfig, build_vnet
+from lvp.network.vnet import VNetConfig, build_vnet, expand_head
 from lvp.preprocess import pad_to_multiple, resample
 from lvp.training.cache import build_cache, load_cache
 from lvp.training.config import TrainConfig
@@ -41,7 +41,8 @@ def load_training_data(cfg: TrainConfig) -> tuple[dict, dict]:
     """``(train, validation)`` dicts of case -> (image uint8, labels uint8) at ``cfg.spacing``."""
     cache = cfg.path(cfg.cache)
     if not cache.exists():
-        build_cache([cfg.path(r) for r in cfg.data_roots], cache, tuple(cfg.cache_spacing), cfg.max_cases)
+        build_cache([cfg.path(r) for r in cfg.data_roots], cache, tuple(cfg.cache_spacing), cfg.max_cases,
+                    cfg.path(cfg.derived_labels) if cfg.derived_labels else None)
     meta, cases = load_cache(cache)
     if cfg.max_cases:
         cases = dict(list(cases.items())[: cfg.max_cases])
@@ -63,6 +64,9 @@ def poly_lr(base: float, progress: float) -> float:
     return base * max(0.0, 1.0 - progress) ** 0.9
 
 
+CLASS_NAMES = {1: "vertebra", 2: "disc", 3: "canal", 4: "sacrum"}
+
+
 def dice_per_class(pred: np.ndarray, ref: np.ndarray, classes=(1, 2, 3)) -> dict[int, float]:
     """Dice of each class (NaN where both are empty)."""
     out = {}
@@ -76,7 +80,7 @@ def dice_per_class(pred: np.ndarray, ref: np.ndarray, classes=(1, 2, 3)) -> dict
 def validate(model: torch.nn.Module, val: dict, divisor: tuple, device: torch.device, amp: bool) -> dict:
     """Mean Dice per class on whole validation volumes at the working grid."""
     model.eval()
-    scores: dict[int, list[float]] = {1: [], 2: [], 3: []}
+    scores: dict[int, list[float]] = {}
     for img, lab in val.values():
         x = torch.from_numpy(img.astype(np.float32) / 255.0)
         xp, before = pad_to_multiple(x, divisor)
@@ -84,10 +88,10 @@ def validate(model: torch.nn.Module, val: dict, divisor: tuple, device: torch.de
             logits = model(xp[None, None].to(device))[0].float()
         sl = tuple(slice(b, b + n) for b, n in zip(before, x.shape))
         pred = logits.argmax(0)[sl].cpu().numpy()
-        for c, d in dice_per_class(pred, lab).items():
-            scores[c].append(d)
+        for c, d in dice_per_class(pred, lab, tuple(range(1, logits.shape[0]))).items():
+            scores.setdefault(c, []).append(d)
     model.train()
-    return {name: float(np.nanmean(scores[c])) for c, name in ((1, "vertebra"), (2, "disc"), (3, "canal"))}
+    return {CLASS_NAMES.get(c, str(c)): float(np.nanmean(v)) for c, v in scores.items()}
 
 
 def _save(path: Path, state: dict) -> None:
@@ -107,6 +111,8 @@ def train(cfg: TrainConfig, resume: bool = False, distributed: bool | None = Non
         device = torch.device("cpu")
     if distributed and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     seed = cfg.seed + rank
     set_determinism(seed=seed)
     random.seed(seed)
@@ -126,7 +132,7 @@ def train(cfg: TrainConfig, resume: bool = False, distributed: bool | None = Non
     if cfg.init_weights and not (resume and ckpt_path.exists()):
         # Weights only (fine-tuning / continuing a run whose optimizer state was not kept).
         init = torch.load(cfg.path(cfg.init_weights), map_location=device, weights_only=False)
-        model.load_state_dict(init["model"])
+        model.load_state_dict(expand_head(init["model"], net_cfg.out_channels, transposed=net_cfg.stem_stride))
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -140,7 +146,7 @@ def train(cfg: TrainConfig, resume: bool = False, distributed: bool | None = Non
 
     samples = [to_sample(*train_cases[k]) for k in sorted(train_cases)]
     reps = max(1, math.ceil(cfg.samples_per_epoch / len(samples)))
-    transform = train_transforms(cfg.patch, cfg.crop_only)
+    transform = train_transforms(cfg.patch, cfg.crop_only, cfg.contrast_augment, tuple(cfg.spacing))
     ds = Dataset((samples * reps)[: max(cfg.samples_per_epoch, 1)], transform=transform)
     sampler = None
     if distributed:

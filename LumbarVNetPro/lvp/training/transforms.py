@@ -1,4 +1,20 @@
-"""MONAI training transforms (dict-based; keys ``image`` float32 (1, lr, si, ap) in [0, 1], ``label`` uint8)."""
+"""MONAI training transforms (dict-based; keys ``image`` float32 (1, lr, si, ap) in [0, 1], ``label`` uint8).
+
+Besides the geometric and MONAI intensity augmentations, the domain randomisation that makes the
+network contrast-agnostic (in the spirit of SynthSeg, Billot et al. 2023, on real images rather
+than from labels alone, because the SPIDER labels cover only four structures):
+
+* :class:`RandLabelContrastd`: a random intensity per structure class drawn from the label map
+  (each class keeps its own texture, rescaled), mixed with a random non-monotone transfer curve
+  of the real image for the unlabelled background; one mode draws T1-like class intensities
+  (CSF and disc dark, marrow bright, fat kept bright);
+* :class:`RandInvertd`: whole-image inversion (a contrast where every T2 relation is reversed);
+* :class:`RandLowResd`: thick-slice / low-resolution simulation: block-average along left-right
+  to 3-4 mm (and optionally coarser in-plane), then back to the working grid;
+* :class:`RandFovMaskd`: field-of-view cropping inside the patch: a narrower slab and a cut
+  superior / inferior / anterior / posterior edge (image and labels zeroed outside), so slab and
+  full-FOV series both look familiar.
+"""
 
 from __future__ import annotations
 
@@ -56,9 +72,163 @@ class RandSliceThicknessd(RandomizableTransform, MapTransform):
         return d
 
 
-def train_transforms(patch: list[int], crop_only: bool = False) -> Compose:
+class RandLabelContrastd(RandomizableTransform, MapTransform):
+    """Random intensity per structure class (from ``label_key``), background by a random curve.
+
+    ``mode`` is drawn per call: ``"random"`` (class means uniform in [0, 1]) with probability
+    ``1 - t1_prob``, ``"t1"`` (T1-like ranges: vertebra/sacrum marrow bright, disc and canal dark,
+    background nearly unchanged, so fat stays bright) otherwise. Each class keeps its texture: its
+    voxels are ``mean_c + spread_c * z`` with ``z`` the class-standardised original intensity.
+    The result is mixed with the original by a random weight and clipped to [0, 1].
+    """
+
+    T1_RANGES = {1: (0.55, 0.85), 2: (0.15, 0.4), 3: (0.02, 0.2), 4: (0.55, 0.85)}
+
+    def __init__(self, keys: KeysCollection, label_key: str = "label", prob: float = 0.5,
+                 t1_prob: float = 0.35, n_knots: int = 5) -> None:
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, keys)
+        self.label_key = label_key
+        self.t1_prob = t1_prob
+        self.n_knots = n_knots
+        self.mode = "random"
+
+    def randomize(self, data: object = None) -> None:
+        """Draw whether to apply and the mode."""
+        super().randomize(None)
+        self.mode = "t1" if self.R.uniform() < self.t1_prob else "random"
+
+    def _curve(self, x: torch.Tensor, t1: bool) -> torch.Tensor:
+        """Random transfer curve of the background: piecewise linear through random knots."""
+        xs = torch.linspace(0, 1, self.n_knots)
+        if t1:  # nearly the identity (fat bright, muscle dark in T1 and T2 alike), random gamma-ish
+            ys = torch.clamp(xs + torch.as_tensor(self.R.uniform(-0.1, 0.1, self.n_knots), dtype=torch.float32), 0, 1)
+            ys, _ = torch.sort(ys)
+        else:  # any curve, monotone or not (inversions of parts of the range included)
+            ys = torch.as_tensor(self.R.uniform(0, 1, self.n_knots), dtype=torch.float32)
+        pos = torch.clamp(x, 0, 1) * (self.n_knots - 1)
+        i0 = torch.clamp(pos.floor().long(), 0, self.n_knots - 2)
+        w = pos - i0
+        return ys[i0] * (1 - w) + ys[i0 + 1] * w
+
+    def __call__(self, data: dict) -> dict:
+        """Apply to the image keys; the labels are unchanged."""
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        lab = torch.as_tensor(d[self.label_key])
+        t1 = self.mode == "t1"
+        for key in self.key_iterator(d):
+            img = torch.as_tensor(d[key]).float()
+            out = self._curve(img, t1)
+            for c in [int(v) for v in torch.unique(lab) if int(v) > 0]:
+                m = lab == c
+                vals = img[m]
+                lo, hi = self.T1_RANGES.get(c, (0.0, 1.0)) if t1 else (0.0, 1.0)
+                mean_c = float(self.R.uniform(lo, hi))
+                spread = float(self.R.uniform(0.02, 0.12))
+                z = (vals - vals.mean()) / (vals.std() + 1e-6) if vals.numel() > 1 else torch.zeros_like(vals)
+                out[m] = mean_c + spread * z
+            mix = float(self.R.uniform(0.6, 1.0))
+            d[key] = torch.clamp(mix * out + (1 - mix) * img, 0, 1)
+        return d
+
+
+class RandInvertd(RandomizableTransform, MapTransform):
+    """Invert the image (``1 - x``): every bright structure becomes dark and vice versa."""
+
+    def __init__(self, keys: KeysCollection, prob: float = 0.15) -> None:
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, keys)
+
+    def __call__(self, data: dict) -> dict:
+        """Apply to the image keys."""
+        d = dict(data)
+        self.randomize(None)
+        if self._do_transform:
+            for key in self.key_iterator(d):
+                d[key] = 1.0 - torch.as_tensor(d[key]).float()
+        return d
+
+
+class RandLowResd(RandomizableTransform, MapTransform):
+    """Thick slices / low resolution: area-average by random factors, then back (labels stay sharp).
+
+    ``lr_mm`` is the simulated slice thickness range in mm on a working grid of ``spacing`` (the
+    default 3-4.5 mm on the 2 mm grid: clinical 2-D TSE); in-plane the factor is 1-``max_inplane``.
+    """
+
+    def __init__(self, keys: KeysCollection, prob: float = 0.35, spacing=(2.0, 1.0, 1.0),
+                 lr_mm: tuple[float, float] = (3.0, 4.5), max_inplane: float = 1.8) -> None:
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, keys)
+        self.spacing = spacing
+        self.lr_mm = lr_mm
+        self.max_inplane = max_inplane
+        self.factors = (1.0, 1.0, 1.0)
+
+    def randomize(self, data: object = None) -> None:
+        """Draw whether to apply and the per-axis factors."""
+        super().randomize(None)
+        f_lr = float(self.R.uniform(*self.lr_mm)) / self.spacing[0]
+        f_ip = float(self.R.uniform(1.0, self.max_inplane))
+        self.factors = (max(1.0, f_lr), f_ip, f_ip)
+
+    def __call__(self, data: dict) -> dict:
+        """Apply to the image keys."""
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            img = torch.as_tensor(d[key]).float()
+            size = img.shape[1:]
+            low = tuple(max(1, int(round(n / f))) for n, f in zip(size, self.factors))
+            small = F.interpolate(img[None], size=low, mode="area")
+            d[key] = F.interpolate(small, size=tuple(size), mode="trilinear", align_corners=False)[0]
+        return d
+
+
+class RandFovMaskd(RandomizableTransform, MapTransform):
+    """Zero the image and the labels outside a random box: a narrower slab and/or cut FOV edges."""
+
+    def __init__(self, keys: KeysCollection, prob: float = 0.3, min_fraction=(0.4, 0.6, 0.6)) -> None:
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, keys)
+        self.min_fraction = min_fraction
+        self.box: list[tuple[float, float]] = []
+
+    def randomize(self, data: object = None) -> None:
+        """Draw whether to apply and the kept fraction and offset per axis."""
+        super().randomize(None)
+        self.box = []
+        for f_min in self.min_fraction:
+            f = float(self.R.uniform(f_min, 1.0))
+            start = float(self.R.uniform(0.0, 1.0 - f))
+            self.box.append((start, start + f))
+
+    def __call__(self, data: dict) -> dict:
+        """Apply to all keys (the labels outside the kept box become background: nothing is seen there)."""
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            arr = torch.as_tensor(d[key])
+            keep = torch.zeros(arr.shape[1:], dtype=torch.bool)
+            sl = tuple(slice(int(a * n), max(int(a * n) + 1, int(round(b * n))))
+                       for (a, b), n in zip(self.box, arr.shape[1:]))
+            keep[sl] = True
+            d[key] = torch.where(keep[None], arr, torch.zeros((), dtype=arr.dtype))
+        return d
+
+
+def train_transforms(patch: list[int], crop_only: bool = False, contrast: bool = False,
+                     spacing=(2.0, 1.0, 1.0)) -> Compose:
     """Crop, geometric and intensity augmentation (incl. left-right flips, contrast, bias field,
-    anisotropic slice thickness), in that order.
+    anisotropic slice thickness), in that order. ``contrast=True`` adds the domain randomisation
+    (per-class random intensities, inversion, low resolution, FOV masking) of this module.
     """
     t: list = [SpatialPadd(KEYS, spatial_size=patch), RandSpatialCropd(KEYS, roi_size=patch, random_size=False)]
     if not crop_only:
@@ -72,6 +242,12 @@ def train_transforms(patch: list[int], crop_only: bool = False) -> Compose:
             RandScaleIntensityd(["image"], factors=0.2, prob=0.3),
             RandGaussianNoised(["image"], prob=0.2, std=0.03),
         ]
+        if contrast:
+            # Label-driven contrast first (it reads the class texture), then inversion, resolution,
+            # FOV and the generic intensity changes on top.
+            t[2:2] = [RandLabelContrastd(["image"], prob=0.55), RandInvertd(["image"], prob=0.1),
+                      RandLowResd(["image"], prob=0.35, spacing=tuple(spacing)),
+                      RandFovMaskd(list(KEYS), prob=0.25)]
     t.append(RandFlipd(KEYS, prob=0.5, spatial_axis=0))  # left-right
     return Compose(t)
 
