@@ -178,6 +178,8 @@ def _report_skeleton(volume: Volume | None, input_path: Path) -> dict:
             "direction": list(src.direction),
             "coordinate_system": "LPS",
         }
+        if volume.meta.get("study"):  # DICOM input: its patient/study identity, only what it holds
+            report["study"] = dict(volume.meta["study"])
         # What the reader found about the input itself (undefined voxels, slices that may be missing).
         report["warnings"].extend(volume.meta.get("warnings") or [])
     return report

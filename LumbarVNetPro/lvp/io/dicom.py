@@ -278,8 +278,10 @@ def read_series(info: SeriesInfo) -> tuple[sitk.Image, dict]:
     image.SetSpacing((ref_spacing[1], ref_spacing[0], step))
     image.SetOrigin(tuple(float(v) for v in slices[0][2]))
     image.SetDirection(tuple(float(v) for v in np.stack([row, col, normal], axis=1).ravel()))
+    from lvp.io.dicom_study import study_identity
+
     meta = {"series_uid": info.uid, "series_description": info.description, "files": len(slices),
-            "warnings": warnings}
+            "warnings": warnings, "study": study_identity(ds)}
     return image, meta
 
 

@@ -134,6 +134,15 @@ REPORT_SCHEMA: dict[str, Any] = {
             },
         },
         "axial": {"type": ["object", "null"]},
+        # The DICOM input's patient/study identity (docs/report-schema.md): only the attributes the
+        # input holds; absent for other formats.
+        "study": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {k: {"type": "string"} for k in (
+                "PatientID", "PatientName", "AccessionNumber", "StudyInstanceUID", "SeriesInstanceUID",
+                "StudyDate", "SeriesDate", "StudyDescription", "SeriesDescription")},
+        },
         # 1.1: the numbering check (lvp.labelling.numbering); null when no labelling ran.
         "numbering": {
             "type": ["object", "null"],
