@@ -122,7 +122,8 @@ def _can_write_in(folder: Path) -> bool:
     return True
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (ours counts as alive)."""
     if pid == os.getpid():
         return True
     if os.name == "nt":  # pragma: no cover - Windows
@@ -277,7 +278,7 @@ class ResultFolder:
         """Remove temporaries of dead runs into this folder; restore a result a crash left aside."""
         removed = []
         leftovers = [(p, _temp_pid(p.name, self.target.name)) for p in self.target.parent.iterdir()]
-        dead = [(p, pid) for p, pid in leftovers if pid is not None and not _pid_alive(pid)]
+        dead = [(p, pid) for p, pid in leftovers if pid is not None and not pid_alive(pid)]
         if not self.target.exists():
             # A crash between "old result aside" and "new result in": put the old one back.
             old = sorted((p for p, _ in dead if p.name.startswith(OLD_PREFIX)), key=lambda p: p.stat().st_mtime)

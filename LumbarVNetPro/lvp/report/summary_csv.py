@@ -76,6 +76,16 @@ def summary_rows(results: list[dict]) -> tuple[list[str], list[dict]]:
     return header, rows
 
 
+def _remove_dead_temporaries(path: Path) -> None:
+    """Remove ``.tmp-<pid>-summary.csv`` files that killed runs left (their process is gone)."""
+    from lvp.io.result_folder import pid_alive
+
+    for tmp in path.parent.glob(f".tmp-*-{path.name}"):
+        pid = tmp.name[len(".tmp-"):].split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
 def write_summary_csv(results: list[dict], path: Path) -> Path:
     """Write the batch summary to ``path`` (atomically); return it."""
     header, rows = summary_rows(results)
@@ -85,6 +95,7 @@ def write_summary_csv(results: list[dict], path: Path) -> Path:
     for row in rows:
         writer.writerow({k: escape_cell(row.get(k)) for k in header})
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temporaries(path)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
