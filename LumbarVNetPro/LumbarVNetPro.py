@@ -153,9 +153,9 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table = self.ui.gradeTableWidget
         table.setColumnCount(len(headers))
         table.setHorizontalHeaderLabels(headers)
-        table.setEditTriggers(qt.QTableWidget.NoEditTriggers)
-        table.setSelectionBehavior(qt.QTableWidget.SelectRows)
-        table.setSelectionMode(qt.QTableWidget.SingleSelection)
+        table.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
+        table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
+        table.setSelectionMode(qt.QAbstractItemView.SingleSelection)
         self.ui.progressBar.setVisible(False)
         self.ui.cancelButton.setEnabled(False)
         self.ui.recomputeButton.setEnabled(False)

@@ -511,11 +511,14 @@ class QTableWidgetItem:
         return self._data.get(role)
 
 
-class QTableWidget(QWidget):
-    SIGNALS = ("cellClicked", "currentCellChanged", "itemSelectionChanged", "cellDoubleClicked")
+class QAbstractItemView(QWidget):
     NoEditTriggers = 0
     SelectRows = 1
     SingleSelection = 1
+
+
+class QTableWidget(QAbstractItemView):
+    SIGNALS = ("cellClicked", "currentCellChanged", "itemSelectionChanged", "cellDoubleClicked")
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -993,7 +996,8 @@ def make_modules() -> tuple[types.ModuleType, types.ModuleType]:
     g = globals()
     for name in ("QObject", "QWidget", "QLayout", "QVBoxLayout", "QHBoxLayout", "QGridLayout", "QFormLayout",
                  "QLabel", "QAbstractButton", "QPushButton", "QToolButton", "QCheckBox", "QLineEdit",
-                 "QProgressBar", "QComboBox", "QListWidget", "QListWidgetItem", "QTableWidget", "QTableWidgetItem",
+                 "QProgressBar", "QComboBox", "QListWidget", "QAbstractItemView", "QListWidgetItem", "QTableWidget",
+                 "QTableWidgetItem",
                  "QDialog", "QMessageBox", "QMenu", "QAction", "QKeySequence", "QShortcut", "QTimer", "QThread",
                  "QSettings", "QIcon", "QColor", "QBrush", "QFont", "QSizePolicy", "QApplication", "QFile",
                  "QStandardPaths", "QUrl", "QDesktopServices", "QUiLoader", "Qt", "Signal"):

@@ -237,6 +237,13 @@ def test_manual_arm_refuses_run_analysis_and_submit_asks_first(widget, slicer_ap
         widget.workplace.startRun(widget._parameterNode)
     widget.onApply()  # even if reached (a shortcut, a script): refused, nothing starts
     assert not widget.workplace.running
+    widget.ui.gradeTableWidget.setCurrentCell(0, 0)
+    widget.keyActions["2"]()
+    # Alt+N / Alt+P: next and previous case; the draft is kept and the previous case resumes.
+    widget.keyActions["Alt+N"]()
+    assert widget.workplace.session.current.case_key == "c2" and widget.ui.applyButton.enabled
+    widget.keyActions["Alt+P"]()
+    assert widget.workplace.session.current.case_key == "c1" and widget.workplace.rows[0].reader_grade == 2
     for r in range(widget.ui.gradeTableWidget.rowCount()):
         widget.ui.gradeTableWidget.setCurrentCell(r, 0)
         widget.keyActions["2"]()
