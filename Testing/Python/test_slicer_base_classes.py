@@ -449,6 +449,28 @@ def test_volume_under_a_transform_is_written_in_world_coordinates(slicer_app, tm
     assert moved.GetOrigin()[2] == pytest.approx(plain.GetOrigin()[2] + 12.5)
     assert volume.GetParentTransformNode() is transform  # the node itself is not changed
     assert slicer.mrmlScene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 1  # no copy left
+    # A non-linear (grid) transform, as the DICOM acquisition-geometry regularisation adds: resampled.
+    import numpy as np
+    from vtk.util import numpy_support
+
+    grid = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLGridTransformNode")
+    displacement = vtk.vtkImageData()
+    displacement.SetDimensions(4, 4, 4)
+    displacement.SetSpacing(200.0, 200.0, 200.0)
+    displacement.SetOrigin(-300.0, -300.0, -300.0)
+    displacement.AllocateScalars(vtk.VTK_DOUBLE, 3)
+    vectors = numpy_support.vtk_to_numpy(displacement.GetPointData().GetScalars())
+    vectors[:] = 0.0
+    vectors[:, 0] = 7.0  # 7 mm along R everywhere
+    transform_to_parent = slicer.vtkOrientedGridTransform()
+    transform_to_parent.SetDisplacementGridData(displacement)
+    grid.SetAndObserveTransformToParent(transform_to_parent)
+    volume.SetAndObserveTransformNodeID(grid.GetID())
+    warped = sitk.ReadImage(str(lvpscene.write_volume(volume, tmp_path / "warped.nii.gz")))
+    same = warped.GetOrigin() == plain.GetOrigin() and np.array_equal(
+        sitk.GetArrayFromImage(warped), sitk.GetArrayFromImage(plain)
+    )
+    assert not same and volume.GetParentTransformNode() is grid
 
 
 def test_series_uid_is_kept_in_the_result(slicer_app, tmp_path, reference_result):
