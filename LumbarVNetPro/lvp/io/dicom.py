@@ -201,15 +201,16 @@ def _check_series_ends(info: SeriesInfo, numbers: list[int | None], declared: se
                 "(truncated transfer or export?); re-export the whole series"
             )
     warnings = []
-    if None not in numbers and len(set(numbers)) == n:
-        steps = np.diff(np.asarray(numbers, dtype=np.int64))
-        first = min(numbers)  # type: ignore[type-var]
+    known = [k for k in numbers if k is not None]
+    if len(known) == n and len(set(known)) == n:
+        steps = np.diff(np.asarray(known, dtype=np.int64))
+        first, last = min(known), max(known)
         if (np.all(steps == 1) or np.all(steps == -1)) and first > 1:
             warnings.append({
                 "code": "slices_may_be_missing",
-                "message": f"The series' instance numbers run {first}-{max(numbers)}: the first {first - 1} "  # type: ignore[type-var]
-                           "slice(s) of the acquisition may be missing (at one end of the stack). Check that the "
-                           "series is complete; levels at that side may be absent or cut.",
+                "message": f"The series' instance numbers run {first}-{last}: the first {first - 1} slice(s) of the "
+                           "acquisition may be missing (at one end of the stack). Check that the series is complete; "
+                           "levels at that side may be absent or cut.",
             })
     return warnings
 
