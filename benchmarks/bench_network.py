@@ -58,7 +58,7 @@ def _median(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_shipped(repeats: int, threads: int) -> None:
+def bench_shipped(repeats: int, threads: int, model_dir: str | None = None) -> None:
     """Time the shipped model through the runtime API."""
     from pathlib import Path
 
@@ -73,7 +73,7 @@ def bench_shipped(repeats: int, threads: int) -> None:
     vol = canonical_volume(img)
     reps = int(np.ceil(27 / vol.shape[0]))
     vol.array = np.ascontiguousarray(np.concatenate([vol.array] * reps, axis=0)[:27])
-    seg = Segmenter(device="cpu", threads=threads)
+    seg = Segmenter(model_dir, device="cpu", threads=threads)
     seg.segment(vol)
     runs = [seg.segment(vol).timings for _ in range(repeats)]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -100,10 +100,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--torch", action="store_true", help="also time eager torch")
     ap.add_argument("--variants", nargs="*", default=None)
+    ap.add_argument("--model", default=None, help="--shipped: model folder (default: the shipped models/)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.shipped:
-        bench_shipped(args.repeats, args.threads)
+        bench_shipped(args.repeats, args.threads, args.model)
         return
     for name, cfg in VARIANTS.items():
         if args.variants and not any(v in name for v in args.variants):

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from lvp.datasets import Case, discover_cases, level_reference, load_case
+from lvp.datasets import Case, discover_cases, level_reference, load_case, load_derived_labels
 from lvp.labels import CANAL, DISC, VERTEBRA
 from lvp.study.agreement import wilson_ci
 
-CLASS_NAMES = {VERTEBRA: "vertebra", DISC: "disc", CANAL: "canal"}
+SACRUM = 4  # derived sacrum class (lvp.training.sacrum); scored only where derived labels exist
+CLASS_NAMES = {VERTEBRA: "vertebra", DISC: "disc", CANAL: "canal", SACRUM: "sacrum"}
 MATCH_MM = 15.0
 # Partial label schemes annotate only some levels (MRS IVD: the five lumbar discs). Predictions are
 # scored only within the reference's superior-inferior extent plus this margin, so that correctly
@@ -88,16 +89,61 @@ def _restrict_si(pred: np.ndarray, annotated: np.ndarray, si_mm: float) -> np.nd
     return out
 
 
-def evaluate_case(case: Case, segment: Callable, label_levels: Callable | None) -> dict:
-    """Evaluate one case. ``segment(volume)`` returns an object with ``semantic``."""
+# Synthesised test contrasts (``lvp evaluate --synth``): T1-like class intensities on the
+# percentile-normalised image, from the reference labels; "invert" uses no labels at all.
+SYNTH_T1 = {VERTEBRA: 0.72, DISC: 0.30, CANAL: 0.10, SACRUM: 0.72}
+SYNTH_MODES = ("t1", "invert")
+
+
+def synthesise_contrast(image: np.ndarray, ref: np.ndarray, mode: str, seed: int = 0) -> np.ndarray:
+    """A test contrast of ``image`` (float32 in [0, 1]).
+
+    ``"t1"``: vertebra/sacrum marrow bright, disc dark-intermediate, CSF dark (each class keeps its
+    texture at 5 % spread around a mean jittered by ±0.05), unlabelled tissue kept with a mild
+    gamma (fat bright, muscle dark, as in T1); ``"invert"``: ``1 - x`` (every contrast reversed,
+    label-free). The T1 mode uses the same generative family as the training augmentation
+    (:class:`lvp.training.transforms.RandLabelContrastd`), so it is an optimistic test.
+    """
+    from lvp.preprocess import normalise_intensity_np
+
+    x = normalise_intensity_np(np.array(image, dtype=np.float32, copy=True))  # never the caller's array
+    if mode == "invert":
+        return (1.0 - x).astype(np.float32)
+    if mode != "t1":
+        raise ValueError(f"unknown synthesised contrast {mode!r}; known: {', '.join(SYNTH_MODES)}")
+    rng = np.random.default_rng(seed)
+    out = x ** 0.9
+    for c, mean in SYNTH_T1.items():
+        m = ref == c
+        if m.sum() > 1:
+            v = x[m]
+            out[m] = mean + rng.uniform(-0.05, 0.05) + 0.05 * (v - v.mean()) / (v.std() + 1e-6)
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def evaluate_case(case: Case, segment: Callable, label_levels: Callable | None,
+                  derived_labels: str | Path | None = None, synth: str | None = None) -> dict:
+    """Evaluate one case. ``segment(volume)`` returns an object with ``semantic``.
+
+    With ``derived_labels`` (a folder of ``<case>_labels5.nii.gz``, classes 0-4), a case found
+    there is scored against that map instead, sacrum included (its classes 1-3 equal the masks').
+    """
     volume, ref, raw = load_case(case)
+    annotated = case.annotated_classes
+    derived = Path(derived_labels) / f"{case.case_id}_labels5.nii.gz" if derived_labels else None
+    if derived is not None and derived.is_file():
+        ref = load_derived_labels(derived, volume.shape)
+        annotated = (*annotated, SACRUM)
+    if synth:
+        volume = volume.with_array(synthesise_contrast(volume.array, ref, synth))
     out = segment(volume)
     pred = out.semantic
     if case.scheme == "mrs-ivd" and ref.any():
         pred = _restrict_si(pred, ref > 0, volume.spacing[1])
     res: dict = {"case": case.case_id, "dataset": case.dataset, "scheme": case.scheme, "classes": {},
+                 "contrast": synth or "original",
                  "timings_s": {k: round(v, 4) for k, v in getattr(out, "timings", {}).items()}}
-    for c in case.annotated_classes:
+    for c in annotated:
         p, r = pred == c, ref == c
         res["classes"][CLASS_NAMES[c]] = {"dice": dice(p, r), "hd95_mm": hd95(p, r, volume.spacing)}
     levels = level_reference(raw, case.scheme, volume.spacing)
@@ -136,8 +182,9 @@ def summarise(cases: list[dict]) -> dict:
             vals = [c["classes"][name][metric] for c in cases if name in c["classes"]]
             if vals:
                 lo, hi = bootstrap_ci(vals)
+                finite = [v for v in vals if not math.isnan(v)]  # HD95 is NaN where a mask is empty
                 summary["classes"].setdefault(name, {"n": len(vals)})[metric] = {
-                    "mean": float(np.nanmean(vals)), "ci95": [lo, hi]}
+                    "mean": float(np.mean(finite)) if finite else float("nan"), "ci95": [lo, hi]}
     for key in ("disc_identification", "vertebra_identification"):
         k = sum(c[key]["correct"] for c in cases if key in c)
         n = sum(c[key]["n"] for c in cases if key in c)
@@ -148,8 +195,8 @@ def summarise(cases: list[dict]) -> dict:
 
 def format_table(result: dict) -> str:
     """Plain-text table of the per-case and overall figures."""
-    lines = [f"{'case':22s} {'vert Dice':>9s} {'disc Dice':>9s} {'canal Dice':>10s} {'vert HD95':>9s} "
-             f"{'disc HD95':>9s} {'canal HD95':>10s} {'disc ID':>8s} {'vert ID':>8s}"]
+    lines = [f"{'case':22s} {'vert Dice':>9s} {'disc Dice':>9s} {'canal Dice':>10s} {'sacrum Dice':>11s} "
+             f"{'vert HD95':>9s} {'disc HD95':>9s} {'canal HD95':>10s} {'disc ID':>8s} {'vert ID':>8s}"]
 
     def cell(c: dict, name: str, metric: str, w: int) -> str:
         v = c["classes"].get(name, {}).get(metric)
@@ -160,7 +207,8 @@ def format_table(result: dict) -> str:
 
     for c in result["cases"]:
         lines.append(f"{c['case']:22s} {cell(c, 'vertebra', 'dice', 9)} {cell(c, 'disc', 'dice', 9)} "
-                     f"{cell(c, 'canal', 'dice', 10)} {cell(c, 'vertebra', 'hd95_mm', 9)} "
+                     f"{cell(c, 'canal', 'dice', 10)} {cell(c, 'sacrum', 'dice', 11)} "
+                     f"{cell(c, 'vertebra', 'hd95_mm', 9)} "
                      f"{cell(c, 'disc', 'hd95_mm', 9)} {cell(c, 'canal', 'hd95_mm', 10)} "
                      f"{ident(c, 'disc_identification')} {ident(c, 'vertebra_identification')}")
     groups = [("all cases", result["summary"])] + sorted(result.get("by_dataset", {}).items())
@@ -181,10 +229,11 @@ def format_table(result: dict) -> str:
 
 
 def evaluate(data: str | Path, segment: Callable, label_levels: Callable | None = None,
-             case_filter: Callable[[Case], bool] | None = None) -> dict:
-    """Evaluate every labelled case under ``data`` (optionally filtered)."""
+             case_filter: Callable[[Case], bool] | None = None, derived_labels: str | Path | None = None,
+             synth: str | None = None) -> dict:
+    """Evaluate every labelled case under ``data`` (optionally filtered; see :func:`evaluate_case`)."""
     cases = [c for c in discover_cases(data) if c.labels is not None and (case_filter is None or case_filter(c))]
-    per_case = [evaluate_case(c, segment, label_levels) for c in cases]
+    per_case = [evaluate_case(c, segment, label_levels, derived_labels, synth) for c in cases]
     datasets = sorted({c["dataset"] for c in per_case})
     by_dataset = {d: summarise([c for c in per_case if c["dataset"] == d]) for d in datasets}
     return {"data": str(data), "cases": per_case, "summary": summarise(per_case), "by_dataset": by_dataset}

@@ -29,9 +29,21 @@ from lvp.preprocess import restore, to_network_grid
 class SegmentationOutput:
     """Network result on the input volume's canonical grid."""
 
-    semantic: np.ndarray  # uint8: 0 background, 1 vertebra, 2 disc, 3 canal
+    semantic: np.ndarray  # uint8: 0 background, 1 vertebra, 2 disc, 3 canal, 4 sacrum (5-class models only)
     probability: np.ndarray  # float32: probability of the chosen class
     timings: dict[str, float] = field(default_factory=dict)
+
+
+SACRUM = 4  # lvp.labels.SACRUM: the class index of the sacrum in 5-class models
+
+
+def model_classes(entry: dict) -> dict[int, str]:
+    """Class index -> name from a ``models.json`` entry (the 4 classes of 1.0.0 when not listed)."""
+    classes = entry.get("classes") or {"0": "background", "1": "vertebra", "2": "disc", "3": "canal"}
+    out = {int(k): str(v) for k, v in classes.items()}
+    if sorted(out) != list(range(len(out))):
+        raise ModelError(f"models.json classes must be numbered 0..n-1, not {sorted(out)}")
+    return out
 
 
 def _default_threads() -> int:
@@ -114,6 +126,16 @@ class Segmenter:
             self._model.load_state_dict(state["model"])
             self._model = self._model.eval().to("cuda")
         self.sha256 = self.entry.data["files"]["onnx" if device == "cpu" else "torch"]["sha256"]
+        self.classes = model_classes(self.entry.data)
+        n_out = int(self.entry.network.get("out_channels", len(self.classes)))
+        if n_out != len(self.classes):
+            raise ModelError(f"model {self.entry.name}: {n_out} output channels but {len(self.classes)} classes "
+                             "in models.json")
+
+    @property
+    def has_sacrum(self) -> bool:
+        """Whether the model segments the sacrum (class 4); older 4-class models do not."""
+        return self.classes.get(SACRUM) == "sacrum"
 
     def _ort_session(self, path):
         import onnxruntime as ort
@@ -134,10 +156,11 @@ class Segmenter:
     def info(self) -> dict:
         """The ``model`` block of report.json."""
         return {"name": self.entry.name, "version": self.entry.version, "sha256": self.sha256,
-                "runtime": self.runtime, "device": self.device}
+                "runtime": self.runtime, "device": self.device,
+                "classes": [self.classes[k] for k in sorted(self.classes)]}
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """Raw network logits ``(1, 4, ...)`` for a prepared input ``(1, 1, ...)``."""
+        """Raw network logits ``(1, n_classes, ...)`` for a prepared input ``(1, 1, ...)``."""
         if self.runtime == "onnxruntime":
             return self._session.run(None, {"image": x})[0]
         import torch

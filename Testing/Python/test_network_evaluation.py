@@ -60,3 +60,39 @@ def test_evaluate_command_on_sample(tmp_path, sample_case):
     assert set(case["classes"]) == {"vertebra", "disc", "canal"}
     assert all(0.75 < case["classes"][c]["dice"] <= 1 for c in case["classes"])
     assert (tmp_path / "out" / "evaluation.txt").read_text().count("spider50") == 1
+
+
+def test_synthesised_t1_reverses_t2_relations_and_keeps_the_input():
+    from lvp.evaluation import synthesise_contrast
+
+    rng = np.random.default_rng(0)
+    ref = np.zeros((4, 40, 40), np.uint8)
+    ref[:, 5:15, 5:30] = 1
+    ref[:, 15:20, 5:30] = 2
+    ref[:, 5:35, 32:36] = 3
+    img = rng.uniform(50, 300, ref.shape).astype(np.float32)  # 12-bit-like scale
+    img[ref == 1], img[ref == 2], img[ref == 3] = 600, 1500, 1800  # T2: disc and CSF bright
+    before = img.copy()
+    t1 = synthesise_contrast(img, ref, "t1")
+    assert np.array_equal(img, before)  # the caller's image is not normalised in place
+    assert 0 <= t1.min() and t1.max() <= 1
+    assert t1[ref == 3].mean() < t1[ref == 2].mean() < t1[ref == 1].mean()
+    inv = synthesise_contrast(img, ref, "invert")
+    assert inv[ref == 3].mean() < inv[ref == 1].mean()
+    with pytest.raises(ValueError, match="unknown"):
+        synthesise_contrast(img, ref, "pd")
+
+
+def test_evaluate_scores_the_sacrum_with_derived_labels(tmp_path, sample_case, repo_root):
+    """The bundled sample is spider50: its derived label map adds a sacrum score (4-class model: 0)."""
+    data = tmp_path / "spider-t2-space"
+    data.mkdir()
+    (data / "spider50_t2.nii.gz").symlink_to(sample_case)
+    (data / "spider50_labels.nii.gz").symlink_to(sample_case.with_name("spider_sample_labels.nii.gz"))
+    out = tmp_path / "out"
+    assert main(["evaluate", "--data", str(data), "-o", str(out), "--no-levels",
+                 "--derived-labels", str(repo_root / "models" / "training-labels")]) == 0
+    case = json.loads((out / "evaluation.json").read_text())["cases"][0]
+    assert set(case["classes"]) == {"vertebra", "disc", "canal", "sacrum"}
+    assert 0.0 <= case["classes"]["sacrum"]["dice"] <= 1.0
+    assert "sacrum Dice" in (out / "evaluation.txt").read_text()

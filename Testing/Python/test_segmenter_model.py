@@ -48,7 +48,10 @@ def test_segment_sample_contract(segmenter, sample_volume):
     out = segmenter.segment(vol)
     assert out.semantic.shape == vol.shape and out.semantic.dtype == np.uint8
     assert out.probability.shape == vol.shape and out.probability.dtype == np.float32
-    assert set(np.unique(out.semantic)) <= {0, 1, 2, 3}
+    values = set(np.unique(out.semantic).tolist())
+    assert values <= set(range(len(segmenter.classes)))
+    # A sacrum model finds the sacrum on the held-out sample (spider50: its S1 is in the slab).
+    assert (4 in values) == segmenter.has_sacrum
     assert 0.25 <= float(out.probability.min()) and float(out.probability.max()) <= 1.0 + 1e-6
     assert set(out.timings) == {"preprocess", "network", "restore"}
     # A trained model, not noise: every structure is found on the held-out sample.
@@ -144,3 +147,44 @@ def test_default_model_dir_in_an_installed_extension_layout(tmp_path, repo_root,
     (modules / "models").mkdir()
     (modules / "models" / "models.json").write_text("{}")
     assert mod.default_model_dir() == (modules / "models").resolve()
+
+
+def _tiny_model_folder(tmp_path, out_channels: int):
+    """A small random network exported as a model folder (ONNX + torch + models.json)."""
+    import torch
+
+    from lvp.network.export import export_model_folder
+    from lvp.network.vnet import VNetConfig, build_vnet
+
+    cfg = VNetConfig(out_channels=out_channels, channels=[4, 8, 8, 16, 16], convs=[1, 1, 1, 1, 1])
+    torch.manual_seed(out_channels)
+    net = build_vnet(cfg)
+    with torch.no_grad():  # make every class win somewhere: bias the head towards the last class
+        net.head.bias.copy_(torch.linspace(-0.2, 0.2, out_channels))
+    torch.save({"model": net.state_dict(), "network": cfg.to_dict(), "config": {"spacing": [2.0, 2.0, 2.0]}},
+               tmp_path / f"w{out_channels}.pt")
+    folder = tmp_path / f"m{out_channels}"
+    export_model_folder(tmp_path / f"w{out_channels}.pt", folder, name="tiny", version="0.0.1")
+    return folder
+
+
+@pytest.mark.parametrize("n", [4, 5])
+def test_four_and_five_class_models_both_run(tmp_path, sample_volume, n):
+    """The sacrum class (4) comes only from 5-class models; 4-class models keep working."""
+    folder = _tiny_model_folder(tmp_path, n)
+    seg = Segmenter(folder, device="cpu")
+    assert len(seg.classes) == n and seg.has_sacrum == (n == 5)
+    assert seg.info["classes"][-1] == ("sacrum" if n == 5 else "canal")
+    vol, _ = sample_volume
+    out = seg.segment(vol)
+    values = set(np.unique(out.semantic).tolist())
+    assert values <= set(range(n)) and (4 in values) == (n == 5)
+
+
+def test_classes_and_channels_must_agree(tmp_path):
+    folder = _tiny_model_folder(tmp_path, 5)
+    catalog = json.loads((folder / "models.json").read_text())
+    del catalog["models"][0]["classes"]["4"]
+    (folder / "models.json").write_text(json.dumps(catalog))
+    with pytest.raises(ModelError, match="5 output channels but 4 classes"):
+        Segmenter(folder, device="cpu")

@@ -19,6 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cases", default=None, help="comma-separated case ids (overrides --split)")
     p.add_argument("-o", "--out", default="out/evaluation", help="output folder")
     p.add_argument("--no-levels", action="store_true", help="skip level identification")
+    p.add_argument("--derived-labels", default=None, metavar="DIR",
+                   help="folder of <case>_labels5.nii.gz (SPIDER masks + derived sacrum, e.g. models/training-labels): "
+                   "score those cases against them, sacrum Dice included")
+    p.add_argument("--synth", default=None, choices=["t1", "invert"],
+                   help="score on a synthesised contrast of each case: t1 (T1-like intensities from the reference "
+                   "labels) or invert (1 - image, label-free)")
     p.set_defaults(func=run)
 
 
@@ -46,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     label_levels = None
     if not args.no_levels:
         from lvp.labelling import label_levels
-    result = evaluate(args.data, seg.segment, label_levels, filt)
+    result = evaluate(args.data, seg.segment, label_levels, filt, args.derived_labels, args.synth)
     if not result["cases"]:
         raise InputError(f"no labelled cases found in {args.data} for this selection")
     result["model"] = seg.info

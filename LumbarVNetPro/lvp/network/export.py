@@ -13,6 +13,7 @@ from lvp.errors import ModelError
 from lvp.labels import NETWORK_CLASSES
 from lvp.model_catalog import CATALOG, sha256_of
 from lvp.network.vnet import VNetConfig, build_vnet
+from lvp.training.sacrum import SACRUM
 
 OPSET = 17
 
@@ -28,6 +29,12 @@ def load_weights(path: str | Path) -> tuple[torch.nn.Module, dict]:
     model = build_vnet(VNetConfig(**state["network"]))
     model.load_state_dict(state["model"])
     return model.eval(), state
+
+
+def output_classes(n: int) -> dict[str, str]:
+    """``models.json`` classes of an ``n``-output network: the 4 base classes, then the sacrum (4)."""
+    names = {**NETWORK_CLASSES, SACRUM: "sacrum"}
+    return {str(k): names.get(k, f"class{k}") for k in range(n)}
 
 
 def export_onnx(model: torch.nn.Module, path: str | Path, example_shape=(1, 1, 16, 64, 64)) -> Path:
@@ -62,7 +69,7 @@ def export_model_folder(
         "input_spacing": [float(s) for s in spacing],
         "axes": "canonical (lr, si, ap): see lvp.io.volume",
         "network": state["network"],
-        "classes": {str(k): v for k, v in NETWORK_CLASSES.items()},
+        "classes": output_classes(int(state["network"].get("out_channels", 4))),
         "normalisation": "percentile 0.5-99.5 scaling to [0, 1] (lvp.preprocess.normalise_intensity)",
         "files": {
             "onnx": {"path": onnx_path.name, "sha256": sha256_of(onnx_path), "opset": OPSET},
