@@ -54,10 +54,12 @@ SEG_NRRD = "segmentation.seg.nrrd"
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 SEMANTIC = "semantic.nii.gz"
+DICOM_SEG = "segmentation.dcm"  # DICOM input only (lvp.io.dicom_seg)
+DICOM_SR = "report.sr.dcm"
 
 # Where each stage starts on the 0..1 progress scale of one case (measured shares of the time).
 STAGE_START = {"read": 0.0, "network": 0.1, "labelling": 0.6, "measure": 0.7, "grade": 0.78, "planes": 0.8,
-               "axial": 0.83, "write": 0.85, "figure": 0.92, "done": 1.0}
+               "axial": 0.83, "write": 0.85, "dicom": 0.88, "figure": 0.92, "done": 1.0}
 
 
 @dataclass
@@ -368,12 +370,13 @@ def run_inference(input_path: str | Path, out_dir: str | Path, *, progress: Prog
 
 def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path | None = None,
               device: str = "auto", model_dir: str | Path | None = None, segmenter: Any = None,
-              progress: ProgressFn | None = None, html: bool = True) -> dict:
+              progress: ProgressFn | None = None, html: bool = True, dicom_out: bool = True) -> dict:
     """Read one series, run every stage, write the outputs to ``out_dir``; return the report.
 
     ``segmenter`` (anything with ``.segment(volume)`` and ``.info``) is reused when given so a
     batch loads the model once; otherwise one is made from ``model_dir`` and ``device``.
-    ``progress(stage, fraction)`` is called as the stages start.
+    ``progress(stage, fraction)`` is called as the stages start. ``dicom_out``: from a DICOM input,
+    also write the DICOM SEG and SR (stage "dicom").
     """
     t_start = time.perf_counter()
     input_path = Path(input_path)
@@ -456,6 +459,9 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
     report["structures"] = _structure_entries(volume, labels, lab) if labels is not None else []
     report["levels"] = _level_entries(lab, meas, grades, scan) if lab is not None else []
 
+    dicom_source = None
+    if labels is not None and dicom_out and volume.meta.get("format") == "dicom":
+        dicom_source = stages.run("dicom", lambda: _write_dicom(volume, labels, report, out_dir))
     if html:
         figure = stages_figure(stages, volume, labels if labels is not None else semantic, report)
         t0 = time.perf_counter()
@@ -467,6 +473,8 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
         _atomic_write(out_dir / REPORT_HTML, lambda p: p.write_text(page, encoding="utf-8"))
         outputs["report_html"] = REPORT_HTML
         timings["write_html"] = time.perf_counter() - t0
+    if dicom_source is not None and report["status"] != "complete":  # the figure failed after the SR
+        _write_dicom(volume, labels, report, out_dir, dicom_source, seg=False)
     timings["write"] = time.perf_counter() - t_write
     timings["total"] = time.perf_counter() - t_start
     report["timings_s"] = {k: round(float(v), 4) for k, v in timings.items()}
@@ -500,6 +508,21 @@ def stages_figure(stages: _Stages, volume: Volume, labels: np.ndarray, report: d
         except Exception:  # noqa: BLE001
             return None
     return stages.run("figure", lambda: draw(labels))
+
+
+def _write_dicom(volume: Volume, labels: np.ndarray, report: dict, out_dir: Path, source: Any = None,
+                 seg: bool = True) -> Any:
+    """The DICOM SEG of ``labels`` and the SR of ``report``, in the input's study; returns the source."""
+    from lvp.io.dicom_seg import source_series, write_dicom_seg
+    from lvp.io.dicom_sr import write_dicom_sr
+
+    source = source or source_series(volume.meta)
+    if seg:
+        _atomic_write(out_dir / DICOM_SEG, lambda p: write_dicom_seg(volume.to_source_array(labels), source, p))
+        report["outputs"]["dicom_seg"] = DICOM_SEG
+    _atomic_write(out_dir / DICOM_SR, lambda p: write_dicom_sr(_jsonable(report), source, p))
+    report["outputs"]["dicom_sr"] = DICOM_SR
+    return source
 
 
 # The post-processing modules are imported inside their stages: a broken one then makes the

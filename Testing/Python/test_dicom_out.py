@@ -1,0 +1,209 @@
+"""From a DICOM input, lvp infer writes a DICOM SEG and a TID 1500 SR in the input's study.
+
+Real files all the way: the bundled sample written as a DICOM series, the real pipeline (its
+reference mask standing in for the network), highdicom/pydicom reading the outputs back, and
+dciodvfy (Debian's dicom3tools) validating them against the IODs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+
+from lvp.io import dicom
+from lvp.labels import SEGMENT_CODES, STRUCTURES
+from lvp.pipeline import MaskSegmenter, run_inference
+
+for _mod in ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes"):
+    pytest.importorskip(_mod)
+hd = pytest.importorskip("highdicom")
+
+
+def dciodvfy_or_skip() -> str:
+    """The dciodvfy binary; CI must have it (.ci/run installs dicom3tools), elsewhere the test skips."""
+    found = shutil.which("dciodvfy")
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("dciodvfy is missing in CI: .ci/run installs Debian's dicom3tools")
+    pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """The error lines dciodvfy reports for a file (warnings are not errors)."""
+    run = subprocess.run([dciodvfy_or_skip(), str(path)], capture_output=True, text=True, timeout=120)
+    return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+
+
+@pytest.fixture(scope="module")
+def dicom_run(sample_case, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dcm")
+    dicom.write_series(sitk.ReadImage(str(sample_case)), folder, patient_id="P-0042")
+    for path in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.PatientName = "DOE^JANE"
+        ds.AccessionNumber = "ACC-778"
+        ds.save_as(path)
+    out = tmp_path_factory.mktemp("out")
+    mask = sample_case.with_name("spider_sample_labels.nii.gz")
+    report = run_inference(folder, out, segmenter=MaskSegmenter(mask), html=False)
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(folder.glob("*.dcm"))]
+    return report, out, sources
+
+
+def test_outputs_named_in_the_report(dicom_run):
+    report, out, _ = dicom_run
+    assert report["status"] == "complete", report["error"]
+    assert report["outputs"]["dicom_seg"] == "segmentation.dcm"
+    assert report["outputs"]["dicom_sr"] == "report.sr.dcm"
+    assert json.loads((out / "report.json").read_text())["outputs"] == report["outputs"]
+
+
+def test_seg_and_sr_pass_dciodvfy(dicom_run):
+    _, out, _ = dicom_run
+    assert dciodvfy_errors(out / "segmentation.dcm") == []
+    assert dciodvfy_errors(out / "report.sr.dcm") == []
+
+
+def test_dciodvfy_finds_errors_in_a_broken_seg(dicom_run, tmp_path):
+    """The validation above can fail: a SEG without its segment sequence is an error."""
+    _, out, _ = dicom_run
+    ds = pydicom.dcmread(out / "segmentation.dcm")
+    del ds.SegmentSequence
+    ds.save_as(tmp_path / "broken.dcm")
+    assert dciodvfy_errors(tmp_path / "broken.dcm")
+
+
+def _same_study(ds, src) -> None:
+    for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "AccessionNumber", "StudyDate"):
+        assert str(ds.get(keyword)) == str(src.get(keyword)), keyword
+
+
+def test_seg_frames_equal_the_label_map(dicom_run):
+    _, out, sources = dicom_run
+    seg = hd.seg.segread(out / "segmentation.dcm")
+    src = sources[0]
+    _same_study(seg, src)
+    assert seg.FrameOfReferenceUID == src.FrameOfReferenceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == src.SeriesInstanceUID
+    assert seg.SeriesInstanceUID != src.SeriesInstanceUID
+    # Segment number -> LVP label value, by the segment's name and codes.
+    by_name = {st.name: value for value, st in STRUCTURES.items()}
+    number_to_value = {}
+    for item in seg.SegmentSequence:
+        value = by_name[item.SegmentLabel]
+        codes = STRUCTURES[value].codes
+        assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == codes.type.code
+        assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == codes.category.code
+        number_to_value[int(item.SegmentNumber)] = value
+    # The label map on the source grid: slice k of segmentation.nii.gz is the k-th source image
+    # along the slice normal.
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "segmentation.nii.gz")))
+    iop = np.asarray(src.ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    ordered = sorted(sources, key=lambda d: float(np.asarray(d.ImagePositionPatient, float) @ normal))
+    numbers = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=[d.SOPInstanceUID for d in ordered], combine_segments=True,
+        skip_overlap_checks=True)
+    lut = np.zeros(256, np.int64)
+    for number, value in number_to_value.items():
+        lut[number] = value
+    np.testing.assert_array_equal(lut[numbers], labels)
+    assert set(number_to_value.values()) == set(np.unique(labels)) - {0}
+
+
+def _walk(items):
+    for item in items:
+        yield item
+        yield from _walk(item.get("ContentSequence", []))
+
+
+def _code_value(seq) -> str:
+    return str(seq[0].get("CodeValue") or seq[0].get("LongCodeValue"))
+
+
+def _groups(sr) -> dict[str, list]:
+    groups = {}
+    for item in _walk(sr.ContentSequence):
+        if item.ValueType == "CONTAINER" and _code_value(item.ConceptNameCodeSequence) == "125007":
+            children = list(item.ContentSequence)
+            ident = [c.TextValue for c in children if c.ValueType == "TEXT"
+                     and _code_value(c.ConceptNameCodeSequence) == "112039"]
+            groups[ident[0]] = children
+    return groups
+
+
+def test_sr_values_equal_report_json(dicom_run):
+    report, out, sources = dicom_run
+    sr = pydicom.dcmread(out / "report.sr.dcm")
+    _same_study(sr, sources[0])
+    assert sr.CompletionFlag == "COMPLETE" and sr.VerificationFlag == "UNVERIFIED"
+    assert sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].SeriesInstanceUID \
+        == sources[0].SeriesInstanceUID
+    groups = _groups(sr)
+    found = [lv for lv in report["levels"] if lv.get("status", "found") == "found"]
+    assert set(groups) == {f"{lv['level']} disc" for lv in found}
+    uids = set()
+    checked = 0
+    for lv in found:
+        children = groups[f"{lv['level']} disc"]
+        uids |= {c.UID for c in children if c.ValueType == "UIDREF"}
+        finding = [c for c in children if c.ValueType == "CODE" and _code_value(c.ConceptNameCodeSequence) == "121071"]
+        assert _code_value(finding[0].ConceptCodeSequence) == SEGMENT_CODES[lv["level"]].type.code
+        nums = {_code_value(c.ConceptNameCodeSequence): c for c in children if c.ValueType == "NUM"}
+        for key, m in lv["measurements"].items():
+            if m["value"] is None:
+                assert key not in nums
+                continue
+            item = nums[key]
+            mv = item.MeasuredValueSequence[0]
+            assert float(mv.NumericValue) == pytest.approx(m["value"], rel=1e-9, abs=1e-12)
+            unit = _code_value(mv.MeasurementUnitsCodeSequence)
+            assert unit == m["unit"] and mv.MeasurementUnitsCodeSequence[0].CodingSchemeDesignator == "UCUM"
+            coords = [c for c in item.get("ContentSequence", []) if c.ValueType == "SCOORD3D"]
+            if m["points_lps"]:
+                pts = np.asarray(coords[0].GraphicData, float).reshape(-1, 3)
+                np.testing.assert_allclose(pts, m["points_lps"], atol=1e-4)
+                assert coords[0].ReferencedFrameOfReferenceUID == sources[0].FrameOfReferenceUID
+            checked += 1
+        codes = {_code_value(c.ConceptNameCodeSequence): c for c in children if c.ValueType == "CODE"}
+        for pathology, grade in lv["grades"].items():
+            value = codes[f"grade_{pathology}"].ConceptCodeSequence[0]
+            if grade["grade"] is None:
+                assert value.CodeMeaning.lower() == str(grade["status"]).lower()
+            else:
+                assert value.CodeMeaning == grade["name"]
+            if grade["confidence"] is None:
+                assert f"p_{pathology}" not in nums
+            else:
+                p = nums[f"p_{pathology}"].MeasuredValueSequence[0]
+                assert float(p.NumericValue) == pytest.approx(grade["confidence"], rel=1e-9)
+    assert checked > 20
+    assert len(uids) == len(found)  # one tracking UID per level
+
+
+def test_highdicom_reads_the_sr(dicom_run):
+    report, out, _ = dicom_run
+    sr = hd.sr.srread(out / "report.sr.dcm")
+    groups = {g.tracking_identifier: g for g in sr.content.get_image_measurement_groups()}
+    levels = {f"{lv['level']} disc": lv for lv in report["levels"] if lv.get("status", "found") == "found"}
+    assert set(groups) == set(levels)
+    for ident, group in groups.items():
+        measured = {m.name.value: m.value for m in group.get_measurements()}
+        expected = {k: m["value"] for k, m in levels[ident]["measurements"].items() if m["value"] is not None}
+        assert {k: measured[k] for k in expected} == pytest.approx(expected)
+        assert len(group.get_qualitative_evaluations()) == len(levels[ident]["grades"])
+
+
+def test_nifti_input_writes_no_dicom(sample_case, tmp_path):
+    mask = sample_case.with_name("spider_sample_labels.nii.gz")
+    report = run_inference(sample_case, tmp_path / "o", segmenter=MaskSegmenter(mask), html=False)
+    assert "dicom_seg" not in report["outputs"] and not (tmp_path / "o" / "segmentation.dcm").exists()
