@@ -10,7 +10,8 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``validate`` command."""
     p = sub.add_parser("validate", help="validate grades or scan planes against the shared data's references")
-    p.add_argument("what", choices=["grades", "planes"], help="what to validate")
+    p.add_argument("what", choices=["grades", "planes", "numbering"], help="what to validate (numbering: how often "
+                   "the numbering check is wrong on perturbed and synthesised SPIDER cases)")
     p.add_argument("--data", type=Path, required=True, help="the shared data folder (with spider-t2-space/)")
     p.add_argument(
         "--pred",
@@ -38,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
         from lvp.validation.grades import validate_grades
 
         result = validate_grades(args.data, args.out, args.pred, args.limit, args.write_calibration)
+    elif args.what == "numbering":
+        from lvp.validation.numbering import validate_numbering
+
+        result = validate_numbering(args.data, args.out, args.limit)
     else:
         from lvp.validation.planes import validate_planes
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from lvp.labelling.thresholds import (
+    LUMBAR_DEPTH_RATIO,
     RUDIMENTARY_DISC_RATIO,
     SACRUM_LENGTH_RATIO,
     THORACIC_DEPTH_RATIO,
@@ -87,19 +88,23 @@ def _check_transitional(out: Labelling, has_sacrum: bool) -> None:
             f"The lumbosacral disc is rudimentary ({ls.voxels} voxels, L4-L5 {l45.voxels}): possible "
             "sacralised L5 / transitional lumbosacral vertebra. Levels were counted from the sacrum.",
         )
-    depth = {v.name: v.body_depth_mm for v in out.vertebrae}
+    edge = set(out.facts.get("edge_vertebrae", ()))  # cut by the field of view: depth not measured
+    depth = {v.name: v.body_depth_mm for v in out.vertebrae if v.name not in edge}
     ref = [depth[n] for n in ("L3", "L4", "L5") if n in depth and np.isfinite(depth[n])]
     if len(ref) < 2:
         return
     ref_depth = float(np.median(ref))
 
     def lumbar_like(name: str) -> bool | None:
+        """True when clearly lumbar-sized, False when clearly thoracic, None in between or unknown."""
         d = depth.get(name)
         if d is None or not np.isfinite(d):
             return None
-        return d >= THORACIC_DEPTH_RATIO * ref_depth
+        if d >= LUMBAR_DEPTH_RATIO * ref_depth:
+            return True
+        return False if d <= THORACIC_DEPTH_RATIO * ref_depth else None
 
-    t12, t11, l1 = lumbar_like("T12"), lumbar_like("T11"), lumbar_like("L1")
+    t12, t11, l1, l2 = lumbar_like("T12"), lumbar_like("T11"), lumbar_like("L1"), lumbar_like("L2")
     if t12 and t11 is False:
         _cap_confidence(out, TRANSITIONAL_CONFIDENCE)
         out.warn(
@@ -108,7 +113,7 @@ def _check_transitional(out: Labelling, has_sacrum: bool) -> None:
             "lumbar-sized body. Levels were kept as counted from the sacrum (L6 not assigned); confirm "
             "the numbering on a whole-spine localiser.",
         )
-    elif l1 is False and (t12 is False or t12 is None):
+    elif l1 is False and l2 and not t12:
         _cap_confidence(out, TRANSITIONAL_CONFIDENCE)
         out.warn(
             "transitional_anatomy",

@@ -148,8 +148,11 @@ def assess_numbering(out: Labelling) -> dict:
         reasons.append("Transitional anatomy: " + codes["transitional_anatomy"])
     if "missing_disc" in codes:
         reasons.append("A disc was not segmented and was interpolated from the spacing of the others.")
-    if "merged_disc" in codes:
-        reasons.append("Two discs may have been merged into one, or discs touching were split again.")
+    # A disc about twice as thick as the others may be two merged (the levels above then shift);
+    # two discs that only touched on the labelling grid and were split again are named right.
+    if any(w["code"] == "merged_disc" and w["message"].startswith("The disc named") for w in out.warnings):
+        reasons.append("A disc is about twice as thick as the others: it may be two discs merged, and every level "
+                       "above it named one level too far down.")
     if f.get("renumbered"):
         reasons.append("Two discs were named alike (no vertebra between them): renumbered by their order.")
     reasons.extend(f.get("reasons", []))  # reasons found by the caller (e.g. a label map's checks)

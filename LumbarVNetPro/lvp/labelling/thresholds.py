@@ -7,7 +7,12 @@ Read by name by the modules of :mod:`lvp.labelling` that use them (and re-export
 MIN_DISC_MM3 = 150.0  # smaller disc components are fragments
 MIN_VERTEBRA_MM3 = 800.0
 SACRUM_LENGTH_RATIO = 1.4
-THORACIC_DEPTH_RATIO = 0.88  # a body shallower than this fraction of L3-L5 looks thoracic
+# Body depth against the median of L3-L5: at most THORACIC_DEPTH_RATIO is clearly thoracic, at
+# least LUMBAR_DEPTH_RATIO clearly lumbar. On the 31 SPIDER slabs T11, T12 and L1 all lie between
+# 0.8 and 1.3 of L3-L5 (0.88 flagged 11 normal cases): only a clear step between two neighbours
+# counts, and a vertebra cut by the field of view is not measured.
+THORACIC_DEPTH_RATIO = 0.80
+LUMBAR_DEPTH_RATIO = 0.95
 RUDIMENTARY_DISC_RATIO = 0.4  # lumbosacral disc volume / L4-L5 disc volume
 # A disc lies in front of the canal: its centre within these offsets (mm) of the canal's centre
 # line at the same height; anything else the network called disc is not an intervertebral disc.
@@ -45,9 +50,9 @@ TRANSITIONAL_CONFIDENCE = 0.6
 SACRUM_ABOVE_DISC_MM3 = 300.0
 # The lowest disc smaller than REMNANT_DISC_RATIO of the median of the discs above it (and not cut
 # by the field of view) is taken as an S1-S2 remnant (S1 segmented as a vertebra above it) and not
-# named lumbar; with a sacrum class directly below it, SMALL_DISC_RATIO suffices. A lowest disc
-# below SMALL_DISC_RATIO keeps its name but the numbering is not confident: a degenerated L5-S,
-# a remnant or the rudimentary L5-S of a sacralised L5 all look like it. On the 31 SPIDER
+# named lumbar. A lowest disc below SMALL_LOWEST_DISC_RATIO keeps its name but the numbering is
+# not confident: a degenerated L5-S, a remnant or the rudimentary L5-S of a sacralised L5 all
+# look like it. On the 31 SPIDER
 # reference masks and the network's 31 outputs the real L5-S is never below 0.26 of the median
 # (spider50, spider11 between 0.26 and 0.37).
 REMNANT_DISC_RATIO = 0.2
