@@ -61,6 +61,34 @@ def parse_terminology_entry(text: str) -> dict:
             "anatomic_region": code(parts[5]), "anatomic_region_modifier": code(parts[6])}
 
 
+REFERENCE_GEOMETRY = "Reference image geometry"
+
+
+def reference_image_geometry(image: sitk.Image) -> str:
+    """Slicer's serialised image geometry of ``image``'s grid (vtkSegmentationConverter format).
+
+    The 4x4 image-to-world matrix in RAS (direction times spacing, then the origin), row by row,
+    followed by the extent ``0;nx-1;0;ny-1;0;nz-1``, every number followed by ``;``.
+    """
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, :3] = direction @ np.diag(image.GetSpacing())
+    ijk_to_lps[:3, 3] = image.GetOrigin()
+    ijk_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ijk_to_lps
+    extent = [v for n in image.GetSize() for v in (0, int(n) - 1)]
+    return "".join(f"{v:.17g};" for v in ijk_to_ras.ravel()) + "".join(f"{v};" for v in extent)
+
+
+def conversion_parameters(image: sitk.Image) -> str:
+    """``Segmentation_ConversionParameters``: the reference image geometry.
+
+    Slicer reads ``name|value|description`` items each *terminated* by ``&`` (an item without its
+    ``&`` is ignored).
+    """
+    return (f"{REFERENCE_GEOMETRY}|{reference_image_geometry(image)}|Image geometry description string "
+            "determining the geometry of the labelmap that is created in course of conversion.&")
+
+
 def segment_fields(source_labels: np.ndarray) -> list[dict]:
     """Describe each LVP structure present in a label array (SimpleITK (z, y, x) order)."""
     # One linear pass gives every bounding box, and a box exists only for the values present
@@ -102,7 +130,9 @@ def write_seg_nrrd(image: sitk.Image, path: str | Path, *, compression_level: in
         out.EraseMetaData(key)
     out.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
     out.SetMetaData("Segmentation_ContainedRepresentationNames", "Binary labelmap|")
-    out.SetMetaData("Segmentation_ConversionParameters", "")
+    # Without the reference geometry Slicer's export-to-labelmap crops to the segments' bounding
+    # box instead of giving back the source grid.
+    out.SetMetaData("Segmentation_ConversionParameters", conversion_parameters(image))
     out.SetMetaData("Segmentation_ReferenceImageExtentOffset", "0 0 0")
     for n, seg in enumerate(segments):
         p = f"Segment{n}_"
