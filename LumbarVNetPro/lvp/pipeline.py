@@ -271,8 +271,15 @@ def _level_entries(lab: Any, measurements: dict | None, grades: dict | None, pla
             "measurements": _jsonable(meas) if meas is not None else {},
             "grades": _jsonable((grades or {}).get(level, {})),
             "scan_plane": _jsonable((planes or {}).get(level)),
+            # Quality and evidence (issue 15): why a grade was withheld, what was drawn where.
+            "status": "found",
+            "notes": _jsonable(list(getattr(meas, "notes", []) or [])),
+            "evidence": _jsonable(list(getattr(meas, "evidence", []) or [])),
+            "section": _jsonable(dict(getattr(meas, "section", {}) or {})),
         })
-    return levels
+    from lvp.grading import with_missing_levels
+
+    return with_missing_levels(levels, lab)
 
 
 class _Stages:
@@ -429,7 +436,7 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
     grades = stages.run("grade", lambda: _grade(meas))
     scan = stages.run("planes", lambda: _planes(volume, lab))
     if axial is not None:
-        report["axial"] = stages.run("axial", lambda: _axial_section(volume, lab, axial, scan))
+        report["axial"] = stages.run("axial", lambda: _axial_section(volume, lab, axial, scan, meas, grades))
 
     # Outputs. Without a level labelling the label values cannot be assigned: the semantic
     # classes are written instead (named in "outputs") and the report is partial already.
@@ -490,16 +497,17 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
 def stages_figure(stages: _Stages, volume: Volume, labels: np.ndarray, report: dict) -> tuple | None:
     """Draw the report figure as a stage of its own (a failing figure makes the report partial).
 
-    Returns ``(png, names)`` for :func:`lvp.report.html.render_html`, or None.
+    Returns ``(png, names, evidence)`` for :func:`lvp.report.html.render_html`, or None.
     """
-    from lvp.report.html import figure_labels, sagittal_figure_png
+    from lvp.report.html import evidence_overlay, figure_labels, sagittal_figure_png
 
     points = [(lv["level"], lv["center_lps"]) for lv in report["levels"] if lv["center_lps"] is not None]
     points += [(s["name"], s["center_lps"]) for s in report["structures"]
                if s["kind"] == "vertebra" and s["center_lps"] is not None]
 
     def draw(lab: np.ndarray) -> tuple:
-        return sagittal_figure_png(volume, lab), figure_labels(volume, points)
+        marks = evidence_overlay(volume, report["levels"])
+        return sagittal_figure_png(volume, lab), figure_labels(volume, points), marks
 
     if report["status"] != "complete":
         # Still draw the figure of what exists: it is what the reader needs to see why it failed.
@@ -567,7 +575,12 @@ def _planes(volume: Volume, lab: Any) -> dict:
     return scan_planes(volume, lab)
 
 
-def _axial_section(volume: Volume, lab: Any, axial_path: str | Path, scan: dict | None) -> dict:
+def _axial_section(volume: Volume, lab: Any, axial_path: str | Path, scan: dict | None, meas: dict | None = None,
+                   grades: dict | None = None) -> dict:
     from lvp.axial import axial_report
+    from lvp.grading import regrade_canal_with_axial
 
-    return axial_report(volume, lab, axial_path, scan)
+    section = axial_report(volume, lab, axial_path, scan)
+    if meas and grades:  # the canal grade of a level with a valid axial area comes from that area
+        regrade_canal_with_axial(grades, meas, section)
+    return section

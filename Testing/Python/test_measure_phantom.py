@@ -18,8 +18,7 @@ PAIRS = [
     ("disc_height_posterior_mm", "height_posterior_mm"),
     ("posterior_displacement_mm", "herniation_displacement_mm"),
     ("canal_ap_diameter_mm", "canal_ap_mm"),
-    ("lateral_recess_depth_left_mm", "recess_left_mm"),
-    ("lateral_recess_depth_right_mm", "recess_right_mm"),
+# No lateral recess depth: the recess is bony and not segmented (issue 15).
 ]
 
 
@@ -46,8 +45,9 @@ def test_base_width_area_index_and_signal(measured):
         assert levels[name].value("herniation_base_width_mm") == pytest.approx(t.herniation_base_width_mm, abs=lr + 0.5)
     for t in ph.discs:
         m = levels[t.name]
-        # Area within the band of one voxel around the outline (perimeter ~ 70 mm).
-        assert m.value("dural_sac_area_mm2") == pytest.approx(t.dural_sac_area_mm2, abs=0.5 * 70 * max(vol.spacing))
+        # 1.5 mm slices: the axial reformat is not a valid section, so no area (and no recess depth).
+        assert m.value("dural_sac_area_mm2") is None and not m.section["valid"]
+        assert not any(k.startswith("lateral_recess") for k in m.items)
         assert m.value("disc_height_index") == pytest.approx(t.disc_height_index, abs=0.04)
         assert m.value("disc_signal_ratio") == pytest.approx(t.signal_ratio, abs=0.08)
 
@@ -61,3 +61,27 @@ def test_points_are_in_patient_space_and_serialise(measured):
     # The two endplate points are one disc height apart and straddle the disc centre.
     assert np.linalg.norm(a - b) == pytest.approx(d["disc_height_middle_mm"]["value"], abs=0.01)
     assert np.linalg.norm((a + b) / 2 - ph.disc("L4-L5").center_lps) < 3.0
+
+
+def test_dural_sac_area_on_a_valid_isotropic_section():
+    ph, vol, lab, _ = labelled(spacing=(1.0, 1.0, 1.0), **SPEC)
+    levels = measure_levels(vol, lab)
+    for t in ph.discs:
+        m = levels[t.name]
+        assert m.section["valid"] and m.section["disc_whole"]
+        # Area within the band of one voxel around the outline (perimeter ~ 70 mm).
+        assert m.value("dural_sac_area_mm2") == pytest.approx(t.dural_sac_area_mm2, abs=0.5 * 70 * max(vol.spacing))
+        region = next(e for e in m.evidence if e["measurement"] == "dural_sac_area_mm2")
+        assert region["kind"] == "region" and len(region["points_lps"]) >= 8
+
+
+def test_evidence_items_name_their_plane_and_input_slice(measured):
+    ph, vol, levels = measured
+    m = levels["L4-L5"]
+    kinds = {e["kind"] for e in m.evidence}
+    assert {"caliper", "vector", "region", "coverage"} <= kinds
+    for e in m.evidence:
+        assert 0 <= e["slice_index"] < vol.shape[0] and e["plane"]
+    ap = next(e for e in m.evidence if e["measurement"] == "canal_ap_diameter_mm")
+    a, b = (np.asarray(p) for p in ap["points_lps"])
+    assert np.linalg.norm(a - b) == pytest.approx(m.value("canal_ap_diameter_mm"), abs=0.01)

@@ -106,3 +106,73 @@ def test_no_levels_message():
     report = _report()
     report["levels"] = []
     assert re.search("No disc levels", render_html(report, None))
+
+
+def _withheld_report() -> dict:
+    report = _report()
+    report["levels"] = [
+        {"level": "L4-L5", "confidence": 0.9, "status": "found",
+         "notes": ["dural sac cut by the field of view (left-right): area not measured"],
+         "section": {"coverage_mm": [6.0, 8.0]},
+         "measurements": {"canal_ap_diameter_mm": {"value": 11.5, "unit": "mm",
+                                                   "points_lps": [[0, 0, 0], [0, 11.5, 0]]}},
+         "evidence": [{"kind": "caliper", "measurement": "canal_ap_diameter_mm", "plane": "axial (disc mid-plane)",
+                       "label": "dural sac AP diameter", "points_lps": [[0, 0, 0], [0, 11.5, 0]], "slice_index": 7},
+                      {"kind": "coverage", "measurement": None, "plane": "axial", "label": "slab",
+                       "points_lps": [[-7, 0, 0], [7, 0, 0]], "sac_points_lps": [[-5, 0, 0], [9, 0, 0]]}],
+         "grades": {
+             "canal_stenosis": {"grade": None, "name": "not assessable", "confidence": None,
+                                "status": "not assessable", "measurement": "canal_ap_diameter_mm", "value": 11.5,
+                                "reason": "not assessable: needs an axial series (here the slab cuts the sac)"},
+             "herniation": {"grade": None, "name": "not assessable", "confidence": None, "status": "not assessable",
+                            "reason": "not assessable: needs an axial series",
+                            "measurement": "posterior_displacement_mm",
+                            "value": 1.5, "confidence_kind": "calibrated",
+                            "predicted": [{"name": "P(SPIDER 'Disc herniation' label)", "value": 0.07,
+                                           "kind": "calibrated"}]},
+             "pfirrmann": {"grade": 3, "name": "III", "confidence": 0.55, "confidence_kind": "calibrated",
+                           "status": "graded", "measurement": "disc_signal_ratio", "value": 0.12}}},
+        {"level": "L5-S", "confidence": None, "status": "not found",
+         "notes": ["not found: no disc was segmented between L5 and the sacrum"],
+         "grades": {"pfirrmann": {"grade": None, "name": "not found", "status": "not found",
+                                  "reason": "not found: no disc was segmented between L5 and the sacrum"}}},
+    ]
+    return report
+
+
+def test_withheld_grades_show_reason_measurement_kind_and_named_probability():
+    page = render_html(_withheld_report(), None)
+    parser = _Collect()
+    parser.feed(page)
+    text = " ".join(parser.text)
+    assert "needs an axial series (here the slab cuts the sac)" in text
+    assert "canal_ap_diameter_mm = 11.5 (measured, not graded)" in text
+    assert "P(SPIDER 'Disc herniation' label) = 0.07" in page.replace("&#x27;", "'")
+    assert "calibrated" in text and "confidence 0.55" in text
+    # Notes and the missing level are rows of the table, not dropped.
+    assert "dural sac cut by the field of view" in text
+    assert "no disc was segmented between L5 and the sacrum" in text and 'class="missing"' in page
+    # The evidence table gives the plane and the input slice of the caliper.
+    evidence = page.split('class="evidence-table"', 1)[1].split("</table>", 1)[0]
+    assert "dural sac AP diameter" in evidence and "<td>7</td>" in evidence
+    # Coverage bar: the sac (blue) drawn beside the slab (grey), scaled to the slab's 14 mm.
+    assert 'fill="#36c"' in page and "slab 14 mm" in text
+
+
+def test_evidence_is_drawn_on_the_figure_at_its_points(sample):
+    from lvp.report.html import evidence_overlay
+
+    vol, labels = sample
+    centre = vol.index_to_lps(np.array(vol.shape) / 2.0)
+    top = vol.index_to_lps(np.array(vol.shape) / 2.0 + [0, 20, 0])
+    report = _withheld_report()
+    report["levels"][0]["evidence"][0]["points_lps"] = [list(centre), list(top)]
+    marks = evidence_overlay(vol, report["levels"], height_px=300)
+    assert [m["kind"] for m in marks] == ["caliper"]  # coverage goes to the table, not the figure
+    (x0, y0), (x1, y1) = marks[0]["xy"]
+    w = 300 * (vol.shape[2] * vol.spacing[2]) / (vol.shape[1] * vol.spacing[1])
+    assert 0 <= x0 <= w and 0 <= y0 <= 300 and x1 == pytest.approx(x0, abs=1e-6)
+    assert y1 - y0 == pytest.approx(20 * vol.spacing[1] * 300 / (vol.shape[1] * vol.spacing[1]), rel=1e-3)
+    png = sagittal_figure_png(vol, labels, height_px=300)
+    page = render_html(report, png, None, marks)
+    assert '<svg class="evidence"' in page and "<polyline" in page and "input slice 7" in page

@@ -83,3 +83,36 @@ def test_schema_document_describes_the_current_version(repo_root):
     assert f"version {SCHEMA_VERSION}" in text
     for key in REPORT_SCHEMA["required"]:
         assert f'"{key}"' in text, key
+
+
+def _with_issue15_fields(r: dict) -> dict:
+    lv = r["levels"][0]
+    lv.update(status="found", notes=["a note"], section={"valid": False},
+              evidence=[{"kind": "caliper", "measurement": "canal_ap_diameter_mm", "plane": "axial",
+                         "label": "AP", "points_lps": [[0, 0, 0], [0, 10, 0]], "slice_index": 3}])
+    lv["grades"]["canal_stenosis"] = {"grade": None, "name": "not assessable", "confidence": None,
+                                      "status": "not assessable", "reason": "not assessable: needs an axial series",
+                                      "confidence_kind": None, "source": None, "predicted": []}
+    lv["grades"]["herniation"].update(status="graded", confidence_kind="heuristic", predicted=[
+        {"name": "P(SPIDER 'Disc herniation' label)", "value": 0.1, "kind": "calibrated"}])
+    return r
+
+
+def test_issue15_fields_validate():
+    validate_report(_with_issue15_fields(_valid()))
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda lv: lv["grades"]["herniation"].update(status="maybe"), "grades.herniation.status"),
+    (lambda lv: lv["grades"]["herniation"].update(confidence_kind="guessed"), "grades.herniation.confidence_kind"),
+    (lambda lv: lv["grades"]["herniation"]["predicted"][0].update(value=1.2), "predicted[0].value"),
+    (lambda lv: lv["evidence"][0].update(kind="arrow"), "evidence[0].kind"),
+    (lambda lv: lv["evidence"][0].update(points_lps=[[0, 0]]), "evidence[0].points_lps[0]"),
+    (lambda lv: lv.update(status="lost"), "$.levels[0].status"),
+])
+def test_issue15_violations_are_named(mutate, where):
+    report = _with_issue15_fields(_valid())
+    mutate(report["levels"][0])
+    with pytest.raises(SchemaError) as info:
+        validate_report(report)
+    assert any(where in e for e in info.value.errors), info.value.errors

@@ -1,4 +1,23 @@
-"""Canal measurements on axial reformats: AP diameter, dural sac area, lateral recess depths.
+"""Canal measurements on the axial reformat through the disc: dural sac AP diameter and area.
+
+What is measured, and what is deliberately not (issue 15, a musculoskeletal radiologist's review):
+
+* The **AP diameter of the dural sac** (the canal label) at the sac's centre column, or at the
+  disc's centre line when the slab cuts the sac. It is a drawn measurement only: on MR the dural
+  sac is smaller than the bony canal, so the bony-canal cut-offs (Verbiest, Ullrich) do not apply
+  to it, and LVP grades no stenosis from it.
+* The **dural sac cross-sectional area** only where the axial section is *valid*
+  (:func:`section_facts`): every voxel side at most :data:`ISO_MAX_MM` (a near-isotropic 3D
+  acquisition, whose axial reformat resolves the sac's outline) and the field of view covering at
+  least :data:`RECESS_MARGIN_MM` on both sides of the sac's centre (the whole sac and the recesses
+  beside it). A thin sagittal slab (SPIDER: 13-30 mm, 1 mm between slices) is not valid.
+* **No lateral recess measurement**: the recess is bony (vertebral body to superior articular
+  process, Steurer et al. 2011); the segmentation has no facet or recess label, and the width of
+  the dural sac label is not the recess. See docs/validation.md for what an axial model would need.
+
+Where the canal label vanishes at the disc (none on the mid-disc plane), nothing is read: the
+canal is *not visualised* there (``canal_visualised`` False), which the grading reports as such,
+instead of reading 0 mm or the depth of whatever part of the sac is left.
 
 Left and right follow the image's patient coordinates (``u`` points to the patient's left, LPS
 +x). Many public data sets, the shared SPIDER/MRS/Chu copies included, do not record left-right
@@ -8,12 +27,14 @@ sense reliably: treat *left* and *right* as image sides unless the series' orien
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from lvp.labels import CANAL_LABEL
 from lvp.measure.reformat import Reformat, largest_component
 from lvp.measure.types import LevelMeasurements
 
-RECESS_POSITION = 0.8  # recess depth read at 80 % of the canal half-width from its centre
+ISO_MAX_MM = 1.25  # largest voxel side of a "3D isotropic" acquisition (axial reformat resolves the sac)
+RECESS_MARGIN_MM = 15.0  # coverage each side of the sac's centre: the sac and both lateral recesses
 
 
 def _canal(ax: Reformat) -> tuple[np.ndarray, bool]:
@@ -40,61 +61,93 @@ def _depth(ax: Reformat, canal: np.ndarray, col: int) -> tuple[float, list[list[
     return nz.size * s, pts
 
 
-def canal_at_disc(m: LevelMeasurements, mid: Reformat, above: Reformat | None = None,
-                  below: Reformat | None = None) -> None:
-    """Canal AP diameter and dural sac area on the mid-disc axial plane.
+def _outline(ax: Reformat, mask: np.ndarray, n: int = 48) -> list[list[float]]:
+    """Up to ``n`` boundary points of a 2-D mask, ordered by angle around its centroid (a polygon)."""
+    edge = mask & ~ndimage.binary_erosion(mask)
+    ii, jj = np.nonzero(edge)
+    x, y = ax.r1[ii], ax.r2[jj]
+    order = np.argsort(np.arctan2(y - y.mean(), x - x.mean()))
+    order = order[:: max(len(order) // n, 1)]
+    return [ax.lps(float(x[k]), float(y[k])) for k in order]
 
-    The AP diameter is read at the sac's centre column. When the slab cuts the sac (left-right)
-    its centre is not seen: the diameter is read at the disc's centre line, or, where the visible
-    sac does not reach that line (a herniated level in a thin slab, spider209 / spider234), at the
-    deepest column of the visible sac (the one nearest its midline) instead of being dropped.
-    Where the mid-disc plane has no canal but the planes through the bodies above and below
-    (``above``, ``below``) have one, the disc interrupts the canal: the diameter is 0 mm, with a
-    note (graded as severe stenosis).
+
+def section_facts(ax: Reformat, centre_mm: float, sac_whole: bool, voxel_mm: float) -> dict:
+    """Whether the axial section through the disc is valid for an axial quantity (see the module doc).
+
+    ``centre_mm``: the sac's centre along the reformat's left-right axis; ``voxel_mm``: the largest
+    voxel side of the acquisition.
+    """
+    cols = np.flatnonzero(ax.valid.any(axis=1))
+    if cols.size == 0:
+        return {"valid": False, "sac_whole": False, "coverage_mm": [0.0, 0.0], "voxel_mm": voxel_mm}
+    s = ax.step
+    left = float(ax.r1[cols[-1]] + s / 2 - centre_mm)  # r1 points to the patient's left
+    right = float(centre_mm - (ax.r1[cols[0]] - s / 2))
+    iso = voxel_mm <= ISO_MAX_MM
+    valid = bool(sac_whole and iso and min(left, right) >= RECESS_MARGIN_MM)
+    why = []
+    if not iso:
+        why.append(f"voxels up to {voxel_mm:.2f} mm (a valid axial reformat needs <= {ISO_MAX_MM} mm)")
+    if not sac_whole:
+        why.append("the field of view cuts the dural sac")
+    elif min(left, right) < RECESS_MARGIN_MM:
+        why.append(f"the slab covers {right:.0f} mm right and {left:.0f} mm left of the sac's centre "
+                   f"(sac and recesses need {RECESS_MARGIN_MM:.0f} mm each side)")
+    return {"valid": valid, "sac_whole": bool(sac_whole), "coverage_mm": [round(right, 2), round(left, 2)],
+            "voxel_mm": round(float(voxel_mm), 3), "why_not": "; ".join(why) or None}
+
+
+def _coverage_evidence(m: LevelMeasurements, ax: Reformat, canal: np.ndarray, a_mm: float) -> None:
+    cols = np.flatnonzero(ax.valid.any(axis=1))
+    s = ax.step
+    item = {"kind": "coverage", "measurement": None, "plane": "axial (disc mid-plane)",
+            "points_lps": [ax.lps(ax.r1[cols[0]] - s / 2, a_mm), ax.lps(ax.r1[cols[-1]] + s / 2, a_mm)],
+            "label": "slab coverage (left-right) at the disc"}
+    sac_cols = np.flatnonzero(canal.any(axis=1))
+    if sac_cols.size:
+        item["sac_points_lps"] = [ax.lps(ax.r1[sac_cols[0]] - s / 2, a_mm), ax.lps(ax.r1[sac_cols[-1]] + s / 2, a_mm)]
+    m.evidence.append(item)
+
+
+def canal_at_disc(m: LevelMeasurements, mid: Reformat, above: Reformat | None = None,
+                  below: Reformat | None = None, voxel_mm: float = 1.0) -> None:
+    """Dural sac AP diameter, section validity and (on a valid section) the dural sac area.
+
+    The AP diameter is read at the sac's centre column; when the slab cuts the sac left-right, at
+    the disc's centre line, and not at all when the visible sac does not reach that line (its
+    deepest visible column is not the canal's AP diameter: at an obliterated canal it read 16 mm).
+    No canal on the mid-disc plane sets ``canal_visualised`` False (with ``above`` and ``below``
+    showing a canal: the label vanishes at the disc).
     """
     canal, truncated = _canal(mid)
     if not canal.any():
+        m.canal_visualised = False
         if above is not None and below is not None and _canal(above)[0].any() and _canal(below)[0].any():
-            m.add("canal_ap_diameter_mm", 0.0, "mm", [[float(x) for x in mid.origin]])
-            m.notes.append("canal interrupted at the disc level (canal above and below, none at the disc): "
-                           "AP diameter 0 mm")
+            m.notes.append("canal not visualised at the disc: the canal label is present above and below the "
+                           "disc and absent on the mid-disc plane (no diameter read)")
         else:
             m.notes.append("canal not found at the disc level")
+        m.section.update(section_facts(mid, 0.0, False, voxel_mm))
         return
+    m.canal_visualised = True
     s = mid.step
     cols = np.flatnonzero(canal.any(axis=1))
     if truncated:
-        # The slab cuts the sac: read the AP diameter at the disc's centre line, no area; where the
-        # visible sac does not reach that line, at its deepest column (the nearest to its midline).
         col = int(np.argmin(np.abs(mid.r1)))
-        note = "dural sac cut by the field of view: area not measured"
-        if not canal[col].any():
-            col = int(cols[np.argmax(canal[cols].sum(axis=1))])
-            note += "; the visible sac misses the disc's centre line: AP diameter read at its deepest column"
-        m.notes.append(note)
+        centre = 0.0
+        m.notes.append("dural sac cut by the field of view (left-right): area not measured")
     else:
         col = int(round((cols[0] + cols[-1]) / 2))
+        centre = float(mid.r1[col])
+    m.section.update(section_facts(mid, centre, not truncated, voxel_mm))
+    rows = np.flatnonzero(canal.any(axis=0))
+    _coverage_evidence(m, mid, canal, float(mid.r2[rows].mean()))
+    if not canal[col].any():
+        m.notes.append("the visible part of the dural sac misses the disc's centre line: AP diameter not read")
+        return
     ap, pts = _depth(mid, canal, col)
     m.add("canal_ap_diameter_mm", ap, "mm", pts)
-    if not truncated:
-        ii, jj = np.nonzero(canal)
-        outline = [
-            mid.lps(mid.r1[i], mid.r2[j]) for i, j in zip(ii[:: max(len(ii) // 24, 1)], jj[:: max(len(ii) // 24, 1)])
-        ]
-        m.add("dural_sac_area_mm2", canal.sum() * s * s, "mm2", outline)
-
-
-def lateral_recesses(m: LevelMeasurements, ax: Reformat) -> None:
-    """Lateral recess depth, left and right, on the axial plane at pedicle level below the disc."""
-    canal, truncated = _canal(ax)
-    if not canal.any() or truncated:
-        m.notes.append("lateral recesses not measurable (canal missing or cut by the field of view)")
-        return
-    s = ax.step
-    cols = np.flatnonzero(canal.any(axis=1))
-    lo, hi = ax.r1[cols[0]] - s / 2, ax.r1[cols[-1]] + s / 2
-    mid, half = (lo + hi) / 2, (hi - lo) / 2
-    for side, sign in (("left", 1.0), ("right", -1.0)):
-        col = int(np.argmin(np.abs(ax.r1 - (mid + sign * RECESS_POSITION * half))))
-        depth, pts = _depth(ax, canal, col)
-        m.add(f"lateral_recess_depth_{side}_mm", depth, "mm", pts)
+    if m.section["valid"]:
+        m.add("dural_sac_area_mm2", canal.sum() * s * s, "mm2", _outline(mid, canal))
+    elif not truncated:
+        m.notes.append(f"dural sac area not measured: {m.section['why_not']}")

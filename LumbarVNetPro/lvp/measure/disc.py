@@ -93,28 +93,68 @@ def _body_mask(ax: Reformat, bone_labels: np.ndarray) -> np.ndarray:
     return body
 
 
+EDGE_MARGIN_MM = 2.0  # disc material this close to the slab's left-right edge is not read
+MIN_BODY_PIXELS = 20
+MIN_BODY_DEPTH_FRACTION = 0.75
+
+
+def _inner_columns(ax: Reformat, margin_mm: float) -> np.ndarray:
+    """Left-right columns inside the volume and at least ``margin_mm`` from its edge (and the plane's)."""
+    inside = ax.valid.any(axis=1)
+    k = int(np.ceil(margin_mm / ax.step))
+    padded = np.concatenate([np.zeros(k, bool), inside, np.zeros(k, bool)])
+    return ndimage.binary_erosion(padded, np.ones(2 * k + 1, bool))[k:-k] if k else inside
+
+
 def displacement(
     m: LevelMeasurements, mid: Reformat, upper: Reformat, lower: Reformat, disc_label: int, bone_labels: np.ndarray
 ) -> None:
     """Posterior displacement of disc material beyond the adjacent bodies' margins (axial plane).
 
     The reference outline is the union of the two adjacent vertebral bodies sampled just above
-    and below the disc. Displacement is the largest distance (normal to that outline) of disc
-    material behind the bodies' centre; the displaced component's *base* is where it touches
-    the outline: its width (across the displacement direction) and its angular span seen from
-    the body centre (fraction of the circumference, Fardon's 25 % bulge criterion).
+    and below the disc; **both** must be present (at L5-S without a segmented sacrum, or where the
+    field of view ends, there is no reference and nothing is read), and only left-right columns
+    where both bodies are seen and that lie at least :data:`EDGE_MARGIN_MM` inside the slab count
+    (at a slab's cut edge the outline is wrong: 27 of 38 SPIDER peaks sat there). Displacement is
+    the largest distance (normal to that outline) of disc material behind the bodies' centre; the
+    displaced component's *base* is where it touches the outline: its width (across the
+    displacement direction) and its angular span seen from the body centre (fraction of the
+    circumference, Fardon's 25 % bulge criterion). ``m.section["disc_whole"]`` says whether the
+    slab holds the disc's whole left-right extent (needed for a Fardon type).
     """
     step = mid.step
-    body = _body_mask(upper, bone_labels) | _body_mask(lower, bone_labels)
+    body_u, body_l = _body_mask(upper, bone_labels), _body_mask(lower, bone_labels)
     disc = mid.values == disc_label
-    if body.sum() < 20 or not disc.any():
-        m.notes.append("posterior displacement not measurable (no body outline beside the disc)")
+    if not disc.any():
+        m.notes.append("posterior displacement not measurable (no disc on the mid-disc plane)")
         return
+    inner = _inner_columns(mid, EDGE_MARGIN_MM)
+    disc_cols = disc.any(axis=1)
+    m.section["disc_whole"] = bool(disc_cols.any() and not (disc_cols & ~inner).any())
+    missing = [name for name, b in (("upper", body_u), ("lower", body_l)) if b.sum() < MIN_BODY_PIXELS]
+    if missing:
+        m.notes.append(f"posterior displacement not measured: needs both neighbouring vertebral bodies "
+                       f"({' and '.join(missing)} body not segmented beside the disc)")
+        return
+    body = body_u | body_l
+    # A reference outline much shallower than the disc is a partial cut of a body (a concave or
+    # collapsed endplate): everything behind it would look displaced.
+    depth_disc = float(np.median(disc[disc_cols].sum(axis=1))) * step
+    depth_body = float(np.median(body[body.any(axis=1)].sum(axis=1))) * step
+    if depth_body < MIN_BODY_DEPTH_FRACTION * depth_disc:
+        m.notes.append(f"posterior displacement not measured: the vertebral body outline beside the disc is "
+                       f"incomplete ({depth_body:.0f} mm deep for a {depth_disc:.0f} mm disc)")
+        return
+    cols_ok = inner & body_u.any(axis=1) & body_l.any(axis=1)
     bi, bj = np.nonzero(body)
     centre = np.array([bi.mean(), bj.mean()])
     dist, (ni, nj) = ndimage.distance_transform_edt(~body, return_indices=True)
     dist = dist * step
-    beyond = disc & ~body & (np.arange(disc.shape[1])[None, :] > centre[1])
+    behind = disc & ~body & (np.arange(disc.shape[1])[None, :] > centre[1])
+    beyond = behind & cols_ok[:, None]
+    if (behind & ~cols_ok[:, None] & (dist >= 1.0)).any():
+        m.notes.append(f"disc material at the slab's edge (within {EDGE_MARGIN_MM:g} mm) or beside only one "
+                       "body was not read as displacement")
     if not beyond.any():
         m.add("posterior_displacement_mm", 0.0, "mm", [])
         m.add("herniation_base_width_mm", 0.0, "mm", [])

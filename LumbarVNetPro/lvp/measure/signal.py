@@ -38,3 +38,20 @@ def signal_ratio(m: LevelMeasurements, sag_labels: Reformat, sag_image: Reformat
         "1",
         [sag_labels.lps(0.0, (a0 + a1) / 2), sag_labels.lps(sag_labels.r1[ci[k]], sag_labels.r2[cj[k]])],
     )
+    # The two regions read, as polygons on the disc's mid-sagittal plane (report evidence).
+    core_poly = [sag_labels.lps(x, y) for x, y in ((-h / 4, a0), (-h / 4, a1), (h / 4, a1), (h / 4, a0))]
+    m.evidence.append({"kind": "region", "measurement": "disc_signal_ratio", "plane": "sagittal (disc mid-plane)",
+                       "label": "disc signal (central 40 % of depth, middle half of height)",
+                       "points_lps": core_poly})
+    m.evidence.append({"kind": "region", "measurement": "disc_signal_ratio", "plane": "sagittal (disc mid-plane)",
+                       "label": f"CSF signal ({CSF_PERCENTILE}th percentile of the sac within 30 mm)",
+                       "points_lps": _band(sag_labels, csf)})
+
+
+def _band(ax: Reformat, mask: np.ndarray, n: int = 12) -> list[list[float]]:
+    """A polygon around a vertical band mask: its anterior edge down, its posterior edge up."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    rows = rows[:: max(len(rows) // n, 1)]
+    front = [ax.lps(ax.r1[r], ax.r2[np.flatnonzero(mask[r])[0]]) for r in rows]
+    back = [ax.lps(ax.r1[r], ax.r2[np.flatnonzero(mask[r])[-1]]) for r in rows[::-1]]
+    return front + back

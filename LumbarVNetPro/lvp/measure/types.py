@@ -26,13 +26,24 @@ class Measurement:
 
 @dataclass
 class LevelMeasurements:
-    """All measurements of one disc level; missing ones were not measurable (see ``notes``)."""
+    """All measurements of one disc level; missing ones were not measurable (see ``notes``).
+
+    Beyond the values: ``section`` says whether the axial section through the disc is *valid*
+    for an axial quantity (the whole dural sac / disc inside a fine enough grid, see
+    :func:`lvp.measure.canal.axial_section`), ``cut_by_fov`` whether the field of view cuts the
+    disc (then nothing is graded), ``canal_visualised`` False where the canal label vanishes at the
+    disc, and ``evidence`` the drawable items (calipers, regions, vectors, coverage) of the report.
+    """
 
     level: str
     disc_label: int
     center_lps: np.ndarray
     items: dict[str, Measurement] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    section: dict = field(default_factory=dict)
+    cut_by_fov: bool = False
+    canal_visualised: bool | None = None
+    evidence: list[dict] = field(default_factory=list)
 
     def value(self, name: str) -> float | None:
         """The value of a measurement, or None when it was not measured."""

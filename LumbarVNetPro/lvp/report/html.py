@@ -135,17 +135,66 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def _short(text: str, n: int = 90) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def _grade_cell(grade: dict | None) -> str:
+    """One grade: its name, the measurement behind it, the confidence and whether it is calibrated;
+    a withheld grade shows why and the measurement still drawn; named label probabilities follow.
+    """
+    esc = html.escape
     if not grade:
         return '<td class="na">–</td>'
     name = grade.get("name") or _fmt(grade.get("grade"))
-    parts = [f"<b>{html.escape(str(name))}</b>"]
-    if grade.get("measurement"):
-        parts.append(f'{html.escape(str(grade["measurement"]))} = {html.escape(_fmt(grade.get("value")))}')
+    withheld = grade.get("grade") is None
+    parts = [f"<b>{esc(str(name))}</b>"]
+    if withheld and grade.get("reason"):
+        reason = str(grade["reason"]).removeprefix("not assessable: ").removeprefix("not found: ")
+        parts.append(f'<span class="why">{esc(_short(reason))}</span>')
+    if grade.get("measurement") and grade.get("value") is not None:
+        shown = " (measured, not graded)" if withheld else ""
+        parts.append(f'{esc(str(grade["measurement"]))} = {esc(_fmt(grade.get("value")))}{shown}')
     if grade.get("confidence") is not None:
-        parts.append(f"confidence {html.escape(_fmt(grade['confidence'], 2))}")
-    title = html.escape(str(grade.get("rule") or ""), quote=True)
-    return f'<td title="{title}">' + "<br>".join(parts) + "</td>"
+        kind = grade.get("confidence_kind")
+        tag = f' <span class="{esc(str(kind))}">{esc(str(kind))}</span>' if kind else ""
+        parts.append(f"confidence {esc(_fmt(grade['confidence'], 2))}{tag}")
+    if grade.get("source"):
+        parts.append(f'<span class="src">from {esc(str(grade["source"]))}</span>')
+    for q in grade.get("predicted") or []:
+        parts.append(f'{esc(str(q.get("name")))} = {esc(_fmt(q.get("value"), 2))} '
+                     f'<span class="{esc(str(q.get("kind")))}">{esc(str(q.get("kind")))}</span>')
+    title = esc(str(grade.get("rule") or ""), quote=True)
+    cls = ' class="withheld"' if withheld else ""
+    return f'<td{cls} title="{title}">' + "<br>".join(parts) + "</td>"
+
+
+def coverage_bar(level: dict, width: int = 120) -> str:
+    """An SVG bar of the slab's left-right coverage at the disc (grey) and the dural sac in it (blue)."""
+    item = next((e for e in level.get("evidence") or [] if e.get("kind") == "coverage"), None)
+    if not item or len(item.get("points_lps") or []) < 2:
+        return "–"
+    a, b = (np.asarray(p, float) for p in item["points_lps"][:2])
+    span = float(np.linalg.norm(b - a)) or 1.0
+    axis = (b - a) / span
+    bar = f'<rect x="0" y="4" width="{width}" height="8" fill="#ccc"/>'
+    sac = item.get("sac_points_lps") or []
+    if len(sac) >= 2:
+        x0, x1 = sorted(float(np.dot(np.asarray(q, float) - a, axis)) for q in sac[:2])
+        bar += (f'<rect x="{x0 / span * width:.1f}" y="2" width="{max(x1 - x0, 0.5) / span * width:.1f}" '
+                'height="12" fill="#36c"/>')
+    cov = (level.get("section") or {}).get("coverage_mm")
+    text = f"slab {span:.0f} mm" + (f"; {cov[0]:.0f} / {cov[1]:.0f} mm beside the sac" if cov else "")
+    return (f'<svg width="{width}" height="16" role="img" aria-label="{html.escape(text, quote=True)}">{bar}'
+            f"<title>{html.escape(text)}</title></svg><br><small>{html.escape(text)}</small>")
+
+
+def _level_status(lv: dict) -> str:
+    notes = [str(n) for n in lv.get("notes") or []]
+    status = str(lv.get("status") or "found")
+    head = f"<b>{html.escape(status)}</b>" if status != "found" else ""
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f'<td class="notes">{head}' + (f"<ul>{items}</ul>" if items else "") + "</td>"
 
 
 def _grade_table(report: dict) -> str:
@@ -160,10 +209,80 @@ def _grade_table(report: dict) -> str:
     for lv in levels:
         grades = lv.get("grades") or {}
         cells = "".join(_grade_cell(grades.get(c)) for c in cols)
-        rows.append(f"<tr><th>{html.escape(str(lv.get('level')))}</th>"
-                    f"<td>{html.escape(_fmt(lv.get('confidence'), 2))}</td>{cells}</tr>")
-    return (f'<table class="grades"><tr><th>level</th><th>level confidence</th>{head}</tr>'
-            + "".join(rows) + "</table>")
+        cls = ' class="missing"' if lv.get("status") == "not found" else ""
+        rows.append(f"<tr{cls}><th>{html.escape(str(lv.get('level')))}</th>"
+                    f"<td>{html.escape(_fmt(lv.get('confidence'), 2))}</td>{cells}"
+                    f"<td>{coverage_bar(lv)}</td>{_level_status(lv)}</tr>")
+    return (f'<table class="grades"><tr><th>level</th><th>level confidence</th>{head}'
+            "<th>slab coverage</th><th>status and measurement notes</th></tr>" + "".join(rows) + "</table>")
+
+
+# Evidence colours on the figure (SVG strokes).
+_EVIDENCE_COLOURS = {"caliper": "#ffeb3b", "vector": "#ff5252", "region": "#40c4ff", "coverage": "#ffffff"}
+
+
+def evidence_overlay(volume: Volume, levels: list[dict], *, height_px: int = 360) -> list[dict]:
+    """The report's evidence items projected onto the :func:`sagittal_figure_png` figure (pixels).
+
+    Each item: ``{"level", "kind", "label", "measurement", "xy": [(x, y), ...], "slice_index"}``.
+    Points are projected along left-right (an AP caliper read on another sagittal slice is drawn at
+    its height and depth; its ``slice_index`` says where it was read). Coverage items (left-right
+    only) are drawn as bars in the table instead.
+    """
+    width_px, height_px, mm_si, mm_ap = _figure_geometry(volume, height_px)
+    s_si, s_ap = volume.spacing[1], volume.spacing[2]
+    out = []
+    for lv in levels:
+        for e in lv.get("evidence") or []:
+            if e.get("kind") == "coverage" or not e.get("points_lps"):
+                continue
+            idx = volume.lps_to_index(np.asarray(e["points_lps"], float))
+            xy = [((i[2] + 0.5) * s_ap / mm_ap, (i[1] + 0.5) * s_si / mm_si) for i in np.atleast_2d(idx)]
+            out.append({"level": lv.get("level"), "kind": e["kind"], "label": e.get("label") or "",
+                        "measurement": e.get("measurement"), "xy": xy, "slice_index": e.get("slice_index")})
+    return out
+
+
+def _evidence_svg(marks: list[dict], width: int, height: int) -> str:
+    shapes = []
+    for mk in marks:
+        colour = _EVIDENCE_COLOURS.get(mk["kind"], "#fff")
+        pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in mk["xy"])
+        tip = html.escape(f"{mk['level']}: {mk['label']}" + (f" (input slice {mk['slice_index']})"
+                                                                if mk.get("slice_index") is not None else ""))
+        if mk["kind"] == "region":
+            shapes.append(f'<polygon points="{pts}" fill="none" stroke="{colour}" stroke-width="1">'
+                          f"<title>{tip}</title></polygon>")
+        else:
+            end = ' marker-end="url(#arrow)"' if mk["kind"] == "vector" else ""
+            shapes.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="1.5"{end}>'
+                          f"<title>{tip}</title></polyline>")
+    defs = ('<defs><marker id="arrow" viewBox="0 0 6 6" refX="5" refY="3" markerWidth="4" markerHeight="4" '
+            'orient="auto"><path d="M0,0 L6,3 L0,6 z" fill="#ff5252"/></marker></defs>')
+    return (f'<svg class="evidence" viewBox="0 0 {width} {height}" width="{width}" height="{height}">{defs}'
+            + "".join(shapes) + "</svg>")
+
+
+def _evidence_table(report: dict) -> str:
+    """Every drawn measurement with the plane and input slice it was read on."""
+    rows = []
+    for lv in report.get("levels") or []:
+        meas = lv.get("measurements") or {}
+        for e in lv.get("evidence") or []:
+            if e.get("kind") == "coverage":
+                continue
+            value = (meas.get(e.get("measurement")) or {}).get("value") if e.get("measurement") else None
+            unit = (meas.get(e.get("measurement")) or {}).get("unit", "") if e.get("measurement") else ""
+            rows.append(f"<tr><td>{html.escape(str(lv.get('level')))}</td><td>{html.escape(str(e.get('kind')))}</td>"
+                        f"<td>{html.escape(str(e.get('label') or e.get('measurement') or ''))}</td>"
+                        f"<td>{html.escape(_fmt(value, 2))} {html.escape(str(unit or ''))}</td>"
+                        f"<td>{html.escape(str(e.get('plane') or ''))}</td>"
+                        f"<td>{html.escape(_fmt(e.get('slice_index')))}</td></tr>")
+    if not rows:
+        return ""
+    return ('<details><summary>Evidence: where each measurement was read</summary><table class="evidence-table">'
+            "<tr><th>level</th><th>kind</th><th>what</th><th>value</th><th>plane</th><th>input slice</th></tr>"
+            + "".join(rows) + "</table></details>")
 
 
 _STYLE = """
@@ -173,12 +292,18 @@ table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #bbb;padding
 vertical-align:top;font-size:90%}.na{color:#999}.fig{float:left;margin-right:1.5em}
 .meta td{border:none}.figwrap{position:relative;display:inline-block}
 .names{position:absolute;left:0;top:0;pointer-events:none}
+.evidence{position:absolute;left:0;top:0}.why{color:#a40}.withheld{background:#f6f6f6}
+.calibrated{color:#070;font-size:85%}.heuristic{color:#a60;font-size:85%}.src{color:#555;font-size:85%}
+.missing{background:#fee}.notes ul{margin:0;padding-left:1.1em;font-size:85%}
 """
 
 
 def render_html(report: dict, figure_png: bytes | None,
-                figure_names: list[tuple[str, float, float]] | None = None) -> str:
-    """The HTML report: status banner, figure (with ``figure_names`` over it), grade table, warnings."""
+                figure_names: list[tuple[str, float, float]] | None = None,
+                evidence: list[dict] | None = None) -> str:
+    """The HTML report: status banner, figure (with ``figure_names`` and the ``evidence`` marks of
+    :func:`evidence_overlay` over it), grade table with reasons and notes, evidence table, warnings.
+    """
     esc = html.escape
     inp = report.get("input") or {}
     model = report.get("model") or {}
@@ -198,12 +323,18 @@ def render_html(report: dict, figure_png: bytes | None,
         b64 = base64.b64encode(figure_png).decode("ascii")
         width, height = struct.unpack(">II", figure_png[16:24])
         names = _label_svg(figure_names, width, height) if figure_names else ""
+        names = (_evidence_svg(evidence, width, height) if evidence else "") + names
         parts.append(f'<div class="fig"><div class="figwrap"><img alt="mid-sagittal slice with segmentation '
                      f'overlay" width="{width}" height="{height}" src="data:image/png;base64,{b64}">{names}'
                      "</div></div>")
     parts.append("<h2>Grades</h2>")
     parts.append(_grade_table(report))
-    parts.append("<p>Each grade shows the measurement behind it and its confidence; hover for the rule.</p>")
+    parts.append("<p>Each grade shows the measurement behind it and its confidence, marked <i>calibrated</i> "
+                 "(fitted on radiologists' grades, checked on untouched patients) or <i>heuristic</i> (a literature "
+                 "rule with the measured measurement error); hover for the rule. A grade the images cannot support "
+                 "is withheld with the reason. On the figure: yellow calipers (disc heights, dural sac AP diameter), "
+                 "red displacement vectors, blue signal regions.</p>")
+    parts.append(_evidence_table(report))
     warnings = report.get("warnings") or []
     if warnings:
         items = "".join(f"<li><b>{esc(str(w.get('code')))}</b>: {esc(str(w.get('message')))}</li>"

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 SCHEMA_NAME = "lvp-report"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 _NUM = {"type": "number"}
 _POINT = {"type": "array", "items": _NUM, "minItems": 3, "maxItems": 3}
@@ -42,6 +42,30 @@ _GRADE = {
         "measurement": _STR_OR_NULL,
         "value": {"type": ["number", "null"]},
         "rule": _STR_OR_NULL,
+        # 1.2 (issue 15): why a grade is withheld, what kind of confidence, named label probabilities.
+        "status": {"enum": ["graded", "not assessable", "not found"]},
+        "reason": _STR_OR_NULL,
+        "confidence_kind": {"enum": ["calibrated", "heuristic", None]},
+        "source": _STR_OR_NULL,
+        "predicted": {"type": "array", "items": {
+            "type": "object", "required": ["name", "value", "kind"],
+            "properties": {"name": {"type": "string"}, "value": {"type": "number", "minimum": 0, "maximum": 1},
+                           "kind": {"enum": ["calibrated", "heuristic"]}, "model": {"type": "string"}}}},
+    },
+}
+
+# 1.2: a drawable piece of evidence (caliper, region, vector, coverage) in LPS mm.
+_EVIDENCE = {
+    "type": "object",
+    "required": ["kind", "points_lps"],
+    "properties": {
+        "kind": {"enum": ["caliper", "region", "vector", "coverage"]},
+        "measurement": _STR_OR_NULL,
+        "plane": {"type": "string"},
+        "label": {"type": "string"},
+        "points_lps": {"type": "array", "items": _POINT},
+        "sac_points_lps": {"type": "array", "items": _POINT},
+        "slice_index": {"type": "integer", "minimum": 0},
     },
 }
 
@@ -130,6 +154,11 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "measurements": {"type": "object", "additionalProperties": _MEASUREMENT},
                     "grades": {"type": "object", "additionalProperties": _GRADE},
                     "scan_plane": _SCAN_PLANE,
+                    # 1.2: every expected level has a row; why a grade is missing; the evidence drawn.
+                    "status": {"enum": ["found", "not found"]},
+                    "notes": {"type": "array", "items": {"type": "string"}},
+                    "evidence": {"type": "array", "items": _EVIDENCE},
+                    "section": {"type": "object"},
                 },
             },
         },

@@ -42,7 +42,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from lvp.errors import InputError
-from lvp.grading import GradingRules, calibration_feature, grade_level
+from lvp.grading import PREDICTS, GradingRules, calibration_feature, grade_level
 from lvp.labels import disc_name_between
 from lvp.measure.types import LevelMeasurements
 from lvp.validation.cases import load_spider_case, spider_case_ids, tss_to_classes
@@ -59,7 +59,7 @@ TARGETS = {
     "pfirrmann": "Pfirrman grade",
 }
 MODEL_FEATURES = {
-    "herniation": ("posterior_displacement_mm", "canal_ap_diameter_mm"),
+    "herniation": ("posterior_displacement_mm",),
     "bulging": ("log_disc_signal_ratio", "posterior_displacement_mm"),
     "narrowing": ("height_vs_level", "log_disc_signal_ratio"),
     "pfirrmann": ("log_disc_signal_ratio", "height_vs_level"),
@@ -133,6 +133,10 @@ def collect_features(
                     "level": level,
                     "segmentation": kind,
                     "measurements": {} if m is None else {k: round(v.value, 5) for k, v in m.items.items()},
+                    # What the grading needs beyond the values (withholding rules, lvp.grading).
+                    "cut_by_fov": bool(getattr(m, "cut_by_fov", False)),
+                    "canal_visualised": getattr(m, "canal_visualised", None),
+                    "section": dict(getattr(m, "section", {}) or {}),
                     "ref": {k: int(ref[col]) for k, col in TARGETS.items()},
                 }
             )
@@ -144,6 +148,9 @@ def level_measurements(row: dict) -> LevelMeasurements:
     m = LevelMeasurements(row["level"] or "unknown", 0, np.zeros(3))
     for k, v in row["measurements"].items():
         m.add(k, v, "")
+    m.cut_by_fov = bool(row.get("cut_by_fov", False))
+    m.canal_visualised = row.get("canal_visualised")
+    m.section = dict(row.get("section") or {})
     return m
 
 
@@ -227,19 +234,76 @@ def _design(rows: list[dict], features: tuple[str, ...], cal: dict) -> tuple[np.
     return np.asarray(xs, float).reshape(len(xs), len(features)), keep
 
 
-def fit_calibration(rows: list[dict]) -> dict:
-    """Fit every model on ``rows`` (from :func:`collect_features`); the calibration dict of lvp.grading."""
-    cal: dict = {"schema": "lvp-grading-calibration", "version": 1, "level_norms": _level_norms(rows), "models": {}}
-    for name, feats in MODEL_FEATURES.items():
-        x, keep = _design(rows, feats, cal)
-        y = np.array([rows[i]["ref"][name] for i in keep])
-        model = {"features": list(feats), "target": f"SPIDER '{TARGETS[name]}'", "n": len(keep)}
-        if name == "pfirrmann":
-            coef, cuts = fit_ordinal(x, y)
-            model.update(kind="ordinal", coef=coef, cutpoints=cuts, classes=[1, 2, 3, 4, 5])
+def _fit_one(rows: list[dict], name: str, feats: tuple[str, ...], cal: dict) -> dict:
+    x, keep = _design(rows, feats, cal)
+    y = np.array([rows[i]["ref"][name] for i in keep])
+    model = {"features": list(feats), "target": f"SPIDER '{TARGETS[name]}'", "n": len(keep)}
+    if name == "pfirrmann":
+        coef, cuts = fit_ordinal(x, y)
+        model.update(kind="ordinal", coef=coef, cutpoints=cuts, classes=[1, 2, 3, 4, 5])
+    else:
+        b0, coef = fit_logistic(x, y)
+        model.update(kind="logistic", intercept=b0, coef=coef, n_positive=int(y.sum()))
+    return model
+
+
+def _linear(model: dict, x: np.ndarray) -> np.ndarray:
+    """Linear predictors: (n,) for a logistic model, (n, K) = eta - c_k for an ordinal one."""
+    eta = x @ np.asarray(model["coef"], float)
+    if model["kind"] == "ordinal":
+        return eta[:, None] - np.asarray(model["cutpoints"], float)[None, :]
+    return model["intercept"] + eta
+
+
+def out_of_fold_slope(rows: list[dict], name: str, feats: tuple[str, ...], k: int = N_FOLDS) -> float | None:
+    """Calibration slope of a model's out-of-fold linear predictor among ``rows`` (patients as folds).
+
+    A slope below 1 means the fitted model is overconfident on new patients; the shipped model's
+    linear predictor is multiplied by it (uniform shrinkage). For the ordinal model the K
+    cumulative indicators (y >= II .. V) are stacked.
+    """
+    etas, ys = [], []
+    for test in patient_folds([r["case"] for r in rows if r["level"]], k):
+        ts = set(test)
+        train = [r for r in rows if r["case"] not in ts]
+        held = [r for r in rows if r["case"] in ts]
+        cal = {"level_norms": _level_norms(train)}
+        model = _fit_one(train, name, feats, cal)
+        x, keep = _design(held, feats, cal)
+        if not keep:
+            continue
+        y = np.array([held[i]["ref"][name] for i in keep])
+        lin = _linear(model, x)
+        if model["kind"] == "ordinal":
+            etas.append(lin.ravel())
+            ys.append((y[:, None] >= np.arange(2, 2 + lin.shape[1])[None, :]).astype(int).ravel())
         else:
-            b0, coef = fit_logistic(x, y)
-            model.update(kind="logistic", intercept=b0, coef=coef, n_positive=int(y.sum()))
+            etas.append(lin)
+            ys.append(y)
+    if not etas:
+        return None
+    eta, y = np.concatenate(etas), np.concatenate(ys)
+    if len(set(y.tolist())) < 2:
+        return None
+    clf = LogisticRegression(C=1e6).fit(eta[:, None], y)
+    return float(clf.coef_[0][0])
+
+
+def fit_calibration(rows: list[dict], shrink: bool = True) -> dict:
+    """Fit every model on ``rows`` (from :func:`collect_features`); the calibration dict of lvp.grading.
+
+    ``shrink``: multiply each model's linear predictor by its out-of-fold calibration slope among
+    these rows (:func:`out_of_fold_slope`, clipped to 0.2-1; not for the herniation model, whose
+    few positives give no stable slope).
+    """
+    cal: dict = {"schema": "lvp-grading-calibration", "version": 2, "level_norms": _level_norms(rows), "models": {}}
+    for name, feats in MODEL_FEATURES.items():
+        model = _fit_one(rows, name, feats, cal)
+        if shrink and name != "herniation":
+            slope = out_of_fold_slope(rows, name, feats)
+            if slope is not None:
+                model["shrinkage"] = round(float(np.clip(slope, 0.2, 1.0)), 4)
+                model["shrinkage_raw_slope"] = round(slope, 4)
         cal["models"][name] = model
     return cal
 
@@ -250,7 +314,10 @@ def fit_calibration(rows: list[dict]) -> dict:
 def predict_rows(rows: list[dict], cal: dict | None) -> list[dict]:
     """Grade every row with :func:`lvp.grading.grade_level` (``cal`` None = uncalibrated rules).
 
-    Scores and grades are None where the grade is not assessable.
+    Scores and grades are None where the grade is not assessable. The SPIDER-label probabilities
+    (``p_herniation``, ``p_bulging``) come from the herniation grade's ``predicted`` list, and
+    their calls (``herniation_call``, ``bulging_call``) are P > 0.5. Rows measured on a predicted
+    segmentation are graded with the measured measurement error, reference-mask rows without.
     """
     rules = GradingRules(calibration="")
     out = []
@@ -259,17 +326,25 @@ def predict_rows(rows: list[dict], cal: dict | None) -> list[dict]:
         if not r["level"] or not r["measurements"]:
             out.append(base | dict.fromkeys(_SCORES))
             continue
-        g = grade_level(level_measurements(r), rules, cal if cal is not None else "")
+        error = r.get("segmentation", "reference") != "reference"
+        g = grade_level(level_measurements(r), rules, cal if cal is not None else "", error=error)
         h, n, p = g["herniation"], g["narrowing"], g["pfirrmann"]
-        hp, pp = h.probabilities, p.probabilities
+        pp = p.probabilities
+        named = {q["name"]: q["value"] for q in h.predicted}
+        p_h, p_b = named.get(PREDICTS["herniation"]), named.get(PREDICTS["bulging"])
         base.update(
             herniation_grade=h.grade,
-            p_herniation=None if h.grade is None else hp[2] + hp[3],
-            p_bulging=None if h.grade is None else 1.0 - hp[0],
+            p_herniation=p_h,
+            p_bulging=p_b,
+            herniation_call=None if p_h is None else int(p_h > 0.5),
+            bulging_call=None if p_b is None else int(p_b > 0.5),
             narrowing_grade=n.grade,
             p_narrowing=None if n.grade is None else n.probabilities[1],
             pfirrmann_grade=p.grade,
             p_pfirrmann_ge4=None if p.grade is None else pp[3] + pp[4],
+            p_pfirrmann_ge2=None if p.grade is None else 1.0 - pp[0],
+            p_pfirrmann_ge3=None if p.grade is None else pp[2] + pp[3] + pp[4],
+            p_pfirrmann_ge5=None if p.grade is None else pp[4],
             pfirrmann_expected=None if p.grade is None else float(np.dot(pp, np.arange(1, 6))),
         )
         out.append(base)
@@ -280,10 +355,15 @@ _SCORES = (
     "herniation_grade",
     "p_herniation",
     "p_bulging",
+    "herniation_call",
+    "bulging_call",
     "narrowing_grade",
     "p_narrowing",
     "pfirrmann_grade",
     "p_pfirrmann_ge4",
+    "p_pfirrmann_ge2",
+    "p_pfirrmann_ge3",
+    "p_pfirrmann_ge5",
     "pfirrmann_expected",
 )
 
@@ -373,9 +453,12 @@ def _auc_fig(rows: list[dict], ref: str, score: str, positive=lambda v: v, n_boo
             raise ValueError("one class only")
         return roc_auc_score(t, [r[score] for r in sample])
 
+    few = min(int(y.sum()), int((1 - y).sum())) < 2  # no variance estimate from a single unit
+    if few:
+        return out | {"value": _r(roc_auc_score(y, [r[score] for r in rs])), "ci95_delong": None,
+                      "ci95_patient_bootstrap": None}
     a = auc_ci(y, [r[score] for r in rs])
     v, lo, hi = _boot(rs, stat, n_boot)
-    few = min(int(y.sum()), int((1 - y).sum())) < 2  # no variance estimate from a single unit
     return out | {
         "value": _r(a.auc),
         "ci95_delong": None if few else [_r(a.ci_low), _r(a.ci_high)],
@@ -398,18 +481,16 @@ def _kappa_fig(rows: list[dict], ref: str, grade: str, pred, weights=None, label
 
 def summarise(rows: list[dict], n_boot: int = N_BOOT) -> dict:
     """AUCs (DeLong and patient-bootstrap CIs) and kappas (patient-bootstrap CIs) of graded rows."""
-    graded = [r for r in rows if r["pfirrmann_grade"] is not None or r["herniation_grade"] is not None]
+    graded = [r for r in rows if r["pfirrmann_grade"] is not None or r["p_bulging"] is not None]
     return {
         "n_discs_graded_by_radiologists": len(rows),
         "n_discs_assessable": len(graded),
         "n_patients": len({r["case"] for r in rows}),
         "prevalence": {k: int(sum(r[f"ref_{k}"] for r in rows)) for k in ("herniation", "bulging", "narrowing")},
         "herniation_auc": _auc_fig(rows, "ref_herniation", "p_herniation", n_boot=n_boot),
-        "herniation_kappa": _kappa_fig(
-            rows, "ref_herniation", "herniation_grade", lambda g: int(g >= 2), n_boot=n_boot
-        ),
+        "herniation_kappa": _kappa_fig(rows, "ref_herniation", "herniation_call", int, n_boot=n_boot),
         "bulging_auc": _auc_fig(rows, "ref_bulging", "p_bulging", n_boot=n_boot),
-        "bulging_kappa": _kappa_fig(rows, "ref_bulging", "herniation_grade", lambda g: int(g >= 1), n_boot=n_boot),
+        "bulging_kappa": _kappa_fig(rows, "ref_bulging", "bulging_call", int, n_boot=n_boot),
         "narrowing_auc": _auc_fig(rows, "ref_narrowing", "p_narrowing", n_boot=n_boot),
         "narrowing_kappa": _kappa_fig(rows, "ref_narrowing", "narrowing_grade", int, n_boot=n_boot),
         "pfirrmann_ge4_auc": _auc_fig(rows, "ref_pfirrmann", "p_pfirrmann_ge4", lambda v: v >= 4, n_boot=n_boot),

@@ -1,0 +1,62 @@
+"""The report's evidence as markups in an MRML scene: calipers, displacement vectors, signal regions.
+
+``report.json`` (schema 1.2) lists per level the points where each measurement was read
+(``levels[].evidence``: ``kind`` caliper / vector / region / coverage, ``points_lps``, ``plane``,
+``label``, ``slice_index``). :func:`add_evidence_markups` turns them into markups nodes so a reader
+sees in the slice views exactly what was measured:
+
+* caliper, vector, coverage → a ``vtkMRMLMarkupsLineNode`` (two points; the line shows its length);
+* region → a ``vtkMRMLMarkupsClosedCurveNode`` through the region's outline.
+
+Each node is named ``"<level> <label>"``, locked (evidence is not edited by dragging), and carries
+the attributes ``LVP.Level``, ``LVP.EvidenceKind``, ``LVP.Measurement``, ``LVP.Plane`` and
+``LVP.SliceIndex`` (the input series' slice the item was read on). Works with Slicer and with the
+Qt-free ``slicer-core`` wheel. Points are LPS in the report; MRML is RAS = (-x, -y, z).
+"""
+
+from __future__ import annotations
+
+import vtk
+
+NODE_CLASS = {"caliper": "vtkMRMLMarkupsLineNode", "vector": "vtkMRMLMarkupsLineNode",
+              "coverage": "vtkMRMLMarkupsLineNode", "region": "vtkMRMLMarkupsClosedCurveNode"}
+# Display colours (RGB 0-1), as report.html draws them.
+COLOURS = {"caliper": (1.0, 0.92, 0.23), "vector": (1.0, 0.32, 0.32), "region": (0.25, 0.77, 1.0),
+           "coverage": (1.0, 1.0, 1.0)}
+
+
+def _ras(point) -> vtk.vtkVector3d:  # noqa: ANN001 - any 3-sequence
+    return vtk.vtkVector3d(-float(point[0]), -float(point[1]), float(point[2]))
+
+
+def add_evidence_markups(scene, report: dict, prefix: str = "LVP", visible: bool = True) -> list:  # noqa: ANN001
+    """One markups node per evidence item of every level in ``report``; returns the nodes.
+
+    Items with too few points for their kind (a line needs 2, a region 3) are skipped.
+    """
+    nodes = []
+    for level in report.get("levels", []) or []:
+        for item in level.get("evidence", []) or []:
+            kind = item.get("kind")
+            points = item.get("points_lps") or []
+            if kind not in NODE_CLASS or len(points) < (3 if kind == "region" else 2):
+                continue
+            label = item.get("label") or item.get("measurement") or kind
+            node = scene.AddNewNodeByClass(NODE_CLASS[kind], f"{prefix} {level.get('level')} {label}")
+            for p in points if kind == "region" else points[:2]:
+                node.AddControlPoint(_ras(p))
+            node.SetLocked(True)
+            node.SetAttribute("LVP.Level", str(level.get("level")))
+            node.SetAttribute("LVP.EvidenceKind", str(kind))
+            node.SetAttribute("LVP.Measurement", str(item.get("measurement") or ""))
+            node.SetAttribute("LVP.Plane", str(item.get("plane") or ""))
+            slice_index = item.get("slice_index")
+            node.SetAttribute("LVP.SliceIndex", "" if slice_index is None else str(int(slice_index)))
+            node.CreateDefaultDisplayNodes()
+            display = node.GetDisplayNode()
+            if display is not None:
+                display.SetSelectedColor(*COLOURS[kind])
+                display.SetColor(*COLOURS[kind])
+                display.SetVisibility(visible)
+            nodes.append(node)
+    return nodes

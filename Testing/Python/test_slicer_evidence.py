@@ -1,0 +1,88 @@
+"""report.json evidence → markups nodes in a real MRML scene (slicer-core)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from slicer_helpers import slicer
+
+
+@pytest.fixture(scope="module")
+def pipeline_result(tmp_path_factory, sample_case):
+    """``lvp infer`` output of the bundled sample from its reference mask (real pipeline, no network)."""
+    from lvp.pipeline import MaskSegmenter, run_inference
+
+    out = tmp_path_factory.mktemp("evidence")
+    run_inference(sample_case, out, segmenter=MaskSegmenter(sample_case.with_name("spider_sample_labels.nii.gz")),
+                  html=False)
+    return out
+
+
+def _report(result) -> dict:
+    return json.loads((result / "report.json").read_text())
+
+
+def test_every_evidence_item_becomes_a_markup_at_its_points(pipeline_result):
+    from LumbarVNetProLib.evidence import add_evidence_markups
+
+    report = _report(pipeline_result)
+    items = [(lv["level"], e) for lv in report["levels"] for e in lv.get("evidence", [])]
+    assert items, "the pipeline result holds no evidence to draw"
+    scene = slicer.vtkMRMLScene()
+    nodes = add_evidence_markups(scene, report)
+    assert len(nodes) == len(items)
+    for node, (level, item) in zip(nodes, items):
+        assert node.GetAttribute("LVP.Level") == level
+        assert node.GetAttribute("LVP.EvidenceKind") == item["kind"]
+        assert node.GetLocked()
+        expected = item["points_lps"] if item["kind"] == "region" else item["points_lps"][:2]
+        assert node.GetNumberOfControlPoints() == len(expected)
+        for i, p in enumerate(expected):
+            ras = node.GetNthControlPointPositionWorld(i)
+            # LPS in the report, RAS in MRML.
+            assert np.allclose(ras, [-p[0], -p[1], p[2]], atol=1e-3)
+        if item["kind"] == "region":
+            assert node.IsA("vtkMRMLMarkupsClosedCurveNode")
+        else:
+            assert node.IsA("vtkMRMLMarkupsLineNode")
+            # A caliper's drawn length is the measurement's length (both from the same points).
+            a, b = (np.asarray(q, float) for q in item["points_lps"][:2])
+            assert node.GetLineLengthWorld() == pytest.approx(float(np.linalg.norm(b - a)), abs=1e-3)
+        if item.get("slice_index") is not None:
+            assert node.GetAttribute("LVP.SliceIndex") == str(item["slice_index"])
+
+
+def test_disc_height_calipers_match_their_measurement(pipeline_result):
+    from LumbarVNetProLib.evidence import add_evidence_markups
+
+    report = _report(pipeline_result)
+    scene = slicer.vtkMRMLScene()
+    nodes = add_evidence_markups(scene, report)
+    checked = 0
+    for node in nodes:
+        name = node.GetAttribute("LVP.Measurement")
+        if not name.startswith("disc_height_"):
+            continue
+        level = next(lv for lv in report["levels"] if lv["level"] == node.GetAttribute("LVP.Level"))
+        value = level["measurements"][name]["value"]
+        # A height is counted in whole 0.5 mm samples; its caliper ends at the sample edges.
+        assert node.GetLineLengthWorld() == pytest.approx(value, abs=0.6)
+        checked += 1
+    assert checked >= 3
+
+
+def test_items_without_enough_points_are_skipped():
+    from LumbarVNetProLib.evidence import add_evidence_markups
+
+    report = {"levels": [{"level": "L4-L5", "evidence": [
+        {"kind": "caliper", "points_lps": [[0, 0, 0]]},
+        {"kind": "region", "points_lps": [[0, 0, 0], [1, 0, 0]]},
+        {"kind": "unknown", "points_lps": [[0, 0, 0], [1, 0, 0]]},
+        {"kind": "vector", "points_lps": [[0, 0, 0], [3, 4, 0]]},
+    ]}]}
+    scene = slicer.vtkMRMLScene()
+    nodes = add_evidence_markups(scene, report)
+    assert [n.GetAttribute("LVP.EvidenceKind") for n in nodes] == ["vector"]
+    assert nodes[0].GetLineLengthWorld() == pytest.approx(5.0)
