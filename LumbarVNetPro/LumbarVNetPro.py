@@ -522,7 +522,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def moveRow(self, step: int) -> None:
         """Select the previous / next row (level) of the grade table."""
         table = self.ui.gradeTableWidget
-        row = min(max(table.currentRow() + step, 0), table.rowCount() - 1)
+        row = min(max(table.currentRow() + step, 0), table.rowCount - 1)
         if row >= 0:
             table.setCurrentCell(row, 0)
 

@@ -282,7 +282,7 @@ def widget_flow(
     check(not ui.inputVolumeSelector.enabled, "the input selector stays enabled during a run")
     _wait(widget, processEvents, timeout_s, "the analysis")
     check(ui.statusLabel.text == "Done.", f"the analysis did not finish: {ui.statusLabel.text}")
-    rows = ui.gradeTableWidget.rowCount()
+    rows = ui.gradeTableWidget.rowCount
     check(rows > 0 and params.segmentation is not None, "no result in the panel")
     states = {_cell(widget, r, 6) for r in range(rows)}
     check(states <= {"unreviewed", "not assessable"} and "unreviewed" in states, f"AI rows not unreviewed: {states}")
@@ -337,13 +337,13 @@ def widget_flow(
     ui.readerIdLineEdit.text = READER
     ui.databaseUrlLineEdit.text = url
     ui.signInButton.click()
-    check(ui.worklistWidget.count() == 2, f"worklist has {ui.worklistWidget.count()} entries")
+    check(ui.worklistWidget.count == 2, f"worklist has {ui.worklistWidget.count} entries")
     ui.loadCaseButton.click()
     segmentations = scene.GetNodesByClass("vtkMRMLSegmentationNode")
     ai_nodes = [segmentations.GetItemAsObject(i) for i in range(segmentations.GetNumberOfItems())]
     check(not [n for n in ai_nodes if n.GetAttribute(lvpscene.CASE_ATTRIBUTE) == "c1"], "AI nodes in the manual read")
     check(not ui.applyButton.enabled, "Run analysis is offered during the blinded read")
-    manual_rows = ui.gradeTableWidget.rowCount()
+    manual_rows = ui.gradeTableWidget.rowCount
     check(all(not _cell(widget, r, 2) and not _cell(widget, r, 3) for r in range(manual_rows)),
           "AI grades shown in the manual arm")
     ui.gradeTableWidget.setCurrentCell(0, 0)
@@ -356,7 +356,7 @@ def widget_flow(
     check(c1_image.GetScene() is None, "the previous case's image is still in the scene")
 
     log("Reading: AI-assisted read, every AI grade accepted by key, submit")
-    ai_rows = ui.gradeTableWidget.rowCount()
+    ai_rows = ui.gradeTableWidget.rowCount
     check(ai_rows > 0 and "accepted" not in {_cell(widget, r, 6) for r in range(ai_rows)},
           "the AI-assisted case opened with rows already accepted")
     for r in range(ai_rows):

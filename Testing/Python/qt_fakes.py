@@ -4,7 +4,10 @@ Slicer's own Python (``ScriptedLoadableModule``, ``util``, ``parameterNodeWrappe
 ``../shared/third_party``) runs on top of these; only what a Qt widget *is* is imitated here:
 objects with a parent and children, named properties, signals that call their slots (both the
 PythonQt ``widget.connect("clicked(bool)", slot)`` and ``widget.clicked.connect(slot)`` forms),
-and the state each widget type keeps (text, checked, items, current index, table cells). Nothing
+and the state each widget type keeps (text, checked, items, current index, table cells). As in
+PythonQt, a Qt *property* is an attribute, not a method, even where C++ has a getter of that
+name (``table.rowCount``, ``combo.count``, ``list.currentRow``): code calling ``rowCount()``
+fails here as it would in Slicer. Nothing
 answers for the module: a slot the module connects runs only when the signal is emitted, a value
 set in a widget is only what the module (or a test acting as the user) put there.
 
@@ -364,7 +367,8 @@ class QComboBox(QWidget):
             self._current = -1
             self._emit("currentIndexChanged", -1)
 
-    def count(self) -> int:
+    @property
+    def count(self) -> int:  # Q_PROPERTY
         return len(self._items)
 
     def itemText(self, index: int) -> str:
@@ -397,7 +401,8 @@ class QComboBox(QWidget):
     def currentText(self) -> str:
         return self.itemText(self._current)
 
-    def currentData(self):
+    @property
+    def currentData(self):  # Q_PROPERTY (Qt >= 5.2)
         return self.itemData(self._current)
 
     def wheelEvent(self, steps: int) -> None:
@@ -449,7 +454,8 @@ class QListWidget(QWidget):
     def addItem(self, item) -> None:
         self._items.append(item if isinstance(item, QListWidgetItem) else QListWidgetItem(str(item)))
 
-    def count(self) -> int:
+    @property
+    def count(self) -> int:  # Q_PROPERTY
         return len(self._items)
 
     def item(self, row: int):
@@ -458,7 +464,8 @@ class QListWidget(QWidget):
     def currentItem(self):
         return self.item(self._row)
 
-    def currentRow(self) -> int:
+    @property
+    def currentRow(self) -> int:  # Q_PROPERTY
         return self._row
 
     def setCurrentRow(self, row: int) -> None:
@@ -531,7 +538,8 @@ class QTableWidget(QAbstractItemView):
     def setColumnCount(self, n: int) -> None:
         self._columns = n
 
-    def columnCount(self) -> int:
+    @property
+    def columnCount(self) -> int:  # Q_PROPERTY
         return self._columns
 
     def setRowCount(self, n: int) -> None:
@@ -541,7 +549,8 @@ class QTableWidget(QAbstractItemView):
         if self._current[0] >= n:
             self._current = (-1, -1)
 
-    def rowCount(self) -> int:
+    @property
+    def rowCount(self) -> int:  # Q_PROPERTY
         return self._rows
 
     def setHorizontalHeaderLabels(self, labels) -> None:

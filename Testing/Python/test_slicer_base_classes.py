@@ -230,7 +230,7 @@ def test_manual_arm_refuses_run_analysis_and_submit_asks_first(widget, slicer_ap
     """Items 5 and the reader's Submit confirmation, with the app out of testing mode (a real user)."""
     slicer = slicer_app
     _sign_in(widget, _study(tmp_path, ai_result=reference_result))
-    assert widget.ui.worklistWidget.count() == 2
+    assert widget.ui.worklistWidget.count == 2
     widget.ui.loadCaseButton.click()
     assert widget.workplace.inBlindedRead and not widget.ui.applyButton.enabled
     with pytest.raises(ValueError, match="blinded"):
@@ -244,7 +244,7 @@ def test_manual_arm_refuses_run_analysis_and_submit_asks_first(widget, slicer_ap
     assert widget.workplace.session.current.case_key == "c2" and widget.ui.applyButton.enabled
     widget.keyActions["Alt+P"]()
     assert widget.workplace.session.current.case_key == "c1" and widget.workplace.rows[0].reader_grade == 2
-    for r in range(widget.ui.gradeTableWidget.rowCount()):
+    for r in range(widget.ui.gradeTableWidget.rowCount):
         widget.ui.gradeTableWidget.setCurrentCell(r, 0)
         widget.keyActions["2"]()
     slicer.app.testing = False
@@ -300,14 +300,14 @@ def test_numbering_doubt_and_not_assessable_reasons_are_shown(widget, slicer_app
     widget.ui.loadCaseButton.click()
     assert "6 lumbar-type vertebrae" in widget.ui.numberingLabel.text
     table = widget.ui.gradeTableWidget
-    texts = [[_cell(widget, r, c) for c in range(7)] for r in range(table.rowCount())]
+    texts = [[_cell(widget, r, c) for c in range(7)] for r in range(table.rowCount)]
     row = next(t for t in texts if t[0] == "L4-L5" and t[1] == "Central canal stenosis")
     assert row[2] == "not assessable: canal not segmented at this level" and row[6] == "not assessable"
 
 
 def test_washout_cases_are_disabled_in_the_worklist(widget, slicer_app, tmp_path):
     _sign_in(widget, _study(tmp_path, washout_days=30))
-    items = [widget.ui.worklistWidget.item(i) for i in range(widget.ui.worklistWidget.count())]
+    items = [widget.ui.worklistWidget.item(i) for i in range(widget.ui.worklistWidget.count)]
     waiting = [i for i in items if "(washout)" in i.text()]
     assert len(waiting) == 1 and not waiting[0].flags() & qt_fakes.Qt.ItemIsEnabled
     assert all(i.flags() & qt_fakes.Qt.ItemIsEnabled for i in items if i not in waiting)
@@ -329,7 +329,7 @@ def test_ai_case_without_a_result_is_computed_as_a_job_with_progress(widget, sli
     assert widget.workplace.runningKind == "case" and widget.ui.cancelButton.enabled
     assert widget.ui.statusLabel.text.startswith("Computing the AI result of case c2")
     wait_idle(slicer, widget)
-    assert widget.workplace.session.current.case_key == "c2" and widget.ui.gradeTableWidget.rowCount() > 0
+    assert widget.workplace.session.current.case_key == "c2" and widget.ui.gradeTableWidget.rowCount > 0
     assert (tmp_path / "cases" / "c2.nii.gz.lvp" / "report.json").is_file()
 
 
@@ -399,7 +399,7 @@ def test_table_wheel_keys_and_row_click_on_a_result(widget, slicer_app, tmp_path
     _run(slicer, widget, volume, tmp_path / "out")
     table = widget.ui.gradeTableWidget
     rows = widget.workplace.rows
-    row = next((r for r in range(table.rowCount()) if rows[r].ai_grade is not None), 0)
+    row = next((r for r in range(table.rowCount) if rows[r].ai_grade is not None), 0)
     decided = ("modified", "accepted") if rows[row].ai_grade is not None else ("graded",)
     combo = table.cellWidget(row, 5)
     before = combo.currentIndex
@@ -411,7 +411,7 @@ def test_table_wheel_keys_and_row_click_on_a_result(widget, slicer_app, tmp_path
     assert center is not None and [round(matrix.GetElement(i, 3), 3) for i in range(3)] == [round(c, 3) for c in center]
     widget.keyActions["3"]()
     assert widget.workplace.rows[row].reader_grade == 3 and _cell(widget, row, 6) in decided
-    assert combo.currentData() == 3
+    assert combo.currentData == 3
     widget.keyActions["0" if rows[row].pathology == "pfirrmann" else "5"]()  # off the scale: nothing changes
     assert widget.workplace.rows[row].reader_grade == 3
 
