@@ -156,6 +156,11 @@ def test_status_export_and_report(run_study, capsys):
         assert t["diff"] == pytest.approx(t["auc_ai_assisted"] - t["auc_manual"])
     assert set(herniation["paired_delong"]) == set(READERS)
     assert herniation["ai_standalone"]["auc"]["auc"] > 0.8
+    flow = analysis["flow"]
+    assert flow["readers_enrolled"] == len(READERS) and flow["cases_enrolled"] == N_CASES
+    assert flow["reads_submitted"] == 2 * len(READERS) * N_CASES and flow["assignments"] == flow["reads_submitted"]
+    assert all(w["achieved"] and w["gap_days"] >= 0 for w in flow["washout"])  # washout 0 days here
+    assert flow["analysed"]["herniation"]["units"] == N_CASES * len(LEVELS)
     mrmc_csv = list(csv.DictReader((tmp_path / "out" / "report_mrmc.csv").open()))
     assert len(mrmc_csv) == 2 * len(READERS) * len(ref)  # herniation + canal, every unit complete
     assert {r["arm"] for r in mrmc_csv} == {"manual", "ai_assisted"}
@@ -167,3 +172,52 @@ def test_user_errors_exit_2_without_traceback(db_url, capsys):  # noqa: F811
     assert "no study named 'nope'" in err and "Traceback" not in err
     assert main(["study", "--db", db_url, "import-reference", "nope", "/does/not/exist.csv"]) == 2
     assert main(["study", "--db", "mysql://x/y", "status", "s"]) == 2
+
+
+def test_report_from_database_columns_equals_report_from_exported_rows(run_study):
+    from lvp.readingdb.admin import export_columns, export_reads
+    from lvp.study.analysis import analyse
+
+    db, _, _ = run_study
+    api = ReadingDB(db[2])
+    a = analyse(export_columns(api, "lumbar"), bootstrap=200)
+    b = analyse(export_reads(api, "lumbar"), bootstrap=200)
+    api.close()
+    for key in ("pathologies", "reading_time", "multiplicity"):
+        assert json.dumps(a[key], sort_keys=True, default=float) == json.dumps(b[key], sort_keys=True, default=float)
+
+
+def test_commands_print_no_alembic_log_lines(tmp_path):
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'quiet.sqlite'}"
+    p = subprocess.run([sys.executable, "-m", "lvp.cli", "study", "--db", url, "create", "quiet"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "created study" in p.stdout
+    assert "alembic" not in p.stderr.lower() and "INFO" not in p.stderr
+
+
+def test_simulated_study_with_the_papers_design(db_url, tmp_path):  # noqa: F811
+    from lvp.study.simulate import LEVELS as SIM_LEVELS
+    from lvp.study.simulate import PATHOLOGIES, simulate_study
+
+    api = ReadingDB(db_url)
+    counts = simulate_study(api, "sim", patients=40, readers=4, seed=2, time_ratio=0.61, period_ratio=0.95)
+    api.close()
+    assert counts == {"cases": 40, "readers": 4, "reads": 320, "grades": 320 * 15}
+    report = tmp_path / "sim.html"
+    assert main(["study", "--db", db_url, "report", "sim", "-o", str(report), "--ai-test", "non_inferiority",
+                 "--margin", "0.05", "--bootstrap", "200"]) == 0
+    analysis = json.loads(report.with_suffix(".json").read_text())
+    flow = analysis["flow"]
+    assert flow["reads_submitted"] == 320 and flow["washout_days_required"] == 28
+    assert all(w["achieved"] and w["gap_days"] >= 28 for w in flow["washout"])
+    model = analysis["reading_time"]["model"]
+    assert abs(model["ratio_ai_vs_manual"]["log_estimate"] - np.log(0.61)) < 3 * model["ratio_ai_vs_manual"]["log_se"]
+    assert model["ratio_period_2_vs_1"]["ci_low"] < 1.0
+    assert set(analysis["pathologies"]) == set(PATHOLOGIES)
+    assert analysis["options"]["hypothesis"] == "non_inferiority" and analysis["options"]["margin"] == 0.05
+    assert "one-sided non-inferiority test, margin 0.050 AUC" in report.read_text()
+    rows = list(csv.DictReader(report.with_name("sim_mrmc.csv").open()))
+    assert len(rows) == len(PATHOLOGIES) * 4 * 2 * 40 * len(SIM_LEVELS)

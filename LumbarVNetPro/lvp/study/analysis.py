@@ -90,7 +90,11 @@ def _auc_mrmc(truth: np.ndarray, x: np.ndarray, readers: list[str], label: str, 
     if truth.all() or not truth.any():
         raise ValueError(f"{int(truth.sum())} positive of {truth.size} units: AUC needs both classes")
     res = obuchowski_rockette(truth, x, modalities=MODS, readers=readers, covariance="delong", clusters=clusters)
-    return _or_summary(res, _counts(truth, clusters), label)
+    out = _or_summary(res, _counts(truth, clusters), label)
+    if out["difference"]["se"] <= 1e-12:
+        out["flag"] = "degenerate: zero variance of the difference (e.g. every reader perfect); no valid test"
+        out["p_value"] = out["difference"]["p_value"] = float("nan")
+    return out
 
 
 def _proportion_mrmc(binary: np.ndarray, clusters: np.ndarray, readers: list[str], label: str) -> dict:

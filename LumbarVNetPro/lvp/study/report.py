@@ -89,11 +89,10 @@ def roc_figure(pathology: str, result: dict) -> str:
 def time_figure(per_arm: dict) -> str:
     """Box plot of reading times per arm (whiskers at 1.5 IQR, outliers not drawn)."""
     fig, ax = plt.subplots(figsize=(4.2, 3.2))
-    arms = list(per_arm)
     stats = [{"label": ARM_LABELS.get(a, a), "med": v["median"], "q1": v["q1"], "q3": v["q3"],
               "whislo": v["whislo"], "whishi": v["whishi"], "fliers": []} for a, v in per_arm.items()]
     ax.bxp(stats, showfliers=False)
-    ax.set(ylabel="reading time (s)", title=f"Reading time per arm ({', '.join(arms)})")
+    ax.set(ylabel="reading time (s)", title="Reading time per arm")
     return _png(fig)
 
 
@@ -110,7 +109,8 @@ def _mrmc_rows(analyses: dict, primary: str) -> list[list[object]]:
                      _Raw(f"{ai['estimate']:.3f} ({_ci(ai['ci_low'], ai['ci_high'])})"),
                      _Raw(f"{d['estimate']:+.3f} ({_ci(d['ci_low'], d['ci_high'])})"),
                      _Raw(f"F={m['f']:.2f}, df={m['df1']}, {m['df2']:.1f}"),
-                     _Raw(fmt_p(m["p_value"]) + (f" (Holm {fmt_p(m['p_holm'])})" if "p_holm" in m else ""))])
+                     _Raw(fmt_p(m["p_value"]) + (f" (Holm {fmt_p(m['p_holm'])})" if "p_holm" in m else "")
+                          + (f" <b>{html.escape(m['flag'])}</b>" if m.get("flag") else ""))])
     return rows
 
 
@@ -321,7 +321,8 @@ def _time_section(rt: dict) -> str:
         return ""
     parts = ["<h2>Reading time</h2>", f'<img alt="reading time" src="{time_figure(rt["per_arm"])}">']
     parts.append(_table(["arm", "reads", "median (s)", "Q1", "Q3", "geometric mean (s)"],
-                        [[ARM_LABELS.get(a, a), v["n"], v["median"], v["q1"], v["q3"], v["geometric_mean"]]
+                        [[ARM_LABELS.get(a, a), v["n"]] + [_Raw(f"{v[k]:.1f}") for k in
+                                                           ("median", "q1", "q3", "geometric_mean")]
                          for a, v in rt["per_arm"].items()]))
     m = rt.get("model")
     if m:

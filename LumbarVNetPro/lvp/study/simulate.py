@@ -1,10 +1,10 @@
 """A simulated reader study with the paper's design, written into a reading database.
 
 For the documentation's example report and the scale benchmark (benchmarks/bench_study.py), not for
-any clinical claim. Cases, readers, the balanced crossover assignment, the reference standard and
-the AI results go through the study-management API; the reads themselves are bulk-inserted (as
-drafts, then submitted in one statement per read, which the schema's rules allow) because 30,000
-reads through the per-read API would take most of an hour. Bulk reads write no audit records.
+any clinical claim. Cases, readers and the balanced crossover assignment go through the
+study-management API; the reference standard, the AI results and the reads are bulk-inserted (reads
+as drafts, then submitted in one statement per read, which the schema's rules allow) because 30,000
+reads through the per-read API would take most of an hour. Bulk rows write no audit records.
 
 Model (all on a latent severity scale per patient x level x pathology, cut into grades 0-3 so that
 about a quarter of the units are positive, grade >= 2): reference = latent; AI = latent + noise;
@@ -21,9 +21,18 @@ from datetime import datetime, timedelta
 import numpy as np
 from sqlalchemy import bindparam, insert, select, update
 
-from lvp.readingdb import AIGrade, ReadingDB
-from lvp.readingdb.admin import add_cases, add_readers, assign_balanced, create_study, import_reference
-from lvp.readingdb.models import Assignment, Case, GradeEntry, Reader, Reading, StudyReader
+from lvp.readingdb import ReadingDB
+from lvp.readingdb.admin import add_cases, add_readers, assign_balanced, create_study
+from lvp.readingdb.models import (
+    AIResult,
+    Assignment,
+    Case,
+    GradeEntry,
+    Reader,
+    Reading,
+    ReferenceGrade,
+    StudyReader,
+)
 
 LEVELS = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
 PATHOLOGIES = ("herniation", "canal_stenosis", "lateral_recess_left")
@@ -55,12 +64,16 @@ def simulate_study(db: ReadingDB, study: str = "simulated", patients: int = 100,
               + rng.normal(0, 0.6, (patients, n_l, n_p)))
     ref = _grade(latent)
     ai = _grade(latent + rng.normal(0, 0.35, latent.shape))
-    import_reference(db, study, [{"case_key": keys[i], "level": levels[lv], "pathology": pathologies[p],
-                                  "grade": int(ref[i, lv, p])}
-                                 for i in range(patients) for lv in range(n_l) for p in range(n_p)])
-    for i, k in enumerate(keys):
-        db.store_ai_results(study, k, [AIGrade(levels[lv], pathologies[p], int(ai[i, lv, p]), 0.9)
-                                       for lv in range(n_l) for p in range(n_p)], model_version="simulated")
+    with db.session() as sess:
+        case_id = dict(sess.execute(select(Case.case_key, Case.id).where(Case.case_key.in_(keys))).all())
+    cells = [(i, lv, p) for i in range(patients) for lv in range(n_l) for p in range(n_p)]
+    with db.session() as sess:  # bulk, like the reads (the API writes one audit record per grade)
+        sess.execute(insert(ReferenceGrade), [
+            {"case_id": case_id[keys[i]], "level": levels[lv], "pathology": pathologies[p],
+             "grade": int(ref[i, lv, p]), "source": "simulated"} for i, lv, p in cells])
+        sess.execute(insert(AIResult), [
+            {"case_id": case_id[keys[i]], "level": levels[lv], "pathology": pathologies[p],
+             "grade": int(ai[i, lv, p]), "confidence": 0.9, "model_version": "simulated"} for i, lv, p in cells])
 
     bias = rng.normal(0, 0.15, readers)
     speed = rng.normal(0, 0.25, readers)
