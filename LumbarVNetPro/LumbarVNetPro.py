@@ -326,11 +326,12 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.pollTimer.stop()
         self._setRunning(False)
+        if result.kind == workflow.CASE and result.state in (workflow.CANCELLED, workflow.FAILED):
+            # The case never opened: its image leaves the scene, no read is on screen.
+            self.workplace.closeCase()
+            self._showNodes()
         if result.state == workflow.CANCELLED:
             self.ui.statusLabel.setText(_("Cancelled."))
-            if result.kind == workflow.CASE:
-                self.workplace.closeCase()
-                self._fillGradeTable()
             return
         if result.state == workflow.FAILED:
             self.ui.statusLabel.setText(_("Failed."))

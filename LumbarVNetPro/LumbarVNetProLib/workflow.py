@@ -424,8 +424,11 @@ class Workplace:
         """
         session = self._requireSession()
         self._requireIdle()
-        if session.current is not None and session.current.assignment_id != item.assignment_id:
+        if session.current is not None:
+            # Every grade is saved as it is set; this is the last word of the read on screen,
+            # which is closed: nothing may be submitted for a case no longer shown.
             session.save_draft()
+            session.current = None
         self.closeCase()
         volume = load_case_image(item.image_ref, loadVolume, loadDicom)
         lvpscene.mark_case_image(volume, item.case_key)

@@ -333,6 +333,22 @@ def test_ai_case_without_a_result_is_computed_as_a_job_with_progress(widget, sli
     assert (tmp_path / "cases" / "c2.nii.gz.lvp" / "report.json").is_file()
 
 
+@needs_model
+def test_cancelling_an_ai_case_computation_leaves_no_read_open(widget, slicer_app, tmp_path):
+    slicer = slicer_app
+    _sign_in(widget, _study(tmp_path))
+    widget.ui.loadCaseButton.click()  # c1, manual: a read is open
+    assert widget.workplace.session.current.case_key == "c1"
+    widget.ui.worklistWidget.setCurrentRow(1)
+    widget.ui.loadCaseButton.click()  # c2 has no result: computed as a job
+    image = widget._parameterNode.inputVolume
+    widget.ui.cancelButton.click()
+    wait_idle(slicer, widget)
+    assert widget.ui.statusLabel.text == "Cancelled."
+    assert widget.workplace.session.current is None and not widget.ui.submitButton.enabled
+    assert image.GetScene() is None and widget.ui.gradeTableWidget.rowCount == 0
+
+
 def test_sign_in_offers_the_reading_packages_and_installs_with_progress_and_cancel(
     widget, slicer_app, tmp_path, monkeypatch, caplog
 ):
