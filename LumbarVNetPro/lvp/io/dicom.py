@@ -27,6 +27,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from lvp.errors import InputError
+from lvp.io.dicom_decode import decode_pixels, frame_count, orientation, read_enhanced
 
 PLANES = ("sagittal", "coronal", "axial")  # by the LPS component of the slice normal
 GAP_TOLERANCE = 0.2  # relative deviation of a slice step from the median before it is a gap
@@ -42,6 +43,7 @@ class SeriesInfo:
     modality: str = ""
     plane: str = "unknown"
     weighting: str = "unknown"  # "T1", "T2", "PD", "STIR" or "unknown"
+    frames: int = 0  # slices: one per classic file, NumberOfFrames of an enhanced (multi-frame) file
 
     def summary(self) -> str:
         """One line naming the series for error messages and listings."""
@@ -116,10 +118,11 @@ def scan_folder(folder: str | Path) -> list[SeriesInfo]:
                 uid=uid,
                 description=str(ds.get("SeriesDescription", "")),
                 modality=str(ds.get("Modality", "")),
-                plane=_plane(ds.get("ImageOrientationPatient")),
+                plane=_plane(orientation(ds)),
                 weighting=_weighting(ds),
             )
         info.files.append(path)
+        info.frames += frame_count(ds)
     if not series:
         raise InputError(f"no DICOM files found in {folder}")
     return list(series.values())
@@ -135,7 +138,8 @@ def choose_series(series: list[SeriesInfo], uid: str | None = None, *, plane: st
                          "\n  ".join(s.summary() for s in series))
     if len(series) == 1:
         return series[0]
-    candidates = [s for s in series if s.modality in ("MR", "") and s.plane == plane and len(s.files) >= 3]
+    candidates = [s for s in series if s.modality in ("MR", "") and s.plane == plane
+                  and max(len(s.files), s.frames) >= 3]
     t2 = [s for s in candidates if s.weighting == "T2"]
     if len(t2) == 1:
         return t2[0]
@@ -219,6 +223,8 @@ def read_series(info: SeriesInfo) -> tuple[sitk.Image, dict]:
     """Read one series into a SimpleITK image (LPS geometry), checking its integrity."""
     if info.modality and info.modality != "MR":
         raise InputError(f"series {info.uid} has modality {info.modality}; LVP reads MR images (T2-weighted)")
+    if len(info.files) == 1 and info.frames > 1:  # an enhanced (multi-frame) MR image
+        return read_enhanced(info.files[0], info.uid)
     _check_declared_size(info)
     slices = []
     numbers: list[int | None] = []
@@ -227,7 +233,9 @@ def read_series(info: SeriesInfo) -> tuple[sitk.Image, dict]:
     for path in info.files:
         try:
             ds = pydicom.dcmread(path)
-            pixels = ds.pixel_array
+            pixels = decode_pixels(ds, path)
+        except InputError:
+            raise  # a compressed syntax no installed decoder reads: named, not "corrupt"
         except Exception as err:  # noqa: BLE001 - any decoder failure means the file is unusable
             raise InputError(f"the DICOM file {path} is corrupt or truncated: its pixel data cannot be "
                              f"read ({type(err).__name__}: {err}); re-export the series") from None
