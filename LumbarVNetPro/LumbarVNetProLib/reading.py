@@ -23,7 +23,7 @@ MANUAL = "manual"
 AI_ASSISTED = "ai_assisted"
 
 
-DATABASE_ENV = "LVP_READING_DB"
+DATABASE_ENV = "LVP_DATABASE_URL"  # the core's variable (lvp.readingdb.database.ENV_VAR)
 DATABASE_FILE = "lvp_reading.sqlite"
 
 
@@ -62,7 +62,7 @@ def url_without_password(url: str) -> str:
     """``url`` with any password removed (``postgresql://u:secret@h/db`` -> ``postgresql://u@h/db``).
 
     What may be remembered in the application settings: a password is never written to disk by
-    the panel (it comes from ``LVP_READING_DB``, the reader's entry this session, or ``.pgpass``).
+    the panel (it comes from ``LVP_DATABASE_URL``, the reader's entry this session, or ``.pgpass``).
     """
     from urllib.parse import urlsplit, urlunsplit
 
@@ -77,7 +77,7 @@ def url_without_password(url: str) -> str:
 
 
 def database_url(entered: str = "", environ: dict | None = None, dataDir: Path | None = None) -> str:
-    """The reading database a sign-in opens: what the reader entered, else ``$LVP_READING_DB``, else the default."""
+    """The reading database a sign-in opens: what the reader entered, else ``$LVP_DATABASE_URL``, else the default."""
     environ = os.environ if environ is None else environ
     return (entered or "").strip() or environ.get(DATABASE_ENV, "").strip() or default_database_url(dataDir)
 

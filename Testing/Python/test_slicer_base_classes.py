@@ -131,7 +131,7 @@ def test_database_url_is_not_a_parameter_and_never_in_the_scene(widget, slicer_a
     assert default.startswith("sqlite:///") and Path(default.removeprefix("sqlite:///")).is_absolute()
     env = {"HOME": str(tmp_path), "XDG_DATA_HOME": ""}
     assert reading.user_data_dir(env, "linux") == tmp_path / ".local" / "share" / "LumbarVNetPro"
-    assert reading.database_url("", environ={"LVP_READING_DB": "sqlite:////x.db"}) == "sqlite:////x.db"
+    assert reading.database_url("", environ={"LVP_DATABASE_URL": "sqlite:////x.db"}) == "sqlite:////x.db"
 
 
 # ----------------------------------------------------------------------------- the whole flow
