@@ -299,6 +299,7 @@ def widget_flow(
     check(ui.gradeTableWidget.currentRow() == 1, "Down did not move to the next level")
 
     log("Cancel a second run: the first result stays")
+    ui.outputFolderPathLineEdit.currentPath = str(work / "cancelled")
     ui.applyButton.click()
     ui.cancelButton.click()
     _wait(widget, processEvents, timeout_s, "the cancel")
