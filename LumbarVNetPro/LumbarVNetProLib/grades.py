@@ -121,25 +121,35 @@ class GradeRow:
 
 
 def _reasons_text(grade: dict) -> str:
-    """The reasons a report.json grade gives (a list or one string, under a few names), as one line."""
-    for key in ("reasons", "reason", "not_assessable_reasons"):
+    """The reasons a report.json object gives (``reasons`` list or ``reason`` string), as one line.
+
+    A leading "not assessable:" is dropped: the panel says that itself.
+    """
+    for key in ("reasons", "reason"):
         value = grade.get(key)
         if isinstance(value, (list, tuple)):
-            return "; ".join(str(v) for v in value if v)
-        if value:
-            return str(value)
+            text = "; ".join(str(v) for v in value if v)
+        else:
+            text = str(value) if value else ""
+        if text:
+            for prefix in ("not assessable:", "not assessable"):
+                if text.lower().startswith(prefix):
+                    text = text[len(prefix):].strip()
+                    break
+            return text or "not assessable"
     return ""
 
 
 def _calibrated(grade: dict) -> bool | None:
-    """Whether a report.json grade says its confidence is calibrated (None when it does not say)."""
+    """Whether a report.json grade's confidence is calibrated (``confidence_kind``, report 1.2).
+
+    None when the report does not say (older reports).
+    """
+    kind = grade.get("confidence_kind")
+    if kind in ("calibrated", "heuristic"):
+        return kind == "calibrated"
     value = grade.get("calibrated")
-    if isinstance(value, bool):
-        return value
-    basis = grade.get("confidence_basis") or grade.get("basis")
-    if isinstance(basis, str) and basis:
-        return basis.lower().startswith("calibrated")
-    return None
+    return value if isinstance(value, bool) else None
 
 
 def rows_from_report(report: dict, pathologies: Iterable[str] = PATHOLOGIES) -> list[GradeRow]:
@@ -158,10 +168,11 @@ def rows_from_report(report: dict, pathologies: Iterable[str] = PATHOLOGIES) -> 
                 continue
             value = grade.get("grade")
             note = _reasons_text(grade)
-            if value is None and not note and grade.get("assessable", True) is not False:
+            withheld = grade.get("status") in ("not assessable", "not found")
+            if value is None and not note and not withheld:
                 continue  # no grade and no word why: nothing to show for this pathology
             if value is None and not note:
-                note = "not assessable"
+                note = str(grade.get("status"))
             rows.append(
                 GradeRow(
                     level=level["level"],

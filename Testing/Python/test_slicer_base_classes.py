@@ -386,17 +386,22 @@ def test_rows_are_unreviewed_until_accepted_and_show_readable_names(slicer_app):
     report = {
         "numbering": {"confident": False, "reasons": ["transitional L5/S1 suspected"]},
         "levels": [{"level": "L4-L5", "grades": {
+            # report.json 1.2: confidence_kind, status, reason (lvp.grading)
             "herniation": {"grade": 2, "confidence": 0.8, "measurement": "posterior_displacement_mm", "value": 4.0,
-                           "calibrated": True},
-            "lateral_recess_left": {"grade": None, "reasons": ["recess not visible on the sagittal slab"]},
+                           "confidence_kind": "calibrated", "status": "graded"},
+            "lateral_recess_left": {"grade": None, "status": "not assessable",
+                                    "reason": "not assessable: needs an axial series"},
+            "lateral_recess_right": {"grade": 1, "confidence": 0.6, "confidence_kind": "heuristic"},
             "canal_stenosis": {"grade": None},  # no grade and no word why: no row
         }}],
     }
     rows = rows_from_report(report)
     assert [(r.pathology, r.state) for r in rows] == [("herniation", "unreviewed"),
-                                                      ("lateral_recess_left", "not assessable")]
+                                                      ("lateral_recess_left", "not assessable"),
+                                                      ("lateral_recess_right", "unreviewed")]
     assert table_cells(rows[0])[1:4] == ["Disc herniation", "protrusion", "0.80 (calibrated)"]
-    assert table_cells(rows[1])[2] == "not assessable: recess not visible on the sagittal slab"
+    assert table_cells(rows[1])[2] == "not assessable: needs an axial series"
+    assert table_cells(rows[2])[3] == "0.60 (heuristic)"
     rows[0].accept()
     assert rows[0].state == "accepted"
     with pytest.raises(ValueError, match="no grade to accept"):
