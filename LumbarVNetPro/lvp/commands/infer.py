@@ -77,6 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-html", action="store_true", help="skip report.html")
     p.add_argument("--progress-json", action="store_true",
                    help="print machine-readable progress lines (JSON) to stdout")
+    # DICOMweb input (lvp.dicomweb_infer): INPUT is dicomweb+http(s)://host/dicom-web.
+    p.add_argument("--study", metavar="UID", help="with a dicomweb+http(s):// input: the StudyInstanceUID to read")
+    p.add_argument("--series", metavar="UID",
+                   help="with a DICOMweb input: the series to read (default: the study's sagittal T2 series)")
+    p.add_argument("--store", action="store_true",
+                   help="with a DICOMweb input: store the DICOM SEG and SR back in the study (STOW-RS)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print nothing but errors (no per-case lines, warnings or progress bar)")
     p.set_defaults(func=run)
@@ -274,7 +280,14 @@ def check_outputs(dirs: list[Path], out: Path, inputs: list[Any]) -> None:
 def run(args: argparse.Namespace, segmenter: Any = None) -> int:
     """Run ``lvp infer`` (``segmenter``: an already loaded one, else made from the options)."""
     from lvp.errors import ConfigError
+    from lvp.io.dicomweb import is_dicomweb
 
+    if any(is_dicomweb(i) for i in args.inputs):
+        from lvp.dicomweb_infer import run_dicomweb
+
+        return run_dicomweb(args, segmenter)
+    if getattr(args, "study", None) or getattr(args, "store", False) or getattr(args, "series", None):
+        raise ConfigError("--study, --series and --store go with a dicomweb+http(s):// input")
     cases = expand_inputs(args.inputs, exclude=Path(args.output))
     if not cases:
         raise InputError("no input series found")

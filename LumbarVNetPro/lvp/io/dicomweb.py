@@ -1,0 +1,135 @@
+"""Read a study's sagittal T2 series from a DICOMweb server and store LVP's SEG and SR back.
+
+``dicomweb+http://host/dicom-web`` (or ``dicomweb+https://``) names the server's DICOMweb root.
+QIDO-RS lists the study's series, WADO-RS metadata describes each MR series (plane from
+ImageOrientationPatient, weighting as for a folder: :func:`lvp.io.dicom.choose_series`), WADO-RS
+fetches the chosen one and STOW-RS stores the DICOM SEG and SR. The client is dicomweb-client.
+
+Credentials come from the environment only, never from the command line or the URL (both end up
+in shell histories and logs): ``LVP_DICOMWEB_TOKEN`` (a bearer token) or ``LVP_DICOMWEB_USER`` and
+``LVP_DICOMWEB_PASSWORD`` (HTTP basic authentication). No message LVP writes contains them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit  # pydicom and requests are imported only when a server is used
+
+from lvp.errors import InputError
+
+PREFIXES = ("dicomweb+http://", "dicomweb+https://")
+ENV_USER, ENV_PASSWORD, ENV_TOKEN = "LVP_DICOMWEB_USER", "LVP_DICOMWEB_PASSWORD", "LVP_DICOMWEB_TOKEN"
+T = TypeVar("T")
+
+
+def is_dicomweb(text: str | Path) -> bool:
+    """Whether an input names a DICOMweb server (``dicomweb+http(s)://...``)."""
+    return str(text).startswith(PREFIXES)
+
+
+def server_url(text: str) -> str:
+    """The plain http(s) DICOMweb root of a ``dicomweb+`` input; refuses credentials in the URL."""
+    if not is_dicomweb(text):
+        raise InputError(f"{text!r} is not a DICOMweb address (dicomweb+http://host/dicom-web)")
+    url = text[len("dicomweb+"):].rstrip("/")
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        # The URL is not repeated: it holds the secret.
+        raise InputError(f"the DICOMweb address holds credentials; give them in {ENV_USER} / {ENV_PASSWORD} "
+                         f"(or {ENV_TOKEN}) instead, never in the address")
+    if not parts.hostname:
+        raise InputError(f"{text!r}: no server name in the DICOMweb address")
+    return url
+
+
+def client(url: str) -> Any:
+    """A dicomweb-client for ``url`` authenticated from the environment."""
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+
+    session = requests.Session()
+    token = os.environ.get(ENV_TOKEN)
+    user, password = os.environ.get(ENV_USER), os.environ.get(ENV_PASSWORD)
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    elif user is not None or password is not None:
+        if not user or password is None:
+            raise InputError(f"set both {ENV_USER} and {ENV_PASSWORD} (or {ENV_TOKEN}) for the DICOMweb server")
+        session.auth = (user, password)
+    return DICOMwebClient(url=url, session=session)
+
+
+def _call(what: str, url: str, fn: Callable[[], T]) -> T:
+    """Run a request; turn HTTP and connection failures into InputErrors that name no secret."""
+    import requests
+
+    try:
+        return fn()
+    except requests.HTTPError as err:
+        status = err.response.status_code if err.response is not None else "?"
+        hint = (f"; check {ENV_USER}/{ENV_PASSWORD} or {ENV_TOKEN}" if status in (401, 403) else "")
+        raise InputError(f"the DICOMweb server {url} refused {what} (HTTP {status}){hint}") from None
+    except requests.RequestException as err:
+        raise InputError(f"the DICOMweb server {url} cannot be reached for {what} ({type(err).__name__})") from None
+
+
+def _dataset(item: dict) -> Any:
+    """A header from DICOM JSON, leaving out bulk data given by reference (pixels are not needed)."""
+    import pydicom
+
+    return pydicom.Dataset.from_json({k: v for k, v in item.items() if "BulkDataURI" not in v})
+
+
+def _series_info(dicomweb: Any, url: str, study_uid: str, item: dict) -> Any:
+    from lvp.io.dicom import SeriesInfo, _plane, _weighting
+    from lvp.io.dicom_decode import orientation
+
+    ds = _dataset(item)
+    uid = str(ds.get("SeriesInstanceUID", ""))
+    modality = str(ds.get("Modality", ""))
+    count = int(ds.get("NumberOfSeriesRelatedInstances", 0) or 0)
+    info = SeriesInfo(uid=uid, description=str(ds.get("SeriesDescription", "")), modality=modality)
+    if modality == "MR":  # plane, weighting and frames come from one instance's full header
+        metadata = _call("a WADO-RS metadata request", url,
+                         lambda: dicomweb.retrieve_series_metadata(study_uid, uid))
+        first = _dataset(metadata[0] if metadata else {})
+        info.plane = _plane(orientation(first))
+        info.weighting = _weighting(first)
+        count = len(metadata) or count
+        info.frames = sum(int(_dataset(m).get("NumberOfFrames", 1) or 1) for m in metadata)
+    info.files = [Path(f"{uid}/{i}") for i in range(count)]  # stand-ins: only counted when choosing
+    return info
+
+
+def fetch_series(url: str, study_uid: str, folder: Path, series_uid: str | None = None) -> tuple[str, int]:
+    """Find the study's sagittal T2 series (or ``series_uid``) and write its instances into ``folder``.
+
+    Returns the series UID and the number of files written. A study with no such series, or
+    several, is refused listing its series, as for a DICOM folder.
+    """
+    from lvp.io.dicom import choose_series
+
+    dicomweb = client(url)
+    found = _call("a QIDO-RS series search", url, lambda: dicomweb.search_for_series(study_uid))
+    if not found:
+        raise InputError(f"the DICOMweb server {url} has no series in study {study_uid}")
+    series = [_series_info(dicomweb, url, study_uid, item) for item in found]
+    chosen = choose_series(series, series_uid)
+    instances = _call("a WADO-RS series retrieval", url, lambda: dicomweb.retrieve_series(study_uid, chosen.uid))
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, ds in enumerate(instances):
+        ds.save_as(folder / f"IM{n:05d}.dcm", enforce_file_format=True)
+    return chosen.uid, len(instances)
+
+
+def store(url: str, paths: list[Path]) -> list[str]:
+    """STOW-RS the DICOM files ``paths`` to the server; return their SOP Instance UIDs."""
+    import pydicom
+
+    datasets = [pydicom.dcmread(p) for p in paths]
+    dicomweb = client(url)
+    _call("a STOW-RS store", url, lambda: dicomweb.store_instances(datasets=datasets))
+    return [str(ds.SOPInstanceUID) for ds in datasets]

@@ -1,0 +1,161 @@
+"""lvp infer against a real DICOMweb server: a throwaway Orthanc started by .ci/start-orthanc.sh.
+
+A study with a sagittal T1 and a sagittal T2 series is uploaded (STOW-RS); ``lvp infer
+dicomweb+URL --study UID --store`` must pick the T2 series (QIDO-RS + WADO-RS metadata), fetch
+it (WADO-RS), run, and store the SEG and SR back (STOW-RS); they are queried back from Orthanc
+and checked against the label map and report.json. Skips when LVP_TEST_ORTHANC_URL is unset
+(.ci/run always sets it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from pydicom.uid import generate_uid
+
+from lvp.cli import main
+from lvp.errors import InputError
+from lvp.io import dicom
+from lvp.io.dicomweb import server_url
+
+URL = os.environ.get("LVP_TEST_ORTHANC_URL")
+needs_orthanc = pytest.mark.skipif(not URL, reason="no Orthanc (LVP_TEST_ORTHANC_URL unset; .ci/run starts one)")
+
+for _mod in ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes"):
+    pytest.importorskip(_mod)
+
+
+def test_address_parsing_and_refusals():
+    assert server_url("dicomweb+http://127.0.0.1:8042/dicom-web/") == "http://127.0.0.1:8042/dicom-web"
+    assert server_url("dicomweb+https://pacs.example/dicom-web") == "https://pacs.example/dicom-web"
+    with pytest.raises(InputError) as err:
+        server_url("dicomweb+http://bob:hunter2@pacs.example/dicom-web")
+    assert "hunter2" not in str(err.value) and "LVP_DICOMWEB_PASSWORD" in str(err.value)
+    with pytest.raises(InputError, match="not a DICOMweb address"):
+        server_url("http://pacs.example/dicom-web")
+
+
+def test_study_without_dicomweb_input_is_refused(sample_case, tmp_path, capsys):
+    code = main(["infer", str(sample_case), "--study", "1.2.3", "-o", str(tmp_path / "o")])
+    assert code == 2 and "--study" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def credentials(monkeypatch):
+    monkeypatch.setenv("LVP_DICOMWEB_USER", os.environ.get("LVP_TEST_ORTHANC_USER", ""))
+    monkeypatch.setenv("LVP_DICOMWEB_PASSWORD", os.environ.get("LVP_TEST_ORTHANC_PASSWORD", ""))
+    monkeypatch.delenv("LVP_DICOMWEB_TOKEN", raising=False)
+    return os.environ.get("LVP_TEST_ORTHANC_PASSWORD", "")
+
+
+def _client():
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+
+    session = requests.Session()
+    session.auth = (os.environ["LVP_TEST_ORTHANC_USER"], os.environ["LVP_TEST_ORTHANC_PASSWORD"])
+    return DICOMwebClient(url=URL, session=session)
+
+
+@pytest.fixture(scope="module")
+def uploaded(sample_case, tmp_path_factory):
+    """A study with SAG T1 and SAG T2 series of the sample, stored in Orthanc."""
+    if not URL:
+        pytest.skip("no Orthanc")
+    image = sitk.ReadImage(str(sample_case))
+    t2 = tmp_path_factory.mktemp("t2")
+    t1 = tmp_path_factory.mktemp("t1")
+    t2_uid = dicom.write_series(image, t2, series_description="SAG T2 TSE", patient_id="P-DW-1")
+    dicom.write_series(image, t1, series_description="SAG T1 TSE", patient_id="P-DW-1", echo_time=12,
+                       repetition_time=500)
+    study_uid, frame_uid = generate_uid(), generate_uid()
+    datasets = []
+    for folder in (t2, t1):
+        for path in sorted(folder.glob("*.dcm")):
+            ds = pydicom.dcmread(path)
+            ds.StudyInstanceUID, ds.FrameOfReferenceUID = study_uid, frame_uid
+            ds.PatientName = "DICOMWEB^TEST"
+            ds.save_as(path)
+            datasets.append(ds)
+    _client().store_instances(datasets=datasets)
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(t2.glob("*.dcm"))]
+    return study_uid, t2_uid, sources
+
+
+@needs_orthanc
+def test_infer_from_orthanc_and_store_seg_and_sr(uploaded, credentials, sample_case, tmp_path, capsys):
+    hd = pytest.importorskip("highdicom")
+    study_uid, t2_uid, sources = uploaded
+    mask = sample_case.with_name("spider_sample_labels.nii.gz")
+    out = tmp_path / "out"
+    code = main(["infer", f"dicomweb+{URL}", "--study", study_uid, "--store", "--semantic", str(mask),
+                 "-o", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert credentials not in printed.out + printed.err + (out / "report.json").read_text()
+    assert f"series {t2_uid}" in printed.err and "stored on" in printed.err
+    report = json.loads((out / "report.json").read_text())
+    assert report["study"]["StudyInstanceUID"] == study_uid
+    assert report["study"]["SeriesInstanceUID"] == t2_uid  # the T2 series, not the T1 one
+    # The downloaded images were temporary.
+    assert not os.path.exists(report["input"]["path"])
+
+    client = _client()
+    series = {pydicom.Dataset.from_json(s).Modality: pydicom.Dataset.from_json(s).SeriesInstanceUID
+              for s in client.search_for_series(study_uid)}
+    assert {"MR", "SEG", "SR"} <= set(series)
+    (seg_ds,) = client.retrieve_series(study_uid, series["SEG"])
+    seg = hd.seg.Segmentation.from_dataset(seg_ds)
+    assert seg.PatientID == "P-DW-1" and str(seg.PatientName) == "DICOMWEB^TEST"
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == t2_uid
+    # SEG frames as stored in Orthanc equal the label map written beside report.json.
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "segmentation.nii.gz")))
+    iop = np.asarray(sources[0].ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    ordered = sorted(sources, key=lambda d: float(np.asarray(d.ImagePositionPatient, float) @ normal))
+    numbers = seg.get_pixels_by_source_instance(source_sop_instance_uids=[d.SOPInstanceUID for d in ordered],
+                                                combine_segments=True, skip_overlap_checks=True)
+    from lvp.labels import STRUCTURES
+
+    by_name = {item.SegmentLabel: int(item.SegmentNumber) for item in seg.SegmentSequence}
+    lut = np.zeros(256, np.int64)
+    for value, st in STRUCTURES.items():
+        if st.name in by_name:
+            lut[by_name[st.name]] = value
+    np.testing.assert_array_equal(lut[numbers], labels)
+    # The SR as stored: each level's measurements equal report.json.
+    (sr_ds,) = client.retrieve_series(study_uid, series["SR"])
+    sr = hd.sr.Comprehensive3DSR.from_dataset(sr_ds)
+    groups = {g.tracking_identifier: g for g in sr.content.get_image_measurement_groups()}
+    found = [lv for lv in report["levels"] if lv.get("status", "found") == "found"]
+    assert set(groups) == {f"{lv['level']} disc" for lv in found}
+    for lv in found:
+        measured = {m.name.value: m.value for m in groups[f"{lv['level']} disc"].get_measurements()}
+        for key, m in lv["measurements"].items():
+            if m["value"] is not None:
+                assert measured[key] == pytest.approx(m["value"])
+
+
+@needs_orthanc
+def test_wrong_password_is_a_clear_error_without_the_secret(uploaded, monkeypatch, tmp_path, capsys):
+    study_uid, _, _ = uploaded
+    monkeypatch.setenv("LVP_DICOMWEB_USER", os.environ["LVP_TEST_ORTHANC_USER"])
+    monkeypatch.setenv("LVP_DICOMWEB_PASSWORD", "not-the-password-xyz")
+    code = main(["infer", f"dicomweb+{URL}", "--study", study_uid, "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "HTTP 401" in err and "LVP_DICOMWEB_USER" in err
+    assert "not-the-password-xyz" not in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@needs_orthanc
+def test_unknown_study_is_refused(credentials, tmp_path, capsys):
+    code = main(["infer", f"dicomweb+{URL}", "--study", generate_uid(), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no series in study" in err
