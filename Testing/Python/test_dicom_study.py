@@ -70,3 +70,27 @@ def test_schema_refuses_unknown_identity_fields(tmp_path, sample_case, mask_path
     report["study"] = {"PatientID": "x", "PatientBirthDate": "19700101"}
     with pytest.raises(SchemaError, match="PatientBirthDate"):
         validate_report(report)
+
+
+def test_html_header_shows_the_identity_escaped(tmp_path, sample_case, mask_path):
+    folder = tmp_path / "dcm"
+    dicom.write_series(sitk.ReadImage(str(sample_case)), folder, patient_id="P<7>")
+    for path in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.PatientName = "DOE^JANE"
+        ds.AccessionNumber = "ACC-778"
+        ds.save_as(path)
+    report = run_inference(folder, tmp_path / "out", segmenter=MaskSegmenter(mask_path))
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<td>Patient</td><td>DOE, JANE</td>" in page
+    assert "<td>Patient ID</td><td>P&lt;7&gt;</td>" in page  # escaped, never markup
+    assert "<td>Accession</td><td>ACC-778</td>" in page
+    date = report["study"]["StudyDate"]
+    assert f"<td>Study date</td><td>{date[:4]}-{date[4:6]}-{date[6:]}</td>" in page
+    assert report["study"]["StudyInstanceUID"] in page
+
+
+def test_html_header_absent_without_identity(tmp_path, sample_case, mask_path):
+    run_inference(sample_case, tmp_path / "out", segmenter=MaskSegmenter(mask_path))
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert 'class="study"' not in page and "<td>Patient</td>" not in page

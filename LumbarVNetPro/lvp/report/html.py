@@ -313,7 +313,9 @@ def render_html(report: dict, figure_png: bytes | None,
     if report.get("status") != "complete":
         parts.append(f'<p class="partial">PARTIAL RESULT: the stage "{esc(str(report.get("failed_stage")))}" '
                      f"failed ({esc(str(report.get('error')))}). Results below are incomplete.</p>")
-    parts.append('<table class="meta">'
+    from lvp.report.study_header import study_rows  # patient/study header (DICOM input only)
+
+    parts.append('<table class="meta">' + study_rows(report) +
                  f"<tr><td>Input</td><td>{esc(str(inp.get('path', '')))}</td></tr>"
                  f"<tr><td>Model</td><td>{esc(str(model.get('name', '')))} {esc(str(model.get('version', '')))}"
                  f" (sha256 {esc(str(model.get('sha256') or '')[:12])})</td></tr>"
