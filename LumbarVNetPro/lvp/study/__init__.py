@@ -1,8 +1,14 @@
-"""Reader-study statistics: ROC / DeLong, agreement (kappa, ICC), Obuchowski-Rockette MRMC, report.
+"""Reader-study statistics and report.
 
-* :mod:`lvp.study.roc` - empirical AUC, DeLong CI and paired test, ROC points;
-* :mod:`lvp.study.agreement` - sensitivity / specificity, weighted and Fleiss kappa, ICC, accuracy;
-* :mod:`lvp.study.mrmc` - Obuchowski-Rockette ANOVA with Hillis df (DeLong or jackknife covariance);
-* :mod:`lvp.study.analysis` - the study analysis from exported reads;
-* :mod:`lvp.study.report` - the HTML report (matplotlib, Agg backend).
+* :mod:`lvp.study.roc` - empirical AUC, DeLong (mid-rank / counting, clustered) CI and paired test;
+* :mod:`lvp.study.agreement` - sensitivity / specificity, weighted and Fleiss kappa, Krippendorff's
+  alpha, ICC with CIs, bootstrap helpers;
+* :mod:`lvp.study.mrmc` - Obuchowski-Rockette with Hillis df, fixed-reader / fixed-case analyses,
+  standalone algorithm vs readers;
+* :mod:`lvp.study.mixed` - crossed random-effects REML (reading time);
+* :mod:`lvp.study.table`, :mod:`lvp.study.design` - the reads as columns, the complete design, the flow;
+* :mod:`lvp.study.interrater`, :mod:`lvp.study.timing` - agreement between arms, reading time;
+* :mod:`lvp.study.analysis` - the study analysis; :mod:`lvp.study.report` - the HTML report;
+* :mod:`lvp.study.export` - the long CSV for MRMCaov / RJafroc; :mod:`lvp.study.simulate` - a
+  simulated study (documentation, benchmark).
 """

@@ -289,13 +289,15 @@ def _pathology_section(name: str, res: dict, opts: dict) -> str:
     for arm in ("manual", "ai_assisted"):
         for rdr, v in res["per_reader_auc"].get(arm, {}).items():
             if "refused" in v:
-                rows.append([rdr, ARM_LABELS[arm], None, _Raw(f"<i>refused: {html.escape(v['refused'])}</i>"),
-                             None])
+                rows.append([rdr, ARM_LABELS[arm], None, None, None,
+                             _Raw(f"<i>refused: {html.escape(v['refused'])}</i>"), None])
             else:
-                rows.append([rdr, ARM_LABELS[arm], v["auc"], _ci(v["ci_low"], v["ci_high"]),
+                rows.append([rdr, ARM_LABELS[arm], v["n_pos"] + v["n_neg"], v["n_pos"], v["auc"],
+                             _ci(v["ci_low"], v["ci_high"]),
                              (v["method"] + (f": {v['flag']}" if v.get("flag") else ""))])
     if rows:
-        parts.append("<h3>AUC per reader</h3>" + _table(["reader", "arm", "AUC", "95% CI", "interval"], rows))
+        parts.append("<h3>AUC per reader (all the reader's units in that arm)</h3>"
+                     + _table(["reader", "arm", "units", "positives", "AUC", "95% CI", "interval"], rows))
     prow = []
     for rdr, v in res["paired_delong"].items():
         if "refused" in v:
