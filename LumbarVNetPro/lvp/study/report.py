@@ -262,7 +262,7 @@ def _pathology_section(name: str, res: dict, opts: dict) -> str:
                        f"{d['units']} units (case x level) of {d['clusters']} patients, {d['positives']} positive "
                        f"(prevalence {d['prevalence']:.3f})." if d["units"] else
                        f"Positive at grade >= {res['positive_at']}. No complete design."))
-    if res["roc"]:
+    if any(res["roc"].values()) or (res.get("ai_standalone") or {}).get("roc"):
         parts.append(f'<img alt="ROC {html.escape(name)}" src="{roc_figure(name, res)}">')
     auc = res["auc"]
     parts.append("<h3>AUC: Obuchowski-Rockette, Hillis df (random readers and cases)</h3>")
