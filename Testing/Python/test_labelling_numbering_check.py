@@ -101,3 +101,25 @@ def test_synthesised_t1_case_is_never_confidently_wrong(sample):
     refused = len(lab.discs) < 3 or chain_problem(lab) is not None
     assert refused or not (lab.numbering["confident"] and not is_right(lab, [(d.name, d.centroid_lps)
                                                                             for d in ref.discs]))
+
+
+def test_validation_summary_counts_wrong_confident_and_right_flagged():
+    from lvp.validation.numbering import summarise
+
+    rows = [
+        {"case": "a", "mode": "m", "kind": "normal", "refused": None, "confident": True, "right": True},
+        {"case": "b", "mode": "m", "kind": "normal", "refused": None, "confident": False, "right": True},
+        {"case": "a", "mode": "m", "kind": "merge", "refused": None, "confident": True, "right": False},
+        {"case": "b", "mode": "m", "kind": "merge", "refused": None, "confident": False, "right": False},
+        {"case": "a", "mode": "m", "kind": "six_lumbar", "refused": None, "confident": True, "right": None},
+        {"case": "b", "mode": "m", "kind": "network_t1", "refused": "fewer than 3 discs"},
+        {"case": "c", "mode": "m", "kind": "merge", "refused": None, "error": "ValueError: x"},
+    ]
+    res = summarise(rows)
+    head = res["headline"]["m"]
+    assert head["wrong_marked_confident"]["k"] == 1 and head["wrong_marked_confident"]["n"] == 2
+    assert head["right_flagged"]["k"] == 1 and head["right_flagged"]["n"] == 2
+    assert head["transitional_missed"]["k"] == 1 and head["refused"]["k"] == 1
+    lo, hi = head["wrong_marked_confident"]["ci95"]
+    assert 0.0 < lo < 0.5 < hi < 1.0
+    assert res["by_kind"]["m/merge"]["wrong_confident"] == 1 and len(res["errors"]) == 1

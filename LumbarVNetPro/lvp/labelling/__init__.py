@@ -15,17 +15,28 @@ Method (works on the canonical grid, cropped to the spine):
    the separators along the spine axis, so posterior elements that touch the neighbour's body do
    not merge two vertebrae); inside an interval, large connected components that lie one above
    the other are separate vertebrae (a disc the network missed, or a body-only layout).
-3. The sacrum is the bone below the lowest disc when there is image below it (yet no further
-   disc), or, when the field of view cuts it, when it is long along the spine (at least 1.4
-   times the median vertebra: SPIDER labels only the upper sacrum); levels are
-   counted from the sacrum upwards (L5, L4, ...). Without a sacrum the lowest vertebra is
-   *assumed* to be L5, with a warning and low confidence.
+3. The sacrum: with a network sacrum class (4), its largest component below the lowest disc;
+   L5-S is the disc directly above it, and discs with sacrum above them (S1-S2 remnants) are
+   never lumbar (their voxels are written as sacrum, ``sacral_disc``). A lowest disc much
+   smaller than the others (below 0.2 of their median volume) is taken as a remnant with S1
+   segmented as a vertebra; S1 then joins the sacrum. Without the class, the sacrum is the bone
+   below the lowest disc when there is image below it (yet no further disc), or, when the field
+   of view cuts it, when it is long along the spine (at least 1.4 times the median vertebra);
+   levels are counted from the sacrum upwards (L5, L4, ...). Without a sacrum the lowest disc
+   (or vertebra) is *assumed* to be L5-S (L5), with lower confidence; the numbering check says
+   so (step 5).
 4. Check from the cranial end: thoracic bodies are smaller in anteroposterior depth than lumbar
    ones. When the field of view reaches above the level counted as L1, the depth profile is
    checked; six lumbar-like vertebrae or only four (a sacralised L5 or lumbarised S1) raise a
    ``transitional_anatomy`` warning. The numbering is never changed silently: with six
    lumbar-like vertebrae the count from the sacrum is kept (the extra one is labelled T12) and
-   the warning says so. A rudimentary lumbosacral disc also raises the warning.
+   the warning says so. A rudimentary lumbosacral disc also raises the warning. Only a clear
+   step in depth between neighbours counts (SPIDER's T11, T12 and L1 all lie at 0.8-1.3 of L3-L5).
+5. The numbering check (``Labelling.numbering``, report.json ``numbering``): confident only when
+   anchored on a sacrum that was seen and nothing along the chain casts doubt; otherwise the
+   reasons (:mod:`~lvp.labelling.numbering`). Disc names are consistent by construction (two
+   discs between the same vertebrae are renumbered by order, ``levels_renumbered``) and no two
+   structures share a name (:meth:`Labelling.check_unique_names`).
 
 Only TotalSpineSeg values that :mod:`lvp.labels` defines are written; vertebrae above T11 are
 
@@ -42,7 +53,11 @@ The code is split by step (each module names its part of the method):
   network missed (step 1);
 * :mod:`~lvp.labelling.vertebrae`: bone on either side of a disc plane, a body's depth (step 2);
 * :mod:`~lvp.labelling.counting`: the sacrum, names counted from it, disc names and the
-  transitional-anatomy check (steps 3-4).
+  transitional-anatomy check (steps 3-4);
+* :mod:`~lvp.labelling.sacrum`: the sacrum class, discs inside it and a rudimentary lowest disc
+  (step 3);
+* :mod:`~lvp.labelling.numbering`: the numbering check, consistent disc names and the plausible
+  lumbar chain a volume must show to be read (step 5).
 
 A constant is read by the modules that use it from :mod:`~lvp.labelling.thresholds` (imported by
 name): to change one in a test, patch it in the module that uses it.

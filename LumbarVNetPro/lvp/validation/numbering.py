@@ -140,10 +140,12 @@ def make_case(kind: str, volume: Volume, sem: np.ndarray, ref: Labelling) -> Cas
         v, (s,) = _recut(volume, [sem], r0, sem.shape[1])
         return Case(v, s, truth)  # a disc cut by the new edge is still the same level
     if kind in ("crop_bottom_l5", "crop_bottom_disc"):
-        a, b = _rows(volume, ref, "L4-L5"), _rows(volume, ref, "L5-S")
         dm = ref.labels == ref.disc("L4-L5").label
         bottom = int(np.nonzero(dm.any(axis=(0, 2)))[0][-1])
-        r1 = (a + b) // 2 if kind == "crop_bottom_l5" else bottom + int(round(2.0 / volume.spacing[1]))
+        if kind == "crop_bottom_l5":
+            r1 = (_rows(volume, ref, "L4-L5") + _rows(volume, ref, "L5-S")) // 2
+        else:
+            r1 = bottom + int(round(2.0 / volume.spacing[1]))
         v, (s,) = _recut(volume, [sem], 0, r1)
         return Case(v, s, truth)
     if kind in ("delete_disc", "delete_lowest"):
@@ -288,11 +290,15 @@ def validate_numbering(data: Path, out: Path | None = None, limit: int | None = 
                     kind in (*MAP_KINDS, "no_sacrum") and not has_class)
                 if skip:
                     continue
-                case = make_case(kind, sc.image, sem, ref)
-                if case is None:
+                row = {"case": case_id, "mode": mode, "kind": kind, "refused": None}
+                try:
+                    case = make_case(kind, sc.image, sem, ref)
+                    if case is None:
+                        continue
+                    lab, row["refused"] = _label_case(case, kind, has_class, segmenter)
+                except Exception as err:  # noqa: BLE001 - a failing case is counted, not hidden
+                    rows.append({**row, "error": f"{type(err).__name__}: {err}"})
                     continue
-                lab, refused = _label_case(case, kind, has_class, segmenter)
-                row = {"case": case_id, "mode": mode, "kind": kind, "refused": refused}
                 if lab is not None:
                     row.update(confident=bool(lab.numbering["confident"]), reasons=lab.numbering["reasons"],
                                discs=[d.name for d in lab.discs],
@@ -312,6 +318,8 @@ def _rate(k: int, n: int) -> dict:
 def summarise(rows: list[dict]) -> dict:
     """Per mode and kind: right/wrong x confident/flagged, refusals; and the two headline rates."""
     result: dict[str, Any] = {"by_kind": {}, "headline": {}}
+    result["errors"] = [f"{r['case']}/{r['mode']}/{r['kind']}: {r['error']}" for r in rows if "error" in r]
+    rows = [r for r in rows if "error" not in r]
     for mode in sorted({r["mode"] for r in rows}):
         mine = [r for r in rows if r["mode"] == mode]
         for kind in dict.fromkeys(r["kind"] for r in mine):
