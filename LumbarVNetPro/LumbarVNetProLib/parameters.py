@@ -8,7 +8,7 @@ stand-in of Slicer's wrapper is made here: the wrapped class is always Slicer's 
 
 What is *not* a parameter: the reading database URL. Parameter nodes are saved into ``.mrml``
 scenes, and a PostgreSQL URL may hold a password, so the URL lives in the application settings
-(without its password) or the ``LVP_READING_DB`` environment variable (see
+(without its password) or the ``LVP_DATABASE_URL`` environment variable (see
 :mod:`LumbarVNetProLib.reading`).
 """
 
