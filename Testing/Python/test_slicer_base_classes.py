@@ -532,3 +532,33 @@ def test_worklist_dicom_folders_load_through_dicom_import(tmp_path):
         load_case_image(tmp_path / "missing.nii.gz", lambda p: 1, lambda p: 1)
     source = (slicer_app.MODULE_DIR / "LumbarVNetPro.py").read_text()
     assert "DICOMUtils.importDicom" in source and "loadDicom=self._loadDicom" in source
+
+
+def test_gpu_asks_the_pytorch_extension_never_pip(widget, slicer_app, tmp_path, monkeypatch, caplog):
+    """Item 8: torch for the GPU comes from the PyTorch extension's installTorch; without it, a message."""
+    from LumbarVNetProLib import install
+
+    slicer = slicer_app
+    extension = tmp_path / "ext"
+    extension.mkdir()
+    # The PyTorch extension's module as Slicer puts it on sys.path (only its entry point matters here).
+    (extension / "PyTorchUtils.py").write_text(
+        "calls = []\n"
+        "class PyTorchUtilsLogic:\n"
+        "    def installTorch(self, askConfirmation=False, **kwargs):\n"
+        "        calls.append(askConfirmation)\n"
+        "        return None  # the user declined\n"
+    )
+    monkeypatch.syspath_prepend(str(extension))
+    monkeypatch.setattr(install, "torch_status", lambda: "extension")
+    volume = _load(slicer)
+    widget.ui.inputVolumeSelector.setCurrentNode(volume)
+    widget.ui.deviceComboBox.setCurrentIndex(widget.ui.deviceComboBox.findData("cuda"))
+    widget.ui.applyButton.click()
+    import PyTorchUtils
+
+    calls = PyTorchUtils.calls
+    assert calls == [True] and not widget.workplace.running  # asked with confirmation; declined: no run
+    monkeypatch.setattr(install, "torch_status", lambda: "missing")
+    widget.ui.applyButton.click()
+    assert "PyTorch" in caplog.text and not widget.workplace.running
