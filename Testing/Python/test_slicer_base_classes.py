@@ -555,9 +555,7 @@ def test_gpu_asks_the_pytorch_extension_never_pip(widget, slicer_app, tmp_path, 
     widget.ui.inputVolumeSelector.setCurrentNode(volume)
     widget.ui.deviceComboBox.setCurrentIndex(widget.ui.deviceComboBox.findData("cuda"))
     widget.ui.applyButton.click()
-    import PyTorchUtils
-
-    calls = PyTorchUtils.calls
+    calls = sys.modules.pop("PyTorchUtils").calls  # imported by the panel; not left for other tests
     assert calls == [True] and not widget.workplace.running  # asked with confirmation; declined: no run
     monkeypatch.setattr(install, "torch_status", lambda: "missing")
     widget.ui.applyButton.click()
