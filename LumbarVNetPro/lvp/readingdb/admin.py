@@ -341,28 +341,31 @@ def iter_reads(db: ReadingDB, study: str) -> Iterator[dict]:
         newest, first, cases = _submitted_reads(sess, st)
         by_reading = {r.id: r for r in newest.values()}
         refs, ais = _case_tables(sess, st)
+        base: dict[int, tuple[dict, int]] = {}  # the read's part of its rows (and case), once per read
         for reading_id, level, pathology, grade, meas, shown, decision in _grade_rows(sess, st):
-            rd = by_reading.get(reading_id)
-            if rd is None:  # an older version of a corrected read
-                continue
-            case_key, case_center = cases[rd.case_id]
-            ref = refs.get((rd.case_id, level, pathology))
-            ai = ais.get((rd.case_id, level, pathology))
-            v1 = first.get(rd.assignment_id)
-            yield {
-                "study": st.name, "reader": rd.username, "reader_center": rd.center,
-                "case_key": case_key, "case_center": case_center, "arm": rd.arm,
-                "session": rd.session, "order_index": rd.order_index, "reading_id": rd.id,
-                "version": rd.version, "correction_reason": rd.correction_reason or "",
-                "started_at": rd.started_at.isoformat(), "submitted_at": rd.submitted_at.isoformat(),
-                "duration_s": rd.duration_s, "first_duration_s": v1.duration_s if v1 else None,
-                "level": level, "pathology": pathology, "reader_grade": grade,
-                "measurement": meas, "ai_grade_shown": shown,
-                "ai_decision": decision, "ai_grade": ai[0] if ai else None,
-                "ai_confidence": ai[1] if ai else None,
-                "reference_grade": ref[0] if ref else None,
-                "reference_measurement": ref[1] if ref else None,
-            }
+            known = base.get(reading_id)
+            if known is None:
+                rd = by_reading.get(reading_id)
+                if rd is None:  # an older version of a corrected read
+                    continue
+                case_key, case_center = cases[rd.case_id]
+                v1 = first.get(rd.assignment_id)
+                known = base[reading_id] = ({
+                    "study": st.name, "reader": rd.username, "reader_center": rd.center,
+                    "case_key": case_key, "case_center": case_center, "arm": rd.arm,
+                    "session": rd.session, "order_index": rd.order_index, "reading_id": rd.id,
+                    "version": rd.version, "correction_reason": rd.correction_reason or "",
+                    "started_at": rd.started_at.isoformat(), "submitted_at": rd.submitted_at.isoformat(),
+                    "duration_s": rd.duration_s, "first_duration_s": v1.duration_s if v1 else None,
+                }, rd.case_id)
+            head, cid = known
+            ref = refs.get((cid, level, pathology))
+            ai = ais.get((cid, level, pathology))
+            row = dict(head)
+            row.update(level=level, pathology=pathology, reader_grade=grade, measurement=meas, ai_grade_shown=shown,
+                       ai_decision=decision, ai_grade=ai[0] if ai else None, ai_confidence=ai[1] if ai else None,
+                       reference_grade=ref[0] if ref else None, reference_measurement=ref[1] if ref else None)
+            yield row
 
 
 def export_reads(db: ReadingDB, study: str) -> list[dict]:

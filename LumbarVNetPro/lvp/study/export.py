@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from lvp.readingdb.csv_safe import safe_cell
 from lvp.readingdb.scales import scale_for
 from lvp.study.design import complete_design, pathology_grid
 from lvp.study.table import ARM_NAMES
@@ -45,7 +46,8 @@ def write_mrmc_csv(cols: dict, path: Path) -> int:
 
 
 def _q(text: str) -> str:
-    """A CSV field: quoted when it holds a comma, quote or line break (as the csv module does)."""
+    """A CSV field: spreadsheet-safe (:func:`safe_cell`), quoted when it holds a comma, quote or line break."""
+    text = safe_cell(text)
     if any(ch in text for ch in ',"\r\n'):
         return '"' + text.replace('"', '""') + '"'
     return text
