@@ -21,6 +21,8 @@ import vtk
 NODE_CLASS = {"caliper": "vtkMRMLMarkupsLineNode", "vector": "vtkMRMLMarkupsLineNode",
               "coverage": "vtkMRMLMarkupsLineNode", "region": "vtkMRMLMarkupsClosedCurveNode"}
 # Display colours (RGB 0-1), as report.html draws them.
+# The attributes scene.py marks a case's nodes with (so removing a case removes its evidence too).
+CASE_ATTRIBUTE, ROLE_ATTRIBUTE, VOLUME_ATTRIBUTE = "LVP.Case", "LVP.Role", "LVP.InputVolume"
 COLOURS = {"caliper": (1.0, 0.92, 0.23), "vector": (1.0, 0.32, 0.32), "region": (0.25, 0.77, 1.0),
            "coverage": (1.0, 1.0, 1.0)}
 
@@ -29,10 +31,13 @@ def _ras(point) -> vtk.vtkVector3d:  # noqa: ANN001 - any 3-sequence
     return vtk.vtkVector3d(-float(point[0]), -float(point[1]), float(point[2]))
 
 
-def add_evidence_markups(scene, report: dict, prefix: str = "LVP", visible: bool = True) -> list:  # noqa: ANN001
+def add_evidence_markups(scene, report: dict, prefix: str = "LVP", caseKey: str | None = None,  # noqa: ANN001, N803
+                         volumeId: str = "", visible: bool = True) -> list:  # noqa: N803 - Slicer's camelCase
     """One markups node per evidence item of every level in ``report``; returns the nodes.
 
-    Items with too few points for their kind (a line needs 2, a region 3) are skipped.
+    Items with too few points for their kind (a line needs 2, a region 3) are skipped. With
+    ``caseKey`` the nodes carry the case attributes of :mod:`.scene` (role ``evidence``), so
+    removing the case removes them.
     """
     nodes = []
     for level in report.get("levels", []) or []:
@@ -52,6 +57,11 @@ def add_evidence_markups(scene, report: dict, prefix: str = "LVP", visible: bool
             node.SetAttribute("LVP.Plane", str(item.get("plane") or ""))
             slice_index = item.get("slice_index")
             node.SetAttribute("LVP.SliceIndex", "" if slice_index is None else str(int(slice_index)))
+            if caseKey is not None:
+                node.SetAttribute(CASE_ATTRIBUTE, caseKey)
+                node.SetAttribute(ROLE_ATTRIBUTE, "evidence")
+                if volumeId:
+                    node.SetAttribute(VOLUME_ATTRIBUTE, volumeId)
             node.CreateDefaultDisplayNodes()
             display = node.GetDisplayNode()
             if display is not None:

@@ -19,6 +19,7 @@ from vtk.util import numpy_support
 
 from lvp.labels import CANAL_LABEL, STRUCTURES, structure
 
+from .evidence import add_evidence_markups
 from .grades import GradeRow, grade_name
 
 # Segment tag holding the TotalSpineSeg label value. Export maps a segment to its value by its
@@ -341,6 +342,7 @@ def import_result(scene, outputDir: Path, inputVolume, caseKey: str = "", showPl
     sh.SetItemAttribute(nodes.planesFolderItem, VOLUME_ATTRIBUTE, volumeId)
     for plane in nodes.scanPlanes:
         _place(scene, plane, nodes.planesFolderItem, caseKey, "scan_plane", volumeId)
+    add_evidence_markups(scene, report, base, caseKey, volumeId)  # issue 15: calipers, vectors, regions
     nodes.resultDir = outputDir
     return nodes
 

@@ -19,7 +19,7 @@ A musculoskeletal radiologist's review (issue 15) set what may be graded from wh
     axial section gives it (an axial series inside the sagittal coverage, or a near-isotropic 3D
     sagittal acquisition whose axial reformat holds the whole sac and recesses): < 100 mm²
     relative stenosis (reported "mild"), < 76 mm² absolute stenosis (reported "moderate")
-    (Schönström et al., Spine 1985, dural sac area on CT; Hamanishi et al., Spine 1994, MRI,
+    (Schönström et al. 1985, dural sac area on CT; Hamanishi et al. 1994, transverse MRI,
     < 100 mm²). "severe" is never given from an area: it is a morphological grade (no CSF around
     the roots, Schizas et al. 2010 C/D; Lee et al. 2011 grade 3) that LVP does not assess;
   - *Fardon type* (bulge / protrusion / extrusion, Fardon et al., Spine J 2014) only where the
@@ -115,7 +115,7 @@ class GradingRules:
     sources: dict[str, str] = field(
         default_factory=lambda: {
             "herniation": "Fardon et al., Spine J 2014 (nomenclature 2.0), on a valid axial section only",
-            "canal_stenosis": "dural sac area: Schonstrom et al. Spine 1985; Hamanishi et al. Spine 1994",
+            "canal_stenosis": "dural sac area: Schonstrom et al. 1985; Hamanishi et al. 1994",
             "lateral_recess": "not graded (bony recess not segmented; Steurer et al. 2011)",
             "pfirrmann": "Pfirrmann et al., Spine 2001; model calibrated on SPIDER grades",
             "narrowing": "model calibrated on SPIDER grades",

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from slicer_helpers import slicer
 
+pytest_plugins = ("slicer_helpers",)  # the scene_with_sample fixture
+
 
 @pytest.fixture(scope="module")
 def pipeline_result(tmp_path_factory, sample_case):
@@ -86,3 +88,22 @@ def test_items_without_enough_points_are_skipped():
     nodes = add_evidence_markups(scene, report)
     assert [n.GetAttribute("LVP.EvidenceKind") for n in nodes] == ["vector"]
     assert nodes[0].GetLineLengthWorld() == pytest.approx(5.0)
+
+
+def test_import_result_adds_the_evidence_and_case_removal_removes_it(scene_with_sample, pipeline_result):
+    from LumbarVNetProLib import scene as lvpscene
+
+    scene, volume, _ = scene_with_sample
+    report = _report(pipeline_result)
+    n_items = sum(len(lv.get("evidence", [])) for lv in report["levels"])
+    lvpscene.import_result(scene, pipeline_result, volume, caseKey="case-ev")
+
+    def evidence_nodes():
+        nodes = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+        return [n for n in nodes if n.GetAttribute("LVP.EvidenceKind")]
+
+    found = evidence_nodes()
+    assert len(found) == n_items
+    assert all(n.GetAttribute("LVP.Case") == "case-ev" and n.GetAttribute("LVP.Role") == "evidence" for n in found)
+    lvpscene.remove_case_nodes(scene, "case-ev")
+    assert evidence_nodes() == []
