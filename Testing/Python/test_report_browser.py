@@ -1,0 +1,58 @@
+"""report.html in a real browser (headless Chromium): it renders and its figure shows.
+
+The page is the one ``lvp infer`` writes for the bundled sample (its reference mask standing in for
+the network), opened at 1280 CSS pixels, a common reading-room laptop width.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from chromium_helpers import chromium_or_skip, measure, screenshot
+
+from lvp.pipeline import MaskSegmenter, run_inference
+
+for _mod in ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes"):
+    pytest.importorskip(_mod)
+
+WIDTH = 1280
+
+
+@pytest.fixture(scope="module")
+def page(sample_case, tmp_path_factory):
+    chromium_or_skip()
+    out = tmp_path_factory.mktemp("report")
+    mask = sample_case.with_name("spider_sample_labels.nii.gz")
+    report = run_inference(sample_case, out, segmenter=MaskSegmenter(mask))
+    assert report["status"] == "complete", report["error"]
+    return out / "report.html"
+
+
+@pytest.fixture(scope="module")
+def facts(page):
+    return measure(page, WIDTH)
+
+
+def test_page_renders_with_its_text(facts):
+    assert facts["viewport"] == WIDTH
+    assert facts["body_text"] > 200
+
+
+def test_figure_shows(facts):
+    figures = [img for img in facts["images"] if img["natural"][0] > 0]
+    assert figures, f"no image decoded: {facts['images']}"
+    for img in figures:
+        assert img["complete"]
+        assert img["drawn"][0] >= 200 and img["drawn"][1] >= 200, img  # drawn at a readable size
+
+
+def test_screenshot_shows_the_page(page, tmp_path):
+    from PIL import Image
+
+    png = screenshot(page, tmp_path / "report.png", WIDTH, 1200)
+    with Image.open(png) as img:
+        assert img.size == (WIDTH, 1200)
+        pixels = np.asarray(img.convert("RGB"), dtype=np.float32)
+    # Not a blank page: text and the MR figure give a spread of grey levels and colour.
+    assert pixels.std() > 20
+    assert (np.abs(pixels[..., 0] - pixels[..., 2]) > 40).mean() > 0.001  # the coloured label overlay
