@@ -159,3 +159,20 @@ def test_unknown_study_is_refused(credentials, tmp_path, capsys):
     code = main(["infer", f"dicomweb+{URL}", "--study", generate_uid(), "-o", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "no series in study" in err
+
+
+@needs_orthanc
+def test_named_series_is_fetched_whole(uploaded, credentials, tmp_path):
+    """--series picks another series of the study (here the T1), fetched with every instance."""
+    from lvp.io.dicomweb import fetch_series
+
+    study_uid, t2_uid, sources = uploaded
+    series = {pydicom.Dataset.from_json(s).SeriesDescription: pydicom.Dataset.from_json(s).SeriesInstanceUID
+              for s in _client().search_for_series(study_uid)}
+    t1_uid = series["SAG T1 TSE"]
+    uid, count = fetch_series(server_url(f"dicomweb+{URL}"), study_uid, tmp_path / "t1", t1_uid)
+    files = sorted((tmp_path / "t1").glob("*.dcm"))
+    assert uid == t1_uid != t2_uid and count == len(files) == len(sources)
+    assert {pydicom.dcmread(f, stop_before_pixels=True).SeriesInstanceUID for f in files} == {t1_uid}
+    with pytest.raises(InputError, match=f"is not in study {study_uid}"):
+        fetch_series(server_url(f"dicomweb+{URL}"), study_uid, tmp_path / "x", generate_uid())

@@ -117,6 +117,9 @@ def fetch_series(url: str, study_uid: str, folder: Path, series_uid: str | None 
     if not found:
         raise InputError(f"the DICOMweb server {url} has no series in study {study_uid}")
     series = [_series_info(dicomweb, url, study_uid, item) for item in found]
+    if series_uid is not None and series_uid not in {s.uid for s in series}:
+        raise InputError(f"series {series_uid} is not in study {study_uid} on {url}; the study holds:\n  "
+                         + "\n  ".join(s.summary() for s in series))
     chosen = choose_series(series, series_uid)
     instances = _call("a WADO-RS series retrieval", url, lambda: dicomweb.retrieve_series(study_uid, chosen.uid))
     folder.mkdir(parents=True, exist_ok=True)
