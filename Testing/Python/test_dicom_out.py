@@ -207,3 +207,55 @@ def test_nifti_input_writes_no_dicom(sample_case, tmp_path):
     mask = sample_case.with_name("spider_sample_labels.nii.gz")
     report = run_inference(sample_case, tmp_path / "o", segmenter=MaskSegmenter(mask), html=False)
     assert "dicom_seg" not in report["outputs"] and not (tmp_path / "o" / "segmentation.dcm").exists()
+
+
+def _dicom_case(sample_case, folder):
+    dicom.write_series(sitk.ReadImage(str(sample_case)), folder)
+    return folder
+
+
+def test_partial_report_writes_no_dicom_outputs(sample_case, tmp_path, monkeypatch):
+    """A result whose measurement failed is not filed into the PACS: no SEG, no SR."""
+    import lvp.pipeline as pipeline
+
+    def broken(volume, lab):  # fault injection: a real stage failure cannot be provoked on demand
+        raise ValueError("measurement exploded")
+
+    monkeypatch.setattr(pipeline, "_measure", broken)
+    mask = sample_case.with_name("spider_sample_labels.nii.gz")
+    report = run_inference(_dicom_case(sample_case, tmp_path / "dcm"), tmp_path / "out",
+                           segmenter=MaskSegmenter(mask), html=False)
+    assert report["status"] == "partial" and report["failed_stage"] == "measure"
+    assert "dicom_seg" not in report["outputs"] and "dicom_sr" not in report["outputs"]
+    assert not list((tmp_path / "out").glob("*.dcm"))
+
+
+def test_failing_dicom_writer_makes_the_report_partial(sample_case, tmp_path, monkeypatch):
+    import lvp.io.dicom_seg as dicom_seg
+
+    def broken(*args, **kwargs):  # fault injection
+        raise RuntimeError("SEG encoder exploded")
+
+    monkeypatch.setattr(dicom_seg, "write_dicom_seg", broken)
+    mask = sample_case.with_name("spider_sample_labels.nii.gz")
+    report = run_inference(_dicom_case(sample_case, tmp_path / "dcm"), tmp_path / "out",
+                           segmenter=MaskSegmenter(mask), html=False)
+    assert report["status"] == "partial" and report["failed_stage"] == "dicom"
+    assert "SEG encoder exploded" in report["error"]
+    assert "dicom_seg" not in report["outputs"] and not list((tmp_path / "out").glob("*.dcm"))
+
+
+def test_figure_failing_after_the_sr_marks_the_sr_partial(sample_case, tmp_path, monkeypatch):
+    """The SR is written before the figure; a figure failure after it rewrites it as PARTIAL."""
+    import lvp.report.html as report_html
+
+    def broken(*args, **kwargs):  # fault injection
+        raise RuntimeError("figure exploded")
+
+    monkeypatch.setattr(report_html, "sagittal_figure_png", broken)
+    mask = sample_case.with_name("spider_sample_labels.nii.gz")
+    report = run_inference(_dicom_case(sample_case, tmp_path / "dcm"), tmp_path / "out", segmenter=MaskSegmenter(mask))
+    assert report["status"] == "partial" and report["failed_stage"] == "figure"
+    sr = pydicom.dcmread(tmp_path / "out" / report["outputs"]["dicom_sr"])
+    assert sr.CompletionFlag == "PARTIAL"
+    assert (tmp_path / "out" / report["outputs"]["dicom_seg"]).is_file()
