@@ -117,11 +117,13 @@ def test_clustered_delong_reduces_to_delong_for_singletons_and_widens_for_cluste
 def test_delong_refused_with_one_positive_and_degenerate_auc_gets_score_interval():
     with pytest.raises(ValueError, match="undefined"):
         auc_ci([1, 0, 0, 0], [3, 1, 0, 2])
-    perfect = auc_ci([1, 1, 1, 0, 0, 0, 0], [3, 3, 2, 1, 0, 0, 1])
+    legacy = auc_ci([1, 1, 1, 0, 0, 0, 0], [3, 3, 2, 1, 0, 0, 1])  # default: Wald kept, but flagged
+    assert (legacy.ci_low, legacy.ci_high) == (1.0, 1.0) and legacy.flag.startswith("degenerate")
+    perfect = auc_ci([1, 1, 1, 0, 0, 0, 0], [3, 3, 2, 1, 0, 0, 1], interval="auto")
     assert perfect.auc == 1.0 and perfect.se == 0
     assert perfect.method == "score" and perfect.flag.startswith("degenerate")
     assert 0.5 < perfect.ci_low < 1.0 and perfect.ci_high == 1.0
-    tied = auc_ci([1, 1, 0, 0, 0], [2, 2, 2, 2, 2])
+    tied = auc_ci([1, 1, 0, 0, 0], [2, 2, 2, 2, 2], interval="auto")
     assert tied.auc == 0.5 and "tied" in tied.flag and tied.ci_low < 0.5 < tied.ci_high
     # Away from the boundary the score interval agrees with DeLong's to the first decimals.
     lo, hi = auc_score_interval(0.75, 300, 300)

@@ -118,7 +118,7 @@ def _per_reader(d: Design, scale, truth_all: np.ndarray) -> tuple[dict, dict, di
             read = d.grid[a, j] >= 0
             if not read.any():
                 continue
-            r = _try(auc_ci, truth_all[read], d.grid[a, j, read].astype(float))
+            r = _try(auc_ci, truth_all[read], d.grid[a, j, read].astype(float), interval="auto")
             aucs[arm][name] = r if isinstance(r, dict) else {**r.__dict__}
             if j in d.kept_readers and cu.any() and 0 < truth_all[cu].sum() < cu.sum():
                 fpr, tpr = roc_points(truth_all[cu], d.grid[a, j, cu])
@@ -171,7 +171,7 @@ def _ai_standalone(d: Design, scale, truth_all: np.ndarray, x: np.ndarray, margi
     t = truth_all[has_ai]
     s = d.ai[has_ai].astype(float)
     out: dict = {"units": int(has_ai.sum()), "positives": int(t.sum())}
-    r = _try(auc_ci, t, s)
+    r = _try(auc_ci, t, s, interval="auto")
     out["auc"] = r if isinstance(r, dict) else {**r.__dict__}
     ss = sensitivity_specificity(t, d.ai[has_ai] >= scale.positive_at)
     out.update(sensitivity=ss.sensitivity, sens_ci=ss.sens_ci, specificity=ss.specificity, spec_ci=ss.spec_ci,

@@ -181,11 +181,15 @@ def interval_for(auc: float, se: float, m: int, n: int, alpha: float = 0.05,
     return lo, hi, "DeLong", None
 
 
-def auc_ci(truth, score, alpha: float = 0.05) -> AUCResult:  # noqa: ANN001
-    """Empirical AUC with DeLong standard error and Wald CI (score interval when degenerate).
+def auc_ci(truth, score, alpha: float = 0.05, interval: str = "wald") -> AUCResult:  # noqa: ANN001
+    """Empirical AUC with DeLong standard error and CI.
 
-    Raises ValueError with fewer than 2 positive or 2 negative units (DeLong's variance undefined).
+    ``interval="wald"``: DeLong's Wald interval clipped to [0, 1] (as pROC), with a ``flag`` when it is
+    degenerate or leaves [0, 1]; ``"auto"``: in those cases the score interval instead (the study
+    report). Raises ValueError with fewer than 2 positive or 2 negative units (variance undefined).
     """
+    if interval not in ("wald", "auto"):
+        raise ValueError("interval must be 'wald' or 'auto'")
     t = np.asarray(truth).astype(bool)
     aucs, cov = delong_covariance(t, score)
     se = float(np.sqrt(max(cov[0, 0], 0.0)))
@@ -193,6 +197,10 @@ def auc_ci(truth, score, alpha: float = 0.05) -> AUCResult:  # noqa: ANN001
     m, n = int(t.sum()), int((~t).sum())
     tied = np.unique(np.asarray(score, dtype=float)).size == 1
     lo, hi, method, flag = interval_for(auc, se, m, n, alpha, tied)
+    if interval == "wald" and method != "DeLong":
+        z = stats.norm.ppf(1 - alpha / 2)
+        lo, hi, method = max(0.0, auc - z * se), min(1.0, auc + z * se), "DeLong"
+        flag = flag.replace("; score interval", "; Wald interval kept (interval='auto' gives the score interval)")
     return AUCResult(auc, se, lo, hi, m, n, method, flag)
 
 
