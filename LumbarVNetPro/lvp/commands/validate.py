@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="FILE",
-        help="grades: also fit the grading models on all reference-mask discs and write the calibration JSON "
-        "(the shipped one is LumbarVNetPro/lvp/grading_calibration.json)",
+        help="grades: also fit the grading models on the reference-mask discs of the non-validation patients and "
+        "write the calibration JSON (the shipped one: python -m lvp.validation.grade_calibration)",
     )
     p.add_argument("-o", "--out", type=Path, default=None, help="write the JSON result here")
     p.add_argument("--limit", type=int, default=None, help="only the first N cases (smoke runs)")

@@ -67,7 +67,6 @@ MODEL_FEATURES = {
 LEVEL_NORM_MEASUREMENT = "disc_height_middle_mm"
 LEVEL_NORM_MIN_DISCS = 5
 C_REG = 1.0
-DATA_SHORT = "SPIDER T2 SPACE grades (31 patients, reference masks)"
 
 
 # ---------------------------------------------------------------- features
@@ -517,8 +516,10 @@ def validate_grades(
 ) -> dict:
     """Cross-validated and split-validated grade figures; JSON (summary and per-disc rows) to ``out``.
 
-    ``write_calibration``: also fit the models on every reference-mask disc read and write the
-    calibration file (with the cross-validated figures) there.
+    ``write_calibration``: also fit the models on the reference-mask discs of the patients not in
+    :data:`VALIDATION_CASES` and write the calibration file (with the cross-validated figures)
+    there; the shipped file is written by :mod:`lvp.validation.grade_calibration`, which adds the
+    measured network-vs-reference error and the validation figures.
     """
     data = Path(data)
     ref_rows = collect_features(data, limit=limit)
@@ -558,13 +559,18 @@ def validate_grades(
         "rows": {"features": eval_rows, "cross_validation": cv_rows, "validation_split": split_rows},
     }
     if write_calibration:
-        cal = fit_calibration(ref_rows)
-        n_pat = len({r["case"] for r in ref_rows})
+        # Never fitted on the network's validation patients: they are the untouched check (issue 15).
+        # The shipped file also carries the measured measurement error: write it with
+        # ``python -m lvp.validation.grade_calibration --pred`` (lvp.validation.grade_calibration).
+        fit_rows = [r for r in ref_rows if r["case"] not in set(VALIDATION_CASES)] or ref_rows
+        cal = fit_calibration(fit_rows)
+        cal["validation_patients"] = sorted(set(VALIDATION_CASES))
+        n_pat = len({r["case"] for r in fit_rows})
         cal.update(
             fitted=_dt.date.today().isoformat(),
-            data_short=DATA_SHORT if n_pat == 31 else f"SPIDER grades ({n_pat} patients, reference masks)",
+            data_short=f"SPIDER T2 SPACE grades ({n_pat} training patients, reference masks)",
             data=(
-                f"{len(ref_rows)} radiologist-graded discs of {n_pat} SPIDER T2 SPACE patients "
+                f"{len(fit_rows)} radiologist-graded discs of {n_pat} SPIDER T2 SPACE patients "
                 "(shared data spider-t2-space/, van der Graaf et al. 2024, CC BY 4.0); measurements by LVP from "
                 "the reference masks; discs joined to grades by level name "
                 "(IVD label 1 = L5-S, counted from the bottom)"
