@@ -194,6 +194,10 @@ def test_enhanced_mr_gets_seg_and_sr(plain_series, tmp_path, sample_case):
     mask = sample_case.with_name("spider_sample_labels.nii.gz")
     report = run_inference(tmp_path / "mf", tmp_path / "out", segmenter=MaskSegmenter(mask), html=False)
     assert report["status"] == "complete", report["error"]
+    from dciodvfy_helpers import dciodvfy_errors
+
+    assert dciodvfy_errors(tmp_path / "out" / "segmentation.dcm") == []
+    assert dciodvfy_errors(tmp_path / "out" / "report.sr.dcm") == []
     seg = hd.seg.segread(tmp_path / "out" / "segmentation.dcm")
     src = pydicom.dcmread(tmp_path / "mf" / "enhanced.dcm", stop_before_pixels=True)
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "segmentation.nii.gz")))

@@ -8,15 +8,12 @@ dciodvfy (Debian's dicom3tools) validating them against the IODs.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from dciodvfy_helpers import dciodvfy_errors
 
 from lvp.io import dicom
 from lvp.labels import SEGMENT_CODES, STRUCTURES
@@ -25,22 +22,6 @@ from lvp.pipeline import MaskSegmenter, run_inference
 for _mod in ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes"):
     pytest.importorskip(_mod)
 hd = pytest.importorskip("highdicom")
-
-
-def dciodvfy_or_skip() -> str:
-    """The dciodvfy binary; CI must have it (.ci/run installs dicom3tools), elsewhere the test skips."""
-    found = shutil.which("dciodvfy")
-    if found:
-        return found
-    if os.environ.get("CI"):
-        pytest.fail("dciodvfy is missing in CI: .ci/run installs Debian's dicom3tools")
-    pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    """The error lines dciodvfy reports for a file (warnings are not errors)."""
-    run = subprocess.run([dciodvfy_or_skip(), str(path)], capture_output=True, text=True, timeout=120)
-    return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
 
 
 @pytest.fixture(scope="module")
