@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import re
 from html.parser import HTMLParser
@@ -176,3 +177,21 @@ def test_evidence_is_drawn_on_the_figure_at_its_points(sample):
     png = sagittal_figure_png(vol, labels, height_px=300)
     page = render_html(report, png, None, marks)
     assert '<svg class="evidence"' in page and "<polyline" in page and "input slice 7" in page
+
+
+def test_pipeline_report_draws_every_evidence_item_and_keeps_the_notes(sample_case, tmp_path):
+    """report.html of a real run draws each non-coverage evidence item of report.json and lists the notes."""
+    import json
+
+    from lvp.pipeline import MaskSegmenter, run_inference
+
+    mask = sample_case.with_name("spider_sample_labels.nii.gz")
+    report = run_inference(sample_case, tmp_path, segmenter=MaskSegmenter(mask))
+    page = (tmp_path / "report.html").read_text()
+    assert json.loads((tmp_path / "report.json").read_text())["levels"] == report["levels"]
+    items = [e for lv in report["levels"] for e in lv["evidence"] if e["kind"] != "coverage"]
+    assert items
+    svg = page.split('<svg class="evidence"', 1)[1].split("</svg>", 1)[0]
+    assert svg.count("<polyline") + svg.count("<polygon") == len(items)
+    notes = [n for lv in report["levels"] for n in lv["notes"]]
+    assert notes and all(html.escape(n) in page for n in notes)
