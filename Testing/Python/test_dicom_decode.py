@@ -14,7 +14,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from pydicom.encaps import encapsulate
-from pydicom.uid import MPEG2MPML, JPEGLosslessSV1, JPEGLSLossless, generate_uid
+from pydicom.uid import MPEG2MPML, JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, generate_uid
 
 from lvp.errors import InputError
 from lvp.io import dicom
@@ -42,7 +42,7 @@ def test_project_decoder_reads_jpeg_lossless_and_jpeg_ls():
     """pylibjpeg (a project dependency) is the decoder, not only an optional test-time plugin."""
     from pydicom.pixels import get_decoder
 
-    for ts in (JPEGLosslessSV1, JPEGLSLossless):
+    for ts in (JPEGLosslessSV1, JPEGLSLossless, JPEG2000Lossless):
         assert "pylibjpeg" in get_decoder(ts).available_plugins, ts.name
 
 
@@ -55,6 +55,18 @@ def test_jpeg_ls_series_reads_like_the_uncompressed_one(plain_series, tmp_path):
         ds.compress(JPEGLSLossless, encoding_plugin="pyjpegls")
         ds.save_as(out / path.name)
     assert pydicom.dcmread(_files(out)[0]).file_meta.TransferSyntaxUID == JPEGLSLossless
+    _assert_same_volume(read_volume(out), read_volume(plain_series))
+
+
+def test_jpeg_2000_series_reads_like_the_uncompressed_one(plain_series, tmp_path):
+    """JPEG 2000 (lossless), common in PACS archives: encoded and decoded by pylibjpeg-openjpeg."""
+    out = tmp_path / "j2k"
+    out.mkdir()
+    for path in _files(plain_series):
+        ds = pydicom.dcmread(path)
+        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+        ds.save_as(out / path.name)
+    assert pydicom.dcmread(_files(out)[0]).file_meta.TransferSyntaxUID == JPEG2000Lossless
     _assert_same_volume(read_volume(out), read_volume(plain_series))
 
 
@@ -90,13 +102,16 @@ def test_jpeg_lossless_series_reads_like_the_uncompressed_one(plain_series, tmp_
     _assert_same_volume(read_volume(out), read_volume(plain_series))
 
 
-def test_damaged_jpeg_ls_data_is_still_corrupt(plain_series, tmp_path):
-    pytest.importorskip("jpeg_ls")
+@pytest.mark.parametrize(("syntax", "plugin"), [(JPEGLSLossless, "pyjpegls"), (JPEG2000Lossless, "pylibjpeg")])
+def test_damaged_compressed_data_is_still_corrupt(plain_series, tmp_path, syntax, plugin):
+    """A codestream cut in half: some decoders return an image for it; the reader must not."""
+    if plugin == "pyjpegls":
+        pytest.importorskip("jpeg_ls")
     out = tmp_path / "bad"
     out.mkdir()
     for i, path in enumerate(_files(plain_series)):
         ds = pydicom.dcmread(path)
-        ds.compress(JPEGLSLossless, encoding_plugin="pyjpegls")
+        ds.compress(syntax, encoding_plugin=plugin)
         if i == 4:  # cut the codestream in half: a truncated transfer
             frame = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
             ds.PixelData = encapsulate([frame[: len(frame) // 2]])

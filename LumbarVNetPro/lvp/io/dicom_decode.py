@@ -48,9 +48,11 @@ def check_decodable(ds: pydicom.Dataset, path: Path) -> None:
                          "series uncompressed (Explicit VR Little Endian)")
 
 
-# JPEG-family transfer syntaxes: each frame's codestream ends with the EOI marker (FF D9).
+# JPEG-family transfer syntaxes: each frame's codestream ends with FF D9 (the JPEG / JPEG-LS
+# end-of-image marker, the JPEG 2000 end-of-codestream marker).
 _JPEG_FAMILY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
-                "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"}
+                "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
+                "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}
 
 
 def check_codestreams(ds: pydicom.Dataset, path: Path) -> None:
@@ -74,7 +76,7 @@ def check_codestreams(ds: pydicom.Dataset, path: Path) -> None:
     for k, frame in enumerate(frames, start=1):
         if not frame.rstrip(b"\x00").endswith(b"\xff\xd9"):
             raise InputError(f"the DICOM file {path} is corrupt or truncated: its compressed frame {k} ends without "
-                             "the JPEG end-of-image marker (a transfer cut short?); re-export the series")
+                             "its end marker (a transfer cut short?); re-export the series")
     if len(frames) != n:
         raise InputError(f"the DICOM file {path} is corrupt or truncated: it holds {len(frames)} compressed frames "
                          f"where its header declares {n}; re-export the series")
