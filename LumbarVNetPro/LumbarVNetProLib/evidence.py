@@ -16,6 +16,7 @@ Qt-free ``slicer-core`` wheel. Points are LPS in the report; MRML is RAS = (-x, 
 
 from __future__ import annotations
 
+import slicer
 import vtk
 
 NODE_CLASS = {"caliper": "vtkMRMLMarkupsLineNode", "vector": "vtkMRMLMarkupsLineNode",
@@ -32,14 +33,21 @@ def _ras(point) -> vtk.vtkVector3d:  # noqa: ANN001 - any 3-sequence
 
 
 def add_evidence_markups(scene, report: dict, prefix: str = "LVP", caseKey: str | None = None,  # noqa: ANN001, N803
-                         volumeId: str = "", visible: bool = True) -> list:  # noqa: N803 - Slicer's camelCase
+                         volumeId: str = "", parent: int = 0, visible: bool = True) -> list:  # noqa: N803
     """One markups node per evidence item of every level in ``report``; returns the nodes.
 
     Items with too few points for their kind (a line needs 2, a region 3) are skipped. With
     ``caseKey`` the nodes carry the case attributes of :mod:`.scene` (role ``evidence``), so
-    removing the case removes them.
+    removing the case or re-running the volume removes them, and they are put in one subject
+    hierarchy folder ``"<prefix> evidence"`` under ``parent`` (default: the scene).
     """
     nodes = []
+    folder = None
+    if caseKey is not None:
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+        folder = sh.CreateFolderItem(parent or sh.GetSceneItemID(), f"{prefix} evidence")
+        sh.SetItemAttribute(folder, CASE_ATTRIBUTE, caseKey)
+        sh.SetItemAttribute(folder, VOLUME_ATTRIBUTE, volumeId)
     for level in report.get("levels", []) or []:
         for item in level.get("evidence", []) or []:
             kind = item.get("kind")
@@ -68,5 +76,8 @@ def add_evidence_markups(scene, report: dict, prefix: str = "LVP", caseKey: str 
                 display.SetSelectedColor(*COLOURS[kind])
                 display.SetColor(*COLOURS[kind])
                 display.SetVisibility(visible)
+            if folder is not None:  # the application makes an item for a new node; bare MRML does not
+                item = sh.GetItemByDataNode(node)
+                sh.SetItemParent(item, folder) if item else sh.CreateItem(folder, node)
             nodes.append(node)
     return nodes

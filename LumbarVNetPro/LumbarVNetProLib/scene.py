@@ -342,7 +342,7 @@ def import_result(scene, outputDir: Path, inputVolume, caseKey: str = "", showPl
     sh.SetItemAttribute(nodes.planesFolderItem, VOLUME_ATTRIBUTE, volumeId)
     for plane in nodes.scanPlanes:
         _place(scene, plane, nodes.planesFolderItem, caseKey, "scan_plane", volumeId)
-    add_evidence_markups(scene, report, base, caseKey, volumeId)  # issue 15: calipers, vectors, regions
+    add_evidence_markups(scene, report, base, caseKey, volumeId, parent)  # issue 15: calipers, vectors, regions
     nodes.resultDir = outputDir
     return nodes
 

@@ -105,5 +105,12 @@ def test_import_result_adds_the_evidence_and_case_removal_removes_it(scene_with_
     found = evidence_nodes()
     assert len(found) == n_items
     assert all(n.GetAttribute("LVP.Case") == "case-ev" and n.GetAttribute("LVP.Role") == "evidence" for n in found)
-    lvpscene.remove_case_nodes(scene, "case-ev")
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    folder = sh.GetItemParent(sh.GetItemByDataNode(found[0]))
+    assert sh.GetItemName(folder) == f"{volume.GetName()} evidence"
+    assert sh.GetItemParent(folder) == lvpscene.study_item_of(scene, volume)  # beside the case's other results
+    assert {sh.GetItemParent(sh.GetItemByDataNode(n)) for n in found} == {folder}
+    # A second run on the same volume replaces the result: the evidence and its folder go too.
+    assert lvpscene.remove_volume_results(scene, volume, "case-ev") > 0
     assert evidence_nodes() == []
+    assert sh.GetItemName(folder) == ""  # the folder item is gone
