@@ -244,15 +244,37 @@ def _structure_entries(volume: Volume, labels: np.ndarray, lab: Any) -> list[dic
             "confidence": _jsonable(getattr(item, "confidence", None)),
         })
     present = {e["label"] for e in entries}
+    # The labelling's crop holds every labelled voxel: the rest of the grid is background.
+    crop = getattr(lab, "crop", None) or (slice(None),) * 3
+    region = labels[crop]
+    offset = [s.indices(n)[0] for s, n in zip(crop, labels.shape)]
     for value, name, kind in ((SACRUM_LABEL, "sacrum", "sacrum"), (CANAL_LABEL, "spinal canal", "canal")):
         if value in present:
             continue
-        idx = np.argwhere(labels == value)
-        if len(idx):
+        count, centre = _count_and_centre(region == value, offset)
+        if count:
             entries.append({"label": value, "name": name, "kind": kind,
-                            "center_lps": _point(volume.index_to_lps(idx.mean(axis=0))),
-                            "volume_mm3": len(idx) * voxel_mm3, "confidence": None})
+                            "center_lps": _point(volume.index_to_lps(centre)),
+                            "volume_mm3": count * voxel_mm3, "confidence": None})
     return entries
+
+
+def _count_and_centre(mask: np.ndarray, offset: list[int]) -> tuple[int, np.ndarray]:
+    """Voxel count and mean index (plus ``offset``) of a mask, from its per-axis profiles.
+
+    The index sums are exact integers, so the mean equals ``np.argwhere(mask).mean(axis=0)`` of
+    the mask placed at ``offset`` in the whole grid, to the last bit (no index list is built).
+    """
+    count = int(np.count_nonzero(mask))
+    if not count:
+        return 0, np.zeros(3)
+    centre = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        profile = np.count_nonzero(mask, axis=other).astype(np.int64)
+        index = np.arange(offset[axis], offset[axis] + mask.shape[axis], dtype=np.int64)
+        centre.append(int(profile @ index) / count)
+    return count, np.asarray(centre, float)
 
 
 def _level_entries(lab: Any, measurements: dict | None, grades: dict | None, planes: dict | None) -> list[dict]:

@@ -226,29 +226,29 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e
 
 
-def restore(logits: np.ndarray, info: GridInfo, mode: str = "linear") -> tuple[np.ndarray, np.ndarray]:
-    """Network logits ``(C, *padded_shape)`` -> (semantic uint8, probability float32) on the source grid.
+def restore(logits: np.ndarray, info: GridInfo, mode: str = "linear") -> tuple[np.ndarray, GridProbability]:
+    """Network logits ``(C, *padded_shape)`` -> (semantic uint8, probability) on the source grid.
 
     ``mode="linear"`` interpolates the class probabilities onto the source grid (smooth borders,
     about 1 Dice point better on SPIDER than nearest); ``mode="nearest"`` takes the label and
-    probability of the nearest network voxel (cheapest).
+    probability of the nearest network voxel (cheapest). The probability (of the chosen class) is
+    a :class:`GridProbability`: indexed like a float32 array of the source shape, but held as the
+    grid's values plus the interpolated box, so it costs memory on the working grid only.
     """
     prob = softmax(crop_padding(np.asarray(logits), info))
     lab_g, p_g = _argmax(prob)
-    # Nearest: each grid voxel repeated over the source voxels nearest to it (the index map is
-    # monotone, so np.repeat does it with contiguous copies instead of a 3-D fancy index).
-    counts = [np.bincount(_nearest_index(n_src, n_grid), minlength=n_grid)
-              for n_src, n_grid in zip(info.source_shape, info.grid_shape)]
-    probability = _repeat3(p_g, counts)
+    # Nearest: each source voxel takes the grid voxel nearest to it.
+    nearest = [_nearest_index(n_src, n_grid) for n_src, n_grid in zip(info.source_shape, info.grid_shape)]
     if mode == "nearest":
-        return _repeat3(lab_g, counts), probability
+        counts = [np.bincount(ix, minlength=n) for ix, n in zip(nearest, info.grid_shape)]
+        return _repeat3(lab_g, counts), GridProbability(p_g, nearest)
     # Linear: interpolate the probabilities only inside the box around the structures (grown by a
     # background margin); outside it every label is background with or without interpolation
     # (most of a sagittal field of view), so only the box is filled in.
     semantic = np.zeros(info.source_shape, dtype=np.uint8)
     box = _foreground_box(lab_g, margin=2)
     if box is None:
-        return semantic, probability
+        return semantic, GridProbability(p_g, nearest)
     src_box, positions = [], []
     for (lo, hi), n_src, n_grid in zip(box, info.source_shape, info.grid_shape):
         # Source voxels whose linear interpolation reads only grid voxels inside [lo, hi)
@@ -267,13 +267,85 @@ def restore(logits: np.ndarray, info: GridInfo, mode: str = "linear") -> tuple[n
     ap = _lerp_taps(positions[2], t.shape[3])
     si = _lerp_taps(positions[1], t.shape[2])
     (z0, z1), (y0, y1), (x0, x1) = src_box
+    p_box = np.empty((z1 - z0, y1 - y0, x1 - x0), dtype=np.float32)
     for k in range(t.shape[1]):
         plane = _lerp_axis(t[:, k], positions[2], 2, ap)
         plane = _lerp_axis(plane, positions[1], 1, si)
         lab, p = _argmax(plane)
         semantic[z0 + k, y0:y1, x0:x1] = lab
-        probability[z0 + k, y0:y1, x0:x1] = p
-    return semantic, probability
+        p_box[k] = p
+    return semantic, GridProbability(p_g, nearest, tuple(slice(a, b) for a, b in src_box), p_box)
+
+
+class GridProbability:
+    """The chosen class's probability on the source grid, kept at the working grid's size.
+
+    Outside ``box`` each source voxel holds the probability of its nearest grid voxel; inside it,
+    ``values`` (the interpolated probabilities). Reading a region (``prob[z0:z1, y0:y1, x0:x1]``)
+    builds just that region; ``np.asarray(prob)`` builds the whole array (equal, value for value,
+    to the full-size array :func:`restore` used to return). This keeps a full-field-of-view input
+    from costing 4 bytes per input voxel for a map only the spine's box is read from.
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 3
+
+    def __init__(self, grid: np.ndarray, nearest: list[np.ndarray], box: tuple[slice, ...] | None = None,
+                 values: np.ndarray | None = None) -> None:
+        self.grid = grid
+        self.nearest = nearest
+        self.box = box
+        self.values = values
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Source grid shape ``(lr, si, ap)``."""
+        return tuple(len(ix) for ix in self.nearest)  # type: ignore[return-value]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (the grid values and the box), not the size of the full array."""
+        return self.grid.nbytes + (self.values.nbytes if self.values is not None else 0)
+
+    def region(self, key: tuple[slice, ...]) -> np.ndarray:
+        """The float32 array of a box given as one step-1 slice per axis."""
+        ranges = [range(*s.indices(n)) for s, n in zip(key, self.shape)]
+        if any(len(r) == 0 for r in ranges):
+            return np.zeros(tuple(len(r) for r in ranges), np.float32)
+        # The nearest-index maps are monotone: the region is a sub-block of the grid with each
+        # voxel repeated (contiguous copies, cheaper than a 3-D fancy index).
+        sub = [ix[r.start:r.stop] for ix, r in zip(self.nearest, ranges)]
+        block = self.grid[tuple(slice(int(s[0]), int(s[-1]) + 1) for s in sub)]
+        out = _repeat3(block, [np.bincount(s - s[0]) for s in sub])
+        if self.box is not None:
+            dst, src = [], []
+            for r, b in zip(ranges, self.box):
+                lo, hi = max(r.start, b.start), min(r.stop, b.stop)
+                if hi <= lo:
+                    return out
+                dst.append(slice(lo - r.start, hi - r.start))
+                src.append(slice(lo - b.start, hi - b.start))
+            out[tuple(dst)] = self.values[tuple(src)]
+        return out
+
+    def __getitem__(self, key):  # noqa: ANN001, ANN204 - numpy indexing semantics
+        if not isinstance(key, tuple):
+            key = (key,)
+        if (len(key) <= 3 and all(isinstance(k, slice) and k.step in (None, 1) for k in key)):
+            return self.region(tuple(key) + (slice(None),) * (3 - len(key)))
+        return np.asarray(self)[key]
+
+    def __array__(self, dtype=None, copy=None):  # noqa: ANN001, ANN204 - the numpy protocol
+        full = self.region((slice(None),) * 3)
+        return full if dtype is None else full.astype(dtype, copy=False)
+
+    def min(self) -> np.float32:
+        """Smallest probability."""
+        return np.asarray(self).min()
+
+    def max(self) -> np.float32:
+        """Largest probability."""
+        return np.asarray(self).max()
 
 
 def _repeat3(a: np.ndarray, counts: list[np.ndarray]) -> np.ndarray:

@@ -48,6 +48,7 @@ class NiftiHeader:
     sform_code: int
     quatern: tuple[float, ...]  # b, c, d, qoffset x, y, z
     srow: tuple[float, ...]  # 12 values, rows x, y, z
+    scl: tuple[float, float] = (0.0, 0.0)  # scl_slope, scl_inter (slope 0: no scaling)
 
     @property
     def voxels(self) -> int:
@@ -87,6 +88,7 @@ def parse_nifti_header(head: bytes, path: Path) -> NiftiHeader:
         qform_code, sform_code = struct.unpack_from(f"{o}2h", head, 252)
         quatern = struct.unpack_from(f"{o}6f", head, 256)
         srow = struct.unpack_from(f"{o}12f", head, 280)
+        scl = struct.unpack_from(f"{o}2f", head, 112)
     else:
         if len(head) < 540:
             raise InputError(f"{path} is truncated: shorter than a NIfTI-2 header")
@@ -97,6 +99,7 @@ def parse_nifti_header(head: bytes, path: Path) -> NiftiHeader:
         qform_code, sform_code = struct.unpack_from(f"{o}2i", head, 344)
         quatern = struct.unpack_from(f"{o}6d", head, 352)
         srow = struct.unpack_from(f"{o}12d", head, 400)
+        scl = struct.unpack_from(f"{o}2d", head, 176)
     ndim = int(dim[0])
     if not 1 <= ndim <= 7:
         raise InputError(f"{path}: the NIfTI header declares {ndim} dimensions (1 to 7 allowed); the header is "
@@ -108,7 +111,7 @@ def parse_nifti_header(head: bytes, path: Path) -> NiftiHeader:
         raise InputError(f"{path}: the NIfTI header's data offset ({vox_offset}) is invalid; the header is corrupt")
     return NiftiHeader(version, o, dims, int(datatype), int(bitpix), tuple(float(p) for p in pixdim[1: ndim + 1]),
                        int(vox_offset), int(qform_code), int(sform_code), tuple(float(q) for q in quatern),
-                       tuple(float(s) for s in srow))
+                       tuple(float(s) for s in srow), (float(scl[0]), float(scl[1])))
 
 
 def check_nifti_header(h: NiftiHeader, path: Path) -> None:
@@ -172,15 +175,25 @@ class NiftiScan:
 
     header: NiftiHeader
     nonfinite: int
+    # With ``keep_data``: the voxels (native byte order, ITK's (z, y, x) shape) when the file is
+    # plain integer/float data without intensity scaling; None otherwise.
+    data: np.ndarray | None = None
 
 
-def inspect_nifti(path: Path) -> NiftiScan:
+# NIfTI datatype code -> numpy type of the voxels LVP reads itself (no scaling, one component).
+PLAIN_TYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8",
+               1280: "u8"}
+
+
+def inspect_nifti(path: Path, keep_data: bool = False) -> NiftiScan:
     """Check a ``.nii`` / ``.nii.gz`` file before ITK reads it.
 
     The header is checked first, so an absurd size is refused after decompressing 540 bytes. The
     body is then streamed once (bounded memory): a file shorter than its header promises is
     refused (ITK would fill the missing voxels with zeros) and non-finite float voxels, which
-    ITK turns into zeros, are counted.
+    ITK turns into zeros, are counted. ``keep_data``: keep the voxels of a plain 3-D image
+    (:data:`PLAIN_TYPES`, no scl scaling) as they stream by, so the caller need not decompress
+    the file a second time (``NiftiScan.data``; NaN voxels stay NaN there).
     """
     gz = path.name.lower().endswith(".gz")
     chunks = _gzip_chunks(path) if gz else _raw_chunks(path)
@@ -194,28 +207,44 @@ def inspect_nifti(path: Path) -> NiftiScan:
     expected_end = header.vox_offset + header.data_bytes
     kind = FLOAT_TYPES.get(header.datatype)
     dtype = np.dtype(f"{header.order}{kind}") if kind else None
+    plain = PLAIN_TYPES.get(header.datatype)
+    keep = (keep_data and plain is not None and len(header.dims) == 3 and header.scl[0] in (0.0, 1.0)
+            and header.scl[1] == 0.0 and np.dtype(plain).itemsize * 8 == header.bitpix)
+    data = np.empty(header.voxels, np.dtype(f"{header.order}{plain}")) if keep else None
+    store = data.view(np.uint8) if data is not None else None
     nonfinite = 0
     total = 0  # stream bytes seen so far
     carry = b""  # the bytes of a float voxel split between two chunks
-    if dtype is None and not gz:  # integer voxels, no decompression: the file size tells all
+    if dtype is None and not gz and data is None:  # integer voxels, no decompression: the file size tells all
         chunks.close()  # type: ignore[attr-defined]
         head, total = b"", path.stat().st_size
         chunks = iter(())
     for chunk in _chain(head, chunks):
         start, total = total, total + len(chunk)
-        if dtype is None:
-            continue
         lo, hi = max(header.vox_offset - start, 0), min(expected_end - start, len(chunk))
         if hi <= lo:
             continue
-        data = carry + chunk[lo:hi]
-        whole = len(data) // dtype.itemsize * dtype.itemsize
-        nonfinite += int(np.count_nonzero(~np.isfinite(np.frombuffer(data[:whole], dtype=dtype))))
-        carry = data[whole:]
+        if store is not None:
+            # The image bytes, straight into their array (one copy; counted on the array below).
+            store[start + lo - header.vox_offset: start + hi - header.vox_offset] = np.frombuffer(
+                chunk, np.uint8, hi - lo, lo)
+            continue
+        if dtype is None:
+            continue
+        data_bytes = carry + chunk[lo:hi]
+        whole = len(data_bytes) // dtype.itemsize * dtype.itemsize
+        nonfinite += int(np.count_nonzero(~np.isfinite(np.frombuffer(data_bytes[:whole], dtype=dtype))))
+        carry = data_bytes[whole:]
     if total < expected_end:
         raise InputError(f"{path} is truncated: {max(total - header.vox_offset, 0):,} bytes of image data where "
                          f"the header promises {header.data_bytes:,}; copy the file again")
-    return NiftiScan(header, nonfinite)
+    if data is not None:
+        if not data.dtype.isnative:
+            data = data.byteswap().view(data.dtype.newbyteorder("="))
+        data = data.reshape(header.dims[::-1])
+        if dtype is not None:  # slab by slab: no full-size boolean temporary
+            nonfinite = sum(int(np.count_nonzero(~np.isfinite(slab))) for slab in data)
+    return NiftiScan(header, nonfinite, data)
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -32,13 +32,29 @@ def input_format(path: Path) -> str:
                      "NRRD (.nrrd) or MetaImage (.mha, .mhd)")
 
 
-def _read_file(path: Path) -> tuple[sitk.Image, int]:
-    """Read an image file after checking its header; also return its count of NaN/inf voxels."""
+# SimpleITK pixel type -> numpy type, for the voxels LVP decompresses itself (see _read_nifti).
+_SITK_NUMPY = {sitk.sitkUInt8: "u1", sitk.sitkInt8: "i1", sitk.sitkUInt16: "u2", sitk.sitkInt16: "i2",
+               sitk.sitkUInt32: "u4", sitk.sitkInt32: "i4", sitk.sitkUInt64: "u8", sitk.sitkInt64: "i8",
+               sitk.sitkFloat32: "f4", sitk.sitkFloat64: "f8"}
+
+
+def _read_file(path: Path) -> tuple[sitk.Image | ImageGeometry, int]:
+    """Read an image file after checking its header; also return its count of NaN/inf voxels.
+
+    A plain 3-D NIfTI file is decompressed once, by the header check, and its voxels used as
+    they are (an :class:`ImageGeometry` with ITK's own reading of the header's geometry);
+    anything else is read by ITK.
+    """
     nonfinite = 0
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
         # ITK zeroes NaN voxels of NIfTI files: count them in the file itself.
-        nonfinite = inspect_nifti(path).nonfinite
+        scan = inspect_nifti(path, keep_data=True)
+        nonfinite = scan.nonfinite
+        if scan.data is not None:
+            geometry = _nifti_geometry(path, scan.data)
+            if geometry is not None:
+                return geometry, nonfinite
     elif name.endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
         check_text_header(path)
     try:
@@ -46,6 +62,55 @@ def _read_file(path: Path) -> tuple[sitk.Image, int]:
     except RuntimeError as err:
         first = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
         raise InputError(f"{path} cannot be read as an image (truncated or corrupt file?): {first}") from None
+
+
+class ImageGeometry:
+    """A 3-D image as ITK would read it: ITK's header geometry and the voxels LVP decompressed.
+
+    Answers the few ``sitk.Image`` questions :func:`lvp.io.volume.canonical_volume` asks, so a
+    NIfTI file is decompressed once instead of twice (once to check it, once by ITK).
+    """
+
+    def __init__(self, reader: sitk.ImageFileReader, array: np.ndarray) -> None:
+        self.array = array  # ITK's (z, y, x) order
+        self._size = tuple(int(n) for n in reader.GetSize())
+        self._spacing = tuple(reader.GetSpacing())
+        self._origin = tuple(reader.GetOrigin())
+        self._direction = tuple(reader.GetDirection())
+
+    def GetDimension(self) -> int:  # noqa: N802 - the sitk.Image names
+        return 3
+
+    def GetNumberOfComponentsPerPixel(self) -> int:  # noqa: N802
+        return 1
+
+    def GetSize(self) -> tuple[int, ...]:  # noqa: N802
+        return self._size
+
+    def GetSpacing(self) -> tuple[float, ...]:  # noqa: N802
+        return self._spacing
+
+    def GetOrigin(self) -> tuple[float, ...]:  # noqa: N802
+        return self._origin
+
+    def GetDirection(self) -> tuple[float, ...]:  # noqa: N802
+        return self._direction
+
+
+def _nifti_geometry(path: Path, data: np.ndarray) -> ImageGeometry | None:
+    """ITK's geometry for ``data`` read from the NIfTI ``path``; None if ITK would read other voxels."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None  # ITK's full read reports the problem
+    size = tuple(int(n) for n in reader.GetSize())
+    pixel = _SITK_NUMPY.get(reader.GetPixelID())
+    if (reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or size[::-1] != data.shape
+            or pixel is None or np.dtype(pixel) != data.dtype):
+        return None
+    return ImageGeometry(reader, data)
 
 
 def _undefined_voxels(volume: Volume, counted: int) -> None:

@@ -126,7 +126,11 @@ def _axis_mapping(direction: np.ndarray) -> tuple[list[int], list[int]]:
 
 
 def canonical_volume(image: sitk.Image, meta: dict | None = None) -> Volume:
-    """Bring a 3-D SimpleITK image to canonical orientation without resampling."""
+    """Bring a 3-D SimpleITK image to canonical orientation without resampling.
+
+    ``image`` may also be anything answering the same geometry questions with an ``array``
+    attribute in ITK's (z, y, x) order (:class:`lvp.io.read.ImageGeometry`).
+    """
     if image.GetDimension() != 3:
         raise InputError(f"the image has {image.GetDimension()} dimensions; LVP needs a 3-D volume")
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -139,7 +143,10 @@ def canonical_volume(image: sitk.Image, meta: dict | None = None) -> Volume:
     origin = np.array(image.GetOrigin(), dtype=float)
     size = image.GetSize()
     comps, signs = _axis_mapping(direction)
-    src = sitk.GetArrayViewFromImage(image)  # numpy axes (z, y, x) = ITK axes (2, 1, 0)
+    # numpy axes (z, y, x) = ITK axes (2, 1, 0). An image LVP decompressed itself
+    # (lvp.io.read.ImageGeometry) brings its own array, which the volume may keep without a copy.
+    own = getattr(image, "array", None)
+    src = own if own is not None else sitk.GetArrayViewFromImage(image)
 
     perm, flip = [], []
     index_map = np.zeros((3, 3))  # ITK source index = index_map @ canonical index + offset
@@ -158,8 +165,9 @@ def canonical_volume(image: sitk.Image, meta: dict | None = None) -> Volume:
     for m, flipped in enumerate(flip):
         if flipped:
             arr = np.flip(arr, axis=m)
-    # Always copy: the view into the SimpleITK buffer dies with the image.
-    arr = np.array(arr, order="C", copy=True)
+    # Copy a view into a SimpleITK buffer (it dies with the image); an own array only when the
+    # permutation or flips made it non-contiguous.
+    arr = np.ascontiguousarray(arr) if own is not None else np.array(arr, order="C", copy=True)
 
     src_affine = direction @ np.diag(spacing)
     affine = np.eye(4)
