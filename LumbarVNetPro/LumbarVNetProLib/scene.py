@@ -212,7 +212,11 @@ def add_scan_planes(scene, report: dict, visible: bool = False) -> list:
         node.CreateDefaultDisplayNodes()
         u = lps_to_ras(plane["axis_u_lps"])
         v = lps_to_ras(plane["axis_v_lps"])
-        n = lps_to_ras(plane["normal_lps"])
+        # report.json's normal points inferior while u (left) x v (posterior) points superior: a
+        # left-handed triple, which vtkMRMLMarkupsPlaneNode.SetAxesWorld refuses ("Invalid direction
+        # vectors") and then keeps its default axial orientation. The plane is the same with the
+        # right-handed normal u x v.
+        n = np.cross(u, v).tolist()
         node.SetCenterWorld(lps_to_ras(plane["center_lps"]))
         node.SetAxesWorld(u, v, n)
         node.SetSizeWorld(*plane.get("extent_mm", [60.0, 60.0]))

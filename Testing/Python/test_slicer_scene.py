@@ -87,16 +87,22 @@ def test_level_labels_at_structure_centres(scene_with_sample, reference_result):
 def test_scan_planes_hidden_and_toggled(scene_with_sample, reference_result):
     lvpscene, scene, volume, study, nodes = _import(scene_with_sample, reference_result)
     report = json.loads((reference_result / "report.json").read_text())
-    assert len(nodes.scanPlanes) == len(report["levels"])
+    planes = [level["scan_plane"] for level in report["levels"] if level.get("scan_plane")]
+    assert planes and len(nodes.scanPlanes) == len(planes)
     assert not any(p.GetDisplayNode().GetVisibility() for p in nodes.scanPlanes)
     lvpscene.set_planes_visible(nodes.scanPlanes, True)
     assert all(p.GetDisplayNode().GetVisibility() for p in nodes.scanPlanes)
-    plane = report["levels"][0]["scan_plane"]
-    center, normal = [0.0] * 3, [0.0] * 3
-    nodes.scanPlanes[0].GetCenterWorld(center)
-    nodes.scanPlanes[0].GetNormalWorld(normal)
-    assert center == pytest.approx(lvpscene.lps_to_ras(plane["center_lps"]), abs=1e-4)
-    assert normal == pytest.approx(lvpscene.lps_to_ras(plane["normal_lps"]), abs=1e-4)
+    for node, plane in zip(nodes.scanPlanes, planes):
+        center, x, y, z = [0.0] * 3, [0.0] * 3, [0.0] * 3, [0.0] * 3
+        node.GetCenterWorld(center)
+        node.GetAxesWorld(x, y, z)
+        assert center == pytest.approx(lvpscene.lps_to_ras(plane["center_lps"]), abs=1e-4)
+        # The node really takes the plane's axes (a left-handed triple would be refused and leave
+        # the default axial orientation), and its normal is the report's, up to its sign.
+        assert x == pytest.approx(lvpscene.lps_to_ras(plane["axis_u_lps"]), abs=1e-4)
+        assert y == pytest.approx(lvpscene.lps_to_ras(plane["axis_v_lps"]), abs=1e-4)
+        normal = np.asarray(lvpscene.lps_to_ras(plane["normal_lps"]))
+        assert abs(float(np.dot(z, normal))) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_grade_table_rows(scene_with_sample, reference_result):
