@@ -180,3 +180,21 @@ def test_renamed_segment_exports_as_its_new_structure_and_is_retagged(scene_with
     assert lvpscene.retag_segments(nodes.segmentation, values) == [sid]
     assert lvpscene.segment_tag(seg.GetSegment(sid), lvpscene.LABEL_VALUE_TAG) == "96"
     assert lvpscene.retag_segments(nodes.segmentation, values) == []  # idempotent
+
+
+def test_scan_plane_from_the_core_keeps_its_tilt_in_slicer():
+    """A plane as lvp.planes writes it (normal inferior, u left, v posterior: left-handed) keeps its tilt."""
+    from LumbarVNetProLib import scene as lvpscene
+    from lvp.planes import ScanPlane, in_plane_axes
+
+    normal = np.array([0.0, 0.26, -0.97])  # a disc tilted ~15 degrees; LPS z is superior
+    normal /= np.linalg.norm(normal)
+    u, v = in_plane_axes(normal)
+    plane = ScanPlane(np.array([1.0, 2.0, 3.0]), normal, u, v, 3.0, (60.0, 40.0)).to_dict()
+    scene = slicer.vtkMRMLScene()
+    (node,) = lvpscene.add_scan_planes(scene, {"levels": [{"level": "L4-L5", "scan_plane": plane}]})
+    x, y, z = [0.0] * 3, [0.0] * 3, [0.0] * 3
+    node.GetAxesWorld(x, y, z)
+    assert x == pytest.approx(lvpscene.lps_to_ras(u), abs=1e-4)
+    assert y == pytest.approx(lvpscene.lps_to_ras(v), abs=1e-4)
+    assert abs(float(np.dot(z, lvpscene.lps_to_ras(normal)))) == pytest.approx(1.0, abs=1e-4)
