@@ -1,0 +1,160 @@
+"""``lvp serve``: a warm worker that runs ``lvp infer`` jobs read from stdin, one after another.
+
+A one-case ``lvp infer`` process spends most of its wall time starting (interpreter, numpy,
+SimpleITK, scipy, ONNX Runtime, the model). A client that runs many cases (the Slicer module,
+a PACS bridge) can keep one ``lvp serve`` child instead and pay that once.
+
+Protocol (one JSON object per line, UTF-8):
+
+* stdin, a job: ``{"job": ID, "args": [INPUT, "-o", OUTDIR, ...]}``; ``args`` are exactly the
+  arguments of ``lvp infer`` (``--progress-json`` is implied). ``{"exit": true}`` or the end of
+  stdin stops the worker (exit code 0).
+* stdout: ``{"event": "ready", "pid": ..., "seconds": ...}`` once the code and the default model
+  are loaded; per job ``{"event": "job", "job": ID}``, then the very lines ``lvp infer
+  --progress-json`` prints, then ``{"event": "job_done", "job": ID, "exit_code": N}`` with the
+  exit code ``lvp infer`` would have returned (and ``"error"`` when it failed before any case).
+  Human-readable lines go to stderr, as with ``lvp infer --progress-json``.
+
+Cancel and shut-down: a job is cancelled by ending the worker (SIGTERM to its process group, as
+a cancelled ``lvp infer`` child): the running case leaves no trace (its staged result folder is
+discarded, :mod:`lvp.io.result_folder`), cases already finished stay complete, the worker exits
+143. The client starts a new worker for the next job. Between jobs the worker holds no lock and
+no open output, so ending it then loses nothing.
+
+The model is loaded once per ``(--model, --device)`` pair and reused; ``--labels`` and
+``--semantic`` jobs build their own stand-in segmenter as ``lvp infer`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from lvp.errors import LVPError
+
+EXIT_BAD_JOB = 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``serve`` sub-command."""
+    p = subparsers.add_parser("serve", help="a warm worker running lvp infer jobs read as JSON lines on stdin",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="device of the model loaded at start (jobs may name another)")
+    p.add_argument("--model", metavar="DIR", help="model folder loaded at start (default: the bundled model)")
+    p.add_argument("--no-preload", action="store_true", help="load code and model at the first job instead")
+    p.add_argument("--warm-up", metavar="IMAGE",
+                   help="run one case of IMAGE into a temporary folder before answering ready (the first real "
+                        "job then runs as fast as later ones)")
+    p.set_defaults(func=run)
+
+
+def _emit(**fields: Any) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+class _JobParser(argparse.ArgumentParser):
+    """An argument parser whose errors are exceptions (a bad job must not end the worker)."""
+
+    def error(self, message: str):  # noqa: ANN201 - overrides argparse's NoReturn method
+        raise ValueError(message)
+
+
+class Worker:
+    """Runs ``lvp infer`` argument lists in this process with cached segmenters."""
+
+    def __init__(self) -> None:
+        from lvp.commands import infer
+
+        self.infer = infer
+        self.parser = _JobParser(prog="lvp serve job", add_help=False)
+        sub = self.parser.add_subparsers(dest="command")
+        infer.register(sub)
+        self.segmenters: dict[tuple, Any] = {}
+
+    def segmenter(self, model: str | None, device: str) -> Any:
+        """The loaded segmenter for ``(model, device)`` (loaded on first use)."""
+        key = (model, device)
+        if key not in self.segmenters:
+            from lvp.pipeline import make_segmenter
+
+            self.segmenters[key] = make_segmenter(model, device)
+        return self.segmenters[key]
+
+    def preload(self, model: str | None, device: str) -> None:
+        """Import every stage's code and load the model, so the first job starts warm."""
+        import lvp.grading  # noqa: F401 - imported for its start-up cost only
+        import lvp.io.seg_nrrd  # noqa: F401
+        import lvp.labelling  # noqa: F401
+        import lvp.measure  # noqa: F401
+        import lvp.planes  # noqa: F401
+        import lvp.report.html  # noqa: F401
+
+        self.segmenter(model, device)
+
+    def parse(self, job_args: list[str]) -> argparse.Namespace:
+        """``lvp infer`` arguments -> namespace; raises ValueError on bad arguments."""
+        if not isinstance(job_args, list) or not all(isinstance(a, str) for a in job_args):
+            raise ValueError('"args" must be a list of strings (the arguments of lvp infer)')
+        try:
+            args, extra = self.parser.parse_known_args(["infer", *job_args])
+        except (ValueError, argparse.ArgumentError, SystemExit) as err:  # SystemExit: e.g. "-h"
+            raise ValueError(f"invalid lvp infer arguments: {err}") from None
+        if extra:
+            raise ValueError(f"invalid lvp infer arguments: unrecognised {' '.join(extra)}")
+        args.progress_json = True
+        return args
+
+    def run_job(self, job_args: list[str]) -> int:
+        """Run one job as ``lvp infer`` would; return its exit code."""
+        args = self.parse(job_args)
+        segmenter = None
+        if not (args.labels or args.semantic or any(str(i).startswith("dicomweb+") for i in args.inputs)):
+            segmenter = self.segmenter(args.model, args.device)
+        return int(self.infer.run(args, segmenter=segmenter) or 0)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve jobs until stdin ends, ``{"exit": true}`` arrives, or a job is cancelled."""
+    t0 = time.perf_counter()
+    worker = Worker()
+    if not args.no_preload:
+        worker.preload(args.model, args.device)
+    if args.warm_up:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="lvp-warm-up-") as tmp:
+            worker.run_job([args.warm_up, "-o", os.path.join(tmp, "case"), "--device", args.device, "--quiet",
+                            *(["--model", args.model] if args.model else [])])
+    _emit(event="ready", pid=os.getpid(), seconds=round(time.perf_counter() - t0, 3))
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        job_id = None
+        try:
+            job = json.loads(line)
+            if not isinstance(job, dict):
+                raise ValueError("a job is a JSON object")
+            if job.get("exit"):
+                return 0
+            job_id = job.get("job")
+            _emit(event="job", job=job_id)
+            code = worker.run_job(job.get("args"))
+        except (ValueError, LVPError) as err:
+            code = err.exit_code if isinstance(err, LVPError) else EXIT_BAD_JOB
+            print(f"lvp serve: job {job_id}: error: {err}", file=sys.stderr)
+            _emit(event="job_done", job=job_id, exit_code=code, error=str(err))
+            continue
+        except Exception as err:  # noqa: BLE001 - a bug in one job must not end the worker's answers
+            print(f"lvp serve: job {job_id}: {type(err).__name__}: {err}", file=sys.stderr)
+            _emit(event="job_done", job=job_id, exit_code=1, error=f"{type(err).__name__}: {err}")
+            continue
+        _emit(event="job_done", job=job_id, exit_code=code)
+        if code == worker.infer.EXIT_SIGTERM:  # cancelled: the client starts a new worker
+            return code
+    return 0
