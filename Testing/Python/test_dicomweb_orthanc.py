@@ -40,6 +40,35 @@ def test_address_parsing_and_refusals():
         server_url("http://pacs.example/dicom-web")
 
 
+def test_credentials_come_from_the_environment(monkeypatch):
+    from lvp.io.dicomweb import client
+
+    monkeypatch.delenv("LVP_DICOMWEB_USER", raising=False)
+    monkeypatch.delenv("LVP_DICOMWEB_PASSWORD", raising=False)
+    monkeypatch.setenv("LVP_DICOMWEB_TOKEN", "tok-123")
+    session = client("http://127.0.0.1:9/dicom-web")._session
+    assert session.headers["Authorization"] == "Bearer tok-123" and session.auth is None
+    monkeypatch.delenv("LVP_DICOMWEB_TOKEN")
+    monkeypatch.setenv("LVP_DICOMWEB_USER", "reader")
+    with pytest.raises(InputError, match="set both LVP_DICOMWEB_USER and LVP_DICOMWEB_PASSWORD"):
+        client("http://127.0.0.1:9/dicom-web")
+    monkeypatch.setenv("LVP_DICOMWEB_PASSWORD", "pw")
+    assert client("http://127.0.0.1:9/dicom-web")._session.auth == ("reader", "pw")
+
+
+def test_unreachable_server_is_named_without_a_traceback(tmp_path, capsys, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("LVP_DICOMWEB_USER", "reader")
+    monkeypatch.setenv("LVP_DICOMWEB_PASSWORD", "secret-pw-42")
+    code = main(["infer", f"dicomweb+http://127.0.0.1:{port}/dicom-web", "--study", "1.2.3", "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot be reached" in err and "secret-pw-42" not in err and "Traceback" not in err
+
+
 def test_study_without_dicomweb_input_is_refused(sample_case, tmp_path, capsys):
     code = main(["infer", str(sample_case), "--study", "1.2.3", "-o", str(tmp_path / "o")])
     assert code == 2 and "--study" in capsys.readouterr().err

@@ -59,7 +59,11 @@ def client(url: str) -> Any:
         if not user or password is None:
             raise InputError(f"set both {ENV_USER} and {ENV_PASSWORD} (or {ENV_TOKEN}) for the DICOMweb server")
         session.auth = (user, password)
-    return DICOMwebClient(url=url, session=session)
+    dicomweb = DICOMwebClient(url=url, session=session)
+    # Three attempts, 1 s then 2 s apart (the client's default, five attempts up to 16 s apart,
+    # keeps a user waiting half a minute for a server that is simply down).
+    dicomweb.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=500)
+    return dicomweb
 
 
 def _call(what: str, url: str, fn: Callable[[], T]) -> T:
