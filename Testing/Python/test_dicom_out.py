@@ -130,7 +130,7 @@ def test_sr_values_equal_report_json(dicom_run):
     assert sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].SeriesInstanceUID \
         == sources[0].SeriesInstanceUID
     groups = _groups(sr)
-    found = [lv for lv in report["levels"] if lv.get("status", "found") == "found"]
+    found = report["levels"]  # every expected level, found or not
     assert set(groups) == {f"{lv['level']} disc" for lv in found}
     uids = set()
     checked = 0
@@ -175,7 +175,7 @@ def test_highdicom_reads_the_sr(dicom_run):
     report, out, _ = dicom_run
     sr = hd.sr.srread(out / "report.sr.dcm")
     groups = {g.tracking_identifier: g for g in sr.content.get_image_measurement_groups()}
-    levels = {f"{lv['level']} disc": lv for lv in report["levels"] if lv.get("status", "found") == "found"}
+    levels = {f"{lv['level']} disc": lv for lv in report["levels"]}
     assert set(groups) == set(levels)
     for ident, group in groups.items():
         measured = {m.name.value: m.value for m in group.get_measurements()}
@@ -240,3 +240,26 @@ def test_figure_failing_after_the_sr_marks_the_sr_partial(sample_case, tmp_path,
     sr = pydicom.dcmread(tmp_path / "out" / report["outputs"]["dicom_sr"])
     assert sr.CompletionFlag == "PARTIAL"
     assert (tmp_path / "out" / report["outputs"]["dicom_seg"]).is_file()
+
+
+def test_a_level_not_found_is_in_the_sr_as_not_found(dicom_run, tmp_path):
+    """An expected level that was not found keeps its group: every grade is the finding "Not found"."""
+    from lvp.grading import not_found_grade
+    from lvp.io.dicom_seg import source_series
+    from lvp.io.dicom_sr import write_dicom_sr
+    from lvp.scales import PATHOLOGIES
+
+    report, out, _ = dicom_run
+    report = json.loads(json.dumps(report))
+    missing = report["levels"][-1]
+    reason = "not found: the disc is not in the field of view"
+    missing.update(center_lps=None, confidence=None, measurements={}, status="not found", evidence=[],
+                   grades={p: not_found_grade(reason).to_dict() for p in PATHOLOGIES})
+    write_dicom_sr(report, source_series({"format": "dicom", "path": report["input"]["path"],
+                                                 "series_uid": report["input"]["series_uid"]}), tmp_path / "sr.dcm")
+    assert dciodvfy_errors(tmp_path / "sr.dcm") == []
+    children = _groups(pydicom.dcmread(tmp_path / "sr.dcm"))[f"{missing['level']} disc"]
+    assert not [c for c in children if c.ValueType == "NUM"]
+    codes = {_code_value(c.ConceptNameCodeSequence): c for c in children if c.ValueType == "CODE"}
+    values = {k: c.ConceptCodeSequence[0].CodeMeaning for k, c in codes.items() if k.startswith("grade_")}
+    assert values == {f"grade_{p}": "Not found" for p in PATHOLOGIES}

@@ -116,14 +116,14 @@ def _grades(level: dict) -> tuple[list, list]:
 
 
 def measurement_groups(report: dict, frame_uid: str) -> list:
-    """One TID 1501 group per level found in ``report`` (levels "not found" have nothing measured)."""
+    """One TID 1501 group per level of ``report``, every expected level included: a level not found
+    has no measurements and each of its grades is the finding "Not found" (never left out silently).
+    """
     from highdicom.sr import FindingSite, MeasurementsAndQualitativeEvaluations, TrackingIdentifier
 
     groups = []
     algorithm = _algorithm()
     for level in report.get("levels") or []:
-        if level.get("status", "found") != "found":
-            continue
         codes = SEGMENT_CODES.get(str(level["level"]))
         evaluations, probabilities = _grades(level)
         measurements = _measurements(level, frame_uid) + probabilities
