@@ -21,7 +21,7 @@ from lvp.labelling.thresholds import (
     BONE_MAX_POSTERIOR_MM,
     MIN_VERTEBRA_MM3,
     REMNANT_DISC_RATIO,
-    SACRUM_LENGTH_RATIO,
+    SACRUM_TRUST_RATIO,
     SMALL_LOWEST_DISC_RATIO,
 )
 from lvp.labelling.types import Instance, Labelling
@@ -230,8 +230,11 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         has_sacrum = _is_sacrum(lengths, vcenters[-1], planes[-1][1], reaches_bottom)
         if has_sacrum:
             out.facts["anchor"] = "sacrum_bone"
-            ref = float(np.median(lengths[:-1])) if len(lengths) > 1 else 30.0
-            out.facts["sacrum_long"] = bool(lengths[-1] >= SACRUM_LENGTH_RATIO * ref)
+            # Trusted as the sacrum (numbering anchor) only when twice as long as the vertebrae
+            # above it: an L5 whose L5-S disc was missed reaches 1.8 times (SPIDER), a sacrum that
+            # a model without the class called vertebra 2.5 times (Chu VB t214).
+            ref = float(np.median(lengths[-4:-1])) if len(lengths) > 1 else 30.0
+            out.facts["sacrum_long"] = bool(lengths[-1] >= SACRUM_TRUST_RATIO * ref)
 
     n_mobile = len(keep) - int(has_sacrum)
     # A disc below the lowest bone, with image below it: the lumbosacral disc of a mask that

@@ -129,8 +129,9 @@ def assess_numbering(out: Labelling) -> dict:
             reasons.append(f"The model has no sacrum class and no sacrum was seen: {assumed} "
                            "(counted from the bottom of the segmented spine).")
     elif anchor == "sacrum_bone" and (not f.get("sacrum_long") or f.get("sacrum_class")):
-        reasons.append("The bone taken as the sacrum is not a segmented sacrum (it is no longer than a vertebra, "
-                       "or the model's sacrum class did not find it): it may be L5 with the L5-S disc missed.")
+        reasons.append("The bone taken as the sacrum is not a segmented sacrum (it is less than twice as long as "
+                       "the vertebrae above, or the model's sacrum class did not find it): it may be L5 with the L5-S "
+                       "disc missed.")
     if f.get("bone_above_sacrum"):
         reasons.append("A vertebra lies between the lowest disc and the sacrum with no disc between them: the "
                        "L5-S disc may be missed (every level then named one too high) or S1 segmented as a vertebra.")
@@ -151,7 +152,7 @@ def assess_numbering(out: Labelling) -> dict:
     # A disc about twice as thick as the others may be two merged (the levels above then shift);
     # two discs that only touched on the labelling grid and were split again are named right.
     if any(w["code"] == "merged_disc" and w["message"].startswith("The disc named") for w in out.warnings):
-        reasons.append("A disc is about twice as thick as the others: it may be two discs merged, and every level "
+        reasons.append("A disc is about twice as thick as its neighbours: it may be two discs merged, and every level "
                        "above it named one level too far down.")
     if f.get("renumbered"):
         reasons.append("Two discs were named alike (no vertebra between them): renumbered by their order.")

@@ -7,6 +7,9 @@ Read by name by the modules of :mod:`lvp.labelling` that use them (and re-export
 MIN_DISC_MM3 = 150.0  # smaller disc components are fragments
 MIN_VERTEBRA_MM3 = 800.0
 SACRUM_LENGTH_RATIO = 1.4
+# Without a sacrum class, vertebra-class bone below the lowest disc anchors a confident numbering
+# only when at least this many times as long as the median of the three vertebrae above it.
+SACRUM_TRUST_RATIO = 2.0
 # Body depth against the median of L3-L5: at most THORACIC_DEPTH_RATIO is clearly thoracic, at
 # least LUMBAR_DEPTH_RATIO clearly lumbar. On the 31 SPIDER slabs T11, T12 and L1 all lie between
 # 0.8 and 1.3 of L3-L5 (0.88 flagged 11 normal cases): only a clear step between two neighbours

@@ -37,7 +37,7 @@ import numpy as np
 
 from lvp.io.volume import Volume
 from lvp.labelling import Labelling, label_levels
-from lvp.labels import DISC, SACRUM, VERTEBRA
+from lvp.labels import DISC, SACRUM, SACRUM_LABEL, VERTEBRA
 from lvp.study.agreement import wilson_ci
 from lvp.validation.cases import load_spider_case, spider_case_ids
 
@@ -282,9 +282,12 @@ def validate_numbering(data: Path, out: Path | None = None, limit: int | None = 
     for case_id in spider_case_ids(data)[:limit]:
         sc = load_spider_case(data, case_id)
         sem4 = with_sacrum(sc.labels, sc.image.array, sc.image.spacing)
+        # The truth and the geometry of every edit: the reference mask's discs numbered from the
+        # bottom (the unedited mask without a sacrum class; SPIDER's convention), whatever the mode.
+        ref = label_levels(sc.labels, sc.image, sacrum_class=False)
+        ref.labels[(sem4 == SACRUM) & (ref.labels == 0)] = SACRUM_LABEL  # the label-map kinds' sacrum
         for mode, sem in (("no_sacrum_class", sc.labels), ("sacrum_class", sem4)):
             has_class = mode == "sacrum_class"
-            ref = label_levels(sem, sc.image, sacrum_class=has_class)
             for kind in kinds:
                 skip = (kind in NETWORK_KINDS and (has_class or segmenter is None)) or (
                     kind in (*MAP_KINDS, "no_sacrum") and not has_class)
