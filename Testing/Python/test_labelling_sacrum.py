@@ -174,3 +174,17 @@ def test_duplicate_level_names_are_impossible(spine):
 def test_vertebra_class_is_still_used_for_the_sacrum_without_class(spine):
     ph, vol, sem, lev = spine
     assert (sem[lev == SACRUM_LABEL] == VERTEBRA).all()
+
+
+def test_sliver_of_s1_segmented_as_vertebra_joins_the_sacrum(spine):
+    """A thin top of S1 labelled vertebra above the sacrum class (as spider136's mask) is not L5."""
+    ph, vol, sem, lev = spine
+    sem4 = _with_sacrum_class(sem, lev)
+    top = int(np.nonzero((lev == SACRUM_LABEL).any(axis=(0, 2)))[0][0])
+    sliver = np.zeros(sem.shape, bool)
+    sliver[:, top:top + int(round(8.0 / vol.spacing[1]))] = True
+    sem4[sliver & (lev == SACRUM_LABEL)] = VERTEBRA
+    lab = label_levels(sem4, vol)
+    assert _names(lab) == ([d.name for d in ph.discs], [v.name for v in ph.vertebrae])
+    assert lab.numbering["confident"] is True
+    assert (lab.labels[sliver & (lev == SACRUM_LABEL)] == SACRUM_LABEL).all()

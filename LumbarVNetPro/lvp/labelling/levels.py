@@ -217,8 +217,13 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     if sac_pts is not None and planes and float((sac_pts.mean(axis=0) - low.center_lps) @ low.normal_lps) > 0:
         out.facts["anchor"] = "sacrum_class"
         below_ids = [i for i in keep if float((vcenters_all[i] - low.center_lps) @ low.normal_lps) > 0]
-        if below_ids and remnants:
-            s1_ids = below_ids  # S1 segmented as a vertebra above a remnant disc: part of the sacrum
+        above_len = [lengths[k] for k, i in enumerate(keep) if i not in below_ids][-3:]
+        short = bool(above_len) and all(
+            lengths[keep.index(i)] < 0.5 * float(np.median(above_len)) for i in below_ids)
+        if below_ids and (remnants or short):
+            # S1 segmented as a vertebra above a remnant disc, or a sliver of it (less than half a
+            # vertebra, as spider136's mask labels): part of the sacrum, not a lumbar vertebra.
+            s1_ids = below_ids
         elif below_ids:
             out.facts["bone_above_sacrum"] = True  # a vertebra below the lowest disc: L5-S missed?
         keep = [i for i in keep if i not in s1_ids]
