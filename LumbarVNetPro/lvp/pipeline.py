@@ -469,18 +469,20 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
     outputs = report["outputs"]
     t0 = time.perf_counter()
     if labels is not None:
-        src_img = volume.to_source_image(labels.astype(np.uint8, copy=False))
+        # One uint8 label image on the source grid, made in one pass, serves both files: the NIfTI
+        # is written first, then the same image takes the seg.nrrd header (no second copy).
+        src_img = volume.to_source_image(labels, dtype=np.uint8)
         _atomic_write(out_dir / SEGMENTATION, lambda p: _write_nifti(src_img, p))
         outputs["segmentation"] = SEGMENTATION
         timings["write_nifti"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         from lvp.io.seg_nrrd import write_seg_nrrd
 
-        _atomic_write(out_dir / SEG_NRRD, lambda p: write_seg_nrrd(src_img, p))
+        _atomic_write(out_dir / SEG_NRRD, lambda p: write_seg_nrrd(src_img, p, in_place=True))
         outputs["segmentation_seg_nrrd"] = SEG_NRRD
         timings["write_seg_nrrd"] = time.perf_counter() - t0
     else:
-        sem_img = volume.to_source_image(semantic.astype(np.uint8, copy=False))
+        sem_img = volume.to_source_image(semantic, dtype=np.uint8)
         _atomic_write(out_dir / SEMANTIC, lambda p: _write_nifti(sem_img, p))
         outputs["semantic"] = SEMANTIC
         timings["write_nifti"] = time.perf_counter() - t0

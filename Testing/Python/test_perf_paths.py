@@ -149,3 +149,32 @@ def test_structure_centres_equal_argwhere(sample_case):
         idx = np.argwhere(labels == value)
         assert got[value]["center_lps"] == [float(v) for v in vol.index_to_lps(idx.mean(axis=0))]
         assert got[value]["volume_mm3"] == len(idx) * float(np.prod(vol.spacing))
+
+
+def test_one_label_image_serves_both_writes(tmp_path):
+    """to_source_image(dtype=uint8) equals astype + map back; seg.nrrd in place equals the copy path."""
+    from lvp.io.seg_nrrd import read_seg_nrrd, write_seg_nrrd
+    from lvp.labels import CANAL_LABEL
+
+    arr = (np.random.default_rng(4).random((12, 90, 70)) * 1000).astype(np.int16)
+    path = tmp_path / "img.nii"
+    sitk.WriteImage(_image(arr), str(path))  # slices along ITK z, tilted: a permutation and a flip
+    vol = read_volume(path, validate=False, require_sagittal=False)
+    assert vol.source.perm != (0, 1, 2) or any(vol.source.flip)
+    labels = np.zeros(vol.shape, np.int16)
+    labels[2:5, 10:40, 20:30] = CANAL_LABEL
+    labels[6:9, 50:60, 5:15] = 41
+    one = vol.to_source_image(labels, dtype=np.uint8)
+    ref = vol.to_source_image(labels.astype(np.uint8))
+    assert one.GetPixelID() == sitk.sitkUInt8
+    assert np.array_equal(sitk.GetArrayViewFromImage(one), sitk.GetArrayViewFromImage(ref))
+    write_seg_nrrd(ref, tmp_path / "copy.seg.nrrd")
+    sitk.WriteImage(one, str(tmp_path / "first.nii.gz"))  # the pipeline's order: NIfTI, then seg.nrrd
+    write_seg_nrrd(one, tmp_path / "inplace.seg.nrrd", in_place=True)
+    assert (tmp_path / "copy.seg.nrrd").read_bytes() == (tmp_path / "inplace.seg.nrrd").read_bytes()
+    back = sitk.ReadImage(str(tmp_path / "first.nii.gz"))
+    assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(ref))
+    assert not back.HasMetaDataKey("Segment0_ID")
+    image, segments = read_seg_nrrd(tmp_path / "inplace.seg.nrrd")
+    assert sorted(s["label_value"] for s in segments) == sorted([CANAL_LABEL, 41])
+    assert np.array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(ref))

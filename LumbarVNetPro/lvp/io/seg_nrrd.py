@@ -115,16 +115,22 @@ def segment_fields(source_labels: np.ndarray) -> list[dict]:
     return segments
 
 
-def write_seg_nrrd(image: sitk.Image, path: str | Path, *, compression_level: int = 1) -> list[dict]:
+def write_seg_nrrd(image: sitk.Image, path: str | Path, *, compression_level: int = 1,
+                   in_place: bool = False) -> list[dict]:
     """Write a label image (LVP output values) as a Slicer ``.seg.nrrd``; return its segments.
 
     ``image`` is a SimpleITK integer image on the grid the segmentation should have (normally the
-    input's own grid, e.g. from :meth:`lvp.io.volume.Volume.to_source_image`).
+    input's own grid, e.g. from :meth:`lvp.io.volume.Volume.to_source_image`). ``in_place``: a
+    uint8 ``image`` takes the segmentation's header fields itself instead of a copy (saves a
+    copy of the label map; its other metadata is replaced).
     """
     arr = sitk.GetArrayViewFromImage(image)
     if arr.max(initial=0) > 255 or arr.min(initial=0) < 0:
         raise ValueError("label values must lie in 0..255")
-    out = sitk.Cast(image, sitk.sitkUInt8) if image.GetPixelID() != sitk.sitkUInt8 else sitk.Image(image)
+    if image.GetPixelID() != sitk.sitkUInt8:
+        out = sitk.Cast(image, sitk.sitkUInt8)
+    else:
+        out = image if in_place else sitk.Image(image)
     segments = segment_fields(np.asarray(arr))
     for key in list(out.GetMetaDataKeys()):
         out.EraseMetaData(key)

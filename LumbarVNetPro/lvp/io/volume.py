@@ -78,20 +78,31 @@ class Volume:
             raise ValueError(f"array shape {array.shape} differs from the volume's {self.array.shape}")
         return Volume(array, self.spacing, self.affine.copy(), self.source, dict(self.meta))
 
-    def to_source_array(self, array: np.ndarray | None = None) -> np.ndarray:
-        """Undo the canonical permutation/flips: the array on the source grid (SimpleITK order)."""
+    def to_source_array(self, array: np.ndarray | None = None, dtype: np.dtype | type | None = None) -> np.ndarray:
+        """Undo the canonical permutation/flips: the array on the source grid (SimpleITK order).
+
+        ``dtype``: convert in the same pass (one new array, no intermediate copy; values are cast
+        as ``astype`` casts them).
+        """
         arr = self.array if array is None else array
         if arr.shape != self.array.shape:
             raise ValueError(f"array shape {arr.shape} differs from the volume's {self.array.shape}")
         for m, flipped in enumerate(self.source.flip):
             if flipped:
                 arr = np.flip(arr, axis=m)
-        inverse = np.argsort(self.source.perm)
-        return np.ascontiguousarray(np.transpose(arr, inverse))
+        view = np.transpose(arr, np.argsort(self.source.perm))
+        if dtype is None or np.dtype(dtype) == view.dtype:
+            return np.ascontiguousarray(view)
+        out = np.empty(view.shape, dtype)
+        np.copyto(out, view, casting="unsafe")
+        return out
 
-    def to_source_image(self, array: np.ndarray | None = None) -> sitk.Image:
-        """A SimpleITK image with the source geometry holding ``array`` mapped back exactly."""
-        img = sitk.GetImageFromArray(self.to_source_array(array))
+    def to_source_image(self, array: np.ndarray | None = None, dtype: np.dtype | type | None = None) -> sitk.Image:
+        """A SimpleITK image with the source geometry holding ``array`` mapped back exactly.
+
+        ``dtype`` converts on the way (see :meth:`to_source_array`).
+        """
+        img = sitk.GetImageFromArray(self.to_source_array(array, dtype))
         img.SetSpacing(self.source.spacing)
         img.SetOrigin(self.source.origin)
         img.SetDirection(self.source.direction)
