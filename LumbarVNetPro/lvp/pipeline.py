@@ -454,6 +454,10 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
                              "spine MRI?")
         if given is None:  # a reader's own label map is taken as it is
             _check_lumbar_chain(lab, semantic, volume, input_path)
+        if getattr(lab, "labels", None) is not None:
+            # From here on the labels stand for the network's classes: free them (a full-size
+            # array, which would otherwise stay alive through measurement and the writes).
+            semantic = seg_out = given = None
     meas = stages.run("measure", lambda: _measure(volume, lab))
     grades = stages.run("grade", lambda: _grade(meas))
     scan = stages.run("planes", lambda: _planes(volume, lab))
