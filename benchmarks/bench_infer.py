@@ -1,15 +1,21 @@
 """Benchmark ``lvp infer``: wall time per case, stage timings, peak memory, and the speed ratio
-to an nnU-Net-class network on the same input in the same process.
+to an nnU-Net-class network on the same input in the same process (issue 13: everything in one run).
 
     python benchmarks/bench_infer.py [--cases 10] [--threads 2] [--inputs FILE...] [--model DIR]
-                                     [--single 5] [--no-cli] [--no-nnunet] [--semantic-masks]
+                                     [--single 5] [--worker 5] [--no-cli] [--no-full-fov]
+                                     [--no-nnunet] [--semantic-masks] [--json FILE]
 
 1. ``lvp infer`` over N SPIDER-sized series in ONE call, as a child process (what a user runs;
-   includes interpreter start, imports and model loading): wall time / N is the paper's figure
-   (target ≤ 1.1 s per case on 2 CPU cores, aim 0.5 s); with the child's peak RSS.
+   includes interpreter start, imports and model loading): wall time / N is the paper's figure,
+   with the child's own peak RSS (``wait4``).
 1b. One case per call, as the Slicer module runs it (``python -m lvp infer SAMPLE -o OUT
    --progress-json``): best and median wall time of ``--single`` calls, interpreter start,
-   imports and model load included.
+   imports and model load included, and the peak RSS of one such process (a SPIDER case).
+1c. The warm worker (``lvp serve``): time to "ready", then the wall time of each of ``--worker``
+   jobs on the bundled sample (send to ``job_done``).
+1d. A full-field-of-view volume (1024 x 1024 x 280 voxels, 294 M; made in a temporary folder from
+   the first input by in-plane linear upsampling and zero slices left and right; never kept):
+   one ``lvp infer`` child, its wall time and peak RSS.
 2. The same cases in this process through :func:`lvp.pipeline.run_inference` with one shared
    segmenter: per-stage timings (median over cases) and peak resident memory (measured before
    torch is imported for step 3).
@@ -17,11 +23,12 @@ to an nnU-Net-class network on the same input in the same process.
    ``get_pool_and_conv_props`` and its patch-size reduction under the 8 GB VRAM reference,
    re-implemented here), built as MONAI DynUNet, run with nnU-Net's sliding window (step 0.5,
    Gaussian weighting, no mirroring TTA) on the same normalised input; reported as the ratio of
-   its time to LVP's network stage and to LVP's whole case.
+   its time to LVP's network stage and to LVP's whole case (in-process and batch).
 
 Inputs default to the SPIDER cases in ../shared/data (when present), else the bundled sample
 repeated. ``--semantic-masks`` replaces the network by the reference masks (for a machine
-without the trained model; then the network figures are meaningless and say so).
+without the trained model; then the network figures are meaningless and say so). The load
+average is printed at the start and end: on a shared machine every figure moves with it.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import tempfile
 import time
 from copy import deepcopy
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -164,14 +172,37 @@ def mask_of(path: Path) -> Path:
     return path.with_name(path.name.replace(".nii.gz", "").rsplit("_", 1)[0] + "_labels.nii.gz")
 
 
-def run_cli(inputs: list[Path], out: Path, threads: int, semantic: bool) -> float:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+def _child_env(threads: int) -> dict:
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+
+
+def _spawn(args: list[str], env: dict) -> tuple[subprocess.Popen, float, Any]:
+    err = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty child never blocks on it
+    t0 = time.perf_counter()
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True), t0, err
+
+
+def _reap(proc: subprocess.Popen, t0: float, err: Any) -> tuple[float, float, int, str]:
+    """Wait for a child started by :func:`_spawn`: wall, its own peak RSS (MiB, ``wait4``), exit code,
+    stderr tail."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err.seek(0)
+    text = err.read()
+    err.close()
+    return wall, usage.ru_maxrss / 1024, proc.returncode, text[-400:]
+
+
+def run_cli(inputs: list[Path], out: Path, threads: int, semantic: bool) -> tuple[float, float]:
+    """Wall time per case and the child's peak RSS of ``lvp infer`` over every input in one call."""
+    env = _child_env(threads)
     if semantic:  # one case per call then (--semantic takes one input): not the paper's figure
         t0 = time.perf_counter()
         for i, p in enumerate(inputs):
             subprocess.run([sys.executable, "-m", "lvp", "infer", str(p), "-o", str(out / str(i)),
                             "--semantic", str(mask_of(p))], check=False, env=env, capture_output=True)
-        return (time.perf_counter() - t0) / len(inputs)
+        return (time.perf_counter() - t0) / len(inputs), float("nan")
     # Distinct paths so every case gets its own output folder (links to the same file are fine).
     links = out / "inputs"
     links.mkdir(parents=True, exist_ok=True)
@@ -181,27 +212,101 @@ def run_cli(inputs: list[Path], out: Path, threads: int, semantic: bool) -> floa
         if not link.exists():
             link.symlink_to(p)
         args.append(str(link))
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "lvp", "infer", *args, "-o", str(out / "cli")], env=env,
-                          capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        print(f"lvp infer exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
-    return wall / len(inputs)
+    wall, rss, code, err = _reap(*_spawn([sys.executable, "-m", "lvp", "infer", *args, "-o", str(out / "cli")], env))
+    if code != 0:
+        print(f"lvp infer exited {code}: {err.strip()}")
+    return wall / len(inputs), rss
 
 
-def run_single(sample: Path, out: Path, threads: int, repeats: int) -> list[float]:
-    """Wall times of one-case ``lvp infer`` child processes (the Slicer module's way)."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    walls = []
+def run_single(sample: Path, out: Path, threads: int, repeats: int) -> tuple[list[float], float]:
+    """Wall times of one-case ``lvp infer`` child processes (the Slicer module's way); max peak RSS."""
+    env = _child_env(threads)
+    walls, rss = [], 0.0
     for i in range(repeats):
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "lvp", "infer", str(sample), "-o", str(out / f"single{i}"),
-                               "--progress-json"], env=env, capture_output=True, text=True)
-        walls.append(time.perf_counter() - t0)
-        if proc.returncode != 0:
-            print(f"lvp infer (single) exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
-    return walls
+        wall, peak, code, err = _reap(*_spawn([sys.executable, "-m", "lvp", "infer", str(sample), "-o",
+                                               str(out / f"single{i}"), "--progress-json"], env))
+        walls.append(wall)
+        rss = max(rss, peak)
+        if code != 0:
+            print(f"lvp infer (single) exited {code}: {err.strip()}")
+    return walls, rss
+
+
+def run_worker(sample: Path, out: Path, threads: int, jobs: int) -> dict:
+    """``lvp serve``: seconds to "ready" and the wall time of each job (send to job_done)."""
+    env = dict(_child_env(threads), PYTHONUNBUFFERED="1")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "lvp", "serve"], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    walls: list[float] = []
+    try:
+        ready = json.loads(proc.stdout.readline())
+        ready_s = time.perf_counter() - t0
+        for i in range(jobs):
+            t1 = time.perf_counter()
+            proc.stdin.write(json.dumps({"job": i, "args": [str(sample), "-o", str(out / f"worker{i}")]}) + "\n")
+            proc.stdin.flush()
+            while True:
+                line = json.loads(proc.stdout.readline())
+                if line.get("event") == "job_done":
+                    break
+            walls.append(time.perf_counter() - t1)
+            if line.get("exit_code") != 0:
+                print(f"lvp serve job {i} exited {line.get('exit_code')}: {line.get('error')}")
+        proc.stdin.close()
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return {"ready_s": ready_s, "ready_reported_s": ready.get("seconds"), "job_s": walls,
+            "first_s": walls[0] if walls else None,
+            "median_s": statistics.median(walls) if walls else None}
+
+
+def make_full_fov(source: Path, path: Path, size=(1024, 1024, 280)) -> tuple:
+    """A full-FOV volume from a SPIDER case: in-plane linear upsampling to ``size[:2]`` over the
+    same field of view, the slab centred between zero slices to ``size[2]`` (ITK x, y, z)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    src = sitk.ReadImage(str(source))
+    nx, ny, nz = src.GetSize()
+    spacing = (src.GetSpacing()[0] * nx / size[0], src.GetSpacing()[1] * ny / size[1], src.GetSpacing()[2])
+    up = sitk.Resample(src, (size[0], size[1], nz), sitk.Transform(), sitk.sitkLinear, src.GetOrigin(), spacing,
+                       src.GetDirection(), 0, src.GetPixelID())
+    arr = sitk.GetArrayViewFromImage(up)
+    full = np.zeros((size[2], size[1], size[0]), arr.dtype)
+    z0 = (size[2] - nz) // 2
+    full[z0:z0 + nz] = arr
+    img = sitk.GetImageFromArray(full)
+    img.SetSpacing(spacing)
+    img.SetDirection(src.GetDirection())
+    d = np.asarray(src.GetDirection()).reshape(3, 3)
+    img.SetOrigin(tuple(np.asarray(src.GetOrigin()) - d[:, 2] * spacing[2] * z0))
+    writer = sitk.ImageFileWriter()
+    writer.SetFileName(str(path))
+    writer.UseCompressionOn()
+    writer.SetCompressionLevel(1)
+    writer.Execute(img)
+    return img.GetSize(), full.dtype.name
+
+
+def run_full_fov(source: Path, tmp: Path, threads: int) -> dict:
+    """One ``lvp infer`` child on a full-FOV volume made from ``source``: wall time and peak RSS."""
+    path = tmp / "full_fov_t2.nii.gz"
+    size, dtype = make_full_fov(source, path)
+    wall, rss, code, err = _reap(*_spawn([sys.executable, "-m", "lvp", "infer", str(path), "-o",
+                                          str(tmp / "full_fov_out"), "--progress-json"], _child_env(threads)))
+    status = None
+    report = tmp / "full_fov_out" / "report.json"
+    if report.is_file():
+        status = json.loads(report.read_text()).get("status")
+    path.unlink()
+    if code != 0:
+        print(f"lvp infer (full FOV) exited {code}: {err.strip()}")
+    return {"size": list(size), "dtype": dtype, "voxels": int(size[0] * size[1] * size[2]), "wall_s": wall,
+            "peak_rss_mib": rss, "exit_code": code, "status": status}
 
 
 def _load() -> str:
@@ -219,6 +324,8 @@ def main() -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--single", type=int, default=5, help="one-case CLI calls to time (0: skip)")
+    ap.add_argument("--worker", type=int, default=5, help="lvp serve jobs to time (0: skip)")
+    ap.add_argument("--no-full-fov", action="store_true", help="skip the 1024x1024x280 full-FOV case")
     ap.add_argument("--no-cli", action="store_true")
     ap.add_argument("--no-nnunet", action="store_true")
     ap.add_argument("--semantic-masks", action="store_true")
@@ -231,18 +338,32 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        sample = REPO / "Resources" / "Sample" / "spider_sample_t2.nii.gz"
         if not args.no_cli:
-            results["cli_wall_s_per_case"] = run_cli(inputs, tmp, args.threads, args.semantic_masks)
-            results["cli_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            print(f"lvp infer, {len(inputs)} cases in one call: {results['cli_wall_s_per_case']:.3f} s per case "
-                  f"(wall, incl. start-up and model load); child peak RSS {results['cli_peak_rss_mib']:.0f} MiB")
+            per_case, rss = run_cli(inputs, tmp, args.threads, args.semantic_masks)
+            results["cli_wall_s_per_case"], results["cli_peak_rss_mib"] = per_case, rss
+            print(f"lvp infer, {len(inputs)} cases in one call: {per_case:.3f} s per case "
+                  f"(wall, incl. start-up and model load); child peak RSS {rss:.0f} MiB")
             if args.single > 0 and not args.semantic_masks:
-                sample = REPO / "Resources" / "Sample" / "spider_sample_t2.nii.gz"
-                walls = run_single(sample, tmp, args.threads, args.single)
+                walls, rss = run_single(sample, tmp, args.threads, args.single)
                 results["single_case_wall_s"] = {"best": min(walls), "median": statistics.median(walls),
                                                  "n": len(walls)}
+                results["single_case_peak_rss_mib"] = rss
                 print(f"lvp infer, one case per call (bundled sample, --progress-json): best {min(walls):.3f} s, "
-                      f"median {statistics.median(walls):.3f} s of {len(walls)} calls (wall, whole process)")
+                      f"median {statistics.median(walls):.3f} s of {len(walls)} calls (wall, whole process); "
+                      f"peak RSS of one such process {rss:.0f} MiB")
+            if args.worker > 0 and not args.semantic_masks:
+                w = run_worker(sample, tmp, args.threads, args.worker)
+                results["worker"] = w
+                print(f"lvp serve (warm worker): ready after {w['ready_s']:.3f} s; {len(w['job_s'])} jobs on the "
+                      f"bundled sample: first {w['first_s']:.3f} s, median {w['median_s']:.3f} s per job "
+                      "(wall, send to job_done)")
+            if not args.no_full_fov and not args.semantic_masks:
+                f = run_full_fov(inputs[0], tmp, args.threads)
+                results["full_fov"] = f
+                print(f"full FOV {f['size'][0]}x{f['size'][1]}x{f['size'][2]} {f['dtype']} ({f['voxels'] / 1e6:.0f} M "
+                      f"voxels, from {inputs[0].name}): {f['wall_s']:.2f} s, peak RSS {f['peak_rss_mib']:.0f} MiB, "
+                      f"status {f['status']}")
 
         t_import = time.perf_counter()
         from lvp.io.read import read_volume
@@ -284,7 +405,11 @@ def main() -> int:
             print(f"nnU-Net-class DynUNet 3d_fullres (patch {nn['patch_size']}, {len(nn['strides'])} stages, "
                   f"{nn['parameters'] / 1e6:.1f} M parameters): {nn['seconds']:.2f} s on {vol.shape}")
             print(f"  ratio to LVP preprocess+network+restore: {results['ratio_nnunet_to_lvp_network']:.1f}x; "
-                  f"to a whole LVP case: {results['ratio_nnunet_to_lvp_case']:.1f}x")
+                  f"to a whole LVP case: {results['ratio_nnunet_to_lvp_case']:.1f}x (in process)")
+            if results.get("cli_wall_s_per_case"):
+                results["ratio_nnunet_to_lvp_batch_case"] = nn["seconds"] / results["cli_wall_s_per_case"]
+                print(f"  ratio to a whole LVP case in the {len(inputs)}-case batch (start-up included): "
+                      f"{results['ratio_nnunet_to_lvp_batch_case']:.1f}x")
             results["peak_rss_mib_with_nnunet"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["load_end"] = _load()
     print(results["load_end"])
