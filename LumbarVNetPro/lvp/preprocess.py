@@ -221,7 +221,8 @@ def crop_padding(out: np.ndarray, info: GridInfo) -> np.ndarray:
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax over axis 0 in float32."""
     t = np.asarray(logits, dtype=np.float32)
-    e = np.exp(t - t.max(axis=0, keepdims=True))
+    e = t - t.max(axis=0, keepdims=True)
+    np.exp(e, out=e)  # in place: one full-size temporary fewer
     e /= e.sum(axis=0, keepdims=True)
     return e
 
