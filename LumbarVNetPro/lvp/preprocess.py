@@ -236,8 +236,8 @@ def restore(logits: np.ndarray, info: GridInfo, mode: str = "linear") -> tuple[n
     a :class:`GridProbability`: indexed like a float32 array of the source shape, but held as the
     grid's values plus the interpolated box, so it costs memory on the working grid only.
     """
-    prob = softmax(crop_padding(np.asarray(logits), info))
-    lab_g, p_g = _argmax(prob)
+    logits = crop_padding(np.asarray(logits), info)
+    lab_g, p_g = _grid_argmax(logits)
     # Nearest: each source voxel takes the grid voxel nearest to it.
     nearest = [_nearest_index(n_src, n_grid) for n_src, n_grid in zip(info.source_shape, info.grid_shape)]
     if mode == "nearest":
@@ -260,7 +260,8 @@ def restore(logits: np.ndarray, info: GridInfo, mode: str = "linear") -> tuple[n
         src_box.append((first, last))
         # Same align_corners=False mapping as a whole-volume resize, in sub-box index units.
         positions.append((np.arange(first, last) + 0.5) * n_grid / n_src - 0.5 - lo)
-    t = prob[:, box[0][0]:box[0][1], box[1][0]:box[1][1], box[2][0]:box[2][1]]
+    # The class probabilities of the box only (softmax is per voxel: the same values as on the grid).
+    t = softmax(logits[:, box[0][0]:box[0][1], box[1][0]:box[1][1], box[2][0]:box[2][1]])
     # Across slices first (few voxels at the grid's in-plane size), then each source slice is
     # brought to full in-plane size and reduced to (label, probability) at once: the 4-class
     # full-size stack never exists, every step works on one slice that stays in the cache.
@@ -347,6 +348,20 @@ class GridProbability:
     def max(self) -> np.float32:
         """Largest probability."""
         return np.asarray(self).max()
+
+
+def _grid_argmax(logits: np.ndarray, slab: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Class and its softmax probability on the grid, a few slices at a time.
+
+    The softmax of the whole ``(C, D, H, W)`` grid never exists at once (a full field of view's
+    grid is ~180 MB per copy); per voxel the values are those of :func:`softmax` + :func:`_argmax`.
+    """
+    shape = logits.shape[1:]
+    lab = np.empty(shape, np.uint8)
+    best = np.empty(shape, np.float32)
+    for k in range(0, shape[0], slab):
+        lab[k:k + slab], best[k:k + slab] = _argmax(softmax(logits[:, k:k + slab]))
+    return lab, best
 
 
 def _repeat3(a: np.ndarray, counts: list[np.ndarray]) -> np.ndarray:

@@ -178,3 +178,15 @@ def test_one_label_image_serves_both_writes(tmp_path):
     image, segments = read_seg_nrrd(tmp_path / "inplace.seg.nrrd")
     assert sorted(s["label_value"] for s in segments) == sorted([CANAL_LABEL, 41])
     assert np.array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(ref))
+
+
+def test_grid_argmax_by_slabs_equals_whole_softmax():
+    """Restore's slab-wise softmax/argmax gives the whole grid's values, bit for bit."""
+    from lvp.preprocess import _argmax, _grid_argmax, softmax
+
+    logits = np.random.default_rng(5).normal(size=(5, 19, 40, 30)).astype(np.float32) * 4
+    logits[:, 3] = logits[:, 3].mean(axis=0)  # ties: the first class wins in both
+    lab, p = _argmax(softmax(logits))
+    for slab in (1, 4, 8, 19, 64):
+        lab2, p2 = _grid_argmax(logits, slab)
+        assert np.array_equal(lab, lab2) and np.array_equal(p, p2)
