@@ -98,7 +98,9 @@ def chain_problem(out: Labelling) -> str | None:
     gaps = np.linalg.norm(np.diff(c, axis=0), axis=1)
     if gaps.min() < MIN_DISC_GAP_MM:
         return f"two discs only {gaps.min():.0f} mm apart (a lumbar motion segment is 20-45 mm)"
-    if gaps.max() > MAX_GAP_RATIO * gaps.min():
+    # A gap holding missed discs (about k times the usual spacing) counts as k spacings.
+    per = gaps / np.maximum(1.0, np.round(gaps / float(np.median(gaps))))
+    if per.max() > MAX_GAP_RATIO * per.min():
         return f"disc spacings from {gaps.min():.0f} to {gaps.max():.0f} mm (a spine's are regular)"
     interpolated = int(out.facts.get("interpolated", 0))
     if interpolated > max(1, len(c) // 3):

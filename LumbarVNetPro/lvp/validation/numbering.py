@@ -48,6 +48,7 @@ SEMANTIC_KINDS = ("normal", "crop_top", "crop_bottom_l5", "crop_bottom_disc", "n
 MAP_KINDS = ("map_normal", "map_shift", "map_duplicate", "map_l6")
 NETWORK_KINDS = ("network_t2", "network_t1")
 KINDS = SEMANTIC_KINDS + MAP_KINDS + NETWORK_KINDS
+ANCHORED_KINDS = ("normal", "crop_top", "map_normal", "network_t2")
 
 
 @dataclass
@@ -345,6 +346,10 @@ def summarise(rows: list[dict]) -> dict:
         result["headline"][mode] = {
             "wrong_marked_confident": _rate(sum(r["confident"] for r in wrong), len(wrong)),
             "right_flagged": _rate(sum(not r["confident"] for r in right), len(right)),
+            # Kinds where the sacrum and every lumbar disc are in view and nothing was removed: the
+            # cases a reader should find confident.
+            "right_flagged_anchored": _rate(sum(not r["confident"] for r in right if r["kind"] in ANCHORED_KINDS),
+                                            sum(r["kind"] in ANCHORED_KINDS for r in right)),
             "transitional_missed": _rate(sum(r["confident"] for r in trans), len(trans)),
             "refused": _rate(sum(r["refused"] is not None for r in mine), len(mine)),
         }
