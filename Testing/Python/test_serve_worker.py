@@ -31,9 +31,9 @@ TIMEOUT_S = 180.0  # a shared 2-core machine under load; a case takes about 1 s 
 class Worker:
     """An ``lvp serve`` child with its stdout lines in a queue."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO / "LumbarVNetPro"))
-        self.proc = subprocess.Popen([sys.executable, "-m", "lvp", "serve"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "lvp", "serve", *options], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                      start_new_session=True)
         self.lines: queue.Queue[dict] = queue.Queue()
@@ -134,3 +134,18 @@ def test_two_jobs_equal_the_direct_path_and_a_cancel_leaves_nothing(worker, samp
         assert fresh.proc.wait(TIMEOUT_S) == 0 and time.monotonic() - t0 < TIMEOUT_S
     finally:
         fresh.stop()
+
+
+def test_warm_up_case_prints_nothing_before_ready(sample_case, tmp_path):
+    """--warm-up runs a case before "ready"; its progress lines do not reach the protocol."""
+    w = Worker("--warm-up", str(sample_case))
+    try:
+        assert w.next()["event"] == "ready"
+        w.send({"job": "x", "args": [str(sample_case), "-o", str(tmp_path / "case"), "--no-html"]})
+        assert w.next() == {"event": "job", "job": "x"}
+        assert w.until(event="job_done")[-1]["exit_code"] == 0
+        w.send({"exit": True})
+        assert w.proc.wait(TIMEOUT_S) == 0
+    finally:
+        w.stop()
+    assert not list(tmp_path.glob("lvp-warm-up-*"))

@@ -126,9 +126,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_preload:
         worker.preload(args.model, args.device)
     if args.warm_up:
+        import contextlib
         import tempfile
 
-        with tempfile.TemporaryDirectory(prefix="lvp-warm-up-") as tmp:
+        # Its progress lines are not a job's: they go to stderr, stdout starts with "ready".
+        with tempfile.TemporaryDirectory(prefix="lvp-warm-up-") as tmp, contextlib.redirect_stdout(sys.stderr):
             worker.run_job([args.warm_up, "-o", os.path.join(tmp, "case"), "--device", args.device, "--quiet",
                             *(["--model", args.model] if args.model else [])])
     _emit(event="ready", pid=os.getpid(), seconds=round(time.perf_counter() - t0, 3))
