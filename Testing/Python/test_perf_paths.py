@@ -190,3 +190,22 @@ def test_grid_argmax_by_slabs_equals_whole_softmax():
     for slab in (1, 4, 8, 19, 64):
         lab2, p2 = _grid_argmax(logits, slab)
         assert np.array_equal(lab, lab2) and np.array_equal(p, p2)
+
+
+def test_big_endian_nifti_read_once_equals_itk(tmp_path):
+    """A big-endian NIfTI-1 file (header and voxels swapped) reads as ITK reads it."""
+    layout = "i10s18sihcc8h3fhhhh8f3fhccffffii80s24shh6f12f16s4s"  # the 348-byte NIfTI-1 header
+    arr = (np.random.default_rng(6).random((12, 90, 70)) * 3000).astype(np.int16)
+    little = tmp_path / "le.nii"
+    sitk.WriteImage(_image(arr), str(little))
+    raw = little.read_bytes()
+    offset = int(struct.unpack_from("<f", raw, 108)[0])
+    big = struct.pack(">" + layout, *struct.unpack("<" + layout, raw[:348])) + raw[348:offset]
+    big += np.frombuffer(raw[offset:], "<i2").astype(">i2").tobytes()
+    path = tmp_path / "be.nii.gz"
+    path.write_bytes(gzip.compress(big))
+    image, _ = _read_file(path)
+    assert isinstance(image, ImageGeometry) and image.array.dtype.isnative
+    vol = read_volume(path, validate=False, require_sagittal=False)
+    _same(vol, _itk_volume(path))
+    _same(vol, _itk_volume(little))
