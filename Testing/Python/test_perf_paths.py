@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,3 +210,43 @@ def test_big_endian_nifti_read_once_equals_itk(tmp_path):
     vol = read_volume(path, validate=False, require_sagittal=False)
     _same(vol, _itk_volume(path))
     _same(vol, _itk_volume(little))
+
+
+def test_reading_a_large_nifti_holds_one_copy(tmp_path):
+    """Peak memory of read_volume on a 96 M-voxel file: one copy of the voxels, not two or three.
+
+    Run in a fresh interpreter (``ru_maxrss`` is a high-water mark); the baseline is that
+    interpreter after the imports. The old path held ITK's buffer and the canonical copy (2x).
+    """
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("needs Linux /proc for the peak of one address space")
+    shape = (32, 1536, 1952)  # (z, y, x): 96 M voxels of uint8, sagittal slices along z
+    arr = np.zeros(shape, np.uint8)
+    arr[:, 200:1300, 300:1700] = 90
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.2, 0.2, 1.0))
+    img.SetDirection((0, 0, 1, 1, 0, 0, 0, -1, 0))  # x -> P, y -> I, z -> L: LVP's canonical order
+    path = tmp_path / "large.nii.gz"
+    writer = sitk.ImageFileWriter()
+    writer.SetFileName(str(path))
+    writer.UseCompressionOn()
+    writer.SetCompressionLevel(1)
+    writer.Execute(img)
+    del arr, img
+    # VmHWM (the peak of this address space): ru_maxrss would carry the parent's peak across exec.
+    code = (
+        "from lvp.io.read import read_volume\n"
+        "def hwm():\n"
+        "    return int(next(x for x in open('/proc/self/status') if x.startswith('VmHWM')).split()[1]) * 1024\n"
+        "base = hwm()\n"
+        f"v = read_volume({str(path)!r})\n"
+        "print(v.array.nbytes, hwm() - base)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    nbytes, grew = (int(v) for v in out.stdout.split())
+    assert nbytes == int(np.prod(shape))
+    print(f"read_volume: {nbytes / 2**20:.0f} MiB of voxels, peak grew {grew / 2**20:.0f} MiB")
+    assert grew < 1.3 * nbytes
