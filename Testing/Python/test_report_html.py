@@ -195,3 +195,15 @@ def test_pipeline_report_draws_every_evidence_item_and_keeps_the_notes(sample_ca
     assert svg.count("<polyline") + svg.count("<polygon") == len(items)
     notes = [n for lv in report["levels"] for n in lv["notes"]]
     assert notes and all(html.escape(n) in page for n in notes)
+
+
+def test_numbering_status_and_reasons_are_shown_first():
+    from lvp.report.html import render_html
+
+    base = {"status": "complete", "input": {"path": "x"}, "levels": [], "warnings": []}
+    flagged = render_html({**base, "numbering": {"confident": False, "reasons": ["sacrum <not> in view"]}}, None)
+    assert "Level numbering NOT confident" in flagged
+    assert "sacrum &lt;not&gt; in view" in flagged  # escaped
+    assert flagged.index("Level numbering") < flagged.index("<h2>Grades</h2>")
+    confident = render_html({**base, "numbering": {"confident": True, "reasons": []}}, None)
+    assert "Level numbering: confident" in confident and "NOT confident" not in confident

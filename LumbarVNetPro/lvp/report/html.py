@@ -294,8 +294,21 @@ vertical-align:top;font-size:90%}.na{color:#999}.fig{float:left;margin-right:1.5
 .names{position:absolute;left:0;top:0;pointer-events:none}
 .evidence{position:absolute;left:0;top:0}.why{color:#a40}.withheld{background:#f6f6f6}
 .calibrated{color:#070;font-size:85%}.heuristic{color:#a60;font-size:85%}.src{color:#555;font-size:85%}
-.missing{background:#fee}.notes ul{margin:0;padding-left:1.1em;font-size:85%}
+.missing{background:#fee}.numbering.ok{color:#070}
+.numbering.check{background:#fff3cd;border:1px solid #d9a400;padding:4px 8px}
+.notes ul{margin:0;padding-left:1.1em;font-size:85%}
 """
+
+
+def _numbering_banner(numbering: dict | None) -> str:
+    """The level-numbering check above everything else: a wrong level moves every grade."""
+    if not numbering:
+        return ""
+    if numbering.get("confident"):
+        return '<p class="numbering ok">Level numbering: confident (anchored on the sacrum).</p>'
+    reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in numbering.get("reasons") or [])
+    return ('<div class="numbering check"><b>Level numbering NOT confident: check the levels before '
+            f"reading the grades.</b><ul>{reasons}</ul></div>")
 
 
 def render_html(report: dict, figure_png: bytes | None,
@@ -313,6 +326,7 @@ def render_html(report: dict, figure_png: bytes | None,
     if report.get("status") != "complete":
         parts.append(f'<p class="partial">PARTIAL RESULT: the stage "{esc(str(report.get("failed_stage")))}" '
                      f"failed ({esc(str(report.get('error')))}). Results below are incomplete.</p>")
+    parts.append(_numbering_banner(report.get("numbering")))
     from lvp.report.study_header import study_rows  # patient/study header (DICOM input only)
 
     parts.append('<table class="meta">' + study_rows(report) +
