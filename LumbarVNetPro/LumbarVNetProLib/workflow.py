@@ -73,8 +73,19 @@ class _Job:
     context: dict = field(default_factory=dict)
 
 
+def _is_dicomweb(imageRef: Path | str) -> bool:
+    # Checked here so that local cases never import the core's DICOMweb module.
+    return str(imageRef).startswith(("dicomweb+http://", "dicomweb+https://"))
+
+
 def result_dir_for(imageRef: Path | str) -> Path:
-    """The precomputed ``lvp infer`` folder of a case image: ``<image>.lvp`` beside it."""
+    """The precomputed ``lvp infer`` folder of a case image: ``<image>.lvp`` beside it (a DICOMweb
+    case: beside its cached series, :func:`lvp.io.dicomweb.case_folder`).
+    """
+    if _is_dicomweb(imageRef):
+        from lvp.io.dicomweb import case_folder
+
+        imageRef = case_folder(str(imageRef))
     imageRef = Path(imageRef)
     return imageRef.parent / (imageRef.name + ".lvp")
 
@@ -95,9 +106,18 @@ def elapsed_text(seconds: float) -> str:
 def load_case_image(imageRef: Path | str, loadVolume: Callable, loadDicom: Callable | None = None):  # noqa: ANN201
     """Put a worklist case's image into the scene: a file through ``loadVolume``, a folder of
     DICOM files through ``loadDicom`` (Slicer's DICOM import, which keeps the series UID and
-    applies the acquisition-geometry regularisation). ``ReadingError`` names what is wrong.
+    applies the acquisition-geometry regularisation); a ``dicomweb+http(s)://...?study=UID`` case is
+    fetched once into a cache folder and loaded the same way. ``ReadingError`` names what is wrong.
     """
-    path = Path(imageRef)
+    path = Path(imageRef) if not _is_dicomweb(imageRef) else None
+    if path is None:
+        from lvp.errors import InputError
+        from lvp.io.dicomweb import fetch_case
+
+        try:
+            path = fetch_case(str(imageRef))
+        except InputError as err:
+            raise ReadingError(str(err)) from None
     if path.is_dir():
         if loadDicom is None:
             raise ReadingError(f"case image {path} is a DICOM folder, and DICOM import is not available")

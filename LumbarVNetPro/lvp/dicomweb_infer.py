@@ -24,23 +24,24 @@ from lvp.errors import ConfigError
 def run_dicomweb(args: argparse.Namespace, segmenter: Any = None) -> int:
     """Run ``lvp infer`` on a DICOMweb study (see module docstring); return the exit code."""
     from lvp.commands import infer
-    from lvp.io.dicomweb import fetch_series, server_url, store
+    from lvp.io.dicomweb import fetch_series, parse_case_ref, store
 
     if len(args.inputs) != 1:
         raise ConfigError("a DICOMweb input is read alone: give one dicomweb+http(s):// address")
-    if not getattr(args, "study", None):
+    url, ref_study, ref_series = parse_case_ref(str(args.inputs[0]))  # also ...?study=UID&series=UID
+    study = getattr(args, "study", None) or ref_study
+    if not study:
         raise ConfigError("a DICOMweb input needs --study STUDY_INSTANCE_UID")
     if args.axial:
         raise ConfigError("--axial takes a local series; it cannot be combined with a DICOMweb input")
-    url = server_url(str(args.inputs[0]))
     out = Path(args.output)
     infer.check_outputs([out], out, [])  # before anything is downloaded
     quiet = bool(getattr(args, "quiet", False))
     with tempfile.TemporaryDirectory(prefix="lvp-dicomweb-") as tmp:
-        folder = Path(tmp) / f"study-{args.study}"
-        uid, count = fetch_series(url, args.study, folder, getattr(args, "series", None))
+        folder = Path(tmp) / f"study-{study}"
+        uid, count = fetch_series(url, study, folder, getattr(args, "series", None) or ref_series)
         if not quiet:
-            print(f"{url}: study {args.study}: series {uid} ({count} instances) fetched", file=sys.stderr)
+            print(f"{url}: study {study}: series {uid} ({count} instances) fetched", file=sys.stderr)
         local = copy.copy(args)
         local.inputs = [str(folder)]
         local.study = local.series = None
@@ -58,5 +59,5 @@ def run_dicomweb(args: argparse.Namespace, segmenter: Any = None) -> int:
         return code if code != infer.EXIT_COMPLETE else infer.EXIT_PARTIAL
     uids = store(url, files)
     if not quiet:
-        print(f"stored on {url} in study {args.study}: SEG {uids[0]}, SR {uids[1]}", file=sys.stderr)
+        print(f"stored on {url} in study {study}: SEG {uids[0]}, SR {uids[1]}", file=sys.stderr)
     return code

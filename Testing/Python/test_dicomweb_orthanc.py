@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -205,3 +206,55 @@ def test_named_series_is_fetched_whole(uploaded, credentials, tmp_path):
     assert {pydicom.dcmread(f, stop_before_pixels=True).SeriesInstanceUID for f in files} == {t1_uid}
     with pytest.raises(InputError, match=f"is not in study {study_uid}"):
         fetch_series(server_url(f"dicomweb+{URL}"), study_uid, tmp_path / "x", generate_uid())
+
+
+def test_case_reference_parsing(tmp_path):
+    from lvp.io.dicomweb import case_folder, parse_case_ref
+
+    ref = "dicomweb+http://127.0.0.1:8042/dicom-web/?study=1.2.3&series=4.5.6"
+    assert parse_case_ref(ref) == ("http://127.0.0.1:8042/dicom-web", "1.2.3", "4.5.6")
+    assert case_folder(ref, tmp_path) == case_folder(ref, tmp_path)
+    assert case_folder(ref, tmp_path) != case_folder(ref.replace("4.5.6", "4.5.7"), tmp_path)
+    with pytest.raises(InputError, match="names its study"):
+        case_folder("dicomweb+http://127.0.0.1:8042/dicom-web", tmp_path)
+
+
+@needs_orthanc
+def test_cli_takes_the_study_from_the_address(uploaded, credentials, sample_case, tmp_path, capsys):
+    study_uid, t2_uid, _ = uploaded
+    mask = sample_case.with_name("spider_sample_labels.nii.gz")
+    code = main(["infer", f"dicomweb+{URL}?study={study_uid}", "--semantic", str(mask), "-o", str(tmp_path / "o"),
+                 "--no-html"])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["study"]["SeriesInstanceUID"] == t2_uid
+
+
+@needs_orthanc
+def test_slicer_worklist_loads_a_case_from_the_server(uploaded, credentials, tmp_path, monkeypatch):
+    """A reading-study case whose image is a DICOMweb reference: fetched once, loaded as a DICOM folder."""
+    pytest.importorskip("slicer")
+    import slicer_helpers  # noqa: F401 - puts the Slicer module folder on sys.path
+
+    from LumbarVNetProLib.reading import ReadingError
+    from LumbarVNetProLib.workflow import load_case_image, result_dir_for
+    from lvp.io.read import read_volume
+
+    study_uid, t2_uid, _ = uploaded
+    monkeypatch.setenv("LVP_DICOMWEB_CACHE", str(tmp_path / "cache"))
+    ref = f"dicomweb+{URL}?study={study_uid}"
+    loaded = []
+
+    def load_dicom(folder):  # what Slicer's DICOM import gets: a local folder of the series
+        loaded.append(folder)
+        return read_volume(folder)
+
+    volume = load_case_image(ref, lambda p: pytest.fail("not a file"), load_dicom)
+    assert volume.meta["series_uid"] == t2_uid and volume.meta["study"]["StudyInstanceUID"] == study_uid
+    folder = Path(loaded[0])
+    assert folder.is_relative_to(tmp_path / "cache")
+    assert result_dir_for(ref) == folder.parent / (folder.name + ".lvp")
+    stamp = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    load_case_image(ref, lambda p: None, load_dicom)  # opened again: the cached series, not a new download
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamp
+    with pytest.raises(ReadingError, match="no series in study"):
+        load_case_image(f"dicomweb+{URL}?study={generate_uid()}", lambda p: None, load_dicom)

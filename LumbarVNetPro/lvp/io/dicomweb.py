@@ -8,20 +8,29 @@ fetches the chosen one and STOW-RS stores the DICOM SEG and SR. The client is di
 Credentials come from the environment only, never from the command line or the URL (both end up
 in shell histories and logs): ``LVP_DICOMWEB_TOKEN`` (a bearer token) or ``LVP_DICOMWEB_USER`` and
 ``LVP_DICOMWEB_PASSWORD`` (HTTP basic authentication). No message LVP writes contains them.
+
+A reading-study case may name its image as ``dicomweb+http://host/dicom-web?study=UID[&series=UID]``
+(:func:`parse_case_ref`); :func:`fetch_case` downloads that series once into a private cache
+folder (``LVP_DICOMWEB_CACHE``, default ``~/.cache/lvp/dicomweb``) that the Slicer worklist then
+loads like a DICOM folder, its result folder beside it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit  # pydicom and requests are imported only when a server is used
+from urllib.parse import parse_qs, urlsplit, urlunsplit  # pydicom, requests: only when a server is used
 
 from lvp.errors import InputError
 
 PREFIXES = ("dicomweb+http://", "dicomweb+https://")
 ENV_USER, ENV_PASSWORD, ENV_TOKEN = "LVP_DICOMWEB_USER", "LVP_DICOMWEB_PASSWORD", "LVP_DICOMWEB_TOKEN"
+ENV_CACHE = "LVP_DICOMWEB_CACHE"
+_COMPLETE = ".complete"  # written last into a cached series folder
 T = TypeVar("T")
 
 
@@ -34,8 +43,8 @@ def server_url(text: str) -> str:
     """The plain http(s) DICOMweb root of a ``dicomweb+`` input; refuses credentials in the URL."""
     if not is_dicomweb(text):
         raise InputError(f"{text!r} is not a DICOMweb address (dicomweb+http://host/dicom-web)")
-    url = text[len("dicomweb+"):].rstrip("/")
-    parts = urlsplit(url)
+    parts = urlsplit(text[len("dicomweb+"):])
+    url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
     if parts.username or parts.password:
         # The URL is not repeated: it holds the secret.
         raise InputError(f"the DICOMweb address holds credentials; give them in {ENV_USER} / {ENV_PASSWORD} "
@@ -45,11 +54,21 @@ def server_url(text: str) -> str:
     return url
 
 
+def parse_case_ref(text: str) -> tuple[str, str | None, str | None]:
+    """``dicomweb+http://host/dicom-web?study=UID&series=UID`` -> (server URL, study, series)."""
+    query = parse_qs(urlsplit(text[len("dicomweb+"):]).query) if is_dicomweb(text) else {}
+    study, series = (query.get(k, [None])[0] for k in ("study", "series"))
+    return server_url(text), study, series
+
+
 def client(url: str) -> Any:
     """A dicomweb-client for ``url`` authenticated from the environment."""
-    import requests
-    from dicomweb_client.api import DICOMwebClient
-
+    try:
+        import requests
+        from dicomweb_client.api import DICOMwebClient
+    except ImportError:
+        raise InputError("reading from a DICOMweb server needs the Python packages requests and dicomweb-client "
+                         "(pip install dicomweb-client)") from None
     session = requests.Session()
     token = os.environ.get(ENV_TOKEN)
     user, password = os.environ.get(ENV_USER), os.environ.get(ENV_PASSWORD)
@@ -140,3 +159,32 @@ def store(url: str, paths: list[Path]) -> list[str]:
     dicomweb = client(url)
     _call("a STOW-RS store", url, lambda: dicomweb.store_instances(datasets=datasets))
     return [str(ds.SOPInstanceUID) for ds in datasets]
+
+
+def case_folder(ref: str, cache: Path | None = None) -> Path:
+    """The local folder a DICOMweb case reference is fetched into (one per reference)."""
+    url, study, series = parse_case_ref(ref)
+    if not study:
+        raise InputError("a DICOMweb case reference names its study: dicomweb+http://host/dicom-web?study=UID")
+    root = Path(cache or os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "lvp" / "dicomweb")
+    key = hashlib.sha256(f"{url}|{study}|{series or ''}".encode()).hexdigest()[:20]
+    return root / key / "series"
+
+
+def fetch_case(ref: str, cache: Path | None = None) -> Path:
+    """Download a DICOMweb case's series once (reused while complete) and return its folder.
+
+    The series is written into a sibling temporary folder that is renamed into place with a
+    completion mark, so an interrupted download is never taken for the series.
+    """
+    folder = case_folder(ref, cache)
+    if (folder / _COMPLETE).is_file():
+        return folder
+    url, study, series = parse_case_ref(ref)
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    fetch_series(url, study or "", partial, series)
+    (partial / _COMPLETE).write_text("")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)
+    return folder
