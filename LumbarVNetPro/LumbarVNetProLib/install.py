@@ -20,10 +20,16 @@ What is deliberately not done:
   and a multi-GB CUDA build on Linux;
 * **no monai / matplotlib**: the inference child uses neither.
 
-Offline installation: put the wheels in a folder (``pip download -r requirements.txt -d DIR`` on
-a connected machine of the same platform and Python) and set ``LVP_WHEELS=DIR`` before starting
-Slicer: pip then runs with ``--no-index --find-links DIR``. ``LVP_PIP_CONSTRAINTS=FILE`` adds a
-site's own version pins (only requirement lines are taken from it, never pip options).
+The versions installed are the ones CI tests: the repository's ``constraints.txt`` (one file,
+also read by the Makefile and ``.ci/run``; the CMake build ships it in the module folder) is
+passed to pip as constraints, minus the packages Slicer owns (pinned at Slicer's own versions)
+and minus packages already installed (another extension's copy is left as it is).
+
+Offline installation: put the wheels in a folder (``pip download -r constraints.txt -d DIR`` on a
+connected machine of the same platform and Python, with the requirement names the panel lists)
+and set ``LVP_WHEELS=DIR`` before starting Slicer: pip then runs with ``--no-index --find-links
+DIR``. ``LVP_PIP_CONSTRAINTS=FILE`` adds a site's own version pins (only requirement lines are
+taken from it, never pip options).
 
 Every install works in a private temporary folder made by :func:`tempfile.mkdtemp` (mode 0700,
 unpredictable name), and the constraints file is created there exclusively, never following a
@@ -45,8 +51,8 @@ from packaging.utils import canonicalize_name
 # network on the CPU, SciPy for labelling/measurement, PyYAML for the grading rules, tqdm for its
 # progress. pydicom is imported only for DICOM input, which the panel never hands the child.
 # Minimum versions, not pins: Slicer's Python is shared with other extensions, so a compatible
-# version already there is used as it is (CI tests the versions pinned in pyproject.toml, which
-# satisfy these; test_slicer_install checks that).
+# version already there is used as it is; what is missing is installed at the tested version of
+# constraints.txt (test_dependencies checks that those pins satisfy these ranges).
 ANALYSIS_REQUIREMENTS: tuple[str, ...] = (
     "onnxruntime>=1.17",
     "scipy>=1.11",
@@ -65,6 +71,9 @@ SLICER_OWNED: tuple[str, ...] = ("SimpleITK", "numpy")
 CORE_PACKAGE = "lvp"
 WHEELS_ENV = "LVP_WHEELS"
 CONSTRAINTS_ENV = "LVP_PIP_CONSTRAINTS"
+# The tested pins: installed beside LumbarVNetProLib/ by the CMake build, one level up in the source tree.
+CONSTRAINTS_NAME = "constraints.txt"
+MODULE_FOLDER = Path(__file__).resolve().parents[1]
 # A pinned version as it may appear in a constraints line (no options, no URLs, no markers).
 _VERSION = re.compile(r"^[A-Za-z0-9_.+!-]+$")
 
@@ -140,13 +149,39 @@ def constraint_lines(text: str) -> list[str]:
     return lines
 
 
-def constraints_text(extra: Path | str | None = None) -> str:
-    """Pins of the Slicer-owned packages at their installed versions, plus a site's own pins."""
+def shipped_constraints() -> Path | None:
+    """The tested pins shipped with the module (``constraints.txt``), or None in a build without it."""
+    for folder in (MODULE_FOLDER, MODULE_FOLDER.parent):
+        path = folder / CONSTRAINTS_NAME
+        if path.is_file():
+            return path
+    return None
+
+
+def tested_pins(path: Path | None = None) -> list[str]:
+    """The shipped pins pip may apply here: none for Slicer's packages nor for installed ones."""
+    path = path if path is not None else shipped_constraints()
+    if path is None:
+        return []
+    owned = {canonicalize_name(n) for n in SLICER_OWNED}
+    pins = []
+    for line in constraint_lines(path.read_text(errors="replace")):
+        name = canonicalize_name(Requirement(line).name)
+        if name not in owned and installed_version(name) is None:
+            pins.append(line)
+    return pins
+
+
+def constraints_text(extra: Path | str | None = None, shipped: Path | None = None) -> str:
+    """Pins of the Slicer-owned packages at their installed versions, the tested pins of what is
+    not installed yet (:func:`tested_pins`), plus a site's own pins (``$LVP_PIP_CONSTRAINTS``).
+    """
     lines = []
     for name in SLICER_OWNED:
         version = installed_version(name)
         if version and _VERSION.match(version):
             lines.append(f"{name}=={version}")
+    lines += tested_pins(shipped)
     extra = extra if extra is not None else os.environ.get(CONSTRAINTS_ENV)
     if extra:
         path = Path(extra)

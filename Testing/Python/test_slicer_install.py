@@ -58,16 +58,32 @@ def test_plan_installs_only_third_party_deps_never_core_simpleitk_or_torch(tmp_p
     assert install.core_available()
 
 
-def test_runtime_requirements_are_satisfied_by_the_pyproject_pins():
+def test_runtime_requirements_are_satisfied_by_the_tested_pins():
     """Slicer gets minimum versions (its Python is shared); the versions CI tests must satisfy them."""
     from packaging.requirements import Requirement
-    from slicer_helpers import REPO_ROOT
 
-    pins = dict(re.findall(r'"([A-Za-z0-9_.\-]+)(?:\[\w+\])?==([^"]+)"', (REPO_ROOT / "pyproject.toml").read_text()))
+    shipped = install.shipped_constraints()
+    assert shipped is not None and shipped.name == "constraints.txt"
+    pins = {Requirement(line).name.lower(): Requirement(line) for line in install.constraint_lines(shipped.read_text())}
     for req in install.RUNTIME_REQUIREMENTS + install.POSTGRES_REQUIREMENTS:
         parsed = Requirement(req)
-        assert parsed.name in pins, f"{req} is not a dependency in pyproject.toml"
-        assert parsed.specifier.contains(pins[parsed.name]), f"{req} excludes the tested {pins[parsed.name]}"
+        assert parsed.name.lower() in pins, f"{req} has no tested pin in constraints.txt"
+        (pinned,) = pins[parsed.name.lower()].specifier
+        assert parsed.specifier.contains(pinned.version), f"{req} excludes the tested {pinned.version}"
+
+
+def test_shipped_pins_are_passed_to_pip_except_slicers_and_installed_ones(tmp_path):
+    """What is missing is installed at the tested version; Slicer's and installed packages keep theirs."""
+    shipped = tmp_path / "constraints.txt"
+    shipped.write_text("# tested\nnumpy==0.0.1\nSimpleITK==0.0.1\npytest==0.0.1\nno-such-package-lvp==1.2\n"
+                       "--index-url https://example.invalid/simple\n")
+    assert install.tested_pins(shipped) == ["no-such-package-lvp==1.2"]
+    text = install.constraints_text(shipped=shipped)
+    assert "no-such-package-lvp==1.2" in text.splitlines()
+    assert "numpy==0.0.1" not in text and "pytest==0.0.1" not in text and "index-url" not in text
+    # The real file: every pin it passes on is for a package not installed here.
+    for line in install.tested_pins():
+        assert install.installed_version(install.requirement_name(line)) is None, line
 
 
 def test_restart_is_asked_for_packages_already_imported():

@@ -157,7 +157,7 @@ def extension(tmp_path_factory) -> dict[str, Path]:
 def _snapshot_sources(dest: Path) -> None:
     """Copy what the CMake build reads, so the checks compare against the very files built."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in ("CMakeLists.txt", "LumbarVNetPro", "Resources", "models", "Testing"):
+    for name in ("CMakeLists.txt", "LumbarVNetPro", "Resources", "models", "Testing", "constraints.txt"):
         src = REPO_ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=ignore)
@@ -185,13 +185,14 @@ def _runtime_files(root: Path) -> set[str]:
     files |= {p.relative_to(root).as_posix() for p in (resources / "Sample").iterdir() if p.is_file()}
     catalog = json.loads((root / "models" / "models.json").read_text())
     files.add("models/models.json")
+    files.add("constraints.txt")  # the tested pins, read by LumbarVNetProLib.install
     files |= {f"models/{f['path']}" for m in catalog["models"] for f in m["files"].values()}
     return files
 
 
 def _source_of(root: Path, relative: str) -> Path:
     first = relative.split("/")[0]
-    return root / relative if first in ("Resources", "models") else root / "LumbarVNetPro" / relative
+    return root / relative if first in ("Resources", "models", "constraints.txt") else root / "LumbarVNetPro" / relative
 
 
 def test_install_tree_holds_every_runtime_file(extension):
