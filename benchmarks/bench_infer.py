@@ -374,6 +374,10 @@ def main() -> int:
             t0 = time.perf_counter()
             segmenter = make_segmenter(args.model, args.device)
             results["load_model_s"] = time.perf_counter() - t0
+            results["model"] = dict(segmenter.info)
+            print(f"model {results['model'].get('name')} {results['model'].get('version')} "
+                  f"({', '.join(results['model'].get('classes') or [])}; sha256 "
+                  f"{str(results['model'].get('sha256'))[:12]})")
         stage_times: dict[str, list[float]] = {}
         walls = []
         for i, path in enumerate(inputs):
