@@ -23,6 +23,8 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check LumbarVNetPro Testing benchmarks
+	# The import contracts of pyproject.toml: the core never imports Slicer/Qt/VTK, layers as drawn.
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest -q

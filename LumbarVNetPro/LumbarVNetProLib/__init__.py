@@ -14,7 +14,6 @@ Every function takes the scene and nodes as arguments (no ``slicer.mrmlScene`` g
 * :mod:`.reading` - reader sign-in, worklist, reading timer, drafts and submit;
 * :mod:`.workflow` - the panel's state and actions (one polled job at a time: analysis, AI case,
   Recompute, install; grades and keys; reading); the widget only wires Qt to it;
-* :mod:`.sample` - a result folder made from the bundled sample's reference mask;
 * :mod:`.selftest` - the flows shared by the Slicer self-test and the pytest suite
   (``widget_flow`` drives the panel itself, ``full_flow`` the logic with edits and renames).
 """

@@ -6,7 +6,7 @@ import numpy as np
 
 from lvp.io.volume import Volume, canonical_volume
 from lvp.labelling import Labelling, label_levels
-from lvp.phantom import Phantom, make_phantom
+from lvp.validation.phantom import Phantom, make_phantom
 
 
 def read(phantom: Phantom) -> tuple[Volume, np.ndarray, np.ndarray]:

@@ -19,13 +19,13 @@ SAMPLE_DIR = REPO_ROOT / "Resources" / "Sample"
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 
-slicer = pytest.importorskip("slicer")
+import slicer  # noqa: E402 - slicer-core (a test dependency), after the module folder is on sys.path
 
 
 @pytest.fixture(scope="session")
 def reference_result(tmp_path_factory) -> Path:
     """An lvp-infer-shaped output folder built from the sample's reference mask."""
-    from LumbarVNetProLib.sample import build_reference_result
+    from reference_result import build_reference_result
 
     out = tmp_path_factory.mktemp("reference_result")
     return build_reference_result(

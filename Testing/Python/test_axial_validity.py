@@ -6,8 +6,8 @@ import pytest
 import SimpleITK as sitk
 from test_infer_axial import _axial_copy
 
-from lvp.phantom import make_phantom
 from lvp.pipeline import MaskSegmenter, run_inference
+from lvp.validation.phantom import make_phantom
 
 
 def test_thin_sagittal_slab_areas_are_withheld(sample_case, tmp_path):

@@ -9,25 +9,22 @@ from __future__ import annotations
 
 import json
 
+import highdicom as hd  # noqa: E402
 import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
 from dciodvfy_helpers import dciodvfy_errors
+from dicom_writer import write_series
 
-from lvp.io import dicom
 from lvp.labels import SEGMENT_CODES, STRUCTURES
 from lvp.pipeline import MaskSegmenter, run_inference
-
-for _mod in ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes"):
-    pytest.importorskip(_mod)
-hd = pytest.importorskip("highdicom")
 
 
 @pytest.fixture(scope="module")
 def dicom_run(sample_case, tmp_path_factory):
     folder = tmp_path_factory.mktemp("dcm")
-    dicom.write_series(sitk.ReadImage(str(sample_case)), folder, patient_id="P-0042")
+    write_series(sitk.ReadImage(str(sample_case)), folder, patient_id="P-0042")
     for path in folder.glob("*.dcm"):
         ds = pydicom.dcmread(path)
         ds.PatientName = "DOE^JANE"
@@ -191,7 +188,7 @@ def test_nifti_input_writes_no_dicom(sample_case, tmp_path):
 
 
 def _dicom_case(sample_case, folder):
-    dicom.write_series(sitk.ReadImage(str(sample_case)), folder)
+    write_series(sitk.ReadImage(str(sample_case)), folder)
     return folder
 
 

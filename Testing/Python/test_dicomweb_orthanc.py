@@ -17,18 +17,15 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from dicom_writer import write_series
 from pydicom.uid import generate_uid
 
 from lvp.cli import main
 from lvp.errors import InputError
-from lvp.io import dicom
 from lvp.io.dicomweb import server_url
 
 URL = os.environ.get("LVP_TEST_ORTHANC_URL")
 needs_orthanc = pytest.mark.skipif(not URL, reason="no Orthanc (LVP_TEST_ORTHANC_URL unset; .ci/run starts one)")
-
-for _mod in ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes"):
-    pytest.importorskip(_mod)
 
 
 def test_address_parsing_and_refusals():
@@ -100,8 +97,8 @@ def uploaded(sample_case, tmp_path_factory):
     image = sitk.ReadImage(str(sample_case))
     t2 = tmp_path_factory.mktemp("t2")
     t1 = tmp_path_factory.mktemp("t1")
-    t2_uid = dicom.write_series(image, t2, series_description="SAG T2 TSE", patient_id="P-DW-1")
-    dicom.write_series(image, t1, series_description="SAG T1 TSE", patient_id="P-DW-1", echo_time=12,
+    t2_uid = write_series(image, t2, series_description="SAG T2 TSE", patient_id="P-DW-1")
+    write_series(image, t1, series_description="SAG T1 TSE", patient_id="P-DW-1", echo_time=12,
                        repetition_time=500)
     study_uid, frame_uid = generate_uid(), generate_uid()
     datasets = []
@@ -119,7 +116,8 @@ def uploaded(sample_case, tmp_path_factory):
 
 @needs_orthanc
 def test_infer_from_orthanc_and_store_seg_and_sr(uploaded, credentials, sample_case, tmp_path, capsys):
-    hd = pytest.importorskip("highdicom")
+    import highdicom as hd
+
     study_uid, t2_uid, sources = uploaded
     mask = sample_case.with_name("spider_sample_labels.nii.gz")
     out = tmp_path / "out"
@@ -232,7 +230,6 @@ def test_cli_takes_the_study_from_the_address(uploaded, credentials, sample_case
 @needs_orthanc
 def test_slicer_worklist_loads_a_case_from_the_server(uploaded, credentials, tmp_path, monkeypatch):
     """A reading-study case whose image is a DICOMweb reference: fetched once, loaded as a DICOM folder."""
-    pytest.importorskip("slicer")
     import slicer_helpers  # noqa: F401 - puts the Slicer module folder on sys.path
 
     from LumbarVNetProLib.reading import ReadingError

@@ -21,7 +21,7 @@ from lvp.grading import (
 )
 from lvp.measure import measure_levels
 from lvp.measure.types import LevelMeasurements
-from lvp.phantom import Herniation
+from lvp.validation.phantom import Herniation
 
 SPEC = {"herniations": {"L4-L5": Herniation(4.0, 12.0), "L3-L4": Herniation(7.0, 4.0)}, "bulges": {"L2-L3": 2.0},
         "stenoses": {"L1-L2": 2.5}}

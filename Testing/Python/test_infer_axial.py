@@ -10,9 +10,6 @@ from lvp.io.read import read_volume
 from lvp.pipeline import MaskSegmenter, run_inference
 from lvp.report.schema import validate_report
 
-for _mod in ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes"):
-    pytest.importorskip(_mod)
-
 
 def _axial_copy(sample_case, path):
     """The sample re-gridded as an axial series: same voxel centres, slices along inferior."""

@@ -28,13 +28,6 @@ from lvp.commands.infer import (
 from lvp.errors import InputError
 from lvp.report.schema import validate_report
 
-POST = ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes")
-
-
-def _need_post_processing():
-    for mod in POST:
-        pytest.importorskip(mod)
-
 
 def _args(inputs, out, **kw) -> argparse.Namespace:
     base = dict(inputs=[str(i) for i in inputs], output=str(out), axial=None, device="cpu", model=None,
@@ -90,7 +83,6 @@ def test_missing_input_is_one_line_and_exit_2(tmp_path, sample_case, capsys):
 
 
 def test_batch_goes_on_after_a_failure_and_reports_it(tmp_path, sample_case, capsys):
-    _need_post_processing()
     from lvp.pipeline import MaskSegmenter
 
     good = _links(sample_case, tmp_path / "in", 2)
@@ -119,7 +111,6 @@ def test_batch_goes_on_after_a_failure_and_reports_it(tmp_path, sample_case, cap
 
 
 def test_sigterm_stops_cleanly(tmp_path, sample_case, repo_root):
-    _need_post_processing()
     inputs = _links(sample_case, tmp_path / "in", 40)
     out = tmp_path / "out"
     script = textwrap.dedent(f"""
@@ -156,8 +147,7 @@ def test_sigterm_stops_cleanly(tmp_path, sample_case, repo_root):
 
 def _nifti_and_dicom_folder(sample_case, folder: Path) -> Path:
     import SimpleITK as sitk
-
-    from lvp.io.dicom import write_series
+    from dicom_writer import write_series
 
     folder.mkdir(parents=True)
     (folder / "sag_t2.nii.gz").symlink_to(sample_case)
@@ -207,7 +197,6 @@ def test_unusable_output_is_refused_before_the_run(tmp_path, sample_case, capsys
 
 
 def test_single_case_prints_its_warnings_and_numbering(tmp_path, sample_case, capsys):
-    _need_post_processing()
     from lvp.pipeline import MaskSegmenter
 
     out = tmp_path / "out"
@@ -239,7 +228,6 @@ def test_report_notes_state_the_numbering():
 
 
 def test_batch_writes_summary_csv_one_row_per_level_injection_safe(tmp_path, sample_case, capsys):
-    _need_post_processing()
     import csv
 
     from lvp.pipeline import MaskSegmenter
@@ -277,7 +265,6 @@ def test_batch_writes_summary_csv_one_row_per_level_injection_safe(tmp_path, sam
 
 
 def test_quiet_prints_nothing_but_errors(tmp_path, sample_case, capsys):
-    _need_post_processing()
     from lvp.pipeline import MaskSegmenter
 
     inputs = _links(sample_case, tmp_path / "in", 2)
@@ -290,7 +277,6 @@ def test_quiet_prints_nothing_but_errors(tmp_path, sample_case, capsys):
 
 def test_exit_codes_are_documented_in_help_and_readme_and_used(tmp_path, sample_case, capsys, monkeypatch,
                                                                 repo_root):
-    _need_post_processing()
     import re
 
     import lvp.pipeline as pipeline

@@ -13,8 +13,6 @@ def test_sample_is_found(sample_case, monkeypatch):
 
 
 def test_summary_of_a_pipeline_report(sample_case, tmp_path):
-    for mod in ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes"):
-        pytest.importorskip(mod)
     from lvp.pipeline import MaskSegmenter, run_inference
 
     report = run_inference(sample_case, tmp_path, segmenter=MaskSegmenter(
@@ -28,7 +26,7 @@ def test_summary_of_a_pipeline_report(sample_case, tmp_path):
 
 
 def test_demo_end_to_end_with_the_model(tmp_path, capsys):
-    seg = pytest.importorskip("lvp.segmenter")
+    from lvp import segmenter as seg
     from lvp.errors import ModelError
 
     try:

@@ -1,7 +1,6 @@
 """run_inference end to end on the bundled sample, with its reference mask standing in for the network.
 
-The post-processing stages (labelling, measurement, grading, planes) are the real ones; these
-tests skip until those modules exist.
+The post-processing stages (labelling, measurement, grading, planes) are the real ones.
 """
 
 from __future__ import annotations
@@ -18,9 +17,6 @@ from lvp.io.seg_nrrd import read_seg_nrrd
 from lvp.labels import DISC_LABELS, STRUCTURES, VERTEBRA_LABELS
 from lvp.pipeline import MaskSegmenter, run_inference
 from lvp.report.schema import validate_report
-
-for _mod in ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes"):
-    pytest.importorskip(_mod)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +167,7 @@ def test_undefined_voxels_are_named_in_the_report(sample_case, mask_path, tmp_pa
 
 
 def test_dicom_series_missing_its_first_slices_warns_in_the_report(sample_case, mask_path, tmp_path):
-    from lvp.io.dicom import write_series
+    from dicom_writer import write_series
 
     src = sitk.ReadImage(str(sample_case))
     write_series(src, tmp_path / "dcm")

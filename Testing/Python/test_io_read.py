@@ -11,9 +11,9 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from dicom_writer import write_series
 
 from lvp.errors import InputError
-from lvp.io import dicom
 from lvp.io.read import read_volume
 from lvp.io.volume import canonical_volume
 
@@ -112,7 +112,7 @@ def test_read_file_formats_keep_geometry(tmp_path, sagittal_image, suffix):
 
 
 def test_dicom_round_trip_sub_voxel(tmp_path, sagittal_image):
-    uid = dicom.write_series(sagittal_image, tmp_path / "dcm")
+    uid = write_series(sagittal_image, tmp_path / "dcm")
     vol = read_volume(tmp_path / "dcm")
     assert vol.meta["series_uid"] == uid
     assert vol.meta["format"] == "dicom"
@@ -129,7 +129,7 @@ def test_dicom_round_trip_sub_voxel(tmp_path, sagittal_image):
 
 def test_dicom_from_real_nifti_sample(tmp_path, sample_case):
     img = sitk.ReadImage(str(sample_case))
-    dicom.write_series(img, tmp_path / "s")
+    write_series(img, tmp_path / "s")
     vol = read_volume(tmp_path / "s")
     ref = read_volume(sample_case)
     assert vol.shape == ref.shape
@@ -138,10 +138,10 @@ def test_dicom_from_real_nifti_sample(tmp_path, sample_case):
 
 
 def _write_two_series(tmp_path, sagittal_image):
-    sag = dicom.write_series(sagittal_image, tmp_path / "study" / "sag", series_description="SAG T2 TSE")
+    sag = write_series(sagittal_image, tmp_path / "study" / "sag", series_description="SAG T2 TSE")
     axial_cols = np.eye(3)  # slices stacked along S: axial
     ax_img = _image_from_canonical(_spine_like(size=(10, 80, 90)), (0.7, 0.7, 4.0), axial_cols)
-    ax = dicom.write_series(ax_img, tmp_path / "study" / "ax", series_description="AX T2")
+    ax = write_series(ax_img, tmp_path / "study" / "ax", series_description="AX T2")
     return sag, ax
 
 
@@ -153,8 +153,8 @@ def test_dicom_folder_with_several_series_picks_sagittal_t2(tmp_path, sagittal_i
 
 
 def test_ambiguous_series_are_listed(tmp_path, sagittal_image):
-    a = dicom.write_series(sagittal_image, tmp_path / "f" / "a", series_description="SAG T2 A")
-    b = dicom.write_series(sagittal_image, tmp_path / "f" / "b", series_description="SAG T2 B")
+    a = write_series(sagittal_image, tmp_path / "f" / "a", series_description="SAG T2 A")
+    b = write_series(sagittal_image, tmp_path / "f" / "b", series_description="SAG T2 B")
     with pytest.raises(InputError, match="--series") as err:
         read_volume(tmp_path / "f")
     assert a in str(err.value) and b in str(err.value)
@@ -162,13 +162,13 @@ def test_ambiguous_series_are_listed(tmp_path, sagittal_image):
 
 
 def test_named_series_missing(tmp_path, sagittal_image):
-    dicom.write_series(sagittal_image, tmp_path / "d")
+    write_series(sagittal_image, tmp_path / "d")
     with pytest.raises(InputError, match="not in the folder"):
         read_volume(tmp_path / "d", "1.2.3.4")
 
 
 def test_corrupt_dicom_header_named(tmp_path, sagittal_image):
-    dicom.write_series(sagittal_image, tmp_path / "d")
+    write_series(sagittal_image, tmp_path / "d")
     bad = sorted((tmp_path / "d").iterdir())[3]
     data = bad.read_bytes()
     bad.write_bytes(data[:132] + b"\xff\xff\xff\xff garbage" * 8)
@@ -177,7 +177,7 @@ def test_corrupt_dicom_header_named(tmp_path, sagittal_image):
 
 
 def test_truncated_dicom_pixel_data_named(tmp_path, sagittal_image):
-    dicom.write_series(sagittal_image, tmp_path / "d")
+    write_series(sagittal_image, tmp_path / "d")
     bad = sorted((tmp_path / "d").iterdir())[5]
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) - 5000])
@@ -186,24 +186,24 @@ def test_truncated_dicom_pixel_data_named(tmp_path, sagittal_image):
 
 
 def test_missing_slice_is_a_gap(tmp_path, sagittal_image):
-    dicom.write_series(sagittal_image, tmp_path / "d")
+    write_series(sagittal_image, tmp_path / "d")
     sorted((tmp_path / "d").iterdir())[6].unlink()
     with pytest.raises(InputError, match="missing slices"):
         read_volume(tmp_path / "d")
 
 
 def test_mixed_series_refused(tmp_path, sagittal_image):
-    uid = dicom.write_series(sagittal_image, tmp_path / "d")
+    uid = write_series(sagittal_image, tmp_path / "d")
     other = sitk.Resample(sagittal_image, [100, 150, 12], sitk.Transform(), sitk.sitkLinear,
                           sagittal_image.GetOrigin(), (1.2, 1.2, 3.0), sagittal_image.GetDirection())
-    dicom.write_series(other, tmp_path / "x", series_uid=uid)
+    write_series(other, tmp_path / "x", series_uid=uid)
     (tmp_path / "x" / "IM0003.dcm").rename(tmp_path / "d" / "extra.dcm")
     with pytest.raises(InputError, match="mixed series"):
         read_volume(tmp_path / "d")
 
 
 def test_ct_modality_refused(tmp_path, sagittal_image):
-    dicom.write_series(sagittal_image, tmp_path / "d", modality="CT")
+    write_series(sagittal_image, tmp_path / "d", modality="CT")
     with pytest.raises(InputError, match="modality CT"):
         read_volume(tmp_path / "d")
 
@@ -215,7 +215,7 @@ def test_no_dicom_files(tmp_path):
 
 
 def test_dicom_written_files_are_valid_dicom(tmp_path, sagittal_image):
-    dicom.write_series(sagittal_image, tmp_path / "d")
+    write_series(sagittal_image, tmp_path / "d")
     ds = pydicom.dcmread(sorted((tmp_path / "d").iterdir())[0])
     assert ds.Modality == "MR" and ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
 
@@ -475,7 +475,7 @@ def test_oversized_nrrd_or_mha_refused_from_its_header(tmp_path, sagittal_image,
 
 
 def test_oversized_dicom_series_refused_before_reading_pixels(tmp_path, sagittal_image):
-    dicom.write_series(sagittal_image, tmp_path / "d")
+    write_series(sagittal_image, tmp_path / "d")
     first = sorted((tmp_path / "d").iterdir())[0]
     ds = pydicom.dcmread(first)
     ds.Rows = ds.Columns = 60000  # the pixel data no longer fits: it must never be decoded
@@ -489,7 +489,7 @@ def test_oversized_dicom_series_refused_before_reading_pixels(tmp_path, sagittal
 
 @pytest.mark.parametrize("which", [0, -1])
 def test_dicom_first_or_last_slice_missing_refused(tmp_path, sagittal_image, which):
-    dicom.write_series(sagittal_image, tmp_path / "d")
+    write_series(sagittal_image, tmp_path / "d")
     files = sorted((tmp_path / "d").iterdir())
     assert pydicom.dcmread(files[0]).ImagesInAcquisition == len(files) == 12
     files[which].unlink()
@@ -506,7 +506,7 @@ def _drop_images_in_acquisition(folder: Path) -> None:
 
 
 def test_dicom_first_slices_missing_without_declared_count_is_a_warning(tmp_path, sagittal_image):
-    dicom.write_series(sagittal_image, tmp_path / "d")
+    write_series(sagittal_image, tmp_path / "d")
     _drop_images_in_acquisition(tmp_path / "d")
     assert "warnings" not in read_volume(tmp_path / "d").meta or not read_volume(tmp_path / "d").meta["warnings"]
     for f in sorted((tmp_path / "d").iterdir())[:2]:  # instance numbers 1 and 2
@@ -518,5 +518,5 @@ def test_dicom_first_slices_missing_without_declared_count_is_a_warning(tmp_path
 
 
 def test_dicom_complete_series_has_no_end_warning(tmp_path, sagittal_image):
-    dicom.write_series(sagittal_image, tmp_path / "d")
+    write_series(sagittal_image, tmp_path / "d")
     assert read_volume(tmp_path / "d").meta["warnings"] == []

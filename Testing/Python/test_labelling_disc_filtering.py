@@ -13,7 +13,7 @@ from phantom_helpers import read
 
 from lvp.labelling import MIN_DISC_MM3, label_levels
 from lvp.labels import CANAL, DISC, DISC_LABELS, VERTEBRA, VERTEBRA_LABELS
-from lvp.phantom import make_phantom
+from lvp.validation.phantom import make_phantom
 
 SPACING = (2.0, 1.2, 1.2)  # lr, si, ap (mm)
 

@@ -21,7 +21,7 @@ from phantom_helpers import read
 
 from lvp.labelling import MERGED_DISC_CONFIDENCE, label_levels
 from lvp.labels import DISC
-from lvp.phantom import make_phantom
+from lvp.validation.phantom import make_phantom
 
 SPACING = (1.5, 0.45, 0.45)  # lr, si, ap (mm): pooled (1, 2, 2) by the labelling
 

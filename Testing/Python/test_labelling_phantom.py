@@ -48,7 +48,7 @@ def test_probability_lowers_confidence():
     from phantom_helpers import read
 
     from lvp.labelling import label_levels
-    from lvp.phantom import make_phantom
+    from lvp.validation.phantom import make_phantom
 
     vol, sem, _ = read(make_phantom(spacing=(2.0, 1.2, 1.2)))
     sure = label_levels(sem, vol, np.ones(sem.shape, np.float32))
@@ -60,7 +60,7 @@ def test_empty_segmentation_warns():
     from phantom_helpers import read
 
     from lvp.labelling import label_levels
-    from lvp.phantom import make_phantom
+    from lvp.validation.phantom import make_phantom
 
     vol, sem, _ = read(make_phantom(spacing=(2.0, 1.2, 1.2)))
     lab = label_levels(np.zeros_like(sem), vol)

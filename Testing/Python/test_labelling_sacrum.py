@@ -16,7 +16,7 @@ from lvp.labelling.numbering import unique_disc_names
 from lvp.labelling.types import DuplicateLevelError, Instance, Labelling
 from lvp.labelling_from_labels import labelling_from_labels
 from lvp.labels import DISC, SACRUM, SACRUM_LABEL, VERTEBRA
-from lvp.phantom import make_phantom
+from lvp.validation.phantom import make_phantom
 
 SPACING = (2.0, 1.2, 1.2)
 

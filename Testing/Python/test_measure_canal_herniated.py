@@ -20,7 +20,7 @@ from lvp.measure import measure_levels
 from lvp.measure.canal import canal_at_disc
 from lvp.measure.reformat import Reformat, axis_range
 from lvp.measure.types import LevelMeasurements
-from lvp.phantom import Herniation
+from lvp.validation.phantom import Herniation
 
 
 def _plane(values: np.ndarray, r1: np.ndarray, r2: np.ndarray, valid: np.ndarray | None = None) -> Reformat:

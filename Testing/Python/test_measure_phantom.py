@@ -3,7 +3,7 @@ import pytest
 from phantom_helpers import labelled
 
 from lvp.measure import measure_levels
-from lvp.phantom import Herniation
+from lvp.validation.phantom import Herniation
 
 SPEC = {
     "herniations": {"L4-L5": Herniation(5.0, 10.0), "L1-L2": Herniation(7.0, 5.0, 3.0)},

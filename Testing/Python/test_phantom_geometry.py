@@ -3,7 +3,7 @@ import pytest
 from phantom_helpers import read
 
 from lvp.labels import DISC_LABELS
-from lvp.phantom import Herniation, make_phantom
+from lvp.validation.phantom import Herniation, make_phantom
 
 
 def test_orientation_is_undone_by_canonical_volume():

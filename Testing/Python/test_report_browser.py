@@ -12,9 +12,6 @@ from chromium_helpers import chromium_or_skip, measure, screenshot
 
 from lvp.pipeline import MaskSegmenter, run_inference
 
-for _mod in ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes"):
-    pytest.importorskip(_mod)
-
 WIDTH = 1280
 
 

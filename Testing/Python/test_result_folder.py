@@ -22,9 +22,6 @@ from lvp.errors import OutputError
 from lvp.io import result_folder as rf
 from lvp.io.result_folder import ResultFolder, check_output_dir
 
-for _mod in ("lvp.labelling", "lvp.measure", "lvp.grading", "lvp.planes"):
-    pytest.importorskip(_mod)
-
 
 @pytest.fixture(scope="module")
 def patients(sample_case, tmp_path_factory) -> dict:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import slicer
 
 from lvp.io.seg_nrrd import reference_image_geometry, write_seg_nrrd
-
-slicer = pytest.importorskip("slicer")
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,13 @@
 """An ``lvp infer``-shaped result folder made from the bundled sample's reference mask.
 
-Used by the tests and the module self-test where no trained model is at hand, and for reader
-training: the folder holds ``segmentation.nii.gz`` (TotalSpineSeg label values on the input
-grid) and ``report.json`` (schema ``lvp-report`` 1.0, points in LPS). The grades are the SPIDER
+Test-only (issue 12 item 4; it used to ship as ``LumbarVNetProLib/sample.py``): the MRML tests
+use it where a model's output is not the point. The folder holds ``segmentation.nii.gz``
+(TotalSpineSeg label values on the input grid) and ``report.json`` (an ``lvp-report`` of this
+module's own making, points in LPS). The grades are the SPIDER
 radiologists' grades of the sample (``spider_sample_gradings.csv``), not a model's output, and
 the report says so (``model.name == "reference-mask"``).
 
-Only SimpleITK and numpy are used (both ship with Slicer).
+Only SimpleITK and numpy are used.
 """
 
 from __future__ import annotations
