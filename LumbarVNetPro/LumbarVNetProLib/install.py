@@ -49,7 +49,8 @@ from packaging.utils import canonicalize_name
 
 # What the inference child (`lvp infer` on a NIfTI the panel writes) imports: ONNX Runtime for the
 # network on the CPU, SciPy for labelling/measurement, PyYAML for the grading rules, tqdm for its
-# progress. pydicom is imported only for DICOM input, which the panel never hands the child.
+# progress, Jinja2 for report.html, jsonschema to check report.json against its schema. pydicom is
+# imported only for DICOM input, which the panel never hands the child.
 # Minimum versions, not pins: Slicer's Python is shared with other extensions, so a compatible
 # version already there is used as it is; what is missing is installed at the tested version of
 # constraints.txt (test_dependencies checks that those pins satisfy these ranges).
@@ -58,6 +59,8 @@ ANALYSIS_REQUIREMENTS: tuple[str, ...] = (
     "scipy>=1.11",
     "PyYAML>=6.0",
     "tqdm>=4.60",
+    "Jinja2>=3.1",
+    "jsonschema>=4.18",
 )
 # What the reading database needs (Sign in).
 READING_REQUIREMENTS: tuple[str, ...] = ("SQLAlchemy>=2.0", "alembic>=1.12")

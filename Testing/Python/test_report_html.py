@@ -148,7 +148,7 @@ def test_withheld_grades_show_reason_measurement_kind_and_named_probability():
     text = " ".join(parser.text)
     assert "needs an axial series (here the slab cuts the sac)" in text
     assert "canal_ap_diameter_mm = 11.5 (measured, not graded)" in text
-    assert "P(SPIDER 'Disc herniation' label) = 0.07" in page.replace("&#x27;", "'")
+    assert "P(SPIDER 'Disc herniation' label) = 0.07" in html.unescape(page)
     assert "calibrated" in text and "confidence 0.55" in text
     # Notes and the missing level are rows of the table, not dropped.
     assert "dural sac cut by the field of view" in text
@@ -194,7 +194,7 @@ def test_pipeline_report_draws_every_evidence_item_and_keeps_the_notes(sample_ca
     svg = page.split('<svg class="evidence"', 1)[1].split("</svg>", 1)[0]
     assert svg.count("<polyline") + svg.count("<polygon") == len(items)
     notes = [n for lv in report["levels"] for n in lv["notes"]]
-    assert notes and all(html.escape(n) in page for n in notes)
+    assert notes and all(n in html.unescape(page) for n in notes)
 
 
 def test_numbering_status_and_reasons_are_shown_first():
@@ -207,3 +207,21 @@ def test_numbering_status_and_reasons_are_shown_first():
     assert flagged.index("Level numbering") < flagged.index("<h2>Grades</h2>")
     confident = render_html({**base, "numbering": {"confident": True, "reasons": []}}, None)
     assert "Level numbering: confident" in confident and "NOT confident" not in confident
+
+
+def test_every_report_text_is_escaped_by_the_template():
+    """Autoescape (issue 12 item 6): markup in any report text reaches the page as text, never as tags."""
+    evil = "<img src=x onerror=alert(1)>"
+    report = {"status": "partial", "failed_stage": evil, "error": evil, "input": {"path": evil},
+              "model": {"name": evil, "version": evil, "sha256": evil}, "numbering": {"confident": False,
+              "reasons": [evil]}, "study": {"PatientName": evil, "StudyInstanceUID": evil},
+              "levels": [{"level": evil, "status": evil, "notes": [evil], "confidence": 0.5,
+                          "grades": {evil: {"name": evil, "grade": None, "reason": evil, "rule": evil,
+                                            "measurement": evil, "value": 1.0, "confidence": 0.5,
+                                            "confidence_kind": evil, "source": evil,
+                                            "predicted": [{"name": evil, "value": 0.1, "kind": evil}]}},
+                          "evidence": [{"kind": "caliper", "label": evil, "measurement": evil, "plane": evil}]}],
+              "warnings": [{"code": evil, "message": evil}]}
+    page = render_html(report, None)
+    assert "<img" not in page and "onerror=alert(1)&gt;" in page
+    assert html.unescape(page).count(evil) >= 20  # every text is there, as text

@@ -116,3 +116,16 @@ def test_issue15_violations_are_named(mutate, where):
     with pytest.raises(SchemaError) as info:
         validate_report(report)
     assert any(where in e for e in info.value.errors), info.value.errors
+
+
+def test_the_shipped_schema_file_is_a_valid_draft_2020_12_schema():
+    """Issue 12 item 6: report.schema.json is the one source, checked by jsonschema itself."""
+    from jsonschema import Draft202012Validator
+
+    from lvp.report.schema import SCHEMA_FILE, SCHEMA_NAME
+
+    assert SCHEMA_FILE.name == "report.schema.json" and SCHEMA_FILE.is_file()
+    Draft202012Validator.check_schema(REPORT_SCHEMA)
+    assert REPORT_SCHEMA["$id"].endswith(f"/{SCHEMA_NAME}/{SCHEMA_VERSION}")
+    # The project's number rule: finite only (standard JSON Schema would accept inf).
+    assert schema_errors({"total": float("inf")}, REPORT_SCHEMA["properties"]["timings_s"])

@@ -7,7 +7,9 @@ and the first N SPIDER cases of ``../shared/data``, then writes one line per cas
 * ``seg``: sha256 of the segmentation's voxels (``segmentation.nii.gz`` read with SimpleITK, so
   gzip timestamps and header padding do not count), plus its size, spacing, origin, direction;
 * ``report``: sha256 of ``report.json`` with what legitimately differs between runs removed
-  (``timings_s``, ``created``, ``lvp_version``, the input ``path``).
+  (``timings_s``, ``created``, ``lvp_version``, the input ``path``);
+* ``html``: sha256 of ``report.html``'s content: entities unescaped (``&#x27;`` and ``&#39;`` are
+  one quote), whitespace between tags dropped, the input path and the total time removed.
 
 Usage (compare two commits without the concurrent edits of a shared tree)::
 
@@ -23,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import html
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -54,6 +58,14 @@ def stripped(value: object) -> object:
     return value
 
 
+def html_content(text: str, result: Path) -> str:
+    """``report.html`` reduced to what a reader sees (see the module docstring)."""
+    report = json.loads((result / "report.json").read_text())
+    text = html.unescape(re.sub(r">\s+<", "><", text))
+    text = text.replace(str(report["input"]["path"]), "INPUT")
+    return re.sub(r"Total time</td><td>[^<]*</td>", "Total time</td><td>T</td>", text)
+
+
 def fingerprint(result: Path) -> dict[str, object]:
     """The fingerprint of one result folder (see the module docstring)."""
     import SimpleITK as sitk
@@ -64,6 +76,9 @@ def fingerprint(result: Path) -> dict[str, object]:
         data = stripped(json.loads(report.read_text()))
         out["status"] = data.get("status") if isinstance(data, dict) else None
         out["report"] = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    page = result / "report.html"
+    if page.is_file():
+        out["html"] = hashlib.sha256(html_content(page.read_text(), result).encode()).hexdigest()
     seg = result / "segmentation.nii.gz"
     if seg.is_file():
         image = sitk.ReadImage(str(seg))

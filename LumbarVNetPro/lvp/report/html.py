@@ -1,7 +1,10 @@
 """``report.html``: the mid-sagittal slice with the label overlay and level names, and the grades.
 
 One self-contained file (the figure is an embedded base64 PNG): it opens from a mail attachment
-or a PACS folder without its neighbours. Every text taken from the report is HTML-escaped.
+or a PACS folder without its neighbours. The page is the Jinja2 template ``report_page.html``
+(with ``report.css`` inlined) rendered with autoescape on: every text taken from the report is
+HTML-escaped by Jinja2, not by hand. This module computes what the template shows (figure
+geometry, evidence projected to pixels, formatted numbers).
 
 The figure is composed in numpy (windowed grey slice resampled to display size, label colours
 alpha-blended) and encoded with zlib: a few milliseconds, and no matplotlib import (which alone
@@ -13,9 +16,10 @@ text over the image, which stays sharp at any zoom.
 from __future__ import annotations
 
 import base64
-import html
 import struct
 import zlib
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,14 +123,6 @@ def figure_labels(volume: Volume, level_points: list[tuple[str, Any]], *,
     return out
 
 
-def _label_svg(labels: list[tuple[str, float, float]], width: int, height: int) -> str:
-    texts = "".join(
-        f'<text x="{x:.1f}" y="{y:.1f}">{html.escape(name)}</text>' for name, x, y in labels)
-    return (f'<svg class="names" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-            'font-size="11" font-family="sans-serif" fill="white" stroke="black" stroke-width="3" '
-            f'paint-order="stroke" text-anchor="end" dominant-baseline="middle">{texts}</svg>')
-
-
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
         return "–"
@@ -139,82 +135,68 @@ def _short(text: str, n: int = 90) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _grade_cell(grade: dict | None) -> str:
-    """One grade: its name, the measurement behind it, the confidence and whether it is calibrated;
-    a withheld grade shows why and the measurement still drawn; named label probabilities follow.
+def _grade_view(grade: dict | None) -> dict | None:
+    """One grade cell: its name, the measurement behind it, the confidence and whether it is
+    calibrated; a withheld grade shows why and the measurement still drawn; named label
+    probabilities follow. None: no grade (a dash).
     """
-    esc = html.escape
     if not grade:
-        return '<td class="na">–</td>'
-    name = grade.get("name") or _fmt(grade.get("grade"))
+        return None
     withheld = grade.get("grade") is None
-    parts = [f"<b>{esc(str(name))}</b>"]
+    reason = None
     if withheld and grade.get("reason"):
-        reason = str(grade["reason"]).removeprefix("not assessable: ").removeprefix("not found: ")
-        parts.append(f'<span class="why">{esc(_short(reason))}</span>')
-    if grade.get("measurement") and grade.get("value") is not None:
-        shown = " (measured, not graded)" if withheld else ""
-        parts.append(f'{esc(str(grade["measurement"]))} = {esc(_fmt(grade.get("value")))}{shown}')
-    if grade.get("confidence") is not None:
-        kind = grade.get("confidence_kind")
-        tag = f' <span class="{esc(str(kind))}">{esc(str(kind))}</span>' if kind else ""
-        parts.append(f"confidence {esc(_fmt(grade['confidence'], 2))}{tag}")
-    if grade.get("source"):
-        parts.append(f'<span class="src">from {esc(str(grade["source"]))}</span>')
-    for q in grade.get("predicted") or []:
-        parts.append(f'{esc(str(q.get("name")))} = {esc(_fmt(q.get("value"), 2))} '
-                     f'<span class="{esc(str(q.get("kind")))}">{esc(str(q.get("kind")))}</span>')
-    title = esc(str(grade.get("rule") or ""), quote=True)
-    cls = ' class="withheld"' if withheld else ""
-    return f'<td{cls} title="{title}">' + "<br>".join(parts) + "</td>"
+        reason = _short(str(grade["reason"]).removeprefix("not assessable: ").removeprefix("not found: "))
+    measured = bool(grade.get("measurement") and grade.get("value") is not None)
+    return {
+        "name": str(grade.get("name") or _fmt(grade.get("grade"))),
+        "withheld": withheld,
+        "reason": reason,
+        "measurement": str(grade["measurement"]) if measured else None,
+        "value": _fmt(grade.get("value")),
+        "confidence": _fmt(grade["confidence"], 2) if grade.get("confidence") is not None else None,
+        "kind": str(grade.get("confidence_kind") or ""),
+        "source": str(grade.get("source") or ""),
+        "predicted": [{"name": str(q.get("name")), "value": _fmt(q.get("value"), 2), "kind": str(q.get("kind"))}
+                      for q in grade.get("predicted") or []],
+        "rule": str(grade.get("rule") or ""),
+    }
 
 
-def coverage_bar(level: dict, width: int = 120) -> str:
-    """An SVG bar of the slab's left-right coverage at the disc (grey) and the dural sac in it (blue)."""
+def coverage_bar(level: dict, width: int = 120) -> dict | None:
+    """The slab's left-right coverage at the disc (grey bar) and the dural sac in it (blue), for
+    the template: ``{"width", "sac": (x, w) or None, "text"}``, or None without coverage evidence.
+    """
     item = next((e for e in level.get("evidence") or [] if e.get("kind") == "coverage"), None)
     if not item or len(item.get("points_lps") or []) < 2:
-        return "–"
+        return None
     a, b = (np.asarray(p, float) for p in item["points_lps"][:2])
     span = float(np.linalg.norm(b - a)) or 1.0
     axis = (b - a) / span
-    bar = f'<rect x="0" y="4" width="{width}" height="8" fill="#ccc"/>'
-    sac = item.get("sac_points_lps") or []
-    if len(sac) >= 2:
-        x0, x1 = sorted(float(np.dot(np.asarray(q, float) - a, axis)) for q in sac[:2])
-        bar += (f'<rect x="{x0 / span * width:.1f}" y="2" width="{max(x1 - x0, 0.5) / span * width:.1f}" '
-                'height="12" fill="#36c"/>')
+    sac = None
+    sac_points = item.get("sac_points_lps") or []
+    if len(sac_points) >= 2:
+        x0, x1 = sorted(float(np.dot(np.asarray(q, float) - a, axis)) for q in sac_points[:2])
+        sac = (f"{x0 / span * width:.1f}", f"{max(x1 - x0, 0.5) / span * width:.1f}")
     cov = (level.get("section") or {}).get("coverage_mm")
     text = f"slab {span:.0f} mm" + (f"; {cov[0]:.0f} / {cov[1]:.0f} mm beside the sac" if cov else "")
-    return (f'<svg width="{width}" height="16" role="img" aria-label="{html.escape(text, quote=True)}">{bar}'
-            f"<title>{html.escape(text)}</title></svg><br><small>{html.escape(text)}</small>")
+    return {"width": width, "sac": sac, "text": text}
 
 
-def _level_status(lv: dict) -> str:
-    notes = [str(n) for n in lv.get("notes") or []]
-    status = str(lv.get("status") or "found")
-    head = f"<b>{html.escape(status)}</b>" if status != "found" else ""
-    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-    return f'<td class="notes">{head}' + (f"<ul>{items}</ul>" if items else "") + "</td>"
-
-
-def _grade_table(report: dict) -> str:
+def _grade_rows(report: dict) -> tuple[list[str], list[dict]]:
+    """The grade table's column titles and one row per level (cells in column order)."""
     levels = report.get("levels") or []
-    if not levels:
-        return "<p>No disc levels were found.</p>"
     present = [p for p in PATHOLOGIES if any(p in (lv.get("grades") or {}) for lv in levels)]
     extra = sorted({p for lv in levels for p in (lv.get("grades") or {})} - set(PATHOLOGIES))
     cols = present + extra
-    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in cols)
     rows = []
     for lv in levels:
         grades = lv.get("grades") or {}
-        cells = "".join(_grade_cell(grades.get(c)) for c in cols)
-        cls = ' class="missing"' if lv.get("status") == "not found" else ""
-        rows.append(f"<tr{cls}><th>{html.escape(str(lv.get('level')))}</th>"
-                    f"<td>{html.escape(_fmt(lv.get('confidence'), 2))}</td>{cells}"
-                    f"<td>{coverage_bar(lv)}</td>{_level_status(lv)}</tr>")
-    return (f'<table class="grades"><tr><th>level</th><th>level confidence</th>{head}'
-            "<th>slab coverage</th><th>status and measurement notes</th></tr>" + "".join(rows) + "</table>")
+        status = str(lv.get("status") or "found")
+        rows.append({"level": str(lv.get("level")), "confidence": _fmt(lv.get("confidence"), 2),
+                     "missing": lv.get("status") == "not found", "cells": [_grade_view(grades.get(c)) for c in cols],
+                     "coverage": coverage_bar(lv), "status": status if status != "found" else "",
+                     "notes": [str(n) for n in lv.get("notes") or []]})
+    return [c.replace("_", " ") for c in cols], rows
 
 
 # Evidence colours on the figure (SVG strokes).
@@ -243,27 +225,18 @@ def evidence_overlay(volume: Volume, levels: list[dict], *, height_px: int = 360
     return out
 
 
-def _evidence_svg(marks: list[dict], width: int, height: int) -> str:
-    shapes = []
+def _marks_view(marks: list[dict]) -> list[dict]:
+    """The evidence marks as the template draws them (SVG points, colour, tooltip)."""
+    out = []
     for mk in marks:
-        colour = _EVIDENCE_COLOURS.get(mk["kind"], "#fff")
-        pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in mk["xy"])
-        tip = html.escape(f"{mk['level']}: {mk['label']}" + (f" (input slice {mk['slice_index']})"
-                                                                if mk.get("slice_index") is not None else ""))
-        if mk["kind"] == "region":
-            shapes.append(f'<polygon points="{pts}" fill="none" stroke="{colour}" stroke-width="1">'
-                          f"<title>{tip}</title></polygon>")
-        else:
-            end = ' marker-end="url(#arrow)"' if mk["kind"] == "vector" else ""
-            shapes.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="1.5"{end}>'
-                          f"<title>{tip}</title></polyline>")
-    defs = ('<defs><marker id="arrow" viewBox="0 0 6 6" refX="5" refY="3" markerWidth="4" markerHeight="4" '
-            'orient="auto"><path d="M0,0 L6,3 L0,6 z" fill="#ff5252"/></marker></defs>')
-    return (f'<svg class="evidence" viewBox="0 0 {width} {height}" width="{width}" height="{height}">{defs}'
-            + "".join(shapes) + "</svg>")
+        where = f" (input slice {mk['slice_index']})" if mk.get("slice_index") is not None else ""
+        out.append({"kind": mk["kind"], "colour": _EVIDENCE_COLOURS.get(mk["kind"], "#fff"),
+                    "points": " ".join(f"{x:.1f},{y:.1f}" for x, y in mk["xy"]),
+                    "tip": f"{mk['level']}: {mk['label']}{where}"})
+    return out
 
 
-def _evidence_table(report: dict) -> str:
+def _evidence_rows(report: dict) -> list[dict]:
     """Every drawn measurement with the plane and input slice it was read on."""
     rows = []
     for lv in report.get("levels") or []:
@@ -271,44 +244,24 @@ def _evidence_table(report: dict) -> str:
         for e in lv.get("evidence") or []:
             if e.get("kind") == "coverage":
                 continue
-            value = (meas.get(e.get("measurement")) or {}).get("value") if e.get("measurement") else None
-            unit = (meas.get(e.get("measurement")) or {}).get("unit", "") if e.get("measurement") else ""
-            rows.append(f"<tr><td>{html.escape(str(lv.get('level')))}</td><td>{html.escape(str(e.get('kind')))}</td>"
-                        f"<td>{html.escape(str(e.get('label') or e.get('measurement') or ''))}</td>"
-                        f"<td>{html.escape(_fmt(value, 2))} {html.escape(str(unit or ''))}</td>"
-                        f"<td>{html.escape(str(e.get('plane') or ''))}</td>"
-                        f"<td>{html.escape(_fmt(e.get('slice_index')))}</td></tr>")
-    if not rows:
-        return ""
-    return ('<details><summary>Evidence: where each measurement was read</summary><table class="evidence-table">'
-            "<tr><th>level</th><th>kind</th><th>what</th><th>value</th><th>plane</th><th>input slice</th></tr>"
-            + "".join(rows) + "</table></details>")
+            m = (meas.get(e.get("measurement")) or {}) if e.get("measurement") else {}
+            rows.append({"level": str(lv.get("level")), "kind": str(e.get("kind")),
+                         "what": str(e.get("label") or e.get("measurement") or ""), "value": _fmt(m.get("value"), 2),
+                         "unit": str(m.get("unit", "") or ""), "plane": str(e.get("plane") or ""),
+                         "slice": _fmt(e.get("slice_index"))})
+    return rows
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-.partial{background:#fdd;border:2px solid #c00;padding:.6em;font-weight:bold}
-table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #bbb;padding:.25em .5em;
-vertical-align:top;font-size:90%}.na{color:#999}.fig{float:left;margin-right:1.5em}
-.meta td{border:none}.figwrap{position:relative;display:inline-block}
-.names{position:absolute;left:0;top:0;pointer-events:none}
-.evidence{position:absolute;left:0;top:0}.why{color:#a40}.withheld{background:#f6f6f6}
-.calibrated{color:#070;font-size:85%}.heuristic{color:#a60;font-size:85%}.src{color:#555;font-size:85%}
-.missing{background:#fee}.numbering.ok{color:#070}
-.numbering.check{background:#fff3cd;border:1px solid #d9a400;padding:4px 8px}
-.notes ul{margin:0;padding-left:1.1em;font-size:85%}
-"""
+_HERE = Path(__file__).resolve().parent
 
 
-def _numbering_banner(numbering: dict | None) -> str:
-    """The level-numbering check above everything else: a wrong level moves every grade."""
-    if not numbering:
-        return ""
-    if numbering.get("confident"):
-        return '<p class="numbering ok">Level numbering: confident (anchored on the sacrum).</p>'
-    reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in numbering.get("reasons") or [])
-    return ('<div class="numbering check"><b>Level numbering NOT confident: check the levels before '
-            f"reading the grades.</b><ul>{reasons}</ul></div>")
+@cache
+def _environment():  # noqa: ANN202 - a jinja2.Environment (imported here: only report writing needs it)
+    """The Jinja2 environment: templates beside this module, autoescape on, undefined names an error."""
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(_HERE), autoescape=True,
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
 
 
 def render_html(report: dict, figure_png: bytes | None,
@@ -317,45 +270,35 @@ def render_html(report: dict, figure_png: bytes | None,
     """The HTML report: status banner, figure (with ``figure_names`` and the ``evidence`` marks of
     :func:`evidence_overlay` over it), grade table with reasons and notes, evidence table, warnings.
     """
-    esc = html.escape
+    from lvp.report.study_header import study_items  # patient/study header (DICOM input only)
+
     inp = report.get("input") or {}
     model = report.get("model") or {}
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-             f"<title>LVP report – {esc(str(inp.get('path', '')))}</title><style>{_STYLE}</style></head><body>",
-             "<h1>LumbarVNetPro report</h1>"]
-    if report.get("status") != "complete":
-        parts.append(f'<p class="partial">PARTIAL RESULT: the stage "{esc(str(report.get("failed_stage")))}" '
-                     f"failed ({esc(str(report.get('error')))}). Results below are incomplete.</p>")
-    parts.append(_numbering_banner(report.get("numbering")))
-    from lvp.report.study_header import study_rows  # patient/study header (DICOM input only)
-
-    parts.append('<table class="meta">' + study_rows(report) +
-                 f"<tr><td>Input</td><td>{esc(str(inp.get('path', '')))}</td></tr>"
-                 f"<tr><td>Model</td><td>{esc(str(model.get('name', '')))} {esc(str(model.get('version', '')))}"
-                 f" (sha256 {esc(str(model.get('sha256') or '')[:12])})</td></tr>"
-                 f"<tr><td>Total time</td><td>{esc(_fmt((report.get('timings_s') or {}).get('total'), 2))} s"
-                 "</td></tr></table>")
+    figure = None
     if figure_png:
-        b64 = base64.b64encode(figure_png).decode("ascii")
         width, height = struct.unpack(">II", figure_png[16:24])
-        names = _label_svg(figure_names, width, height) if figure_names else ""
-        names = (_evidence_svg(evidence, width, height) if evidence else "") + names
-        parts.append(f'<div class="fig"><div class="figwrap"><img alt="mid-sagittal slice with segmentation '
-                     f'overlay" width="{width}" height="{height}" src="data:image/png;base64,{b64}">{names}'
-                     "</div></div>")
-    parts.append("<h2>Grades</h2>")
-    parts.append(_grade_table(report))
-    parts.append("<p>Each grade shows the measurement behind it and its confidence, marked <i>calibrated</i> "
-                 "(fitted on radiologists' grades, checked on untouched patients) or <i>heuristic</i> (a literature "
-                 "rule with the measured measurement error); hover for the rule. A grade the images cannot support "
-                 "is withheld with the reason. On the figure: yellow calipers (disc heights, dural sac AP diameter), "
-                 "red displacement vectors, blue signal regions.</p>")
-    parts.append(_evidence_table(report))
-    warnings = report.get("warnings") or []
-    if warnings:
-        items = "".join(f"<li><b>{esc(str(w.get('code')))}</b>: {esc(str(w.get('message')))}</li>"
-                        for w in warnings)
-        parts.append(f"<h2>Warnings</h2><ul>{items}</ul>")
-    parts.append('<p style="clear:both;color:#666;font-size:80%">For research use; every finding needs a '
-                 "radiologist's confirmation.</p></body></html>")
-    return "".join(parts)
+        figure = {"width": width, "height": height, "b64": base64.b64encode(figure_png).decode("ascii"),
+                  "names": [(name, f"{x:.1f}", f"{y:.1f}") for name, x, y in figure_names or []],
+                  "marks": _marks_view(evidence or [])}
+    columns, levels = _grade_rows(report)
+    numbering = report.get("numbering") or None
+    return _environment().get_template("report_page.html").render(
+        style="\n" + (_HERE / "report.css").read_text(),
+        input_path=str(inp.get("path", "")),
+        partial=report.get("status") != "complete",
+        failed_stage=str(report.get("failed_stage")),
+        error=str(report.get("error")),
+        numbering=numbering and {"confident": bool(numbering.get("confident")),
+                                 "reasons": [str(r) for r in numbering.get("reasons") or []]},
+        study=study_items(report),
+        model_name=str(model.get("name", "")),
+        model_version=str(model.get("version", "")),
+        model_sha=str(model.get("sha256") or "")[:12],
+        total_time=_fmt((report.get("timings_s") or {}).get("total"), 2),
+        figure=figure,
+        columns=columns,
+        levels=levels,
+        evidence_rows=_evidence_rows(report),
+        warnings=[{"code": str(w.get("code")), "message": str(w.get("message"))}
+                  for w in report.get("warnings") or []],
+    )

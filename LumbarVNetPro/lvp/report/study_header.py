@@ -31,6 +31,12 @@ def _display(keyword: str, value: str) -> str:
     return value
 
 
+def study_items(report: dict) -> list[tuple[str, str]]:
+    """``(label, value)`` of the report's study identity, for display (not escaped); empty without one."""
+    study = report.get("study") or {}
+    return [(label, _display(key, str(study[key]))) for key, label in ROWS if study.get(key)]
+
+
 def study_rows(report: dict) -> str:
     """``<tr>`` rows (label, value) of the report's study identity; ``""`` when it has none."""
     study = report.get("study") or {}

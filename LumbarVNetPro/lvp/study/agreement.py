@@ -53,29 +53,31 @@ def sensitivity_specificity(truth, predicted, alpha: float = 0.05) -> SensSpec: 
 
 
 def weighted_kappa(a, b, categories: Sequence[int], weights: str = "linear") -> float:  # noqa: ANN001
-    """Cohen's weighted kappa of two ratings on the ordinal ``categories`` (``linear`` / ``quadratic``)."""
+    """Cohen's weighted kappa of two ratings on the ordinal ``categories`` (``linear`` / ``quadratic``).
+
+    Computed by scikit-learn's ``cohen_kappa_score`` (its weights ``|i - j|`` and ``(i - j)²``
+    give the same kappa as weights normalised by ``k - 1``); checked here first: ratings of equal
+    length, every rating one of the categories (scikit-learn would drop the others silently).
+    NaN when it is undefined (no ratings, or every rating in one category).
+    """
+    if weights not in ("linear", "quadratic"):
+        raise ValueError("weights must be 'linear' or 'quadratic'")
     cats = np.asarray(list(categories))
-    k = cats.size
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         raise ValueError("the two ratings differ in length")
-    ia, ib = np.searchsorted(cats, a), np.searchsorted(cats, b)
-    if a.size and (ia.max() >= k or ib.max() >= k or (cats[ia] != a).any() or (cats[ib] != b).any()):
+    if not (np.isin(a, cats).all() and np.isin(b, cats).all()):
         raise ValueError("a rating is not one of the categories")
-    obs = np.bincount(ia * k + ib, minlength=k * k).reshape(k, k).astype(float)
-    n = obs.sum()
-    if n == 0:
+    if a.size == 0:
         return float("nan")
-    i, j = np.indices((k, k))
-    if weights == "linear":
-        w = np.abs(i - j) / (k - 1)
-    elif weights == "quadratic":
-        w = ((i - j) / (k - 1)) ** 2
-    else:
-        raise ValueError("weights must be 'linear' or 'quadratic'")
-    expected = np.outer(obs.sum(axis=1), obs.sum(axis=0)) / n
-    denom = (w * expected).sum()
-    return float(1 - (w * obs).sum() / denom) if denom else float("nan")
+    import warnings
+
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import cohen_kappa_score  # imported here: the [study] extra's heaviest import
+
+    with warnings.catch_warnings():  # undefined (one category only) is the documented NaN, not a warning
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        return float(cohen_kappa_score(a, b, labels=cats, weights=weights, replace_undefined_by=np.nan))
 
 
 def fleiss_kappa(counts) -> float:  # noqa: ANN001
