@@ -17,7 +17,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from lvp.labels import CANAL_LABEL, STRUCTURES, structure
+from lvp.labels import ANATOMIC_CONTEXT, CANAL_LABEL, STRUCTURES, TERMINOLOGY_CONTEXT, level_of, structure
 
 from .evidence import add_evidence_markups
 from .grades import GradeRow, grade_name
@@ -31,8 +31,6 @@ CASE_ATTRIBUTE = "LVP.Case"
 ROLE_ATTRIBUTE = "LVP.Role"
 # The ID of the input volume an analysis result belongs to (a re-run replaces that volume's result).
 VOLUME_ATTRIBUTE = "LVP.InputVolume"
-TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
-ANATOMY_CONTEXT = "Anatomic codes - DICOM master list"
 
 TABLE_COLUMNS = (
     "level",
@@ -62,7 +60,7 @@ def terminology_entry(value: int) -> str:
         codes.category.code, codes.category.scheme, codes.category.meaning,
         codes.type.code, codes.type.scheme, codes.type.meaning,
         mod.code if mod else "", mod.scheme if mod else "", mod.meaning if mod else "",
-        ANATOMY_CONTEXT, "", "", "", "", "", "",
+        ANATOMIC_CONTEXT, "", "", "", "", "", "",
     )  # fmt: skip
 
 
@@ -193,7 +191,7 @@ def add_level_labels(scene, report: dict, name: str = "LVP levels"):  # noqa: AN
     for item in report.get("structures", []):
         if item.get("kind") == "canal" or item.get("center_lps") is None:
             continue
-        label = item["name"].removesuffix(" disc")
+        label = level_of(item["name"])
         index = node.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(item["center_lps"])), label)
         node.SetNthControlPointDescription(index, f"label {item['label']}")
     # Labels mark anatomy, they are not edited by dragging.
@@ -405,7 +403,7 @@ def retag_segments(segmentation, values: dict[str, int]) -> list[str]:  # noqa: 
 def level_of_value(value: int) -> str | None:
     """The disc level a label value stands for (``95 -> "L4-L5"``), or None for a non-disc value."""
     info = STRUCTURES.get(int(value))
-    return info.name.removesuffix(" disc") if info is not None and info.kind == "disc" else None
+    return level_of(info.name) if info is not None and info.kind == "disc" else None
 
 
 def level_renames(segmentation, values: dict[str, int]) -> dict[str, str]:  # noqa: ANN001
@@ -498,7 +496,7 @@ def structure_value_of_name(name: str) -> int | None:
     """
     key = " ".join(str(name).split()).lower()
     for value, info in STRUCTURES.items():
-        if key in (info.name.lower(), info.name.lower().removesuffix(" disc")):
+        if key in (info.name.lower(), level_of(info.name.lower())):
             return value
     return CANAL_LABEL if key == "canal" else None
 

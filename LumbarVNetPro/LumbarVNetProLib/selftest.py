@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lvp.labels import DISC_LABELS, STRUCTURES
+from lvp.labels import DISC_LABELS, STRUCTURES, level_of
 
 from . import scene as lvpscene
 from .grades import grade_values
@@ -162,7 +162,7 @@ def full_flow(
         keep[:, : rows_si[len(rows_si) // 2], :] = False  # the cranial half of the rows goes
         edit_segment(scene, nodes.segmentation, volume, edited_id, keep)
         renamed_id = lvpscene.segment_id_for_value(nodes.segmentation, renamed_value)
-        renamed_level = STRUCTURES[renamed_value].name.removesuffix(" disc")
+        renamed_level = level_of(STRUCTURES[renamed_value].name)
         seg.GetSegment(renamed_id).SetName("L5-L6 disc")
 
         log("Recompute (lvp infer --labels: no network, level names kept)")

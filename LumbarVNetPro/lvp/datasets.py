@@ -28,10 +28,8 @@ import numpy as np
 from scipy import ndimage
 
 from lvp.errors import InputError
-from lvp.labels import CANAL, DISC, VERTEBRA
+from lvp.labels import CANAL, DISC, DISCS_FROM_BOTTOM, VERTEBRA
 
-# Disc names from the bottom: index 0 is the most caudal disc (SPIDER "IVD label" 1, MRS label 1).
-DISCS_FROM_BOTTOM = ("L5-S", "L4-L5", "L3-L4", "L2-L3", "L1-L2", "T12-L1", "T11-T12")
 VERTEBRAE_FROM_BOTTOM = ("S", "L5", "L4", "L3", "L2", "L1", "T12", "T11")
 CHU_LEVELS_TOP_DOWN = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
 

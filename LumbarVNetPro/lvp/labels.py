@@ -154,3 +154,33 @@ def structure(value: int) -> Structure:
 def disc_name_between(upper: str, lower: str) -> str:
     """Name the disc between two vertebrae, e.g. ``("L5", "sacrum") -> "L5-S"``."""
     return f"{upper}-S" if lower == "sacrum" else f"{upper}-{lower}"
+
+
+def level_of(name: str) -> str:
+    """The level a structure name stands for: a disc segment's name without ``" disc"``
+    (``"L4-L5 disc" -> "L4-L5"``); other names unchanged. Case is kept.
+    """
+    return name.removesuffix(" disc")
+
+
+# SPIDER's (and MRS IVD's) disc numbering: index 0 is the most caudal disc ("IVD label" 1).
+DISCS_FROM_BOTTOM: tuple[str, ...] = ("L5-S", "L4-L5", "L3-L4", "L2-L3", "L1-L2", "T12-L1", "T11-T12")
+
+# The Slicer terminology contexts of the codes above (DICOM PS3.16 CIDs, the lists Slicer ships):
+# one pair, written to .seg.nrrd by lvp.io.seg_nrrd and to the scene by LumbarVNetProLib.scene.
+TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+
+
+def semantic_classes(labels):  # noqa: ANN001, ANN201 - a numpy integer array in, a uint8 array out
+    """A TotalSpineSeg label map (``segmentation.nii.gz``) as network classes of the same shape:
+    vertebrae and sacrum -> :data:`VERTEBRA`, discs -> :data:`DISC`, the canal -> :data:`CANAL`,
+    anything else (e.g. a cord label) -> :data:`BACKGROUND`.
+    """
+    import numpy as np  # here: the rest of this module is dependency-free
+
+    out = np.zeros(np.shape(labels), np.uint8)
+    out[np.isin(labels, [*VERTEBRA_LABELS.values(), SACRUM_LABEL])] = VERTEBRA
+    out[np.isin(labels, list(DISC_LABELS.values()))] = DISC
+    out[np.asarray(labels) == CANAL_LABEL] = CANAL
+    return out

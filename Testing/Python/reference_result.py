@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from lvp.labels import CANAL_LABEL, DISC_LABELS, VERTEBRA_LABELS, structure
+from lvp.labels import CANAL_LABEL, DISC_LABELS, DISCS_FROM_BOTTOM, VERTEBRA_LABELS, structure
 
 # Reference mask classes of the bundled sample.
 _REF_VERTEBRA, _REF_DISC, _REF_CANAL = 1, 2, 3
@@ -27,7 +27,7 @@ _REF_VERTEBRA, _REF_DISC, _REF_CANAL = 1, 2, 3
 _MIN_DISC_VOXELS = 1000
 # SPIDER numbers discs from the caudal end; in this slab disc 1 is L5-S and disc 8 (T10-T11) has
 # no LVP label, so it is left out.
-_DISCS_CAUDAL_FIRST = ("L5-S", "L4-L5", "L3-L4", "L2-L3", "L1-L2", "T12-L1", "T11-T12")
+_DISCS_CAUDAL_FIRST = DISCS_FROM_BOTTOM
 _VERTEBRAE_CAUDAL_FIRST = ("L5", "L4", "L3", "L2", "L1", "T12", "T11")
 
 

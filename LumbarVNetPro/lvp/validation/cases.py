@@ -63,14 +63,9 @@ def load_spider_case(data: Path, case: str, labels_path: Path | None = None) -> 
 
 
 def tss_to_classes(labels: np.ndarray) -> np.ndarray:
-    """TotalSpineSeg values (``lvp infer``'s segmentation.nii.gz) → network classes 0..3.
-
-    Vertebrae and sacrum → 1, discs → 2, spinal canal → 3; anything else (e.g. cord) → 0.
+    """TotalSpineSeg values (``lvp infer``'s segmentation.nii.gz) → network classes 0..3
+    (:func:`lvp.labels.semantic_classes`: vertebrae and sacrum 1, discs 2, canal 3, else 0).
     """
-    from lvp.labels import CANAL, CANAL_LABEL, DISC, DISC_LABELS, SACRUM_LABEL, VERTEBRA, VERTEBRA_LABELS
+    from lvp.labels import semantic_classes
 
-    out = np.zeros(labels.shape, np.uint8)
-    out[np.isin(labels, [*VERTEBRA_LABELS.values(), SACRUM_LABEL])] = VERTEBRA
-    out[np.isin(labels, list(DISC_LABELS.values()))] = DISC
-    out[labels == CANAL_LABEL] = CANAL
-    return out
+    return semantic_classes(labels)

@@ -1,0 +1,57 @@
+"""One vocabulary (issue 12 item 1): lvp.labels holds the label-map -> classes mapping, the level
+name of a disc segment, SPIDER's disc order and the terminology contexts, and nothing else in the
+product spells them out again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lvp import labels
+from lvp.labels import (
+    BACKGROUND,
+    CANAL,
+    CANAL_LABEL,
+    DISC,
+    DISC_LABELS,
+    DISCS_FROM_BOTTOM,
+    SACRUM_LABEL,
+    STRUCTURES,
+    VERTEBRA,
+    VERTEBRA_LABELS,
+    level_of,
+    semantic_classes,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PRODUCT = REPO_ROOT / "LumbarVNetPro"
+
+
+def _sources() -> dict[Path, str]:
+    return {p: p.read_text() for p in PRODUCT.rglob("*.py") if "__pycache__" not in p.parts}
+
+
+def test_semantic_classes_of_every_output_value():
+    values = np.array(sorted(STRUCTURES) + [0, 1, 7, 200], dtype=np.int16)
+    classes = semantic_classes(values)
+    assert classes.dtype == np.uint8 and classes.shape == values.shape
+    expected = {**{v: VERTEBRA for v in VERTEBRA_LABELS.values()}, SACRUM_LABEL: VERTEBRA,
+                **{v: DISC for v in DISC_LABELS.values()}, CANAL_LABEL: CANAL}
+    for value, cls in zip(values.tolist(), classes.tolist()):
+        assert cls == expected.get(value, BACKGROUND), value
+
+
+def test_level_names():
+    assert level_of("L4-L5 disc") == "L4-L5" and level_of("L4") == "L4" and level_of("canal") == "canal"
+    for value, st in STRUCTURES.items():
+        if st.kind == "disc":
+            assert DISC_LABELS[level_of(st.name)] == value
+    assert DISCS_FROM_BOTTOM[0] == "L5-S" and all(d in DISC_LABELS for d in DISCS_FROM_BOTTOM)
+
+
+def test_the_scene_uses_the_one_terminology_context():
+    scene = (PRODUCT / "LumbarVNetProLib" / "scene.py").read_text()
+    assert "TERMINOLOGY_CONTEXT," in scene and "ANATOMIC_CONTEXT," in scene
+    assert "General Anatomy list" not in scene and labels.TERMINOLOGY_CONTEXT not in scene
