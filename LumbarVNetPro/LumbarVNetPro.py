@@ -60,7 +60,7 @@ def findResource(relativePath: str, moduleDir: Path = MODULE_DIR) -> Path:
 class LumbarVNetPro(ScriptedLoadableModule):
     """Module description shown in Slicer."""
 
-    def __init__(self, parent) -> None:  # noqa: ANN001 - qSlicerScriptedLoadableModule
+    def __init__(self, parent) -> None:  # qSlicerScriptedLoadableModule
         """Set the title, category, help and acknowledgement."""
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("LumbarVNetPro")
@@ -91,7 +91,7 @@ class LumbarVNetProLogic(ScriptedLoadableModuleLogic):
     in the MRO. The work is :attr:`case`, a :class:`LumbarVNetProLib.logic.CaseLogic`.
     """
 
-    def __init__(self, scene=None, runner=None, python: str | None = None) -> None:  # noqa: ANN001
+    def __init__(self, scene=None, runner=None, python: str | None = None) -> None:
         """``scene`` defaults to ``slicer.mrmlScene`` (set by the application)."""
         ScriptedLoadableModuleLogic.__init__(self)
         self.case = CaseLogic(scene if scene is not None else slicer.mrmlScene, runner, python)
@@ -100,11 +100,11 @@ class LumbarVNetProLogic(ScriptedLoadableModuleLogic):
         """The scene's parameter node, wrapped with the module's typed settings."""
         return LumbarVNetProParameterNode(super().getParameterNode())
 
-    def process(self, inputVolume, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+    def process(self, inputVolume, *args, **kwargs):
         """Run inference on ``inputVolume`` (blocking) and load the result; see :meth:`CaseLogic.process`."""
         return self.case.process(inputVolume, *args, **kwargs)
 
-    def runFromParameters(self, params, progress=None):  # noqa: ANN001, ANN201
+    def runFromParameters(self, params, progress=None):
         """:meth:`process` with the settings of a parameter node."""
         return self.case.runFromParameters(params, progress)
 
@@ -115,7 +115,7 @@ class LumbarVNetProLogic(ScriptedLoadableModuleLogic):
 class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel: Qt wiring only. State and decisions are in :class:`LumbarVNetProLib.workflow.Workplace`."""
 
-    def __init__(self, parent=None) -> None:  # noqa: ANN001
+    def __init__(self, parent=None) -> None:
         """Initialise state; the UI is built in :meth:`setup`.
 
         The state is set *before* Slicer's base ``__init__``: without a parent that one builds a
@@ -189,7 +189,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _setupShortcuts(self) -> None:
         """Keyboard grading on the grade table, case navigation on the panel (SlicerCaseIterator-like)."""
 
-        def bind(key: str, parent, slot) -> None:  # noqa: ANN001
+        def bind(key: str, parent, slot) -> None:
             shortcut = qt.QShortcut(qt.QKeySequence(key), parent)
             # Only while the focus is in the table (or the panel): never steals keys from other modules.
             shortcut.setContext(qt.Qt.WidgetWithChildrenShortcut)
@@ -232,7 +232,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
 
-    def onSceneStartClose(self, caller, event) -> None:  # noqa: ANN001
+    def onSceneStartClose(self, caller, event) -> None:
         """Cancel a running job and drop the parameter node and case nodes before the scene closes."""
         self.workplace.sceneClosing()
         self.pollTimer.stop()
@@ -240,7 +240,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
         self._fillGradeTable()
 
-    def onSceneEndClose(self, caller, event) -> None:  # noqa: ANN001
+    def onSceneEndClose(self, caller, event) -> None:
         """Recreate the parameter node in the new scene."""
         # A panel built without a module parent (the self-test's) has no isEntered: always shown.
         if getattr(self.parent, "isEntered", True):
@@ -254,7 +254,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if first:
                 self._parameterNode.inputVolume = first
 
-    def setParameterNode(self, node) -> None:  # noqa: ANN001
+    def setParameterNode(self, node) -> None:
         """Connect the GUI (``SlicerParameterName`` properties in the .ui) to ``node``."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
@@ -283,7 +283,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         try:
             self.workplace.startRun(self._parameterNode)
-        except Exception as err:  # noqa: BLE001 - settings, model check or start: shown as a message
+        except Exception as err:  # settings, model check or start: shown as a message
             slicer.util.errorDisplay(_("Could not start the analysis: {error}").format(error=err))
             return
         self._startPolling(_("Starting…"))
@@ -374,7 +374,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.workplace.cancel()
 
     # ------------------------------------------------------------ dependencies
-    def _ensureDependencies(self, requirements, then=None) -> bool:  # noqa: ANN001
+    def _ensureDependencies(self, requirements, then=None) -> bool:
         """True when ``requirements`` are installed; else offer to install them (pip_ensure-like).
 
         The install runs as the panel's job (progress, Cancel); ``then`` is called when it is done.
@@ -398,12 +398,12 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._startInstall(requirements, then)
         return False
 
-    def _startInstall(self, requirements, then=None) -> None:  # noqa: ANN001
+    def _startInstall(self, requirements, then=None) -> None:
         from LumbarVNetProLib import install
 
         try:
             running, missing, _work = install.start_install(self.logic.case.runner, requirements)
-        except Exception as err:  # noqa: BLE001 - shown as a message
+        except Exception as err:  # shown as a message
             slicer.util.errorDisplay(_("Installing failed: {error}").format(error=err))
             return
         if running is None:
@@ -501,11 +501,11 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             state.setToolTip(row.note)
         table.setItem(rowIndex, 6, state)
 
-    def onReaderGrade(self, rowIndex: int, grade) -> None:  # noqa: ANN001 - int or None
+    def onReaderGrade(self, rowIndex: int, grade) -> None:  # int or None
         """The reader changed a grade in the combo box: draft, grade table node, decision cell."""
         try:
             self.workplace.setReaderGrade(rowIndex, grade)
-        except Exception as err:  # noqa: BLE001 - shown as a message
+        except Exception as err:  # shown as a message
             slicer.util.errorDisplay(str(err))
         self._updateRow(rowIndex)
 
@@ -514,7 +514,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         row = self.ui.gradeTableWidget.currentRow()
         try:
             changed = self.workplace.keyGrade(row, key)
-        except Exception as err:  # noqa: BLE001 - shown as a message
+        except Exception as err:  # shown as a message
             slicer.util.errorDisplay(str(err))
             return
         if changed is not None:
@@ -537,7 +537,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Re-measure and re-grade from the edited segmentation in a child process."""
         try:
             self.workplace.startRecompute()
-        except Exception as err:  # noqa: BLE001 - shown as a message
+        except Exception as err:  # shown as a message
             slicer.util.errorDisplay(_("Recompute failed: {error}").format(error=err))
             return
         self._startPolling(_("Recomputing…"))
@@ -558,7 +558,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay(_("Sign-in failed."), waitCursor=True):
                 self.workplace.signIn(params.readerId, url, draftDir)
-        except Exception:  # noqa: BLE001 - already shown
+        except Exception:  # already shown
             return
         if entered:
             # Remembered for the next session without its password (never in the scene).
@@ -584,7 +584,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 item = self.workplace.pickAssignment(selected.data(qt.Qt.UserRole) if selected else None)
                 if item is not None:
                     self._loadAssignment(item)
-        except Exception:  # noqa: BLE001 - already shown
+        except Exception:  # already shown
             return
         if item is None:
             slicer.util.infoDisplay(_("Your worklist is done."))
@@ -598,10 +598,10 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 item = self.workplace.adjacentAssignment(step)
                 if item is not None:
                     self._loadAssignment(item)
-        except Exception:  # noqa: BLE001 - already shown
+        except Exception:  # already shown
             return
 
-    def _loadAssignment(self, item) -> None:  # noqa: ANN001 - WorkItem
+    def _loadAssignment(self, item) -> None:  # WorkItem
         params = self._parameterNode
         self.readTimer.stop()
         volume = self.workplace.loadAssignment(
@@ -622,7 +622,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtons()
 
     @staticmethod
-    def _loadDicom(folder: str):  # noqa: ANN205 - the loaded volume node
+    def _loadDicom(folder: str):  # the loaded volume node
         """Import a DICOM series folder through Slicer's DICOM database and load its volume."""
         from DICOMLib import DICOMUtils
 
@@ -648,7 +648,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Ask, then submit the read (every grade, AI grade shown, time) and load the next case."""
         try:
             question = self.workplace.submitQuestion()
-        except Exception as err:  # noqa: BLE001 - shown as a message
+        except Exception as err:  # shown as a message
             slicer.util.errorDisplay(str(err))
             return
         # In testing mode Slicer 5.12's confirmOkCancelDisplay compares its testing answer (True)
@@ -660,7 +660,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay(_("Submit failed."), waitCursor=True):
                 nextItem = self.workplace.submit()
-        except Exception:  # noqa: BLE001 - already shown
+        except Exception:  # already shown
             return
         self.readTimer.stop()
         self._fillWorklist()
@@ -672,7 +672,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay(_("Could not load the case."), waitCursor=True):
                 self._loadAssignment(nextItem)
-        except Exception:  # noqa: BLE001 - already shown
+        except Exception:  # already shown
             return
 
 

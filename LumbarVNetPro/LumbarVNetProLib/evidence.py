@@ -28,12 +28,12 @@ COLOURS = {"caliper": (1.0, 0.92, 0.23), "vector": (1.0, 0.32, 0.32), "region": 
            "coverage": (1.0, 1.0, 1.0)}
 
 
-def _ras(point) -> vtk.vtkVector3d:  # noqa: ANN001 - any 3-sequence
+def _ras(point) -> vtk.vtkVector3d:  # any 3-sequence
     return vtk.vtkVector3d(-float(point[0]), -float(point[1]), float(point[2]))
 
 
-def add_evidence_markups(scene, report: dict, prefix: str = "LVP", caseKey: str | None = None,  # noqa: ANN001, N803
-                         volumeId: str = "", parent: int = 0, visible: bool = True) -> list:  # noqa: N803
+def add_evidence_markups(scene, report: dict, prefix: str = "LVP", caseKey: str | None = None,
+                         volumeId: str = "", parent: int = 0, visible: bool = True) -> list:
     """One markups node per evidence item of every level in ``report``; returns the nodes.
 
     Items with too few points for their kind (a line needs 2, a region 3) are skipped. With

@@ -249,12 +249,12 @@ def core_available() -> bool:
 
 
 def start_install(
-    runner,  # noqa: ANN001 - a process.ProcessRunner
+    runner,  # a process.ProcessRunner
     requirements: list[str] | tuple[str, ...],
     python: str | None = None,
     wheels: Path | None = None,
     dryRun: bool = False,
-):  # noqa: ANN201 - (RunningProcess or None, list of what is installed, work folder)
+):  # (RunningProcess or None, list of what is installed, work folder)
     """Start pip for the missing ``requirements``; returns ``(running, missing, workDir)`` at once.
 
     ``running`` is None when nothing is missing (nothing runs). The caller polls ``running``
@@ -279,7 +279,7 @@ def start_install(
 
 
 def install(
-    runner,  # noqa: ANN001 - a process.ProcessRunner
+    runner,  # a process.ProcessRunner
     python: str | None = None,
     requirements: list[str] | tuple[str, ...] = RUNTIME_REQUIREMENTS,
     wheels: Path | None = None,

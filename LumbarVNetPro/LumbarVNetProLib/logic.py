@@ -56,7 +56,7 @@ class RecomputeJob:
 class CaseLogic:
     """Runs the core in a child process and puts its results into ``scene``."""
 
-    def __init__(self, scene, runner: ProcessRunner | None = None, python: str | None = None) -> None:  # noqa: ANN001
+    def __init__(self, scene, runner: ProcessRunner | None = None, python: str | None = None) -> None:
         """``scene`` holds the case nodes; ``runner`` starts child processes (default
         :class:`ProcessRunner`); ``python`` runs the core (default PythonSlicer / this Python).
         """
@@ -81,7 +81,7 @@ class CaseLogic:
         inputVolume,
         outputDir: Path | None = None,
         device: str = "auto",
-        modelDir: Path | None = None,  # noqa: ANN001
+        modelDir: Path | None = None,
     ) -> RunJob:
         """Check the model, write the input for the child and start ``lvp infer``; returns at once.
 
@@ -131,7 +131,7 @@ class CaseLogic:
 
     def process(
         self,
-        inputVolume,  # noqa: ANN001 - vtkMRMLScalarVolumeNode
+        inputVolume,  # vtkMRMLScalarVolumeNode
         outputDir: Path | None = None,
         device: str = "auto",
         modelDir: Path | None = None,
@@ -145,7 +145,7 @@ class CaseLogic:
         self.finishInference(job)
         return self.loadResult(job.outputDir, inputVolume, caseKey, showPlanes)
 
-    def runFromParameters(self, params, progress: ProgressCallback | None = None) -> lvpscene.CaseNodes:  # noqa: ANN001
+    def runFromParameters(self, params, progress: ProgressCallback | None = None) -> lvpscene.CaseNodes:
         """:meth:`process` with the settings of a parameter node (``ValueError`` lists the problems)."""
         problems = validate(params)
         if problems:
@@ -161,7 +161,7 @@ class CaseLogic:
 
     def loadResult(
         self, outputDir: Path, inputVolume, caseKey: str = "", showPlanes: bool = False
-    ) -> lvpscene.CaseNodes:  # noqa: ANN001
+    ) -> lvpscene.CaseNodes:
         """Import an ``lvp infer`` output folder into the scene."""
         return lvpscene.import_result(self.scene, outputDir, inputVolume, caseKey, showPlanes)
 
@@ -169,7 +169,7 @@ class CaseLogic:
     def loadCase(
         self,
         arm: str,
-        inputVolume,  # noqa: ANN001
+        inputVolume,
         rows: list[GradeRow],
         resultDir: Path | None = None,
         caseKey: str = "",
@@ -190,7 +190,7 @@ class CaseLogic:
         return nodes
 
     # ------------------------------------------------------------------ recompute
-    def exportForCore(self, segmentation, referenceVolume, folder: Path) -> Path:  # noqa: ANN001
+    def exportForCore(self, segmentation, referenceVolume, folder: Path) -> Path:
         """Write the edited segmentation as a TotalSpineSeg label map for ``lvp infer --labels``.
 
         Values follow the segment names (a renamed level moves to its new value), else the value
@@ -213,7 +213,7 @@ class CaseLogic:
     def recompute(
         self,
         nodes: lvpscene.CaseNodes,
-        inputVolume,  # noqa: ANN001
+        inputVolume,
         rows: list[GradeRow],
         workDir: Path,
         progress: ProgressCallback | None = None,
@@ -232,7 +232,7 @@ class CaseLogic:
         job.job.running.wait(progress=progress)
         return self.finishRecompute(job, rows, caseKey)
 
-    def startRecompute(self, nodes: lvpscene.CaseNodes, inputVolume, workDir: Path) -> RecomputeJob:  # noqa: ANN001
+    def startRecompute(self, nodes: lvpscene.CaseNodes, inputVolume, workDir: Path) -> RecomputeJob:
         """Export the edited segmentation and start ``lvp infer --labels``; returns at once."""
         workDir = Path(workDir)
         workDir.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,7 @@ Settings = dataclasses.dataclass(declare_parameters())
 """The settings as a plain dataclass (scripts, tests of the Qt-free logic)."""
 
 
-def validate(params) -> list:  # noqa: ANN001 - a parameter node or Settings
+def validate(params) -> list:  # a parameter node or Settings
     """Problems that stop a run, as readable sentences (empty when the settings are usable)."""
     problems = []
     if params.inputVolume is None:
@@ -81,7 +81,7 @@ def validate(params) -> list:  # noqa: ANN001 - a parameter node or Settings
     return problems
 
 
-def model_dir_of(params):  # noqa: ANN001, ANN201 - a parameter node or Settings; Path or None
+def model_dir_of(params):  # a parameter node or Settings; Path or None
     """The offline model folder a run uses, or None for the bundled catalogue (or ``$LVP_MODEL_DIR``)."""
     if params.modelSource == "folder" and str(params.modelFolder) not in ("", "."):
         return pathlib.Path(params.modelFolder)

@@ -109,7 +109,7 @@ class RunningProcess:
             thread.start()
 
     @staticmethod
-    def _read(stream, sink: Callable[[str], None]) -> None:  # noqa: ANN001 - a text stream
+    def _read(stream, sink: Callable[[str], None]) -> None:  # a text stream
         for line in iter(stream.readline, ""):
             sink(line)
         stream.close()

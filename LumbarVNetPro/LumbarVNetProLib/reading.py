@@ -103,7 +103,7 @@ class CurrentRead:
 class ReadingSession:
     """One reader's session against the reading database."""
 
-    def __init__(self, db, reader: str, draftDir: Path | None = None) -> None:  # noqa: ANN001 - ReadingDB
+    def __init__(self, db, reader: str, draftDir: Path | None = None) -> None:  # ReadingDB
         """Sign ``reader`` in (the reader must exist in the database)."""
         reader = (reader or "").strip()
         if not reader:
@@ -112,7 +112,7 @@ class ReadingSession:
 
         try:
             reader = check_username(reader)
-        except Exception as err:  # noqa: BLE001 - a DatabaseError, shown to the reader
+        except Exception as err:  # a DatabaseError, shown to the reader
             raise ReadingError(str(err)) from None
         self.db = db
         self.reader = reader
@@ -126,7 +126,7 @@ class ReadingSession:
         """The reader's assignments (``WorkItem``: arm, status, availability) in reading order."""
         return self.db.worklist(self.reader)
 
-    def next_assignment(self):  # noqa: ANN201 - WorkItem or None
+    def next_assignment(self):  # WorkItem or None
         """The first available assignment not yet submitted, or None when the worklist is done."""
         for item in self.worklist():
             if item.status != "submitted" and item.available:
@@ -261,7 +261,7 @@ class ReadingSession:
             # The whole draft: entries of a level renamed or gone on Recompute are dropped.
             self.db.save_draft(self.reader, current.reading_id, self._grades(graded), replace=True)
 
-    def submit(self):  # noqa: ANN201 - OpenRead
+    def submit(self):  # OpenRead
         """Submit the current read (every row must be graded); returns the submitted read."""
         current = self._require_current()
         missing = missing_grades(current.rows)

@@ -46,7 +46,7 @@ TABLE_COLUMNS = (
 )
 
 
-def lps_to_ras(point) -> list[float]:  # noqa: ANN001 - any 3-sequence
+def lps_to_ras(point) -> list[float]:  # any 3-sequence
     """LPS millimetres to RAS millimetres."""
     return [-float(point[0]), -float(point[1]), float(point[2])]
 
@@ -64,7 +64,7 @@ def terminology_entry(value: int) -> str:
     )  # fmt: skip
 
 
-def segment_tag(segment, name: str) -> str | None:  # noqa: ANN001 - vtkSegment
+def segment_tag(segment, name: str) -> str | None:  # vtkSegment
     """A segment tag's value, or None when the segment does not carry it."""
     value = vtk.reference("")
     return str(value) if segment.GetTag(name, value) else None
@@ -100,7 +100,7 @@ def _ijk_to_ras(image: sitk.Image) -> vtk.vtkMatrix4x4:
     return matrix
 
 
-def labelmap_node_from_file(scene, path: Path, name: str):  # noqa: ANN001, ANN201 - MRML objects
+def labelmap_node_from_file(scene, path: Path, name: str):  # MRML objects
     """Read a label image (NIfTI, NRRD...) with SimpleITK into a new labelmap volume node.
 
     SimpleITK rather than a storage node: it behaves the same with and without the Slicer
@@ -118,14 +118,14 @@ def labelmap_node_from_file(scene, path: Path, name: str):  # noqa: ANN001, ANN2
     return node
 
 
-def labelmap_array(node) -> np.ndarray:  # noqa: ANN001 - a volume node
+def labelmap_array(node) -> np.ndarray:  # a volume node
     """A copy of a volume node's voxels as a numpy array indexed ``[k, j, i]``."""
     image = node.GetImageData()
     dims = image.GetDimensions()
     return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1]).copy()
 
 
-def _color_table(scene, values: list[int]):  # noqa: ANN001, ANN202
+def _color_table(scene, values: list[int]):
     table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", "LVP structures")
     table.SetTypeToUser()
     table.SetNumberOfColors(max(values) + 1)
@@ -143,13 +143,13 @@ def _color_table(scene, values: list[int]):  # noqa: ANN001, ANN202
 # --------------------------------------------------------------------------- import
 
 
-def _segmentation_logic(scene):  # noqa: ANN001, ANN202
+def _segmentation_logic(scene):
     logic = slicer.vtkSlicerSegmentationsModuleLogic()
     logic.SetMRMLScene(scene)
     return logic
 
 
-def import_segmentation(scene, labelPath: Path, referenceVolume, name: str = "LVP segmentation"):  # noqa: ANN001, ANN201
+def import_segmentation(scene, labelPath: Path, referenceVolume, name: str = "LVP segmentation"):
     """A segmentation node with one segment per structure found in a TotalSpineSeg label image.
 
     Each segment gets the structure's name, colour, SNOMED terminology tag and its label value
@@ -185,7 +185,7 @@ def import_segmentation(scene, labelPath: Path, referenceVolume, name: str = "LV
     return segmentation
 
 
-def add_level_labels(scene, report: dict, name: str = "LVP levels"):  # noqa: ANN001, ANN201
+def add_level_labels(scene, report: dict, name: str = "LVP levels"):
     """A fiducial node with one labelled point per vertebra, sacrum and disc, at its centre."""
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
     for item in report.get("structures", []):
@@ -230,7 +230,7 @@ def set_planes_visible(planes: list, visible: bool) -> None:
         node.GetDisplayNode().SetVisibility(visible)
 
 
-def write_grade_table(table, rows: list[GradeRow]) -> None:  # noqa: ANN001 - vtkMRMLTableNode
+def write_grade_table(table, rows: list[GradeRow]) -> None:  # vtkMRMLTableNode
     """Fill a table node with one row per grade (columns :data:`TABLE_COLUMNS`).
 
     Missing numbers are written as empty strings: the table is for display and CSV export, the
@@ -263,7 +263,7 @@ def write_grade_table(table, rows: list[GradeRow]) -> None:  # noqa: ANN001 - vt
     table.EndModify(was_modifying)
 
 
-def read_grade_table(table) -> list[dict]:  # noqa: ANN001 - vtkMRMLTableNode
+def read_grade_table(table) -> list[dict]:  # vtkMRMLTableNode
     """Rows of a grade table node as dicts of strings (for checks and export)."""
     vtk_table = table.GetTable()
     names = [vtk_table.GetColumnName(c) for c in range(vtk_table.GetNumberOfColumns())]
@@ -273,18 +273,18 @@ def read_grade_table(table) -> list[dict]:  # noqa: ANN001 - vtkMRMLTableNode
     ]
 
 
-def _text(value) -> str:  # noqa: ANN001 - int, float or None
+def _text(value) -> str:  # int, float or None
     return "" if value is None else str(value)
 
 
-def study_item_of(scene, volume) -> int:  # noqa: ANN001 - MRML objects
+def study_item_of(scene, volume) -> int:  # MRML objects
     """The subject hierarchy item new case nodes go under: the volume's parent (its study)."""
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     item = sh.GetItemByDataNode(volume)
     return sh.GetItemParent(item) if item else sh.GetSceneItemID()
 
 
-def subject_item(scene, node, parent: int = 0) -> int:  # noqa: ANN001 - MRML objects
+def subject_item(scene, node, parent: int = 0) -> int:  # MRML objects
     """The subject hierarchy item of ``node``, created under ``parent`` if it has none.
 
     The Slicer application creates items for new nodes on its own; the bare MRML libraries
@@ -295,7 +295,7 @@ def subject_item(scene, node, parent: int = 0) -> int:  # noqa: ANN001 - MRML ob
     return item or sh.CreateItem(parent or sh.GetSceneItemID(), node)
 
 
-def _place(scene, node, parent: int, caseKey: str, role: str, volumeId: str = "") -> None:  # noqa: ANN001 - MRML objects
+def _place(scene, node, parent: int, caseKey: str, role: str, volumeId: str = "") -> None:  # MRML objects
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     sh.SetItemParent(subject_item(scene, node, parent), parent)
     node.SetAttribute(CASE_ATTRIBUTE, caseKey)
@@ -313,7 +313,7 @@ def load_report(outputDir: Path) -> dict:
     return report
 
 
-def import_result(scene, outputDir: Path, inputVolume, caseKey: str = "", showPlanes: bool = False) -> CaseNodes:  # noqa: ANN001
+def import_result(scene, outputDir: Path, inputVolume, caseKey: str = "", showPlanes: bool = False) -> CaseNodes:
     """Put an ``lvp infer`` output folder into the scene for the AI-assisted arm.
 
     Creates the segmentation (on the input's geometry), the level labels, the hidden scan
@@ -349,7 +349,7 @@ def import_result(scene, outputDir: Path, inputVolume, caseKey: str = "", showPl
     return nodes
 
 
-def update_from_report(scene, nodes: CaseNodes, report: dict, caseKey: str = "") -> None:  # noqa: ANN001
+def update_from_report(scene, nodes: CaseNodes, report: dict, caseKey: str = "") -> None:
     """Refresh level labels and scan planes of a loaded case from a new report (Recompute).
 
     The segmentation stays as the reader left it (it is the source of the new report); the level
@@ -376,12 +376,12 @@ def update_from_report(scene, nodes: CaseNodes, report: dict, caseKey: str = "")
             _place(scene, plane, nodes.planesFolderItem, caseKey, "scan_plane", volumeId)
 
 
-def segment_id_for_value(segmentation, value: int) -> str | None:  # noqa: ANN001 - vtkMRMLSegmentationNode
+def segment_id_for_value(segmentation, value: int) -> str | None:  # vtkMRMLSegmentationNode
     """The ID of the segment exported as ``value`` (see :func:`segment_label_values`), or None."""
     return next((sid for sid, v in segment_label_values(segmentation).items() if v == int(value)), None)
 
 
-def retag_segments(segmentation, values: dict[str, int]) -> list[str]:  # noqa: ANN001
+def retag_segments(segmentation, values: dict[str, int]) -> list[str]:
     """Make each segment's tag, terminology and colour match the value it was exported as.
 
     After a reader renamed a segment to another structure, this moves its value tag and SNOMED
@@ -406,7 +406,7 @@ def level_of_value(value: int) -> str | None:
     return level_of(info.name) if info is not None and info.kind == "disc" else None
 
 
-def level_renames(segmentation, values: dict[str, int]) -> dict[str, str]:  # noqa: ANN001
+def level_renames(segmentation, values: dict[str, int]) -> dict[str, str]:
     """Old level name -> new level name of the disc segments the reader renamed to another disc.
 
     Call with the values about to be exported (:func:`segment_label_values`) and before
@@ -427,7 +427,7 @@ def level_renames(segmentation, values: dict[str, int]) -> dict[str, str]:  # no
     return renames
 
 
-def create_manual_table(scene, inputVolume, rows: list[GradeRow], caseKey: str = ""):  # noqa: ANN001, ANN201
+def create_manual_table(scene, inputVolume, rows: list[GradeRow], caseKey: str = ""):
     """The only node a manual-arm read creates: the reader's grade table without AI columns filled."""
     base = inputVolume.GetName() if inputVolume is not None else "LVP"
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{base} reader grades")
@@ -438,7 +438,7 @@ def create_manual_table(scene, inputVolume, rows: list[GradeRow], caseKey: str =
     return table
 
 
-def remove_case_nodes(scene, caseKey: str) -> int:  # noqa: ANN001 - vtkMRMLScene
+def remove_case_nodes(scene, caseKey: str) -> int:  # vtkMRMLScene
     """Remove every node a case put into the scene; returns how many were removed."""
     doomed = []
     for index in range(scene.GetNumberOfNodes()):
@@ -450,7 +450,7 @@ def remove_case_nodes(scene, caseKey: str) -> int:  # noqa: ANN001 - vtkMRMLScen
     return len(doomed)
 
 
-def remove_volume_results(scene, inputVolume, caseKey: str = "") -> int:  # noqa: ANN001 - MRML objects
+def remove_volume_results(scene, inputVolume, caseKey: str = "") -> int:  # MRML objects
     """Remove the result nodes (and scan-plane folder) of ``caseKey`` loaded for ``inputVolume``.
 
     A second *Run analysis* on the same volume calls this first, so it replaces the previous
@@ -501,7 +501,7 @@ def structure_value_of_name(name: str) -> int | None:
     return CANAL_LABEL if key == "canal" else None
 
 
-def segment_label_values(segmentation) -> dict[str, int]:  # noqa: ANN001 - vtkMRMLSegmentationNode
+def segment_label_values(segmentation) -> dict[str, int]:  # vtkMRMLSegmentationNode
     """Segment ID -> TotalSpineSeg value.
 
     A segment named after a structure takes that structure's value (so a reader's rename of a
@@ -539,7 +539,7 @@ def segment_label_values(segmentation) -> dict[str, int]:  # noqa: ANN001 - vtkM
     return result
 
 
-def export_labelmap(scene, segmentation, referenceVolume, path: Path | None = None) -> np.ndarray:  # noqa: ANN001
+def export_labelmap(scene, segmentation, referenceVolume, path: Path | None = None) -> np.ndarray:
     """The edited segmentation as a TotalSpineSeg label array on the reference volume's grid.
 
     Values come from :func:`segment_label_values` through a colour table, so segment order does
@@ -577,7 +577,7 @@ def export_labelmap(scene, segmentation, referenceVolume, path: Path | None = No
     return array
 
 
-def _set_lps_geometry(image: sitk.Image, volume) -> None:  # noqa: ANN001 - a volume node
+def _set_lps_geometry(image: sitk.Image, volume) -> None:  # a volume node
     matrix = vtk.vtkMatrix4x4()
     volume.GetIJKToRASMatrix(matrix)
     ras = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
@@ -588,7 +588,7 @@ def _set_lps_geometry(image: sitk.Image, volume) -> None:  # noqa: ANN001 - a vo
     image.SetOrigin([float(v) for v in lps[:3, 3]])
 
 
-def write_volume(volume, path: Path) -> Path:  # noqa: ANN001 - a scalar volume node
+def write_volume(volume, path: Path) -> Path:  # a scalar volume node
     """Write a scalar volume node to NIfTI/NRRD with SimpleITK, in LPS, for the child process.
 
     The volume is written as it is shown: under a parent transform (a registration, or the
@@ -610,7 +610,7 @@ def write_volume(volume, path: Path) -> Path:  # noqa: ANN001 - a scalar volume 
     return Path(path)
 
 
-def hardened_copy(volume):  # noqa: ANN001, ANN201 - a scalar volume node under a transform
+def hardened_copy(volume):  # a scalar volume node under a transform
     """A temporary copy of ``volume`` in world coordinates (its parent transforms hardened)."""
     scene = volume.GetScene()
     copy = scene.AddNewNodeByClass(volume.GetClassName(), volume.GetName() + " (world)")
@@ -625,7 +625,7 @@ def hardened_copy(volume):  # noqa: ANN001, ANN201 - a scalar volume node under 
     return copy
 
 
-def series_uid_of(volume) -> str:  # noqa: ANN001 - a volume node or None
+def series_uid_of(volume) -> str:  # a volume node or None
     """The DICOM SeriesInstanceUID a volume was loaded from, or ``""`` (not from DICOM).
 
     Slicer's DICOM import records it as the subject hierarchy item's ``DICOM`` UID.
@@ -648,13 +648,13 @@ def save_report(outputDir: Path, report: dict) -> None:
     os.replace(tmp, path)
 
 
-def mark_case_image(volume, caseKey: str) -> None:  # noqa: ANN001 - a volume node
+def mark_case_image(volume, caseKey: str) -> None:  # a volume node
     """Mark a reading case's image as the case's own, so the next case removes it with the rest."""
     volume.SetAttribute(CASE_ATTRIBUTE, caseKey)
     volume.SetAttribute(ROLE_ATTRIBUTE, "image")
 
 
-def volume_node_from_file(scene, path: Path, name: str):  # noqa: ANN001, ANN201
+def volume_node_from_file(scene, path: Path, name: str):
     """Read an image into a new scalar volume node (SimpleITK, LPS to RAS)."""
     image = sitk.ReadImage(str(path))
     array = sitk.GetArrayFromImage(image).astype(np.float32)

@@ -42,7 +42,7 @@ def check(condition: object, message: str) -> None:
         raise AssertionError(message)
 
 
-def edit_segment(scene, segmentation, volume, segmentId: str, keep: np.ndarray) -> None:  # noqa: ANN001
+def edit_segment(scene, segmentation, volume, segmentId: str, keep: np.ndarray) -> None:
     """Replace one segment's voxels by ``keep`` (bool array ``[k, j, i]`` on ``volume``'s grid), as an editor does."""
     import slicer
     import vtk
@@ -65,7 +65,7 @@ def edit_segment(scene, segmentation, volume, segmentId: str, keep: np.ndarray) 
         scene.RemoveNode(labelmap)
 
 
-def reading_db(work: Path, imageRef: Path):  # noqa: ANN201 - lvp.readingdb.ReadingDB
+def reading_db(work: Path, imageRef: Path):  # lvp.readingdb.ReadingDB
     """A SQLite reading database in ``work``: one reader, the case in the manual and the AI arm."""
     from lvp.readingdb import ReadingDB, admin
 
@@ -91,8 +91,8 @@ def ai_grades_of(report: dict) -> list:
 
 
 def full_flow(
-    scene,  # noqa: ANN001 - vtkMRMLScene
-    volume,  # noqa: ANN001 - the sample as a scalar volume node in ``scene``
+    scene,  # vtkMRMLScene
+    volume,  # the sample as a scalar volume node in ``scene``
     imageRef: Path,
     work: Path,
     python: str | None = None,
@@ -215,7 +215,7 @@ def full_flow(
 # --------------------------------------------------------------------------- the panel itself
 
 
-def _wait(widget, processEvents: Callable[[], None], timeout_s: float, what: str) -> None:  # noqa: ANN001
+def _wait(widget, processEvents: Callable[[], None], timeout_s: float, what: str) -> None:
     """Let the application run (its timers poll the child) until the panel's job is over."""
     import time
 
@@ -228,7 +228,7 @@ def _wait(widget, processEvents: Callable[[], None], timeout_s: float, what: str
         time.sleep(0.02)
 
 
-def _cell(widget, row: int, column: int) -> str:  # noqa: ANN001
+def _cell(widget, row: int, column: int) -> str:
     item = widget.ui.gradeTableWidget.item(row, column)
     return item.text() if item is not None else ""
 
@@ -242,8 +242,8 @@ def _reading_available() -> str:
 
 
 def widget_flow(
-    widget,  # noqa: ANN001 - a set-up LumbarVNetProWidget
-    volume,  # noqa: ANN001 - the sample as a scalar volume node in slicer.mrmlScene
+    widget,  # a set-up LumbarVNetProWidget
+    volume,  # the sample as a scalar volume node in slicer.mrmlScene
     imageRef: Path,
     work: Path,
     processEvents: Callable[[], None],

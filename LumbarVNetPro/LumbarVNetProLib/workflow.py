@@ -90,7 +90,7 @@ def result_dir_for(imageRef: Path | str) -> Path:
     return imageRef.parent / (imageRef.name + ".lvp")
 
 
-def worklist_text(item, washout: str = "(washout)") -> str:  # noqa: ANN001 - lvp.readingdb WorkItem
+def worklist_text(item, washout: str = "(washout)") -> str:  # lvp.readingdb WorkItem
     """``"c2 — AI-assisted — draft"``, with ``washout`` appended when it cannot be started yet."""
     arm = "manual" if item.arm == MANUAL else "AI-assisted"
     status = str(item.status).replace("_", " ")
@@ -103,7 +103,7 @@ def elapsed_text(seconds: float) -> str:
     return time.strftime("%M:%S", time.gmtime(max(0.0, seconds)))
 
 
-def load_case_image(imageRef: Path | str, loadVolume: Callable, loadDicom: Callable | None = None):  # noqa: ANN201
+def load_case_image(imageRef: Path | str, loadVolume: Callable, loadDicom: Callable | None = None):
     """Put a worklist case's image into the scene: a file through ``loadVolume``, a folder of
     DICOM files through ``loadDicom`` (Slicer's DICOM import, which keeps the series UID and
     applies the acquisition-geometry regularisation); a ``dicomweb+http(s)://...?study=UID`` case is
@@ -169,7 +169,7 @@ class Workplace:
         current = self.session.current if self.session is not None else None
         return current is not None and current.arm == MANUAL
 
-    def startRun(self, params) -> RunJob:  # noqa: ANN001 - LumbarVNetProParameterNode or Settings
+    def startRun(self, params) -> RunJob:  # LumbarVNetProParameterNode or Settings
         """Start inference with the panel's settings; returns at once (poll with :meth:`poll`).
 
         ``ValueError`` lists what is wrong with the settings; the model folder is sha256-checked
@@ -188,7 +188,7 @@ class Workplace:
         self.job = _Job(ANALYSIS, run.running, run=run)
         return run
 
-    def startInstall(self, running, names: list[str]) -> None:  # noqa: ANN001 - RunningProcess of pip
+    def startInstall(self, running, names: list[str]) -> None:  # RunningProcess of pip
         """Track a started pip install as the panel's job (progress: pip's lines; Cancel ends it)."""
         self._requireIdle()
         self.job = _Job(INSTALL, running, context={"names": list(names)})
@@ -241,7 +241,7 @@ class Workplace:
         job.running.wait()
         job.context.setdefault("log", []).extend(job.running.new_lines())
 
-    def _finishAnalysis(self, job: _Job, stage, progress, showPlanes: bool) -> PollResult:  # noqa: ANN001
+    def _finishAnalysis(self, job: _Job, stage, progress, showPlanes: bool) -> PollResult:
         run = job.run
         report = self.logic.finishInference(run)
         volume = run.inputVolume
@@ -264,7 +264,7 @@ class Workplace:
         self.resultVolume = volume
         return PollResult(DONE, stage, progress, kind=ANALYSIS)
 
-    def _finishInstall(self, job: _Job, stage, progress) -> PollResult:  # noqa: ANN001
+    def _finishInstall(self, job: _Job, stage, progress) -> PollResult:
         from .process import readable_error
 
         code = job.running.poll()
@@ -349,7 +349,7 @@ class Workplace:
                 return point
         return None
 
-    def startRecompute(self, inputVolume=None, workDir: Path | None = None) -> RecomputeJob:  # noqa: ANN001
+    def startRecompute(self, inputVolume=None, workDir: Path | None = None) -> RecomputeJob:
         """Start a Recompute from the edited segmentation (poll for its lines).
 
         ``ReadingError`` without an AI result. The volume is the one the result belongs to.
@@ -365,7 +365,7 @@ class Workplace:
         self.job = _Job(RECOMPUTE, recompute.job.running, recompute=recompute)
         return recompute
 
-    def _finishRecompute(self, job: _Job, stage, progress) -> PollResult:  # noqa: ANN001
+    def _finishRecompute(self, job: _Job, stage, progress) -> PollResult:
         rows, changes, report = self.logic.finishRecompute(job.recompute, self.rows, self.caseKey)
         self.rows = rows
         self.numbering = numbering_note(report)
@@ -373,7 +373,7 @@ class Workplace:
             self.session.replace_rows(self.rows)
         return PollResult(DONE, stage, progress, kind=RECOMPUTE, lines=describe_changes(changes))
 
-    def recompute(self, inputVolume=None, workDir: Path | None = None, progress=None) -> list[str]:  # noqa: ANN001
+    def recompute(self, inputVolume=None, workDir: Path | None = None, progress=None) -> list[str]:
         """Blocking Recompute (scripts, tests); returns one line per grade that changed."""
         recompute = self.startRecompute(inputVolume, workDir)
         recompute.job.running.wait(progress=progress)
@@ -383,7 +383,7 @@ class Workplace:
         return result.lines
 
     # ------------------------------------------------------------------ reading
-    def signIn(self, readerId: str, databaseUrl: str, draftDir: Path | None = None, db=None) -> list[WorklistEntry]:  # noqa: ANN001
+    def signIn(self, readerId: str, databaseUrl: str, draftDir: Path | None = None, db=None) -> list[WorklistEntry]:
         """Open the reading database (``db``, else ``databaseUrl``) and sign in."""
         if db is None:
             from lvp.readingdb import ReadingDB
@@ -401,7 +401,7 @@ class Workplace:
             for i in self.session.worklist()
         ]
 
-    def pickAssignment(self, assignmentId: int | None = None):  # noqa: ANN201 - WorkItem or None
+    def pickAssignment(self, assignmentId: int | None = None):  # WorkItem or None
         """The selected assignment if it can be read now, else the next available one (None: done).
 
         An assignment still in its washout period cannot be opened (``ReadingError``).
@@ -415,7 +415,7 @@ class Workplace:
                 return item
         return session.next_assignment()
 
-    def adjacentAssignment(self, step: int):  # noqa: ANN201 - WorkItem or None
+    def adjacentAssignment(self, step: int):  # WorkItem or None
         """The next (``step=1``) or previous (``-1``) readable, unsubmitted assignment from the current one."""
         session = self._requireSession()
         items = [i for i in session.worklist() if i.available and i.status != "submitted"]
@@ -428,12 +428,12 @@ class Workplace:
 
     def loadAssignment(
         self,
-        item,  # noqa: ANN001 - WorkItem
+        item,  # WorkItem
         loadVolume: Callable[[str], object],
         device: str = "auto",
         showPlanes: bool = False,
         loadDicom: Callable[[str], object] | None = None,
-    ):  # noqa: ANN201 - the loaded volume node
+    ):  # the loaded volume node
         """Load a case in its arm: the previous case's nodes go (image included), the read starts.
 
         ``loadVolume(path)`` puts an image file into the scene (``slicer.util.loadVolume``),
@@ -462,12 +462,12 @@ class Workplace:
         self._openCase(item, volume, showPlanes)
         return volume
 
-    def _finishCase(self, job: _Job, stage, progress, showPlanes: bool) -> PollResult:  # noqa: ANN001
+    def _finishCase(self, job: _Job, stage, progress, showPlanes: bool) -> PollResult:
         self.logic.finishInference(job.run)
         self._openCase(job.context["item"], job.context["volume"], showPlanes)
         return PollResult(DONE, stage, progress, kind=CASE)
 
-    def _openCase(self, item, volume, showPlanes: bool) -> None:  # noqa: ANN001
+    def _openCase(self, item, volume, showPlanes: bool) -> None:
         session = self._requireSession()
         report, resultDir = None, None
         if item.arm != MANUAL:
@@ -506,7 +506,7 @@ class Workplace:
             "opened or changed again."
         )
 
-    def submit(self):  # noqa: ANN201 - the next WorkItem or None
+    def submit(self):  # the next WorkItem or None
         """Submit the read on screen; returns the next available assignment (None: worklist done)."""
         session = self._requireSession()
         if session.current is None:

@@ -60,7 +60,7 @@ import yaml
 from lvp.errors import ConfigError
 from lvp.measure.canal import ISO_MAX_MM
 from lvp.measure.types import LevelMeasurements
-from lvp.scales import PATHOLOGIES, SCALES  # noqa: F401 - PATHOLOGIES re-exported (grading order)
+from lvp.scales import PATHOLOGIES, SCALES  # PATHOLOGIES re-exported (grading order)
 
 # Grade names come from the one vocabulary (lvp.scales), shared with the reading database and the panel.
 HERNIATION_NAMES = SCALES["herniation"].names

@@ -172,7 +172,7 @@ TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 
 
-def semantic_classes(labels):  # noqa: ANN001, ANN201 - a numpy integer array in, a uint8 array out
+def semantic_classes(labels):  # a numpy integer array in, a uint8 array out
     """A TotalSpineSeg label map (``segmentation.nii.gz``) as network classes of the same shape:
     vertebrae and sacrum -> :data:`VERTEBRA`, discs -> :data:`DISC`, the canal -> :data:`CANAL`,
     anything else (e.g. a cord label) -> :data:`BACKGROUND`.

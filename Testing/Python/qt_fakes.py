@@ -16,7 +16,7 @@ the ``SlicerParameterName`` / ``text`` / ``checked`` properties), so the module'
 the tests exercise.
 """
 
-# ruff: noqa: N802, N815, N801, D101, D102, D103, D105, D107, ANN001, ANN002, ANN003, ANN201, ANN202, ANN204, ARG002
+# ruff: noqa: N801
 from __future__ import annotations
 
 import types

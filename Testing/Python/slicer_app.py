@@ -274,7 +274,7 @@ def load_slicer_application():
     return slicer
 
 
-def new_scene(slicer):  # noqa: ANN001, ANN201
+def new_scene(slicer):
     """A fresh ``slicer.mrmlScene`` (the application's scene of one test)."""
     slicer.mrmlScene = slicer.vtkMRMLScene()
     qt_fakes.QTimer._active.clear()
@@ -286,12 +286,12 @@ def new_scene(slicer):  # noqa: ANN001, ANN201
     return slicer.mrmlScene
 
 
-def module_parent():  # noqa: ANN201
+def module_parent():
     """The ``parent`` Slicer passes to the module class."""
     return qSlicerScriptedLoadableModule(str(MODULE_DIR / "LumbarVNetPro.py"))
 
 
-def make_widget(module):  # noqa: ANN001, ANN201 - the imported LumbarVNetPro module
+def make_widget(module):  # the imported LumbarVNetPro module
     """The module widget as Slicer builds it: a qMRMLWidget panel with a layout, then ``setup()``."""
     panel = qMRMLWidget()
     panel.setLayout(qt_fakes.QVBoxLayout())
@@ -301,7 +301,7 @@ def make_widget(module):  # noqa: ANN001, ANN201 - the imported LumbarVNetPro mo
     return widget
 
 
-def wait_idle(slicer, widget, timeout_s: float = 60.0) -> None:  # noqa: ANN001
+def wait_idle(slicer, widget, timeout_s: float = 60.0) -> None:
     """Run the event loop until the panel's job is over."""
     deadline = time.monotonic() + timeout_s
     while widget.workplace.running or widget.pollTimer.isActive():

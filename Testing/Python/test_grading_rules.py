@@ -221,8 +221,8 @@ def _sweep(name, values, grade, score):
 
 
 def test_calibrated_probabilities_are_monotone_in_their_measurements():
-    p_ge4 = lambda g: g.probabilities[3] + g.probabilities[4]  # noqa: E731
-    p_label = lambda k: lambda g: {q["name"]: q["value"] for q in g.predicted}[PREDICTS[k]]  # noqa: E731
+    p_ge4 = lambda g: g.probabilities[3] + g.probabilities[4]
+    p_label = lambda k: lambda g: {q["name"]: q["value"] for q in g.predicted}[PREDICTS[k]]
     disp = _sweep("posterior_displacement_mm", np.linspace(0, 10, 21), "herniation", p_label("herniation"))
     assert np.all(np.diff(disp) >= 0) and disp[-1] > disp[0]
     height = _sweep("disc_height_middle_mm", np.linspace(3, 14, 23), "narrowing", lambda g: g.probabilities[1])

@@ -58,7 +58,7 @@ def test_fifty_readers_submit_at_once(db_url):  # noqa: F811
     assert names == sorted(asg)  # every reader submitted exactly once ...
     assert sorted(outcome["refused"]) == sorted(asg)  # ... and every twin was refused
     with db.engine.connect() as conn:
-        q = lambda sql: conn.execute(text(sql)).all()  # noqa: E731
+        q = lambda sql: conn.execute(text(sql)).all()
         assert q("SELECT COUNT(*) FROM reading")[0][0] == n_readers
         assert q("SELECT COUNT(*) FROM reading WHERE status = 'submitted'")[0][0] == n_readers
         assert q("SELECT COUNT(*) FROM grade_entry")[0][0] == n_readers * len(LEVELS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from slicer_helpers import MODULE_DIR, REPO_ROOT, slicer  # noqa: F401
+from slicer_helpers import MODULE_DIR, REPO_ROOT, slicer
 
 pytest_plugins = ("slicer_app",)
 

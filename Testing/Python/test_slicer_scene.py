@@ -40,7 +40,7 @@ def test_segments_names_values_colours_terminology(scene_with_sample, reference_
         assert segment.GetLabelValue() == value
         assert segment.GetColor() == pytest.approx(STRUCTURES[value].color)
     assert sorted(by_value) == present
-    entry = lambda v: lvpscene.segment_tag(by_value[v], by_value[v].GetTerminologyEntryTagName())  # noqa: E731
+    entry = lambda v: lvpscene.segment_tag(by_value[v], by_value[v].GetTerminologyEntryTagName())
     assert "SCT^66794005^L1 vertebra" in entry(41)
     assert "SCT^49668003^L5 vertebra" in entry(45)
     assert "SCT^84020006^L4/L5 disc" in entry(95)  # DICOM PS3.16 CID 7604

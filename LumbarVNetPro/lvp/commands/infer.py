@@ -252,7 +252,7 @@ def infer_cases(cases: list[Path], dirs: list[Path], *, segmenter: Any, progress
                           warnings=list(report.get("warnings") or []), numbering=report.get("numbering"))
         except LVPError as err:
             result.update(status="failed", error=str(err))
-        except Exception as err:  # noqa: BLE001 - one broken case must not stop the batch
+        except Exception as err:  # one broken case must not stop the batch
             result.update(status="failed", error=f"{type(err).__name__}: {err}")
         result["seconds"] = round(time.perf_counter() - t0, 3)
         progress.case_done(result)

@@ -61,7 +61,7 @@ def _emit(**fields: Any) -> None:
 class _JobParser(argparse.ArgumentParser):
     """An argument parser whose errors are exceptions (a bad job must not end the worker)."""
 
-    def error(self, message: str):  # noqa: ANN201 - overrides argparse's NoReturn method
+    def error(self, message: str):  # overrides argparse's NoReturn method
         raise ValueError(message)
 
 
@@ -88,11 +88,11 @@ class Worker:
 
     def preload(self, model: str | None, device: str) -> None:
         """Import every stage's code and load the model, so the first job starts warm."""
-        import lvp.grading  # noqa: F401 - imported for its start-up cost only
-        import lvp.io.seg_nrrd  # noqa: F401
-        import lvp.labelling  # noqa: F401
-        import lvp.measure  # noqa: F401
-        import lvp.planes  # noqa: F401
+        import lvp.grading  # imported for its start-up cost only
+        import lvp.io.seg_nrrd
+        import lvp.labelling
+        import lvp.measure
+        import lvp.planes
         import lvp.report.html  # noqa: F401
 
         self.segmenter(model, device)
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"lvp serve: job {job_id}: error: {err}", file=sys.stderr)
             _emit(event="job_done", job=job_id, exit_code=code, error=str(err))
             continue
-        except Exception as err:  # noqa: BLE001 - a bug in one job must not end the worker's answers
+        except Exception as err:  # a bug in one job must not end the worker's answers
             print(f"lvp serve: job {job_id}: {type(err).__name__}: {err}", file=sys.stderr)
             _emit(event="job_done", job=job_id, exit_code=1, error=f"{type(err).__name__}: {err}")
             continue

@@ -16,7 +16,7 @@ from pathlib import Path
 from lvp.errors import ConfigError, DatabaseError
 
 
-def _db(args: argparse.Namespace):  # noqa: ANN202 - imported lazily to keep `lvp --help` fast
+def _db(args: argparse.Namespace):  # imported lazily to keep `lvp --help` fast
     from lvp.readingdb import ReadingDB
 
     return ReadingDB(args.db)
@@ -168,7 +168,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_blas_thread():  # noqa: ANN202 - a context manager
+def _one_blas_thread():  # a context manager
     """Limit BLAS to one thread: the analysis multiplies hundreds of small matrices, where OpenBLAS's
     thread hand-offs cost more than the arithmetic (measured: 1.7 s instead of 7.6 s on 2 busy cores).
     """
@@ -213,7 +213,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "sqlite:///lvp_reading.sqlite)")
     sub = p.add_subparsers(dest="study_command", metavar="ACTION", required=True)
 
-    def action(name: str, func, help_text: str) -> argparse.ArgumentParser:  # noqa: ANN001
+    def action(name: str, func, help_text: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text, description=help_text)
         sp.add_argument("study", help="study name")
         sp.set_defaults(func=func)

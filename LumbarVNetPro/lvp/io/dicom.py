@@ -233,7 +233,7 @@ def read_series(info: SeriesInfo) -> tuple[sitk.Image, dict]:
             pixels = decode_pixels(ds, path)
         except InputError:
             raise  # a compressed syntax no installed decoder reads: named, not "corrupt"
-        except Exception as err:  # noqa: BLE001 - any decoder failure means the file is unusable
+        except Exception as err:  # any decoder failure means the file is unusable
             raise InputError(f"the DICOM file {path} is corrupt or truncated: its pixel data cannot be "
                              f"read ({type(err).__name__}: {err}); re-export the series") from None
         iop, ipp, spacing, shape = _slice_geometry(ds, path)

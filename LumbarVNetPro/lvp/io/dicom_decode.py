@@ -70,7 +70,7 @@ def check_codestreams(ds: pydicom.Dataset, path: Path) -> None:
     n = int(ds.get("NumberOfFrames", 1) or 1)
     try:
         frames = list(generate_frames(ds.PixelData, number_of_frames=n))
-    except Exception as err:  # noqa: BLE001 - a broken encapsulation is a damaged file
+    except Exception as err:  # a broken encapsulation is a damaged file
         raise InputError(f"the DICOM file {path} is corrupt or truncated: its compressed pixel data cannot be "
                          f"split into frames ({err}); re-export the series") from None
     for k, frame in enumerate(frames, start=1):
@@ -135,7 +135,7 @@ def read_enhanced(path: Path, series_uid: str) -> tuple[sitk.Image, dict]:
 
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception as err:  # noqa: BLE001 - any parser failure means the file is unusable
+    except Exception as err:  # any parser failure means the file is unusable
         raise InputError(f"the DICOM file {path} is corrupt or truncated ({err}); re-export the series") from None
     n = int(ds.NumberOfFrames)
     rows, cols = int(ds.Rows), int(ds.Columns)
@@ -174,7 +174,7 @@ def read_enhanced(path: Path, series_uid: str) -> tuple[sitk.Image, dict]:
         pixels = decode_pixels(full, path)
     except InputError:
         raise
-    except Exception as err:  # noqa: BLE001 - any decoder failure means the file is unusable
+    except Exception as err:  # any decoder failure means the file is unusable
         raise InputError(f"the DICOM file {path} is corrupt or truncated: its pixel data cannot be read "
                          f"({type(err).__name__}: {err}); re-export the series") from None
     if pixels.shape != (n, rows, cols):

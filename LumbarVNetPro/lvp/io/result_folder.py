@@ -180,7 +180,7 @@ class _Lock:
 
     def acquire(self, what: Path) -> None:
         try:
-            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+            fh = open(self.path, "a+", encoding="utf-8")  # held until release()
         except OSError as err:
             raise OutputError(f"the output folder {what} cannot be locked ({err.strerror}: {self.path})") from None
         if not _try_lock(fh):

@@ -276,7 +276,7 @@ def _grade_rows(sess: Session, st: Study, ordered: bool = True, chunk: int = 50_
     yield from _raw_rows(sess, stmt, chunk)
 
 
-def _raw_rows(sess: Session, stmt, chunk: int = 50_000) -> Iterator[tuple]:  # noqa: ANN001 - a Select
+def _raw_rows(sess: Session, stmt, chunk: int = 50_000) -> Iterator[tuple]:  # a Select
     """Rows of ``stmt`` as plain tuples from the DB-API cursor, in chunks (no ORM or Row objects).
 
     Only for statements without user input: parameters are rendered as literals (integers here).

@@ -18,18 +18,18 @@ from pathlib import Path
 if logging.getLogger("alembic").level == logging.NOTSET:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
-from alembic import command  # noqa: E402 - after the log level
-from alembic.config import Config  # noqa: E402
-from alembic.runtime.migration import MigrationContext  # noqa: E402
-from alembic.script import ScriptDirectory  # noqa: E402
-from alembic.util import CommandError  # noqa: E402
-from sqlalchemy import Engine, create_engine, event  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError  # noqa: E402
-from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
+from alembic import command  # after the log level
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
-from lvp.errors import DatabaseError  # noqa: E402
-from lvp.readingdb.rules import RULE_PREFIX  # noqa: E402
+from lvp.errors import DatabaseError
+from lvp.readingdb.rules import RULE_PREFIX
 
 ENV_VAR = "LVP_DATABASE_URL"
 DEFAULT_URL = "sqlite:///lvp_reading.sqlite"
@@ -67,7 +67,7 @@ def _url_problem(url: str, err: Exception) -> str:
             "(e.g. postgresql+psycopg://lvp@db.example.org/lvp) or sqlite:///path/to/file.sqlite")
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API objects are untyped
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # DB-API objects are untyped
     # Foreign keys are off by default in SQLite; the ownership rules depend on them.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys = ON")
@@ -79,7 +79,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API objec
     cur.close()
 
 
-def _sqlite_begin_immediate(conn) -> None:  # noqa: ANN001 - a sqlalchemy Connection
+def _sqlite_begin_immediate(conn) -> None:  # a sqlalchemy Connection
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -110,7 +110,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
                             "(the PostgreSQL driver is psycopg: postgresql+psycopg://...)") from None
 
 
-def alembic_config(connection) -> Config:  # noqa: ANN001 - a sqlalchemy Connection
+def alembic_config(connection) -> Config:  # a sqlalchemy Connection
     """An in-memory Alembic configuration bound to ``connection`` (no alembic.ini)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

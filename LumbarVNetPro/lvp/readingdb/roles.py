@@ -138,7 +138,7 @@ def setup_roles(admin_url: str, database: str, owner: str, app: str, owner_passw
     """
     try:
         admin = make_url(admin_url)
-    except (ValueError, Exception) as err:  # noqa: BLE001 - any parse error becomes one message
+    except (ValueError, Exception) as err:  # any parse error becomes one message
         raise DatabaseError(f"invalid administrator URL {mask_url(admin_url)!r}: {err.__class__.__name__}") from None
     if admin.get_backend_name() != "postgresql":
         raise DatabaseError("database roles exist on PostgreSQL only; SQLite has no roles (protect its file)")
@@ -146,7 +146,7 @@ def setup_roles(admin_url: str, database: str, owner: str, app: str, owner_passw
     try:
         try:
             _run(engine, server_statements(database, owner, app, owner_password, app_password))
-        except Exception as err:  # noqa: BLE001 - a database error becomes one message
+        except Exception as err:  # a database error becomes one message
             raise DatabaseError(f"cannot create the roles or database as {admin.username!r}: "
                                 f"{mask_url(str(getattr(err, 'orig', err))).splitlines()[0]}") from None
         in_db = create_engine(admin.set(database=database), isolation_level="AUTOCOMMIT")

@@ -33,7 +33,7 @@ from lvp.readingdb.scales import check_grade
 
 def utcnow() -> datetime:
     """The current time as naive UTC (the database's time convention)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)  # noqa: UP017 - py3.10 support
+    return datetime.now(timezone.utc).replace(tzinfo=None)  # py3.10 support
 
 
 @dataclass(frozen=True)

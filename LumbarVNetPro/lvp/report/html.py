@@ -256,7 +256,7 @@ _HERE = Path(__file__).resolve().parent
 
 
 @cache
-def _environment():  # noqa: ANN202 - a jinja2.Environment (imported here: only report writing needs it)
+def _environment():  # a jinja2.Environment (imported here: only report writing needs it)
     """The Jinja2 environment: templates beside this module, autoescape on, undefined names an error."""
     import jinja2
 

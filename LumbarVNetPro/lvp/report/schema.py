@@ -31,7 +31,7 @@ class SchemaError(ValueError):
 
 
 @cache
-def _validator_class():  # noqa: ANN202 - a jsonschema validator class (imported when first validating)
+def _validator_class():  # a jsonschema validator class (imported when first validating)
     """Draft 2020-12 with finite numbers and strict integers (see the module docstring)."""
     from jsonschema import Draft202012Validator, validators
 

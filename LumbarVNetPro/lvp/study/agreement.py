@@ -41,7 +41,7 @@ class SensSpec:
     fp: int
 
 
-def sensitivity_specificity(truth, predicted, alpha: float = 0.05) -> SensSpec:  # noqa: ANN001
+def sensitivity_specificity(truth, predicted, alpha: float = 0.05) -> SensSpec:
     """Sensitivity and specificity of binary ``predicted`` against binary ``truth``."""
     t = np.asarray(truth).astype(bool)
     p = np.asarray(predicted).astype(bool)
@@ -52,7 +52,7 @@ def sensitivity_specificity(truth, predicted, alpha: float = 0.05) -> SensSpec: 
     return SensSpec(sens, wilson_ci(tp, tp + fn, alpha), spec, wilson_ci(tn, tn + fp, alpha), tp, fn, tn, fp)
 
 
-def weighted_kappa(a, b, categories: Sequence[int], weights: str = "linear") -> float:  # noqa: ANN001
+def weighted_kappa(a, b, categories: Sequence[int], weights: str = "linear") -> float:
     """Cohen's weighted kappa of two ratings on the ordinal ``categories`` (``linear`` / ``quadratic``).
 
     Computed by scikit-learn's ``cohen_kappa_score`` (its weights ``|i - j|`` and ``(i - j)²``
@@ -80,7 +80,7 @@ def weighted_kappa(a, b, categories: Sequence[int], weights: str = "linear") -> 
         return float(cohen_kappa_score(a, b, labels=cats, weights=weights, replace_undefined_by=np.nan))
 
 
-def fleiss_kappa(counts) -> float:  # noqa: ANN001
+def fleiss_kappa(counts) -> float:
     """Fleiss' kappa from an (units x categories) table of how many raters chose each category.
 
     Every unit must have the same number of ratings (Fleiss 1971, Psychol Bull 76:378).
@@ -96,7 +96,7 @@ def fleiss_kappa(counts) -> float:  # noqa: ANN001
     return float((p_bar - p_e) / (1 - p_e)) if p_e < 1 else float("nan")
 
 
-def ratings_to_counts(ratings, categories: Sequence[int]) -> np.ndarray:  # noqa: ANN001
+def ratings_to_counts(ratings, categories: Sequence[int]) -> np.ndarray:
     """Turn a (units x raters) matrix of categories into Fleiss' (units x categories) count table."""
     r = np.asarray(ratings)
     return np.stack([(r == c).sum(axis=1) for c in categories], axis=1)
@@ -121,7 +121,7 @@ def _alpha_delta2(metric: str, categories: np.ndarray, marginals: np.ndarray) ->
     raise ValueError("metric must be 'nominal', 'ordinal' or 'interval'")
 
 
-def coincidences(counts) -> np.ndarray:  # noqa: ANN001
+def coincidences(counts) -> np.ndarray:
     """Per-unit coincidence matrices (units, k, k) from a (units x categories) table of value counts.
 
     A unit with m_u >= 2 values contributes (n_u n_u^T - diag(n_u)) / (m_u - 1); fewer values: nothing.
@@ -136,7 +136,7 @@ def coincidences(counts) -> np.ndarray:  # noqa: ANN001
     return (outer - diag) * w[:, None, None]
 
 
-def alpha_from_coincidences(o, categories: Sequence[float], metric: str = "ordinal"):  # noqa: ANN001, ANN201
+def alpha_from_coincidences(o, categories: Sequence[float], metric: str = "ordinal"):
     """Krippendorff's alpha from a coincidence matrix (k, k), or a stack of them (..., k, k)."""
     o = np.asarray(o, dtype=float)
     cats = np.asarray(categories, dtype=float)
@@ -149,7 +149,7 @@ def alpha_from_coincidences(o, categories: Sequence[float], metric: str = "ordin
         return 1.0 - (n - 1) * observed / expected
 
 
-def krippendorff_alpha(ratings, categories: Sequence[float], metric: str = "ordinal") -> float:  # noqa: ANN001
+def krippendorff_alpha(ratings, categories: Sequence[float], metric: str = "ordinal") -> float:
     """Krippendorff's alpha of a (raters x units) matrix with NaN for missing values (Krippendorff 2011).
 
     ``metric``: ``nominal``, ``ordinal`` (the grades' rank order only) or ``interval``.
@@ -159,7 +159,7 @@ def krippendorff_alpha(ratings, categories: Sequence[float], metric: str = "ordi
     return float(alpha_from_coincidences(coincidences(counts).sum(axis=0), categories, metric))
 
 
-def fleiss_parts(counts) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def fleiss_parts(counts) -> tuple[np.ndarray, np.ndarray]:
     """Per-unit agreement P_u and category counts of a Fleiss table (same raters r per unit)."""
     c = np.asarray(counts, dtype=float)
     r = c.sum(axis=1)
@@ -168,7 +168,7 @@ def fleiss_parts(counts) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
     return (np.square(c).sum(axis=1) - r) / (r * (r - 1)), c
 
 
-def fleiss_from_sums(p_sum, cat_sums, n_units):  # noqa: ANN001, ANN201
+def fleiss_from_sums(p_sum, cat_sums, n_units):
     """Fleiss' kappa from sum_u P_u, the summed category counts and the number of units (vectorised)."""
     p_sum, cat_sums, n_units = np.asarray(p_sum, float), np.asarray(cat_sums, float), np.asarray(n_units, float)
     p_j = cat_sums / cat_sums.sum(axis=-1, keepdims=True)
@@ -185,7 +185,7 @@ def bootstrap_weights(n_clusters: int, replicates: int, seed: int = 0) -> np.nda
     return np.bincount(flat.ravel(), minlength=replicates * n_clusters).reshape(replicates, n_clusters).astype(float)
 
 
-def percentile_ci(values, alpha: float = 0.05) -> tuple[float, float]:  # noqa: ANN001
+def percentile_ci(values, alpha: float = 0.05) -> tuple[float, float]:
     """Percentile interval of bootstrap replicates (NaN replicates ignored)."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
@@ -207,7 +207,7 @@ class ICCResult:
     ci: dict = None  # 95 % (1 - alpha) intervals of icc1, icc2, icc3: {"icc2": (low, high), ...}
 
 
-def icc(ratings, alpha: float = 0.05) -> ICCResult:  # noqa: ANN001
+def icc(ratings, alpha: float = 0.05) -> ICCResult:
     """ICC(1,1), ICC(2,1), ICC(3,1) and their k-rater forms (Shrout & Fleiss 1979, Psychol Bull 86:420).
 
     ``ratings`` is an (n targets x k raters) matrix without missing values. ICC(2,1), two-way random
@@ -264,7 +264,7 @@ def _icc_intervals(n: int, k: int, bms: float, jms: float, ems: float, wms: floa
     return {key: (float(lo), float(hi)) for key, (lo, hi) in out.items()}
 
 
-def accuracy(a, b) -> float:  # noqa: ANN001
+def accuracy(a, b) -> float:
     """Fraction of exact agreement between two ratings (NaN when empty)."""
     a, b = np.asarray(a), np.asarray(b)
     return float((a == b).mean()) if a.size else float("nan")

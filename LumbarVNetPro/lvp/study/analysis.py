@@ -60,7 +60,7 @@ def _counts(truth: np.ndarray, clusters: np.ndarray | None = None) -> dict:
     return out
 
 
-def _or_summary(res, counts: dict, label: str) -> dict:  # noqa: ANN001 - an ORResult
+def _or_summary(res, counts: dict, label: str) -> dict:  # an ORResult
     d = res.differences[0]
     frrc, rrfc = res.fixed_readers, res.fixed_cases
     return {
@@ -78,7 +78,7 @@ def _or_summary(res, counts: dict, label: str) -> dict:  # noqa: ANN001 - an ORR
     }
 
 
-def _try(func, *args, **kwargs):  # noqa: ANN001, ANN202
+def _try(func, *args, **kwargs):
     """Run an analysis; a refusal (ValueError: too few units, one class...) is reported, not raised."""
     try:
         return func(*args, **kwargs)
@@ -86,7 +86,7 @@ def _try(func, *args, **kwargs):  # noqa: ANN001, ANN202
         return {"refused": str(err)}
 
 
-def _auc_mrmc(truth: np.ndarray, x: np.ndarray, readers: list[str], label: str, clusters=None) -> dict:  # noqa: ANN001
+def _auc_mrmc(truth: np.ndarray, x: np.ndarray, readers: list[str], label: str, clusters=None) -> dict:
     if truth.all() or not truth.any():
         raise ValueError(f"{int(truth.sum())} positive of {truth.size} units: AUC needs both classes")
     res = obuchowski_rockette(truth, x, modalities=MODS, readers=readers, covariance="delong", clusters=clusters)
@@ -107,7 +107,7 @@ def _proportion_mrmc(binary: np.ndarray, clusters: np.ndarray, readers: list[str
     return out
 
 
-def _per_reader(d: Design, scale, truth_all: np.ndarray) -> tuple[dict, dict, dict]:  # noqa: ANN001
+def _per_reader(d: Design, scale, truth_all: np.ndarray) -> tuple[dict, dict, dict]:
     """Per-reader AUC per arm (the reader's own units), paired DeLong tests, ROC points (complete units)."""
     aucs: dict = {arm: {} for arm in ARM_NAMES}
     paired: dict = {}
@@ -134,7 +134,7 @@ def _per_reader(d: Design, scale, truth_all: np.ndarray) -> tuple[dict, dict, di
     return aucs, paired, roc
 
 
-def _per_patient(d: Design, x: np.ndarray, truth_grade: np.ndarray, scale) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def _per_patient(d: Design, x: np.ndarray, truth_grade: np.ndarray, scale) -> tuple[np.ndarray, np.ndarray]:
     """Per-patient truth (any level positive) and score (worst grade over the patient's levels)."""
     cases, idx = np.unique(d.unit_case[d.kept_units], return_inverse=True)
     worst_ref = np.full(cases.size, -10)
@@ -163,7 +163,7 @@ def _period_auc(d: Design, session_of: np.ndarray, truth: np.ndarray) -> dict:
     return out
 
 
-def _ai_standalone(d: Design, scale, truth_all: np.ndarray, x: np.ndarray, margin: float,  # noqa: ANN001
+def _ai_standalone(d: Design, scale, truth_all: np.ndarray, x: np.ndarray, margin: float,
                    hypothesis: str, alpha: float) -> dict | None:
     has_ai = d.ai >= 0
     if not has_ai.any():
@@ -289,7 +289,7 @@ def _adjust(results: dict) -> dict:
     return fam
 
 
-def analyse(data, alpha: float = 0.05, margin: float = 0.0, hypothesis: str = "difference",  # noqa: ANN001
+def analyse(data, alpha: float = 0.05, margin: float = 0.0, hypothesis: str = "difference",
             bootstrap: int = 1000, seed: int = 0) -> dict:
     """Analyse a study: ``data`` is :func:`export_columns` output, or exported rows (list of dicts).
 

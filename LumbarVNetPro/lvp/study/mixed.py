@@ -82,7 +82,7 @@ class _Crossed:
         return float(dev), beta, np.linalg.inv(xvx) * sigma2, sigma2
 
 
-def fit_crossed_reml(y, x, g1, g2, names: list[str] | None = None) -> CrossedFit:  # noqa: ANN001
+def fit_crossed_reml(y, x, g1, g2, names: list[str] | None = None) -> CrossedFit:
     """REML fit of y ~ x with crossed random intercepts of the integer groups ``g1`` and ``g2``.
 
     ``x`` includes the intercept column. Variance components are bounded away from zero on the log

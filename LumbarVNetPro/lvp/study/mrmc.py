@@ -71,8 +71,8 @@ def _average_covariances(cov: np.ndarray, t: int, r: int) -> tuple[float, float,
     return float(err), float(cov1), float(cov2), float(cov3)
 
 
-def jackknife_covariance(truth, ratings, fom: Callable | str,  # noqa: ANN001
-                         clusters=None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def jackknife_covariance(truth, ratings, fom: Callable | str,
+                         clusters=None) -> tuple[np.ndarray, np.ndarray]:
     """Figures of merit of each rating row and their case-jackknife covariance.
 
     ``ratings`` is (k, n cases); ``fom(truth, rating_row)`` computes one figure of merit, or
@@ -107,12 +107,12 @@ def jackknife_covariance(truth, ratings, fom: Callable | str,  # noqa: ANN001
     return full, (g - 1) / g * dev.T @ dev
 
 
-def _empirical_auc(truth, rating) -> float:  # noqa: ANN001
+def _empirical_auc(truth, rating) -> float:
     return float(empirical_auc(truth, rating)[0])
 
 
-def fom_covariance(truth, flat, covariance: str = "delong", fom: Callable | str | None = None,  # noqa: ANN001
-                   clusters=None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def fom_covariance(truth, flat, covariance: str = "delong", fom: Callable | str | None = None,
+                   clusters=None) -> tuple[np.ndarray, np.ndarray]:
     """Figures of merit of the rows of ``flat`` (k, n) and their covariance by ``covariance``.
 
     ``delong`` (empirical AUC; Obuchowski's clustered form when ``clusters`` is given) or
@@ -132,7 +132,7 @@ def fom_covariance(truth, flat, covariance: str = "delong", fom: Callable | str 
 def obuchowski_rockette(truth, ratings, modalities: list[str] | None = None,
                         readers: list[str] | None = None, covariance: str = "delong",
                         fom: Callable | str | None = None, alpha: float = 0.05,
-                        clusters=None) -> ORResult:  # noqa: ANN001
+                        clusters=None) -> ORResult:
     """OR-Hillis RRRC analysis, with the fixed-reader and fixed-case analyses alongside.
 
     ``ratings`` is a (t modalities, r readers, n cases) array of scores of the same cases; ``truth``
@@ -267,8 +267,8 @@ def _fixed_cases(theta: np.ndarray, ms_t: float, ms_tr: float, mods: list[str], 
     return out
 
 
-def standalone_vs_readers(truth, standalone, reader_ratings, readers: list[str] | None = None,  # noqa: ANN001
-                          covariance: str = "delong", fom: Callable | str | None = None, clusters=None,  # noqa: ANN001
+def standalone_vs_readers(truth, standalone, reader_ratings, readers: list[str] | None = None,
+                          covariance: str = "delong", fom: Callable | str | None = None, clusters=None,
                           margin: float = 0.0, hypothesis: str = "difference", alpha: float = 0.05) -> dict:
     """Standalone algorithm vs the readers' average: difference algorithm - mean reader, random readers and cases.
 

@@ -17,13 +17,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import matplotlib.pyplot as plt  # the backend must be chosen first
 
 ARM_COLOURS = {"manual": "tab:blue", "ai_assisted": "tab:orange", "ai_standalone": "tab:green"}
 ARM_LABELS = {"manual": "manual", "ai_assisted": "AI-assisted"}
 
 
-def _png(fig) -> str:  # noqa: ANN001 - a matplotlib Figure
+def _png(fig) -> str:  # a matplotlib Figure
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)

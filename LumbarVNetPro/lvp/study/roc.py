@@ -23,7 +23,7 @@ import numpy as np
 from scipy import optimize, stats
 
 
-def _split(truth, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001 - array-likes
+def _split(truth, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # array-likes
     truth = np.asarray(truth).astype(bool)
     s = np.atleast_2d(np.asarray(scores, dtype=float))
     if s.shape[1] != truth.size:
@@ -33,12 +33,12 @@ def _split(truth, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa:
     return truth, s[:, truth], s[:, ~truth]
 
 
-def empirical_auc(truth, scores) -> np.ndarray:  # noqa: ANN001
+def empirical_auc(truth, scores) -> np.ndarray:
     """Empirical AUC of each score row (ties count one half); no variance, so any class sizes >= 1."""
     return delong_components(truth, scores)[0]
 
 
-def delong_components(truth, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
+def delong_components(truth, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """AUCs of each score row and DeLong's structural components V10 (positives) and V01 (negatives).
 
     ``scores`` is one score vector or a (k, n) array of k scores of the same n units. V10 of a
@@ -91,7 +91,7 @@ def _check_variance_defined(m: int, n: int) -> None:
                          "it needs at least 2 of each")
 
 
-def delong_covariance(truth, scores) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def delong_covariance(truth, scores) -> tuple[np.ndarray, np.ndarray]:
     """AUCs and their DeLong covariance matrix (k x k) for k scores of the same units."""
     aucs, v10, v01 = delong_components(truth, scores)
     m, n = v10.shape[1], v01.shape[1]
@@ -99,7 +99,7 @@ def delong_covariance(truth, scores) -> tuple[np.ndarray, np.ndarray]:  # noqa: 
     return aucs, np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
 
 
-def clustered_delong_covariance(truth, scores, clusters) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def clustered_delong_covariance(truth, scores, clusters) -> tuple[np.ndarray, np.ndarray]:
     """AUCs and their cluster-aware covariance (Obuchowski 1997) for k scores of clustered units.
 
     ``clusters`` labels each unit (e.g. the patient of a lumbar level); units of one cluster are
@@ -181,7 +181,7 @@ def interval_for(auc: float, se: float, m: int, n: int, alpha: float = 0.05,
     return lo, hi, "DeLong", None
 
 
-def auc_ci(truth, score, alpha: float = 0.05, interval: str = "wald") -> AUCResult:  # noqa: ANN001
+def auc_ci(truth, score, alpha: float = 0.05, interval: str = "wald") -> AUCResult:
     """Empirical AUC with DeLong standard error and CI.
 
     ``interval="wald"``: DeLong's Wald interval clipped to [0, 1] (as pROC), with a ``flag`` when it is
@@ -219,7 +219,7 @@ class PairedAUCTest:
     flag: str | None = None
 
 
-def delong_paired_test(truth, score1, score2, alpha: float = 0.05) -> PairedAUCTest:  # noqa: ANN001
+def delong_paired_test(truth, score1, score2, alpha: float = 0.05) -> PairedAUCTest:
     """Compare the AUCs of two scores of the same units (DeLong 1988), two-sided: AUC1 - AUC2.
 
     A non-zero difference with zero variance has no valid p-value: p is NaN and ``flag`` says why.
@@ -241,7 +241,7 @@ def delong_paired_test(truth, score1, score2, alpha: float = 0.05) -> PairedAUCT
                          flag)
 
 
-def roc_points(truth, score) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def roc_points(truth, score) -> tuple[np.ndarray, np.ndarray]:
     """Empirical ROC curve (false-positive rate, true-positive rate) from (0,0) to (1,1)."""
     t = np.asarray(truth).astype(bool)
     s = np.asarray(score, dtype=float)
