@@ -4,6 +4,9 @@ Thin glue between Qt/MRML and the core: the work is in ``LumbarVNetProLib`` (MRM
 the ``lvp`` core package (no Slicer). This file runs on Slicer's own base classes only; the
 tests load it on Slicer 5.12.3's ``ScriptedLoadableModule``, ``util`` and
 ``parameterNodeWrapper`` with stand-ins for ``qt``/``ctk`` alone (Testing/Python/slicer_app.py).
+
+Over 400 lines on purpose: Slicer loads a scripted module from this one file (widget, logic,
+self-test classes must live here); each method only wires one Qt control to LumbarVNetProLib.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ blinded arm may not see) runs under pytest on ``slicer-core`` too.
 Everything slow runs in a child process and is polled (:meth:`Workplace.poll`), one job at a
 time: an analysis (*Run analysis*), the AI result of an AI-assisted case that has none yet, a
 Recompute, a dependency install. The panel stays responsive and each can be cancelled.
+
+Over 400 lines on purpose: one state machine (the Workplace) whose transitions must be
+read together (one job at a time, blinded arm, submit order).
 """
 
 from __future__ import annotations

@@ -44,6 +44,9 @@ behind it is still shown):
 ``confidence`` is the probability of the chosen (most probable) grade. ``calibration: ""`` in a
 rules YAML switches the calibrated models off and grades Pfirrmann and narrowing by the older
 a-priori rules below (heuristic).
+
+Over 400 lines on purpose: every grade's rule, its source and its measured error sit next
+to each other, so a reviewer reads one rule whole (the vocabulary itself is in lvp.scales).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Study management: create studies, enrol cases and readers, balanced crossover assignment,
 reference standard import, progress status and export of the submitted reads.
+
+Over 400 lines on purpose: study set-up, assignment and export share the study's integrity
+rules (balanced crossover, one reference per unit); kept together so each rule is checked once.
 """
 
 from __future__ import annotations

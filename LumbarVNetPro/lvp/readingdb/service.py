@@ -3,6 +3,9 @@
 Every method that touches a read takes the reader's user name and checks that the assignment or
 read belongs to that reader; the schema enforces the same (see :mod:`lvp.readingdb.models`).
 Each call is one transaction, so a saved draft survives a crash of the client.
+
+Over 400 lines on purpose: one class, one transaction per method, every method with the
+same ownership check; the reader-facing API reads as one contract.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ posterior arch (pedicles, lamina, spinous process) that, as in SPIDER, is labell
 Ground truth (:class:`DiscTruth`) is computed from the analytic shapes with the same measurement
 definitions that :mod:`lvp.measure` uses, on a 0.05 mm grid, so a test can ask for agreement to
 within a voxel.
+
+Over 400 lines on purpose: the phantom's anatomy and its analytic ground truth must use the
+same shape definitions; split apart, truth and image could disagree silently.
 """
 
 from __future__ import annotations
