@@ -1,20 +1,26 @@
 """HTML report of a reader study: flow, AUC (MRMC), sensitivity/specificity, agreement, AI alone, time.
 
 Figures are drawn with matplotlib's Agg backend (no display) and embedded as PNG data URIs, so the
-report is one self-contained file. Every difference is labelled AI-assisted - manual; p-values below
-0.001 print as "< 0.001"; every analysis states its n, positives and prevalence; refusals and
-degenerate intervals are shown as such, never as numbers.
+report is one self-contained file. Every difference is labelled AI-assisted - manual; p-values
+below 0.001 print as "< 0.001"; every analysis states its n, positives and prevalence; refusals
+and degenerate intervals are shown as such, never as numbers.
+
+The page is the Jinja2 template ``study_report.html`` (autoescape on): this module turns the
+analysis into a list of blocks (headings, notes, tables, figures) whose texts Jinja2 escapes; only
+cells that are :class:`markupsafe.Markup` (an interval, an italic "refused") are inserted as they
+are, and those escape the text they hold where they are built.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
+from functools import cache
 from pathlib import Path
 
 import matplotlib
+from markupsafe import Markup, escape
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the backend must be chosen first
@@ -31,42 +37,48 @@ def _png(fig) -> str:  # a matplotlib Figure
 
 
 def fmt_p(p: float | None) -> str:
-    """A p-value as printed: ``< 0.001`` below 0.001, else 3 decimals; n/a for none."""
+    """A p-value as printed (HTML, for a :class:`Markup` cell): ``< 0.001`` below 0.001, else 3 decimals;
+    n/a for none.
+    """
     if p is None or p != p:
         return "n/a"
     return "&lt; 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _fmt(v: object, digits: int = 3) -> str:
+    """A table cell's text: Jinja2 escapes it unless it is :class:`Markup`."""
     if v is None:
-        return "&ndash;"
+        return Markup("&ndash;")
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
         return "n/a" if v != v else f"{v:.{digits}f}"
-    if isinstance(v, _Raw):
-        return str(v)
-    return html.escape(str(v))
+    return v if isinstance(v, Markup) else str(v)
 
 
-class _Raw(str):
-    """Already-escaped HTML for a table cell."""
+_Raw = Markup  # a cell already in HTML (its variable parts escaped where it is built)
 
 
-def _ci(lo: float | None, hi: float | None, digits: int = 3) -> _Raw:
+def _ci(lo: float | None, hi: float | None, digits: int = 3) -> Markup:
     if lo is None or hi is None or lo != lo or hi != hi:
-        return _Raw("n/a")
-    return _Raw(f"{lo:.{digits}f} to {hi:.{digits}f}")
+        return Markup("n/a")
+    return Markup(f"{lo:.{digits}f} to {hi:.{digits}f}")
 
 
-def _table(header: list[str], rows: list[list[object]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def _table(header: list[str], rows: list[list[object]]) -> dict:
+    return {"kind": "table", "header": header, "rows": [[_fmt(c) for c in row] for row in rows]}
 
 
-def _note(text: str, kind: str = "note") -> str:
-    return f'<p class="{kind}">{html.escape(text)}</p>'
+def _note(text: str, kind: str = "note") -> dict:
+    return {"kind": "note", "text": text, "class": kind}
+
+
+def _heading(level: int, text: str) -> dict:
+    return {"kind": "heading", "level": level, "text": text}
+
+
+def _image(alt: str, src: str) -> dict:
+    return {"kind": "image", "alt": alt, "src": src}
 
 
 def roc_figure(pathology: str, result: dict) -> str:
@@ -101,7 +113,7 @@ def _mrmc_rows(analyses: dict, primary: str) -> list[list[object]]:
     for key, m in analyses.items():
         label = (m.get("label") or key) + (" [primary]" if key == primary else "")
         if "refused" in m:
-            rows.append([label, _Raw(f"<i>refused: {html.escape(m['refused'])}</i>")] + [None] * 8)
+            rows.append([label, _Raw(f"<i>refused: {escape(m['refused'])}</i>")] + [None] * 8)
             continue
         d, man, ai = m["difference"], m["means"]["manual"], m["means"]["ai_assisted"]
         rows.append([label, m["units"], m["positives"], m["prevalence"], m["readers"],
@@ -110,7 +122,7 @@ def _mrmc_rows(analyses: dict, primary: str) -> list[list[object]]:
                      _Raw(f"{d['estimate']:+.3f} ({_ci(d['ci_low'], d['ci_high'])})"),
                      _Raw(f"F={m['f']:.2f}, df={m['df1']}, {m['df2']:.1f}"),
                      _Raw(fmt_p(m["p_value"]) + (f" (Holm {fmt_p(m['p_holm'])})" if "p_holm" in m else "")
-                          + (f" <b>{html.escape(m['flag'])}</b>" if m.get("flag") else ""))])
+                          + (f" <b>{escape(m['flag'])}</b>" if m.get("flag") else ""))])
     return rows
 
 
@@ -135,8 +147,8 @@ def _fixed_rows(analyses: dict) -> list[list[object]]:
     return rows
 
 
-def _flow_section(flow: dict) -> str:
-    parts = ["<h2>Study flow</h2>"]
+def _flow_section(flow: dict) -> list[dict]:
+    parts = [_heading(2, "Study flow")]
     rows = [["readers enrolled", flow["readers_enrolled"]],
             ["readers without any read", ", ".join(flow["readers_without_reads"]) or "none"],
             ["cases enrolled", flow["cases_enrolled"]], ["cases read", flow["cases_read"]],
@@ -157,15 +169,15 @@ def _flow_section(flow: dict) -> str:
         reasons = "; ".join(f"{k} ({v} cases)" for k, v in list(lost["reasons"].items())[:6]) or "-"
         arows.append([name, len(a["readers"]), dropped, a["units_with_reference"], a["units"], a["cases"],
                       lost["cases_with_dropped_units"], reasons])
-    parts.append("<h3>Analysed (complete reader x unit design, both arms)</h3>")
+    parts.append(_heading(3, "Analysed (complete reader x unit design, both arms)"))
     parts.append(_table(["pathology", "readers analysed", "readers dropped (why)", "units with reference",
                          "units analysed", "cases analysed", "cases with dropped units", "why units were dropped"],
                         arows))
-    return "".join(parts)
+    return parts
 
 
-def _sens_spec_section(res: dict) -> str:
-    parts = ["<h3>Sensitivity and specificity (grade &ge; threshold)</h3>"]
+def _sens_spec_section(res: dict) -> list[dict]:
+    parts = [_heading(3, "Sensitivity and specificity (grade ≥ threshold)")]
     rows = []
     ra = res["sens_spec"]["reader_average"]
     for arm, v in res["sens_spec"]["pooled"].items():
@@ -185,7 +197,7 @@ def _sens_spec_section(res: dict) -> str:
         if not m:
             continue
         if "refused" in m:
-            trows.append([key, _Raw(f"<i>refused: {html.escape(m['refused'])}</i>"), None, None, None])
+            trows.append([key, _Raw(f"<i>refused: {escape(m['refused'])}</i>"), None, None, None])
             continue
         d = m["difference"]
         trows.append([key, m["units"], m["clusters"],
@@ -196,13 +208,13 @@ def _sens_spec_section(res: dict) -> str:
                              "patient-deleted jackknife)"], trows))
     parts.append(_note("The pooled Wilson interval treats every read as independent; the reader-average interval "
                        "accounts for readers and patients as random (and is the one to quote)."))
-    return "".join(parts)
+    return parts
 
 
-def _agreement_section(res: dict) -> str:
+def _agreement_section(res: dict) -> list[dict]:
     ag = res.get("agreement")
     if not ag:
-        return ""
+        return []
     rows = []
     for arm, v in ag["arms"].items():
         icc_g, icc_m = v.get("icc_grades"), v.get("icc_measurement")
@@ -213,22 +225,22 @@ def _agreement_section(res: dict) -> str:
     d = ag["difference"]
     rows.append([d["label"], _Raw(f"{d['fleiss_kappa']:+.3f} ({_ci(*d['fleiss_kappa_ci'])})"),
                  _Raw(f"{d['alpha_ordinal']:+.3f} ({_ci(*d['alpha_ordinal_ci'])})"), None, None])
-    return ("<h3>Agreement between readers (interobserver)</h3>"
-            + _note(f"{ag['readers']} readers, {ag['units']} units, {ag['cases']} patients; {ag['method']}; "
-                    "ICC(2,1) with F-based CI.")
-            + _table(["arm", "Fleiss kappa (95% CI)", "Krippendorff alpha, ordinal (95% CI)", "ICC(2,1) grades",
-                      "ICC(2,1) measurements"], rows))
+    return [_heading(3, "Agreement between readers (interobserver)"),
+            _note(f"{ag['readers']} readers, {ag['units']} units, {ag['cases']} patients; {ag['method']}; "
+                  "ICC(2,1) with F-based CI."),
+            _table(["arm", "Fleiss kappa (95% CI)", "Krippendorff alpha, ordinal (95% CI)", "ICC(2,1) grades",
+                    "ICC(2,1) measurements"], rows)]
 
 
-def _ai_section(res: dict, opts: dict) -> str:
+def _ai_section(res: dict, opts: dict) -> list[dict]:
     ai = res.get("ai_standalone")
     if not ai:
-        return ""
-    parts = ["<h3>AI alone</h3>"]
+        return []
+    parts = [_heading(3, "AI alone")]
     auc = ai["auc"]
-    auc_txt = (f"<i>refused: {html.escape(auc['refused'])}</i>" if "refused" in auc else
+    auc_txt = (f"<i>refused: {escape(auc['refused'])}</i>" if "refused" in auc else
                f"{auc['auc']:.3f} ({_ci(auc['ci_low'], auc['ci_high'])}, {auc['method']})"
-               + (f" <b>{html.escape(auc['flag'])}</b>" if auc.get("flag") else ""))
+               + (f" <b>{escape(auc['flag'])}</b>" if auc.get("flag") else ""))
     parts.append(_table(["units", "positives", "AUC (95% CI)", "sensitivity (Wilson 95% CI)",
                          "specificity (Wilson 95% CI)", "quadratic kappa vs reference"],
                         [[ai["units"], ai["positives"], _Raw(auc_txt),
@@ -241,7 +253,7 @@ def _ai_section(res: dict, opts: dict) -> str:
     rows = []
     for arm, v in ai["vs_readers"].items():
         if "refused" in v:
-            rows.append([ARM_LABELS[arm], _Raw(f"<i>refused: {html.escape(v['refused'])}</i>"), None, None, None,
+            rows.append([ARM_LABELS[arm], _Raw(f"<i>refused: {escape(v['refused'])}</i>"), None, None, None,
                          None])
             continue
         rows.append([ARM_LABELS[arm], v["units"], f"{v['standalone']:.3f} vs {v['reader_mean']:.3f}",
@@ -252,76 +264,74 @@ def _ai_section(res: dict, opts: dict) -> str:
                        "Holm-adjusted across the pathologies analysed."))
     parts.append(_table(["readers", "units", "AUC AI alone vs readers", "AI alone - readers (95% CI)", "p",
                          "p (Holm)"], rows))
-    return "".join(parts)
+    return parts
 
 
-def _pathology_section(name: str, res: dict, opts: dict) -> str:
-    parts = [f"<h2>{html.escape(name)}</h2>"]
+def _pathology_section(name: str, res: dict, opts: dict) -> list[dict]:
+    parts = [_heading(2, name)]
     d = res["design"]
     parts.append(_note(f"Positive at grade >= {res['positive_at']}. Complete design: {len(d['readers'])} readers, "
                        f"{d['units']} units (case x level) of {d['clusters']} patients, {d['positives']} positive "
                        f"(prevalence {d['prevalence']:.3f})." if d["units"] else
                        f"Positive at grade >= {res['positive_at']}. No complete design."))
     if any(res["roc"].values()) or (res.get("ai_standalone") or {}).get("roc"):
-        parts.append(f'<img alt="ROC {html.escape(name)}" src="{roc_figure(name, res)}">')
+        parts.append(_image(f"ROC {name}", roc_figure(name, res)))
     auc = res["auc"]
-    parts.append("<h3>AUC: Obuchowski-Rockette, Hillis df (random readers and cases)</h3>")
+    parts.append(_heading(3, "AUC: Obuchowski-Rockette, Hillis df (random readers and cases)"))
     if "refused" in auc:
         parts.append(_note(auc["refused"], "refused"))
     else:
         parts.append(_table(MRMC_HEADER, _mrmc_rows(auc["analyses"], auc["primary"])))
-        parts.append("<h4>Fixed-reader and fixed-case analyses</h4>")
+        parts.append(_heading(4, "Fixed-reader and fixed-case analyses"))
         parts.append(_table(["analysis", "factors", "AI-assisted - manual (95% CI)", "test", "p"],
                             _fixed_rows({k: v for k, v in auc["analyses"].items() if k == auc["primary"]})))
     if res["per_level"]:
-        parts.append("<h4>Per lumbar level (patients independent)</h4>")
+        parts.append(_heading(4, "Per lumbar level (patients independent)"))
         parts.append(_table(MRMC_HEADER, _mrmc_rows(res["per_level"], "")))
-    parts.append(_sens_spec_section(res))
+    parts += _sens_spec_section(res)
     rows = []
     for arm, v in res["reference_agreement"].items():
         rows.append([ARM_LABELS[arm], v["reads"], v["kappa_linear"], v["kappa_quadratic"], v["accuracy"]])
-    parts.append("<h3>Agreement with the reference standard</h3>"
-                 + _table(["arm", "reads", "weighted kappa, linear", "weighted kappa, quadratic", "exact accuracy"],
-                          rows))
-    parts.append(_agreement_section(res))
-    parts.append(_ai_section(res, opts))
+    parts += [_heading(3, "Agreement with the reference standard"),
+              _table(["arm", "reads", "weighted kappa, linear", "weighted kappa, quadratic", "exact accuracy"], rows)]
+    parts += _agreement_section(res)
+    parts += _ai_section(res, opts)
     rows = []
     for arm in ("manual", "ai_assisted"):
         for rdr, v in res["per_reader_auc"].get(arm, {}).items():
             if "refused" in v:
                 rows.append([rdr, ARM_LABELS[arm], None, None, None,
-                             _Raw(f"<i>refused: {html.escape(v['refused'])}</i>"), None])
+                             _Raw(f"<i>refused: {escape(v['refused'])}</i>"), None])
             else:
                 rows.append([rdr, ARM_LABELS[arm], v["n_pos"] + v["n_neg"], v["n_pos"], v["auc"],
                              _ci(v["ci_low"], v["ci_high"]),
                              (v["method"] + (f": {v['flag']}" if v.get("flag") else ""))])
     if rows:
-        parts.append("<h3>AUC per reader (all the reader's units in that arm)</h3>"
-                     + _table(["reader", "arm", "units", "positives", "AUC", "95% CI", "interval"], rows))
+        parts += [_heading(3, "AUC per reader (all the reader's units in that arm)"),
+                  _table(["reader", "arm", "units", "positives", "AUC", "95% CI", "interval"], rows)]
     prow = []
     for rdr, v in res["paired_delong"].items():
         if "refused" in v:
-            prow.append([rdr, _Raw(f"<i>refused: {html.escape(v['refused'])}</i>"), None, None, None, None])
+            prow.append([rdr, _Raw(f"<i>refused: {escape(v['refused'])}</i>"), None, None, None, None])
         else:
             prow.append([rdr, v["units"], v["auc_manual"], v["auc_ai_assisted"],
                          _Raw(f"{v['diff']:+.3f} ({_ci(v['ci_low'], v['ci_high'])})"),
-                         _Raw(fmt_p(v["p_value"]) + (f" {html.escape(v['flag'])}" if v.get("flag") else ""))])
+                         _Raw(fmt_p(v["p_value"]) + (f" {escape(v['flag'])}" if v.get("flag") else ""))])
     if prow:
-        parts.append("<h3>Paired DeLong test per reader</h3>"
-                     + _table(["reader", "units", "AUC manual", "AUC AI-assisted", "AI-assisted - manual (95% CI)",
-                               "p"], prow))
+        parts += [_heading(3, "Paired DeLong test per reader"),
+                  _table(["reader", "units", "AUC manual", "AUC AI-assisted", "AI-assisted - manual (95% CI)", "p"],
+                         prow)]
     if res.get("period"):
         rows = [[ARM_LABELS[arm], s.replace("_", " "), v["mean_reader_auc"], v["readers"]]
                 for arm, per in res["period"].items() for s, v in per.items()]
-        parts.append("<h3>Period (session) effect</h3>"
-                     + _table(["arm", "period", "mean reader AUC", "readers"], rows))
-    return "".join(parts)
+        parts += [_heading(3, "Period (session) effect"), _table(["arm", "period", "mean reader AUC", "readers"], rows)]
+    return parts
 
 
-def _time_section(rt: dict) -> str:
+def _time_section(rt: dict) -> list[dict]:
     if not rt["per_arm"]:
-        return ""
-    parts = ["<h2>Reading time</h2>", f'<img alt="reading time" src="{time_figure(rt["per_arm"])}">']
+        return []
+    parts = [_heading(2, "Reading time"), _image("reading time", time_figure(rt["per_arm"]))]
     parts.append(_table(["arm", "reads", "median (s)", "Q1", "Q3", "geometric mean (s)"],
                         [[ARM_LABELS.get(a, a), v["n"]] + [_Raw(f"{v[k]:.1f}") for k in
                                                            ("median", "q1", "q3", "geometric_mean")]
@@ -342,26 +352,32 @@ def _time_section(rt: dict) -> str:
         parts.append(_note(rt["model_refused"], "refused"))
     if rt["excluded_reads"]:
         parts.append(_note(f"{rt['excluded_reads']} read(s) without a positive reading time excluded."))
-    return "".join(parts)
+    return parts
+
+
+@cache
+def _template():  # a jinja2.Template
+    """``study_report.html`` beside this module, autoescape on, undefined names an error."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template("study_report.html")
 
 
 def render_html(study: str, analysis: dict) -> str:
     """The report as one HTML document."""
     opts = analysis["options"]
-    parts = [f"<h1>Reader study {html.escape(study)}</h1>",
-             _note(f"{analysis['cases']} cases; readers: {', '.join(analysis['readers'])}. Every difference between "
-                   f"arms is {analysis['sign_convention']} (positive: better with AI). 95% intervals; p-values "
-                   f"two-sided unless stated. {analysis['multiplicity']['method']} for the primary AUC comparison "
-                   "and for the AI-alone comparisons.")]
-    parts.append(_flow_section(analysis["flow"]))
+    blocks = [_heading(1, f"Reader study {study}"),
+              _note(f"{analysis['cases']} cases; readers: {', '.join(analysis['readers'])}. Every difference between "
+                    f"arms is {analysis['sign_convention']} (positive: better with AI). 95% intervals; p-values "
+                    f"two-sided unless stated. {analysis['multiplicity']['method']} for the primary AUC comparison "
+                    "and for the AI-alone comparisons.")]
+    blocks += _flow_section(analysis["flow"])
     for name, res in analysis["pathologies"].items():
-        parts.append(_pathology_section(name, res, opts))
-    parts.append(_time_section(analysis["reading_time"]))
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;font-size:14px}table{border-collapse:collapse;"
-             "margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}"
-             ".refused{color:#a00}.note{color:#333}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(study)}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+        blocks += _pathology_section(name, res, opts)
+    blocks += _time_section(analysis["reading_time"])
+    return _template().render(title=study, blocks=blocks)
 
 
 def write_report(study: str, analysis: dict, path: Path) -> Path:
