@@ -39,3 +39,22 @@ def test_demo_end_to_end_with_the_model(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code in (0, 3)
     assert (tmp_path / "demo" / "report.json").is_file() and "report.html" in out
+
+
+def test_summary_names_grades_in_words_and_lists_what_was_withheld(tmp_path):
+    report = {
+        "input": {"path": "x.nii.gz"}, "model": {"name": "m", "version": "1"}, "status": "complete",
+        "structures": [], "warnings": [], "timings_s": {"total": 0.5},
+        "levels": [
+            {"level": "L4-L5", "status": "found", "grades": {
+                "pfirrmann": {"grade": 4, "name": "IV", "confidence": 0.61, "confidence_kind": "calibrated"},
+                "canal_stenosis": {"grade": None, "status": "not assessable", "reason": "needs an axial series"},
+            }},
+            {"level": "L5-S", "status": "not found", "reason": "no disc segmented here", "grades": {}},
+        ],
+    }
+    text = "\n".join(summary_lines(report, tmp_path))
+    assert "Pfirrmann disc degeneration: IV (0.61, calibrated)" in text
+    assert "not assessable: Central canal stenosis" in text
+    assert "not found: no disc segmented here" in text
+    assert "canal_stenosis" not in text and "pfirrmann" not in text  # no internal keys

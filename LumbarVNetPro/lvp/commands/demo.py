@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from lvp.errors import InputError
+from lvp.scales import SCALES
 
 
 def sample_path() -> Path:
@@ -32,6 +33,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _level_line(level: dict) -> str:
+    """One level in words: graded findings with confidence, then what could not be assessed."""
+    if level.get("status") not in (None, "found"):
+        return f"{level.get('status')}: {level.get('reason') or ''}".rstrip(": ")
+    graded, withheld = [], []
+    for key, g in (level.get("grades") or {}).items():
+        title = SCALES[key].title if key in SCALES else key
+        if g.get("grade") is None:
+            withheld.append(title)
+            continue
+        conf, kind = g.get("confidence"), g.get("confidence_kind")
+        detail = ", ".join(x for x in (f"{conf:.2f}" if isinstance(conf, (int, float)) else "", kind or "") if x)
+        graded.append(f"{title}: {g.get('name') or g.get('grade')}" + (f" ({detail})" if detail else ""))
+    parts = graded + ([f"not assessable: {', '.join(withheld)}"] if withheld else [])
+    return "; ".join(parts) or "no grades"
+
+
 def summary_lines(report: dict, out_dir: Path) -> list[str]:
     """The demo's printout: levels, grades with their confidence, timings, where the files are."""
     lines = [f"LumbarVNetPro demo on {report['input']['path']}",
@@ -42,12 +60,7 @@ def summary_lines(report: dict, out_dir: Path) -> list[str]:
     vertebrae = [s["name"] for s in report["structures"] if s["kind"] == "vertebra"]
     lines.append(f"vertebrae: {' '.join(vertebrae) or '-'}")
     for lv in report["levels"]:
-        grades = []
-        for name, g in lv["grades"].items():
-            label = g.get("name") or g.get("grade")
-            conf = g.get("confidence")
-            grades.append(f"{name} {label}" + (f" ({conf:.2f})" if isinstance(conf, (int, float)) else ""))
-        lines.append(f"  {lv['level']:<7} " + ("; ".join(grades) if grades else "no grades"))
+        lines.append(f"  {lv['level']:<7} " + _level_line(lv))
     t = report["timings_s"]
     stages = ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "total")
     lines.append(f"time {t['total']:.2f} s ({stages})")
