@@ -67,7 +67,8 @@ def test_real_sample_still_reads_with_a_numbering_check(tmp_path, sample_case):
     levels = [lv["level"] for lv in report["levels"]]
     assert len(levels) == len(set(levels)) and "L5-S" in levels
     assert set(report["numbering"]) == {"confident", "reasons"}
-    # The shipped model has no sacrum class: the numbering cannot be confident, and says why.
-    assert report["numbering"]["confident"] is False
-    assert any("sacrum" in r for r in report["numbering"]["reasons"])
-    assert "numbering: NOT CONFIDENT" in proc.stdout + proc.stderr
+    # The shipped model (1.1.0) segments the sample's sacrum: the numbering is anchored on it and
+    # confident, with no reasons, and the CLI says so. (Model 1.0.0 had no sacrum class: it was
+    # never confident.)
+    assert report["numbering"] == {"confident": True, "reasons": []}
+    assert "numbering: confident" in proc.stdout + proc.stderr

@@ -13,6 +13,7 @@ from lvp.labelling.grid import _components, _pool_any, _scaled_box, _unpool
 from lvp.labelling.thresholds import (
     BONE_BETWEEN_RATIO,
     DISC_BEYOND_CANAL_MM,
+    DISC_FRAGMENT_LR_MM,
     DISC_MAX_ANTERIOR_MM,
     DISC_MAX_LR_MM,
     DISC_MAX_POSTERIOR_MM,
@@ -145,6 +146,13 @@ def _disc_instances(disc_c: np.ndarray, sp: np.ndarray, axis, sem: np.ndarray | 
     big = ids[(sizes[1:] >= MIN_DISC_MM3) & on_axis[1:]]
     if big.size == 0:
         big = ids[on_axis[1:]] if on_axis[1:].any() else ids
+    if axis is not None and big.size >= 3:
+        # A small disc-class piece to one side of the canal line is no level of its own (a disc
+        # straddles the line): it joins a disc when close to one, as any fragment, or is dropped.
+        med = float(np.median(sizes[big]))
+        beside = (np.abs(d_lr[big]) > DISC_FRAGMENT_LR_MM) & (sizes[big] < SMALL_DISC_RATIO * med)
+        if beside.any() and not beside.all():
+            big = big[~beside]
     lut = np.zeros(n + 1, np.int64)
     lut[big] = big
     c_mm = centers * sp[None, :]

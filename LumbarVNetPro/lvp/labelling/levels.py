@@ -23,6 +23,8 @@ from lvp.labelling.thresholds import (
     REMNANT_DISC_RATIO,
     SACRUM_TRUST_RATIO,
     SMALL_LOWEST_DISC_RATIO,
+    VERTEBRA_CORE_LR_MM,
+    VERTEBRA_MAX_MEAN_LR_MM,
 )
 from lvp.labelling.types import Instance, Labelling
 from lvp.labelling.vertebrae import _below_disc, _body_depth
@@ -84,7 +86,7 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     inferior = volume.affine[:3, 1] / np.linalg.norm(volume.affine[:3, 1])
     # The sacrum class (a model trained with one): its largest component, as LPS points.
     voxel_c_mm3 = float(np.prod(sp_c))
-    sac_c = _sacrum_mask((bits_c & (1 << SACRUM)) > 0, voxel_c_mm3)
+    sac_c = _sacrum_mask((bits_c & (1 << SACRUM)) > 0, voxel_c_mm3, axis, sp_c)
     sac_pts = None
     if sac_c is not None:
         sac_pts = np.argwhere(sac_c).astype(np.float32) @ sub_c[:3, :3].T.astype(np.float32)
@@ -193,6 +195,13 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     counts = np.bincount(labels_c, minlength=n_ids + 1) * int(np.prod(f))
     sizes = counts * voxel_mm3
     keep = [i for i in range(1, n_ids + 1) if sizes[i] >= MIN_VERTEBRA_MM3]
+    if axis is not None and keep:
+        keep, n_lateral = _on_axis_ids(keep, labels_c, d_lr[on_spine], n_ids, sp_c)
+        if n_lateral:
+            out.facts["lateral_bone_dropped"] = n_lateral
+            out.warn("lateral_bone_ignored",
+                     f"{n_lateral} vertebra-class structure(s) beside the spine (no vertebral body on the canal's "
+                     "centre line: sacral ala, ilium) were not counted as vertebrae.")
     sums = np.stack([np.bincount(labels_c, weights=vidx[j], minlength=n_ids + 1) for j in range(3)], 1)
     vcenters_all = {i: (sums[i] / max(counts[i] // np.prod(f), 1)) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep}
     keep.sort(key=lambda i: float(vcenters_all[i] @ inferior))
@@ -217,6 +226,16 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     if sac_pts is not None and planes and float((sac_pts.mean(axis=0) - low.center_lps) @ low.normal_lps) > 0:
         out.facts["anchor"] = "sacrum_class"
         below_ids = [i for i in keep if float((vcenters_all[i] - low.center_lps) @ low.normal_lps) > 0]
+        # Bone below the lowest disc whose centre lies lower than the sacrum's is no vertebra
+        # between the two (an L5 or S1 lies above the sacrum): pelvic bone beside or below the
+        # sacrum that the network called vertebra. Not counted.
+        # (Compared along the image's SI axis: the lumbosacral disc's normal is tilted.)
+        sac_level = float(sac_pts.mean(axis=0) @ inferior)
+        beside = [i for i in below_ids if float(vcenters_all[i] @ inferior) > sac_level]
+        if beside:
+            out.facts["bone_beside_sacrum"] = len(beside)
+            keep = [i for i in keep if i not in beside]
+            below_ids = [i for i in below_ids if i not in beside]
         above_len = [lengths[k] for k, i in enumerate(keep) if i not in below_ids][-3:]
         short = bool(above_len) and all(
             lengths[keep.index(i)] < 0.5 * float(np.median(above_len)) for i in below_ids)
@@ -317,6 +336,24 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     finish_numbering(out)
     out.check_unique_names()
     return out
+
+
+def _on_axis_ids(keep: list[int], labels_c: np.ndarray, d_lr: np.ndarray, n_ids: int,
+                 sp_c: np.ndarray) -> tuple[list[int], int]:
+    """The vertebra candidates (ids of ``labels_c``, bone on the pooled grid) that lie on the
+    canal's centre line, and how many were dropped as lateral bone.
+
+    A vertebra's bone is spread evenly about the canal's centre line in left-right (the body
+    straddles it, the transverse processes reach out on both sides), so its mean LR offset is small
+    and it has a body-sized amount of bone close to the line. Bone of the sacral ala or the ilium
+    that the network calls vertebra lies to one side (``d_lr``: LR offsets in mm of the points).
+    """
+    n = np.bincount(labels_c, minlength=n_ids + 1).astype(float)
+    mean_lr = np.bincount(labels_c, weights=d_lr, minlength=n_ids + 1) / np.maximum(n, 1)
+    central = np.bincount(labels_c[np.abs(d_lr) <= VERTEBRA_CORE_LR_MM], minlength=n_ids + 1)
+    core_mm3 = central * float(np.prod(sp_c))
+    on_axis = [i for i in keep if abs(mean_lr[i]) <= VERTEBRA_MAX_MEAN_LR_MM and core_mm3[i] >= MIN_VERTEBRA_MM3]
+    return on_axis, len(keep) - len(on_axis)
 
 
 def _fov_below_mm(plane: DiscPlane, volume: Volume, inferior: np.ndarray) -> float:

@@ -27,6 +27,16 @@ DISC_MAX_POSTERIOR_MM = 10.0
 BONE_MAX_LR_MM = 50.0
 BONE_MAX_ANTERIOR_MM = 80.0
 BONE_MAX_POSTERIOR_MM = 90.0
+# A vertebra straddles the canal's centre line: the mean LR offset of its bone is at most
+# VERTEBRA_MAX_MEAN_LR_MM and at least MIN_VERTEBRA_MM3 of it lies within VERTEBRA_CORE_LR_MM of
+# the line (a lumbar body is 40-50 mm wide). Bone off to one side (sacral ala, ilium, which model
+# 1.1.0 calls vertebra ~30 mm lateral on full-FOV 1.5 T series) is not a vertebra to count.
+VERTEBRA_MAX_MEAN_LR_MM = 15.0
+VERTEBRA_CORE_LR_MM = 15.0
+# A disc component centred farther than this (mm, LR) from the canal line and smaller than
+# SMALL_DISC_RATIO of the median disc is a fragment beside the spine, not a level (model 1.1.0
+# leaves 200-400 mm³ pieces ~20-30 mm lateral on full-FOV 1.5 T series).
+DISC_FRAGMENT_LR_MM = 15.0
 DISC_BEYOND_CANAL_MM = 100.0  # the canal may be segmented only part of the way down
 BONE_BEYOND_CANAL_MM = 80.0
 BODY_BEHIND_CANAL_CENTRE_MM = 8.0  # bone this far in front of the canal's centre is body
@@ -63,5 +73,11 @@ SMALL_LOWEST_DISC_RATIO = 0.4
 # The sacrum-class component taken as the sacrum must be at least this large (smaller ones are
 # stray voxels, not the bone the numbering can anchor on).
 MIN_SACRUM_MM3 = 1500.0
+# The sacrum-class component anchored on is centred on the spine: within this distance (mm) of
+# the canal line in LR (the S1 body straddles it), and at most this far behind the canal's
+# centre (the sacral canal and spinous tubercles); model 1.1.0 also calls pieces of the ilium and
+# soft tissue 25-35 mm to the side or far in front "sacrum".
+SACRUM_MAX_LR_MM = 20.0
+SACRUM_MAX_POSTERIOR_MM = 30.0
 # The sacrum must start within this distance (mm, along the spine) below the lowest lumbar disc.
 SACRUM_GAP_MM = 12.0
