@@ -10,12 +10,19 @@ Method (works on the canonical grid, cropped to the spine):
    (``disc_fragments_ignored``). Each disc gets a mid-plane (:func:`lvp.planes.fit_disc_plane`).
    A gap between discs about twice the neighbouring spacings and filled with bone is a disc the
    network missed: an interpolated separator splits the bone into two vertebrae
-   (``missing_disc``). Bone far from the canal's centre line is not labelled.
+   (``missing_disc``). Bone far from the canal's centre line is not labelled. A small disc piece
+   centred more than 15 mm to the side of the canal line is a fragment, not a level.
 2. Vertebra voxels are split into the intervals between consecutive disc planes (the discs are
    the separators along the spine axis, so posterior elements that touch the neighbour's body do
    not merge two vertebrae); inside an interval, large connected components that lie one above
-   the other are separate vertebrae (a disc the network missed, or a body-only layout).
-3. The sacrum: with a network sacrum class (4), its largest component below the lowest disc;
+   the other are separate vertebrae (a disc the network missed, or a body-only layout). A
+   candidate whose bone lies to one side of the canal line (mean LR offset over 15 mm, or less
+   than a small vertebra's volume within 15 mm of the line: sacral ala, ilium) is not counted
+   (``lateral_bone_ignored``).
+3. The sacrum: with a network sacrum class (4), its largest component centred on the spine (within
+   20 mm of the canal line in LR; pieces elsewhere are ignored), below the lowest disc; it needs
+   no length (the class covers about one vertebra); vertebra-class bone below the lowest disc
+   whose centre is lower than the sacrum's is pelvic bone beside it, not a vertebra;
    L5-S is the disc directly above it, and discs with sacrum above them (S1-S2 remnants) are
    never lumbar (their voxels are written as sacrum, ``sacral_disc``). A lowest disc much
    smaller than the others (below 0.2 of their median volume) is taken as a remnant with S1
