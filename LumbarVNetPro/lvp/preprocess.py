@@ -262,16 +262,22 @@ def restore(logits: np.ndarray, info: GridInfo, mode: str = "linear") -> tuple[n
         positions.append((np.arange(first, last) + 0.5) * n_grid / n_src - 0.5 - lo)
     # The class probabilities of the box only (softmax is per voxel: the same values as on the grid).
     t = softmax(logits[:, box[0][0]:box[0][1], box[1][0]:box[1][1], box[2][0]:box[2][1]])
-    # Across slices first (few voxels at the grid's in-plane size), then each source slice is
-    # brought to full in-plane size and reduced to (label, probability) at once: the 4-class
-    # full-size stack never exists, every step works on one slice that stays in the cache.
-    t = _lerp_axis(t, positions[0], 1)
+    # Per source slice: across slices first (at the grid's in-plane size), then the slice is
+    # brought to full in-plane size and reduced to (label, probability) at once: neither the
+    # class stack at full size nor one at the source's slice count ever exists, every step works
+    # on one slice that stays in the cache.
+    lr = _lerp_taps(positions[0], t.shape[1])
     ap = _lerp_taps(positions[2], t.shape[3])
     si = _lerp_taps(positions[1], t.shape[2])
     (z0, z1), (y0, y1), (x0, x1) = src_box
     p_box = np.empty((z1 - z0, y1 - y0, x1 - x0), dtype=np.float32)
-    for k in range(t.shape[1]):
-        plane = _lerp_axis(t[:, k], positions[2], 2, ap)
+    for k in range(z1 - z0):
+        plane = t[:, lr[0][k]].copy()  # the same operations as _lerp_axis along the slices
+        upper = t[:, lr[1][k]].copy()
+        upper -= plane
+        upper *= lr[2][k]
+        plane += upper
+        plane = _lerp_axis(plane, positions[2], 2, ap)
         plane = _lerp_axis(plane, positions[1], 1, si)
         lab, p = _argmax(plane)
         semantic[z0 + k, y0:y1, x0:x1] = lab
