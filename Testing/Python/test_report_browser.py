@@ -1,4 +1,4 @@
-"""report.html in a real browser (headless Chromium): it renders and its figure shows.
+"""report.html in a real browser (headless Chromium): it renders, its figure shows, nothing overflows.
 
 The page is the one ``lvp infer`` writes for the bundled sample (its reference mask standing in for
 the network), opened at 1280 CSS pixels, a common reading-room laptop width.
@@ -41,6 +41,27 @@ def test_figure_shows(facts):
     for img in figures:
         assert img["complete"]
         assert img["drawn"][0] >= 200 and img["drawn"][1] >= 200, img  # drawn at a readable size
+
+
+# A real defect, measured: the grade table (10 columns with long unbreakable texts) is 1382 px wide
+# at a 1280 px window. The image-first layout of issue 14 (report.html) must fix it; this test then
+# passes (XPASS) and the marker goes.
+@pytest.mark.xfail(reason="issue 14: report.html's grade table overflows a 1280 px window until the image-first "
+                          "layout lands", strict=False)
+def test_nothing_overflows_at_1280_px(facts):
+    assert facts["scroll_width"] <= facts["viewport"], f"page wider than the window: {facts['wide'][:5]}"
+    assert facts["wide"] == []
+
+
+def test_overflow_probe_finds_a_too_wide_element(tmp_path):
+    """The overflow check above can fail: a 2000 px wide box in a 1280 px window is found."""
+    page = tmp_path / "wide.html"
+    page.write_text("<!DOCTYPE html><html><body><p>text</p><div class='wide' style='width:2000px'>x</div>"
+                    "</body></html>")
+    chromium_or_skip()
+    facts = measure(page, WIDTH)
+    assert facts["scroll_width"] > WIDTH
+    assert any(w["cls"] == "wide" for w in facts["wide"])
 
 
 def test_screenshot_shows_the_page(page, tmp_path):
