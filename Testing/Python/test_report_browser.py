@@ -43,11 +43,8 @@ def test_figure_shows(facts):
         assert img["drawn"][0] >= 200 and img["drawn"][1] >= 200, img  # drawn at a readable size
 
 
-# A real defect, measured: the grade table (10 columns with long unbreakable texts) is 1382 px wide
-# at a 1280 px window. The image-first layout of issue 14 (report.html) must fix it; this test then
-# passes (XPASS) and the marker goes.
-@pytest.mark.xfail(reason="issue 14: report.html's grade table overflows a 1280 px window until the image-first "
-                          "layout lands", strict=False)
+# Was a real defect, measured: the grade table (10 columns with long unbreakable texts) was 1382 px
+# wide at a 1280 px window; the fixed-layout, wrapping table of issue 14 fits.
 def test_nothing_overflows_at_1280_px(facts):
     assert facts["scroll_width"] <= facts["viewport"], f"page wider than the window: {facts['wide'][:5]}"
     assert facts["wide"] == []

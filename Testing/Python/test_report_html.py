@@ -62,10 +62,10 @@ def test_html_escapes_text_and_shows_grade_measurement_and_confidence():
     parser = _Collect()
     parser.feed(page)
     text = " ".join(parser.text)
-    assert "protrusion" in text and "posterior_displacement_mm = 4.1" in text and "confidence 0.63" in text
+    assert "protrusion" in text and "posterior displacement 4.1 mm" in text and "confidence 0.63" in text
     assert "PARTIAL" not in text
     grade_table = page.split('class="grades"', 1)[1].split("</table>", 1)[0]
-    assert grade_table.count("<tr>") == 2  # header + one level
+    assert grade_table.count("<tr") == 2  # header + one level
 
 
 def test_partial_report_is_flagged():
@@ -147,7 +147,7 @@ def test_withheld_grades_show_reason_measurement_kind_and_named_probability():
     parser.feed(page)
     text = " ".join(parser.text)
     assert "needs an axial series (here the slab cuts the sac)" in text
-    assert "canal_ap_diameter_mm = 11.5 (measured, not graded)" in text
+    assert "canal AP diameter 11.5 mm (measured, not graded)" in text
     assert "P(SPIDER 'Disc herniation' label) = 0.07" in html.unescape(page)
     assert "calibrated" in text and "confidence 0.55" in text
     # Notes and the missing level are rows of the table, not dropped.
@@ -225,3 +225,35 @@ def test_every_report_text_is_escaped_by_the_template():
     page = render_html(report, None)
     assert "<img" not in page and "onerror=alert(1)&gt;" in page
     assert html.unescape(page).count(evil) >= 20  # every text is there, as text
+
+
+def test_grades_are_words_with_severity_colour_and_missing_levels_are_rows():
+    """Each grade cell carries its severity class (words, not numbers); withheld is grey, not found red."""
+    page = render_html(_withheld_report(), None)
+    cells = re.findall(r'<td class="g sev-(\w+)"[^>]*><b class="word">([^<]*)</b>', page)
+    by_name = {name: sev for sev, name in cells}
+    assert by_name["III"] == "mild"  # Pfirrmann III: a degenerated disc, mildest tier
+    assert by_name["not assessable"] == "na" and by_name["not found"] == "notfound"
+    graded = render_html(_report(), None)
+    sev = dict((n, s) for s, n in re.findall(r'<td class="g sev-(\w+)"[^>]*><b class="word">([^<]*)</b>', graded))
+    assert sev == {"protrusion": "moderate", "none": "none"}
+    # The full reason is in the tooltip even where the visible line is shortened.
+    assert 'title="needs an axial series (here the slab cuts the sac)"' in page
+    # Every level is a row, the missing one marked.
+    rows = re.findall(r'<tr class="(level|missing)"><th class="lv">([^<]*)<', page)
+    assert rows == [("level", "L4-L5"), ("missing", "L5-S")]
+
+
+def test_a_warning_naming_a_level_is_shown_in_its_row():
+    report = _withheld_report()
+    report["warnings"] = [{"code": "fov_cut", "message": "L5-S is at the edge of the field of view"},
+                          {"code": "general", "message": "something about the whole series"}]
+    page = render_html(report, None)
+    missing_row = page.split('<tr class="missing">', 1)[1].split("</tr>", 1)[0]
+    assert "fov_cut" in missing_row and 'class="warn"' in missing_row
+    general = page.split('class="warnings"', 1)[1]
+    assert "something about the whole series" in general and "fov_cut" not in general
+    # "L5-S" must not be matched inside a longer name such as "L5-S1".
+    report["warnings"] = [{"code": "other", "message": "L5-S1 transitional"}]
+    page = render_html(report, None)
+    assert "other" not in page.split('<tr class="missing">', 1)[1].split("</tr>", 1)[0]

@@ -16,6 +16,7 @@ text over the image, which stays sharp at any zoom.
 from __future__ import annotations
 
 import base64
+import re
 import struct
 import zlib
 from functools import cache
@@ -26,7 +27,7 @@ import numpy as np
 
 from lvp.io.volume import Volume
 from lvp.labels import CANAL_LABEL, STRUCTURES
-from lvp.scales import PATHOLOGIES  # the columns of the grade table, in reading order
+from lvp.scales import PATHOLOGIES, SCALES  # the columns of the grade table, in reading order
 
 _OVERLAY_ALPHA = 0.45
 
@@ -135,34 +136,76 @@ def _short(text: str, n: int = 90) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+# Short column titles (the scale's full title goes in the header's tooltip): six grade columns
+# must fit a 1280 px window beside the level and notes columns.
+_SHORT_TITLES = {"herniation": "Herniation", "canal_stenosis": "Canal stenosis",
+                 "lateral_recess_left": "Lat. recess L", "lateral_recess_right": "Lat. recess R",
+                 "pfirrmann": "Pfirrmann", "narrowing": "Disc height"}
+
+# Severity tier (CSS class) of each grade name: none / mild / moderate / severe. Pfirrmann I-II are
+# normal discs, III-V increasingly degenerated; "narrowing" is the one positive grade of its scale.
+_SEVERITY = {"none": "none", "no narrowing": "none", "I": "none", "II": "none",
+             "mild": "mild", "bulge": "mild", "III": "mild",
+             "moderate": "moderate", "protrusion": "moderate", "IV": "moderate", "narrowing": "moderate",
+             "severe": "severe", "extrusion": "severe", "V": "severe"}
+
+_UNITS = (("_mm2", "mm²"), ("_mm", "mm"), ("_deg", "°"))
+
+
+def measurement_words(key: str, value: Any) -> str:
+    """A measurement key and value in words: ``posterior_displacement_mm``, 4.12 ->
+    ``posterior displacement 4.1 mm`` (the unit is the key's suffix).
+    """
+    unit = ""
+    for suffix, name in _UNITS:
+        if key.endswith(suffix):
+            key, unit = key[: -len(suffix)], name
+            break
+    words = key.replace("_", " ").replace(" ap ", " AP ")
+    digits = 1 if unit else 2
+    return f"{words} {_fmt(value, digits)}" + (f" {unit}" if unit else "")
+
+
 def _grade_view(grade: dict | None) -> dict | None:
-    """One grade cell: its name, the measurement behind it, the confidence and whether it is
-    calibrated; a withheld grade shows why and the measurement still drawn; named label
-    probabilities follow. None: no grade (a dash).
+    """One grade cell: the grade in words with its severity class, the measurement behind it, the
+    confidence and whether it is calibrated, and the rule; a withheld grade shows why (short; in
+    full in the tooltip) and the measurement still drawn; named label probabilities follow.
+    None: no grade (a dash).
     """
     if not grade:
         return None
     withheld = grade.get("grade") is None
-    reason = None
+    status = str(grade.get("status") or "")
+    name = str(grade.get("name") or _fmt(grade.get("grade")))
+    if withheld:
+        severity = "notfound" if "not found" in (status, name) else "na"
+    else:
+        severity = _SEVERITY.get(name, "graded")
+    reason = full_reason = None
     if withheld and grade.get("reason"):
-        reason = _short(str(grade["reason"]).removeprefix("not assessable: ").removeprefix("not found: "))
+        full_reason = str(grade["reason"]).removeprefix("not assessable: ").removeprefix("not found: ")
+        reason = _short(full_reason, 70)
     measured = bool(grade.get("measurement") and grade.get("value") is not None)
+    rule = str(grade.get("rule") or "")
     return {
-        "name": str(grade.get("name") or _fmt(grade.get("grade"))),
+        "name": name,
+        "severity": severity,
         "withheld": withheld,
         "reason": reason,
-        "measurement": str(grade["measurement"]) if measured else None,
+        "measurement": measurement_words(str(grade["measurement"]), grade.get("value")) if measured else None,
         "value": _fmt(grade.get("value")),
         "confidence": _fmt(grade["confidence"], 2) if grade.get("confidence") is not None else None,
         "kind": str(grade.get("confidence_kind") or ""),
         "source": str(grade.get("source") or ""),
         "predicted": [{"name": str(q.get("name")), "value": _fmt(q.get("value"), 2), "kind": str(q.get("kind"))}
                       for q in grade.get("predicted") or []],
-        "rule": str(grade.get("rule") or ""),
+        "rule": rule,
+        "rule_short": "" if withheld else _short(rule, 60),
+        "tip": full_reason or rule,
     }
 
 
-def coverage_bar(level: dict, width: int = 120) -> dict | None:
+def coverage_bar(level: dict, width: int = 90) -> dict | None:
     """The slab's left-right coverage at the disc (grey bar) and the dural sac in it (blue), for
     the template: ``{"width", "sac": (x, w) or None, "text"}``, or None without coverage evidence.
     """
@@ -182,21 +225,42 @@ def coverage_bar(level: dict, width: int = 120) -> dict | None:
     return {"width": width, "sac": sac, "text": text}
 
 
-def _grade_rows(report: dict) -> tuple[list[str], list[dict]]:
-    """The grade table's column titles and one row per level (cells in column order)."""
+def _level_warnings(report: dict) -> tuple[dict[str, list[dict]], list[dict]]:
+    """The report's warnings split into those naming a level (by its name in the message, e.g.
+    "L4-L5") and the general rest.
+    """
+    names = [str(lv.get("level")) for lv in report.get("levels") or [] if lv.get("level")]
+    by_level: dict[str, list[dict]] = {}
+    general = []
+    for w in report.get("warnings") or []:
+        item = {"code": str(w.get("code")), "message": str(w.get("message"))}
+        hits = [n for n in names if re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", item["message"])]
+        for n in hits:
+            by_level.setdefault(n, []).append(item)
+        if not hits:
+            general.append(item)
+    return by_level, general
+
+
+def _grade_rows(report: dict) -> tuple[list[dict], list[dict]]:
+    """The grade table's columns (``{"title", "full"}``) and one row per level (cells in column order)."""
     levels = report.get("levels") or []
     present = [p for p in PATHOLOGIES if any(p in (lv.get("grades") or {}) for lv in levels)]
     extra = sorted({p for lv in levels for p in (lv.get("grades") or {})} - set(PATHOLOGIES))
     cols = present + extra
+    by_level, _ = _level_warnings(report)
     rows = []
     for lv in levels:
         grades = lv.get("grades") or {}
         status = str(lv.get("status") or "found")
         rows.append({"level": str(lv.get("level")), "confidence": _fmt(lv.get("confidence"), 2),
-                     "missing": lv.get("status") == "not found", "cells": [_grade_view(grades.get(c)) for c in cols],
+                     "missing": status == "not found", "cells": [_grade_view(grades.get(c)) for c in cols],
                      "coverage": coverage_bar(lv), "status": status if status != "found" else "",
-                     "notes": [str(n) for n in lv.get("notes") or []]})
-    return [c.replace("_", " ") for c in cols], rows
+                     "notes": [str(n) for n in lv.get("notes") or []],
+                     "warnings": by_level.get(str(lv.get("level")), [])})
+    columns = [{"title": _SHORT_TITLES.get(c, c.replace("_", " ")),
+                "full": SCALES[c].title if c in SCALES else c.replace("_", " ")} for c in cols]
+    return columns, rows
 
 
 # Evidence colours on the figure (SVG strokes).
@@ -299,6 +363,5 @@ def render_html(report: dict, figure_png: bytes | None,
         columns=columns,
         levels=levels,
         evidence_rows=_evidence_rows(report),
-        warnings=[{"code": str(w.get("code")), "message": str(w.get("message"))}
-                  for w in report.get("warnings") or []],
+        warnings=_level_warnings(report)[1],
     )
