@@ -82,8 +82,12 @@ def test_figure_is_a_png_of_the_slice_with_overlay(sample):
     img = imread(io.BytesIO(png))
     assert img.shape[0] == 300
     # Aspect follows the field of view in mm (SI x AP), not the voxel counts.
-    expected_w = 300 * (vol.shape[2] * vol.spacing[2]) / (vol.shape[1] * vol.spacing[1])
-    assert abs(img.shape[1] - expected_w) <= 2
+    from lvp.report.html import panel_offsets
+
+    panel_w = 300 * (vol.shape[2] * vol.spacing[2]) / (vol.shape[1] * vol.spacing[1])
+    n = len(panel_offsets(vol))
+    assert n == 3  # the sample's 15 mm slab has room for two paramedian panels
+    assert abs(img.shape[1] - (n * panel_w + (n - 1) * 6)) <= 2 * n
     # The overlay colours pixels: some are clearly not grey.
     rgb = img[..., :3]
     assert np.mean(np.ptp(rgb, axis=-1) > 0.15) > 0.02
@@ -171,8 +175,8 @@ def test_evidence_is_drawn_on_the_figure_at_its_points(sample):
     marks = evidence_overlay(vol, report["levels"], height_px=300)
     assert [m["kind"] for m in marks] == ["caliper"]  # coverage goes to the table, not the figure
     (x0, y0), (x1, y1) = marks[0]["xy"]
-    w = 300 * (vol.shape[2] * vol.spacing[2]) / (vol.shape[1] * vol.spacing[1])
-    assert 0 <= x0 <= w and 0 <= y0 <= 300 and x1 == pytest.approx(x0, abs=1e-6)
+    w = round(300 * (vol.shape[2] * vol.spacing[2]) / (vol.shape[1] * vol.spacing[1]))
+    assert w + 6 <= x0 <= 2 * w + 6 and 0 <= y0 <= 300 and x1 == pytest.approx(x0, abs=1e-6)  # mid panel
     assert y1 - y0 == pytest.approx(20 * vol.spacing[1] * 300 / (vol.shape[1] * vol.spacing[1]), rel=1e-3)
     png = sagittal_figure_png(vol, labels, height_px=300)
     page = render_html(report, png, None, marks)
@@ -192,7 +196,13 @@ def test_pipeline_report_draws_every_evidence_item_and_keeps_the_notes(sample_ca
     items = [e for lv in report["levels"] for e in lv["evidence"] if e["kind"] != "coverage"]
     assert items
     svg = page.split('<svg class="evidence"', 1)[1].split("</svg>", 1)[0]
-    assert svg.count("<polyline") + svg.count("<polygon") == len(items)
+    planes = svg.count('<polyline class="plane"')
+    assert svg.count("<polyline") - planes + svg.count("<polygon") == len(items)
+    # Each level's proposed axial plane crosses every panel.
+    from lvp.report.html import panel_offsets
+
+    with_plane = [lv for lv in report["levels"] if lv.get("scan_plane")]
+    assert with_plane and planes == len(with_plane) * len(panel_offsets(read_volume(sample_case)))
     notes = [n for lv in report["levels"] for n in lv["notes"]]
     assert notes and all(n in html.unescape(page) for n in notes)
 
@@ -257,3 +267,23 @@ def test_a_warning_naming_a_level_is_shown_in_its_row():
     report["warnings"] = [{"code": "other", "message": "L5-S1 transitional"}]
     page = render_html(report, None)
     assert "other" not in page.split('<tr class="missing">', 1)[1].split("</tr>", 1)[0]
+
+
+def test_scan_plane_is_drawn_along_its_trace_on_every_panel(sample):
+    """A plane tilted in the sagittal plane is drawn as a line of that tilt, the same on each panel."""
+    from lvp.report.html import evidence_overlay, panel_offsets
+
+    vol, _ = sample
+    centre = vol.index_to_lps(np.array(vol.shape) / 2.0)
+    a, b = vol.index_to_lps(np.zeros(3)), vol.index_to_lps(np.array([0.0, 1.0, 1.0]))
+    v = (b - a) / np.linalg.norm(b - a)  # 45 degrees between si and ap in mm on this grid's pixel axes
+    levels = [{"level": "L4-L5", "evidence": [], "scan_plane": {"center_lps": list(centre), "axis_v_lps": list(v),
+                                                                "extent_mm": [60.0, 40.0]}}]
+    marks = evidence_overlay(vol, levels, height_px=300)
+    assert [m["kind"] for m in marks] == ["plane"] * len(panel_offsets(vol))
+    (x0, y0), (x1, y1) = marks[0]["xy"]
+    mm_per_px = vol.shape[1] * vol.spacing[1] / 300
+    assert np.hypot(x1 - x0, y1 - y0) * mm_per_px == pytest.approx(40.0, rel=0.02)
+    assert abs(x1 - x0) == pytest.approx(abs(y1 - y0), rel=0.02)
+    shifts = {round(m["xy"][0][0] - x0, 3) for m in marks}
+    assert len(shifts) == len(marks) and all(m["xy"][0][1] == y0 for m in marks)

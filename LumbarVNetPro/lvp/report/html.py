@@ -61,7 +61,7 @@ def _window(image: np.ndarray) -> tuple[float, float]:
 
 
 def _figure_geometry(volume: Volume, height_px: int) -> tuple[int, int, float, float]:
-    """Figure size in pixels (width, height) and the mm per pixel along si and ap."""
+    """One panel's size in pixels (width, height) and the mm per pixel along si and ap."""
     n_si, n_ap = volume.array.shape[1:]
     height_mm, width_mm = n_si * volume.spacing[1], n_ap * volume.spacing[2]
     width_px = max(1, int(round(height_px * width_mm / height_mm)))
@@ -82,17 +82,31 @@ def _png(rgb: np.ndarray) -> bytes:
             + chunk(b"IEND", b""))
 
 
-def sagittal_figure_png(volume: Volume, labels: np.ndarray, *, height_px: int = 360) -> bytes:
-    """PNG of the mid-sagittal slice: grey image (bilinear) with the label colours blended in.
+_PANEL_GAP_PX = 6
+_SIDE_MM = 12.0  # paramedian panels: this far either side of the mid-sagittal slice, at most
 
-    The image keeps the field of view's aspect in mm (head up, anterior on the left). The level
-    names are drawn by :func:`render_html` from :func:`figure_labels`.
+
+def panel_offsets(volume: Volume) -> list[int]:
+    """The figure's panels as slice offsets from the mid-sagittal slice, left to right on screen.
+
+    Three panels (mid and +-N mm, N = 12 mm or 30 % of the left-right extent on a thin slab, so
+    both stay inside the field of view), or the mid slice alone when the slab has no room. It
+    depends on the volume only, so the figure, its names and its marks agree without the labels.
     """
+    n_lr, s_lr = volume.array.shape[0], float(volume.spacing[0])
+    step = int(round(min(_SIDE_MM, 0.3 * n_lr * s_lr) / s_lr))
+    return [-step, 0, step] if step >= 1 and n_lr >= 3 else [0]
+
+
+def _panel_x0(volume: Volume, width_px: int, offset: int = 0) -> float:
+    """Left edge (pixels) of the panel of ``offset`` in the composed figure."""
+    return panel_offsets(volume).index(offset) * (width_px + _PANEL_GAP_PX)
+
+
+def _slice_rgb(volume: Volume, labels: np.ndarray, k: int, width_px: int, height_px: int) -> np.ndarray:
     from lvp.preprocess import _resize_matrix
 
-    k = mid_sagittal_index(labels)
     n_si, n_ap = volume.array.shape[1:]
-    width_px, height_px, _, _ = _figure_geometry(volume, height_px)
     m_si = _resize_matrix(n_si, height_px, height_px < n_si)
     m_ap = _resize_matrix(n_ap, width_px, width_px < n_ap)
     image = m_si @ volume.array[k].astype(np.float32) @ m_ap.T
@@ -103,24 +117,52 @@ def sagittal_figure_png(volume: Volume, labels: np.ndarray, *, height_px: int = 
     c = np.minimum(((np.arange(width_px) + 0.5) * n_ap / width_px).astype(np.intp), n_ap - 1)
     over = _LUT[np.asarray(labels[k])[np.ix_(r, c)].astype(np.intp)]
     alpha = over[..., 3:]
-    rgb = grey[..., None] * (1.0 - alpha) + over[..., :3] * alpha
-    return _png(np.round(rgb * 255.0).astype(np.uint8))
+    return grey[..., None] * (1.0 - alpha) + over[..., :3] * alpha
+
+
+def sagittal_figure_png(volume: Volume, labels: np.ndarray, *, height_px: int = 360) -> bytes:
+    """PNG of the sagittal panels (:func:`panel_offsets`: the mid-sagittal slice between two
+    paramedian ones), each a grey image (bilinear) with the label colours blended in.
+
+    Each panel keeps the field of view's aspect in mm (head up, anterior on the left). The level
+    names are drawn by :func:`render_html` from :func:`figure_labels`.
+    """
+    k = mid_sagittal_index(labels)
+    n_lr = volume.array.shape[0]
+    width_px, height_px, _, _ = _figure_geometry(volume, height_px)
+    offsets = panel_offsets(volume)
+    out = np.ones((height_px, len(offsets) * (width_px + _PANEL_GAP_PX) - _PANEL_GAP_PX, 3), np.float32)
+    for i, d in enumerate(offsets):
+        x0 = i * (width_px + _PANEL_GAP_PX)
+        out[:, x0:x0 + width_px] = _slice_rgb(volume, labels, int(np.clip(k + d, 0, n_lr - 1)), width_px, height_px)
+    return _png(np.round(out * 255.0).astype(np.uint8))
 
 
 def figure_labels(volume: Volume, level_points: list[tuple[str, Any]], *,
                   height_px: int = 360) -> list[tuple[str, float, float]]:
-    """``(name, x_px, y_px)`` of each name on the :func:`sagittal_figure_png` figure of that height.
+    """``(name, x_px, y_px)`` of each name on the :func:`sagittal_figure_png` figure of that height:
+    the level names on every panel, and each panel's title (its side and distance from the mid
+    slice) at its top right.
 
     Names go 18 mm anterior of the structure's centre (right-aligned there) so they do not hide
     the canal.
     """
     width_px, height_px, mm_si, mm_ap = _figure_geometry(volume, height_px)
     s_si, s_ap = volume.spacing[1], volume.spacing[2]
+    offsets = panel_offsets(volume)
+    # Which way increasing slice index goes: LPS x grows to the patient's left.
+    towards_left = float(volume.index_to_lps(np.array([1.0, 0, 0]))[0] - volume.index_to_lps(np.zeros(3))[0]) > 0
     out = []
-    for name, point in level_points:
-        idx = volume.lps_to_index(np.asarray(point, dtype=float))
-        y_mm, x_mm = (idx[1] + 0.5) * s_si, (idx[2] + 0.5) * s_ap
-        out.append((str(name), max(x_mm - 18.0, 2.0) / mm_ap, y_mm / mm_si))
+    for d in offsets:
+        x0 = _panel_x0(volume, width_px, d)
+        if len(offsets) > 1:
+            side = "left" if (d > 0) == towards_left else "right"
+            title = "mid-sagittal" if d == 0 else f"{abs(d) * volume.spacing[0]:.0f} mm {side}"
+            out.append((title, x0 + width_px - 4.0, 10.0))
+        for name, point in level_points:
+            idx = volume.lps_to_index(np.asarray(point, dtype=float))
+            y_mm, x_mm = (idx[1] + 0.5) * s_si, (idx[2] + 0.5) * s_ap
+            out.append((str(name), x0 + max(x_mm - 18.0, 2.0) / mm_ap, y_mm / mm_si))
     return out
 
 
@@ -264,28 +306,45 @@ def _grade_rows(report: dict) -> tuple[list[dict], list[dict]]:
 
 
 # Evidence colours on the figure (SVG strokes).
-_EVIDENCE_COLOURS = {"caliper": "#ffeb3b", "vector": "#ff5252", "region": "#40c4ff", "coverage": "#ffffff"}
+_EVIDENCE_COLOURS = {"caliper": "#ffeb3b", "vector": "#ff5252", "region": "#40c4ff", "coverage": "#ffffff",
+                     "plane": "#b388ff"}
 
 
 def evidence_overlay(volume: Volume, levels: list[dict], *, height_px: int = 360) -> list[dict]:
-    """The report's evidence items projected onto the :func:`sagittal_figure_png` figure (pixels).
+    """The report's evidence items projected onto the mid panel of :func:`sagittal_figure_png`
+    (pixels), and each level's proposed axial scan plane as a line across every panel.
 
     Each item: ``{"level", "kind", "label", "measurement", "xy": [(x, y), ...], "slice_index"}``.
     Points are projected along left-right (an AP caliper read on another sagittal slice is drawn at
     its height and depth; its ``slice_index`` says where it was read). Coverage items (left-right
-    only) are drawn as bars in the table instead.
+    only) are drawn as bars in the table instead. A scan plane (kind ``"plane"``) is its trace on
+    the sagittal slices: the centre +- half its in-plane extent along its antero-posterior axis.
     """
     width_px, height_px, mm_si, mm_ap = _figure_geometry(volume, height_px)
     s_si, s_ap = volume.spacing[1], volume.spacing[2]
+    mid_x0 = _panel_x0(volume, width_px)
+
+    def to_px(points: Any, x0: float) -> list[tuple[float, float]]:
+        idx = volume.lps_to_index(np.asarray(points, float))
+        return [(x0 + (i[2] + 0.5) * s_ap / mm_ap, (i[1] + 0.5) * s_si / mm_si) for i in np.atleast_2d(idx)]
+
     out = []
     for lv in levels:
         for e in lv.get("evidence") or []:
             if e.get("kind") == "coverage" or not e.get("points_lps"):
                 continue
-            idx = volume.lps_to_index(np.asarray(e["points_lps"], float))
-            xy = [((i[2] + 0.5) * s_ap / mm_ap, (i[1] + 0.5) * s_si / mm_si) for i in np.atleast_2d(idx)]
             out.append({"level": lv.get("level"), "kind": e["kind"], "label": e.get("label") or "",
-                        "measurement": e.get("measurement"), "xy": xy, "slice_index": e.get("slice_index")})
+                        "measurement": e.get("measurement"), "xy": to_px(e["points_lps"], mid_x0),
+                        "slice_index": e.get("slice_index")})
+        plane = lv.get("scan_plane") or {}
+        if plane.get("center_lps") and plane.get("axis_v_lps") and plane.get("extent_mm"):
+            centre, v = np.asarray(plane["center_lps"], float), np.asarray(plane["axis_v_lps"], float)
+            half = float(plane["extent_mm"][-1]) / 2.0
+            ends = [centre - half * v, centre + half * v]
+            for d in panel_offsets(volume):
+                out.append({"level": lv.get("level"), "kind": "plane", "label": "proposed axial scan plane",
+                            "measurement": None, "xy": to_px(ends, _panel_x0(volume, width_px, d)),
+                            "slice_index": None})
     return out
 
 
