@@ -85,3 +85,10 @@ def screenshot(page: Path, png: Path, width: int = 1280, height: int = 1600) -> 
     run = _run([f"--window-size={width},{height}", f"--screenshot={png}", page.as_uri()])
     assert png.is_file(), f"chromium wrote no screenshot (exit {run.returncode}): {run.stderr[-500:]}"
     return png
+
+
+def print_pdf(page: Path, pdf: Path) -> int:
+    """Print ``page`` to ``pdf`` as Chromium does (its print stylesheet applies); the page count."""
+    run = _run(["--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.as_uri()])
+    assert pdf.is_file(), f"chromium wrote no PDF (exit {run.returncode}): {run.stderr[-500:]}"
+    return len(re.findall(rb"/Type\s*/Page(?!s)", pdf.read_bytes()))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chromium_helpers import chromium_or_skip, measure, screenshot
+from chromium_helpers import chromium_or_skip, measure, print_pdf, screenshot
 
 from lvp.pipeline import MaskSegmenter, run_inference
 
@@ -71,3 +71,13 @@ def test_screenshot_shows_the_page(page, tmp_path):
     # Not a blank page: text and the MR figure give a spread of grey levels and colour.
     assert pixels.std() > 20
     assert (np.abs(pixels[..., 0] - pixels[..., 2]) > 40).mean() > 0.001  # the coloured label overlay
+
+
+def test_report_prints_on_few_pages(page, tmp_path):
+    """The print stylesheet (A4 landscape, compact table) keeps the sample's report to two pages;
+    without it the same page prints on three or more."""
+    pages = print_pdf(page, tmp_path / "report.pdf")
+    assert 1 <= pages <= 2, pages
+    bare = tmp_path / "bare.html"
+    bare.write_text(page.read_text(encoding="utf-8").replace("@media print", "@media never"), encoding="utf-8")
+    assert print_pdf(bare, tmp_path / "bare.pdf") > pages
