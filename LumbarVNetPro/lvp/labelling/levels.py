@@ -102,7 +102,10 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         on_spine = (np.abs(d_lr) <= BONE_MAX_LR_MM) & (d_ap >= -BONE_MAX_ANTERIOR_MM) & (d_ap <= BONE_MAX_POSTERIOR_MM)
         on_spine &= d_si <= BONE_BEYOND_CANAL_MM
     vidx = tuple(x[on_spine] for x in vidx)
-    in_front = (d_ap[on_spine] < -BODY_BEHIND_CANAL_CENTRE_MM) if axis is not None and len(on_spine) else None
+    # The body: bone in front of the canal's centre and within a body's half-width of its line in
+    # LR (bone farther to the side, ala or ilium the network called vertebra, would pull the centre).
+    in_front = ((d_ap[on_spine] < -BODY_BEHIND_CANAL_CENTRE_MM) & (np.abs(d_lr[on_spine]) <= VERTEBRA_CORE_LR_MM)
+                if axis is not None and len(on_spine) else None)
     pts = np.stack(vidx, axis=1).astype(np.float32) @ sub_c[:3, :3].T.astype(np.float32)
     pts += sub_c[:3, 3].astype(np.float32)
 
