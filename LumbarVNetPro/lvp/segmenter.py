@@ -176,5 +176,27 @@ class Segmenter:
         logits = self.logits(x)[0]
         t2 = time.perf_counter()
         semantic, prob = restore(logits, grid, mode=self.restore_mode)
+        clear_empty_slices(semantic, volume.array)
         t3 = time.perf_counter()
         return SegmentationOutput(semantic, prob, {"preprocess": t1 - t0, "network": t2 - t1, "restore": t3 - t2})
+
+
+def clear_empty_slices(semantic: np.ndarray, image: np.ndarray) -> int:
+    """Set to background every slice (along any axis) whose image is all zero; returns the voxels cleared.
+
+    Zero-filled slices are padding or blanked regions, never anatomy; a network can still put a
+    class there (model 1.1.0 put spinal canal into all-zero slices of a padded field of view, which
+    stretched the structures' box over the whole volume and made the lumbar-chain check refuse the
+    case). Only whole slices are cleared: single zero voxels inside the body (8-bit rescaled
+    images have them in dark tissue) are left alone.
+    """
+    cleared = 0
+    for axis in range(image.ndim):
+        others = tuple(a for a in range(image.ndim) if a != axis)
+        empty = np.flatnonzero(~np.any(image, axis=others))
+        if empty.size:
+            index = [slice(None)] * image.ndim
+            index[axis] = empty
+            cleared += int(np.count_nonzero(semantic[tuple(index)]))
+            semantic[tuple(index)] = 0
+    return cleared

@@ -201,3 +201,31 @@ def test_synthesised_t1_and_inverted_sample_are_read(segmenter, sample_volume):
         out = segmenter.segment(vol.with_array(synthesise_contrast(vol.array, ref, mode)))
         for c in (1, 2, 3):
             assert dice(out.semantic == c, ref == c) > floor, (mode, c)
+
+
+def test_zero_filled_padding_stays_background(segmenter, sample_volume):
+    """Padding (all-zero slices) is never given a class, and the image inside is segmented as before."""
+    import dataclasses
+
+    from lvp.segmenter import clear_empty_slices
+
+    volume, _ = sample_volume
+    a = volume.array
+    padded = np.zeros((a.shape[0] + 20, a.shape[1] + 40, a.shape[2] + 60), a.dtype)
+    inside = (slice(10, -10), slice(20, -20), slice(30, -30))
+    padded[inside] = a
+    out = segmenter.segment(dataclasses.replace(volume, array=padded)).semantic
+    outside = np.ones(out.shape, bool)
+    outside[inside] = False
+    assert np.count_nonzero(out[outside]) == 0
+    plain = segmenter.segment(volume).semantic
+    for c in (1, 2, 3):
+        assert dice(out[inside] == c, plain == c) > 0.8
+
+    # Only whole empty slices are cleared: a zero voxel inside the image keeps its class.
+    image = np.ones((4, 5, 6), np.uint8)
+    image[1] = 0
+    image[2, 2, 3] = 0
+    labels = np.full(image.shape, 3, np.uint8)
+    assert clear_empty_slices(labels, image) == 30
+    assert (labels[1] == 0).all() and labels[2, 2, 3] == 3 and np.count_nonzero(labels) == 90
