@@ -123,3 +123,19 @@ def test_validation_summary_counts_wrong_confident_and_right_flagged():
     lo, hi = head["wrong_marked_confident"]["ci95"]
     assert 0.0 < lo < 0.5 < hi < 1.0
     assert res["by_kind"]["m/merge"]["wrong_confident"] == 1 and len(res["errors"]) == 1
+
+
+def test_scoring_accepts_only_a_continued_sequence_above_the_reference():
+    """A disc above the reference's top one (unlabelled in SPIDER) is right only if it continues upwards."""
+    from types import SimpleNamespace
+
+    def lab(*discs):
+        return SimpleNamespace(discs=[SimpleNamespace(name=n, centroid_lps=np.array([0.0, 0.0, z])) for n, z in discs])
+
+    truth = [("L5-S", np.array([0.0, 0.0, -200.0])), ("L4-L5", np.array([0.0, 0.0, -170.0])),
+             ("L3-L4", np.array([0.0, 0.0, -140.0]))]
+    assert is_right(lab(("L5-S", -200), ("L4-L5", -171), ("L3-L4", -140)), truth)
+    assert is_right(lab(("L5-S", -200), ("L4-L5", -171), ("L3-L4", -140), ("L2-L3", -110), ("L1-L2", -80)), truth)
+    assert not is_right(lab(("L5-S", -200), ("L4-L5", -171), ("L3-L4", -140), ("L1-L2", -110)), truth)
+    assert not is_right(lab(("L4-L5", -200), ("L3-L4", -171), ("L2-L3", -140)), truth)  # one level off
+    assert not is_right(lab(("L5-S", -200), ("L4-L5", -171), ("L3-L4", -140), ("S1-S2", -230)), truth)

@@ -238,14 +238,42 @@ def _known_values() -> set[int]:
     return set(STRUCTURES)
 
 
+_SPINE_TOP_DOWN = tuple(f"T{i}" for i in range(1, 13)) + ("L1", "L2", "L3", "L4", "L5", "L6")
+
+
+def _disc_above(name: str) -> str | None:
+    """The disc one level up (``"T12-L1" -> "T11-T12"``, ``"L5-S" -> "L4-L5"``); None past T1."""
+    upper = name.split("-")[0]
+    i = _SPINE_TOP_DOWN.index(upper) if upper in _SPINE_TOP_DOWN else 0
+    return f"{_SPINE_TOP_DOWN[i - 1]}-{upper}" if i > 0 else None
+
+
 def is_right(lab: Labelling, truth: list[tuple[str, np.ndarray]]) -> bool:
-    """Every output disc matches a reference disc (within MATCH_MM) and carries its name."""
+    """Every output disc matches a reference disc (within MATCH_MM) and carries its name.
+
+    An output disc above the reference's highest disc has no reference to match: the SPIDER masks
+    leave a disc cut by the top of the slab unlabelled, while a reader (and LVP) can still see it.
+    Such discs are right only when they continue the reference's sequence upwards (the first one
+    above T12-L1 must be T11-T12); anywhere else an unmatched disc is wrong.
+    """
     if not truth:
         return False
+    top_name, top_centre = max(truth, key=lambda t: float(t[1][2]))  # LPS z points superior
+    above = []
     for d in lab.discs:
         dist = [float(np.linalg.norm(np.asarray(d.centroid_lps) - c)) for _, c in truth]
         k = int(np.argmin(dist))
-        if dist[k] > MATCH_MM or truth[k][0] != d.name:
+        if dist[k] <= MATCH_MM:
+            if truth[k][0] != d.name:
+                return False
+        elif float(d.centroid_lps[2]) > float(top_centre[2]):
+            above.append(d)
+        else:
+            return False
+    expected = top_name
+    for d in sorted(above, key=lambda d: float(d.centroid_lps[2])):
+        expected = _disc_above(expected)
+        if expected is None or d.name != expected:
             return False
     return True
 
@@ -261,7 +289,9 @@ def _label_case(case: Case, kind: str, sacrum_class: bool, segmenter: Any) -> tu
     if kind in NETWORK_KINDS:
         image = case.volume.array if kind == "network_t2" else synthesise_t1(case.volume.array, sem)
         sem = segmenter.segment(case.volume.with_array(image.astype(np.float32))).semantic
-        sacrum_class = False  # the shipped model
+        from lvp.pipeline import _sacrum_class
+
+        sacrum_class = _sacrum_class(segmenter)  # the shipped model's classes, as lvp infer reads them
     lab = label_levels(sem, case.volume, sacrum_class=sacrum_class)
     if len(lab.discs) < 3:
         return None, "fewer than 3 discs"
