@@ -6,7 +6,7 @@
 terminology), ``report.html`` and ``report.json``.
 
 ``lvp infer IMAGE --labels LABELMAP`` (:class:`LabelMapSegmenter`) starts from a TotalSpineSeg
-label map instead of the network and keeps its level names (:mod:`lvp.labelling_from_labels`):
+label map instead of the network and keeps its level names (:mod:`lvp.labelling.from_labels`):
 the way to re-measure, re-grade and re-plan after a reader corrected the levels.
 
 Failure policy (the product rule "a partial result is never shown as complete"):
@@ -70,7 +70,7 @@ class SemanticResult:
     probability: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
     # A TotalSpineSeg label map (same grid) whose level names are kept as they are: the labelling
-    # stage builds the levels from it (lvp.labelling_from_labels) instead of numbering them.
+    # stage builds the levels from it (lvp.labelling.from_labels) instead of numbering them.
     labels: np.ndarray | None = None
     # Label value -> confidence to keep for levels given by ``labels`` (others get 1.0).
     label_confidence: dict[int, float] | None = None
@@ -128,7 +128,7 @@ class LabelMapSegmenter:
 
     def segment(self, volume: Volume) -> SemanticResult:
         """Read the label map, check its grid and values; derive the semantic classes."""
-        from lvp.labelling_from_labels import check_label_values, unchanged_confidences
+        from lvp.labelling.from_labels import check_label_values, unchanged_confidences
         from lvp.labels import DISC_LABELS, VERTEBRA_LABELS
 
         t0 = time.perf_counter()
@@ -580,7 +580,7 @@ def _sacrum_class(segmenter: Any) -> bool | None:
 
 
 def _label_from_labels(labels: np.ndarray, volume: Volume, confidence: dict | None) -> Any:
-    from lvp.labelling_from_labels import labelling_from_labels
+    from lvp.labelling.from_labels import labelling_from_labels
 
     return labelling_from_labels(labels, volume, confidence)
 

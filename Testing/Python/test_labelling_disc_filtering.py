@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from phantom_helpers import read
 
-from lvp.labelling import MIN_DISC_MM3, label_levels
+from lvp.labelling import label_levels
+from lvp.labelling.thresholds import MIN_DISC_MM3
 from lvp.labels import CANAL, DISC, DISC_LABELS, VERTEBRA, VERTEBRA_LABELS
 from lvp.validation.phantom import make_phantom
 

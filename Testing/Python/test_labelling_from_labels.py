@@ -9,7 +9,7 @@ import pytest
 from phantom_helpers import labelled
 
 from lvp.errors import ConfigError, InputError
-from lvp.labelling_from_labels import labelling_from_labels, unchanged_confidences
+from lvp.labelling.from_labels import labelling_from_labels, unchanged_confidences
 
 
 def test_same_levels_planes_and_centres_as_the_automatic_labelling():

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from phantom_helpers import read
 
-from lvp.labelling import MERGED_DISC_CONFIDENCE, label_levels
+from lvp.labelling import label_levels
+from lvp.labelling.thresholds import MERGED_DISC_CONFIDENCE
 from lvp.labels import DISC
 from lvp.validation.phantom import make_phantom
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from lvp.labelling import label_levels
-from lvp.labelling_from_labels import labelling_from_labels
+from lvp.labelling.from_labels import labelling_from_labels
 from lvp.validation.cases import load_canonical
 from lvp.validation.numbering import is_right, make_case, synthesise_t1
 

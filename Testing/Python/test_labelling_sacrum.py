@@ -12,9 +12,9 @@ import pytest
 from phantom_helpers import read
 
 from lvp.labelling import label_levels
+from lvp.labelling.from_labels import labelling_from_labels
 from lvp.labelling.numbering import unique_disc_names
 from lvp.labelling.types import DuplicateLevelError, Instance, Labelling
-from lvp.labelling_from_labels import labelling_from_labels
 from lvp.labels import DISC, SACRUM, SACRUM_LABEL, VERTEBRA
 from lvp.validation.phantom import make_phantom
 

@@ -46,6 +46,7 @@ Method (works on the canonical grid, cropped to the spine):
    structures share a name (:meth:`Labelling.check_unique_names`).
 
 Only TotalSpineSeg values that :mod:`lvp.labels` defines are written; vertebrae above T11 are
+not written (they have no output label value).
 
 The code is split by step (each module names its part of the method):
 
@@ -64,81 +65,16 @@ The code is split by step (each module names its part of the method):
 * :mod:`~lvp.labelling.sacrum`: the sacrum class, discs inside it and a rudimentary lowest disc
   (step 3);
 * :mod:`~lvp.labelling.numbering`: the numbering check, consistent disc names and the plausible
-  lumbar chain a volume must show to be read (step 5).
+  lumbar chain a volume must show to be read (step 5);
+* :mod:`~lvp.labelling.from_labels`: the same :class:`Labelling` from a reader-edited
+  TotalSpineSeg label map, level names kept as given (``lvp infer --labels``).
 
 A constant is read by the modules that use it from :mod:`~lvp.labelling.thresholds` (imported by
-name): to change one in a test, patch it in the module that uses it.
+name): to change one in a test, patch it in the module that uses it. This package exports only
+what other packages use; helpers and constants are imported from their own modules.
 """
 
-from lvp.labelling.canal_axis import _off_axis_mm as _off_axis_mm
-from lvp.labelling.canal_axis import _spine_axis as _spine_axis
-from lvp.labelling.counting import _check_transitional as _check_transitional
-from lvp.labelling.disc_gaps import _bone_coverage as _bone_coverage
-from lvp.labelling.disc_gaps import _with_missing_discs as _with_missing_discs
-from lvp.labelling.discs import _bone_between as _bone_between
-from lvp.labelling.discs import _check_merged_discs as _check_merged_discs
-from lvp.labelling.discs import _disc_instances as _disc_instances
-from lvp.labelling.discs import _split_touching_discs as _split_touching_discs
-from lvp.labelling.grid import _bbox as _bbox
-from lvp.labelling.grid import _components as _components
-from lvp.labelling.grid import _pool_any as _pool_any
-from lvp.labelling.grid import _scaled_box as _scaled_box
-from lvp.labelling.grid import _unpool as _unpool
 from lvp.labelling.levels import label_levels
-from lvp.labelling.thresholds import (
-    BODY_BEHIND_CANAL_CENTRE_MM,
-    BONE_BETWEEN_RATIO,
-    BONE_BEYOND_CANAL_MM,
-    BONE_MAX_ANTERIOR_MM,
-    BONE_MAX_LR_MM,
-    BONE_MAX_POSTERIOR_MM,
-    DISC_BEYOND_CANAL_MM,
-    DISC_MAX_ANTERIOR_MM,
-    DISC_MAX_LR_MM,
-    DISC_MAX_POSTERIOR_MM,
-    FRAGMENT_JOIN_MM,
-    MERGED_DISC_CONFIDENCE,
-    MERGED_DISC_THICKNESS_RATIO,
-    MIN_DISC_MM3,
-    MIN_VERTEBRA_MM3,
-    MISSING_DISC_RATIO,
-    RUDIMENTARY_DISC_RATIO,
-    SACRUM_LENGTH_RATIO,
-    SAME_LEVEL_RATIO,
-    SMALL_DISC_RATIO,
-    SQUEEZED_RATIO,
-    STRAY_DISC_RATIO,
-    THORACIC_DEPTH_RATIO,
-)
 from lvp.labelling.types import Instance, Labelling
-from lvp.labelling.vertebrae import _below_disc as _below_disc
-from lvp.labelling.vertebrae import _body_depth as _body_depth
 
-__all__ = [
-    "Instance",
-    "Labelling",
-    "label_levels",
-    "MIN_DISC_MM3",
-    "MIN_VERTEBRA_MM3",
-    "SACRUM_LENGTH_RATIO",
-    "THORACIC_DEPTH_RATIO",
-    "RUDIMENTARY_DISC_RATIO",
-    "DISC_MAX_LR_MM",
-    "DISC_MAX_ANTERIOR_MM",
-    "DISC_MAX_POSTERIOR_MM",
-    "BONE_MAX_LR_MM",
-    "BONE_MAX_ANTERIOR_MM",
-    "BONE_MAX_POSTERIOR_MM",
-    "DISC_BEYOND_CANAL_MM",
-    "BONE_BEYOND_CANAL_MM",
-    "BODY_BEHIND_CANAL_CENTRE_MM",
-    "FRAGMENT_JOIN_MM",
-    "SAME_LEVEL_RATIO",
-    "SMALL_DISC_RATIO",
-    "SQUEEZED_RATIO",
-    "STRAY_DISC_RATIO",
-    "MISSING_DISC_RATIO",
-    "BONE_BETWEEN_RATIO",
-    "MERGED_DISC_THICKNESS_RATIO",
-    "MERGED_DISC_CONFIDENCE",
-]
+__all__ = ["Instance", "Labelling", "label_levels"]

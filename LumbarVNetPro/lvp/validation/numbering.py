@@ -16,7 +16,7 @@ class erased: a model with the class that did not find it); ``delete_disc`` (L2-
 body segmented as a vertebra and a thin S1-S2 remnant disc below L5-S, the sacrum below it);
 ``six_lumbar`` / ``four_lumbar`` (a motion segment copied in / cut out of image and masks:
 transitional anatomy, which must be flagged: counted as "flagged" or "missed", not right/wrong);
-label-map kinds through :func:`lvp.labelling_from_labels.labelling_from_labels`: ``map_normal``,
+label-map kinds through :func:`lvp.labelling.from_labels.labelling_from_labels`: ``map_normal``,
 ``map_shift`` (every level named one too high), ``map_duplicate`` (two discs given one value),
 ``map_l6`` (six lumbar labels, transitional); and ``network_t2`` / ``network_t1`` (the shipped
 network on the real T2 image and on a T1-like image synthesised from it: marrow bright, disc
@@ -280,8 +280,8 @@ def is_right(lab: Labelling, truth: list[tuple[str, np.ndarray]]) -> bool:
 
 def _label_case(case: Case, kind: str, sacrum_class: bool, segmenter: Any) -> tuple[Labelling | None, str | None]:
     """The labelling of a case, or (None, why) when the pipeline would refuse the volume."""
+    from lvp.labelling.from_labels import labelling_from_labels
     from lvp.labelling.numbering import chain_problem
-    from lvp.labelling_from_labels import labelling_from_labels
 
     if case.labels is not None:
         return labelling_from_labels(case.labels, case.volume), None

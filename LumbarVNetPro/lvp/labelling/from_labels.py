@@ -36,8 +36,10 @@ from scipy import ndimage
 
 from lvp.errors import InputError
 from lvp.io.volume import Volume
-from lvp.labelling import Instance, Labelling, _bbox, _body_depth
+from lvp.labelling.grid import _bbox
 from lvp.labelling.numbering import finish_numbering
+from lvp.labelling.types import Instance, Labelling
+from lvp.labelling.vertebrae import _body_depth
 from lvp.labels import CANAL_LABEL, DISC_LABELS, SACRUM_LABEL, STRUCTURES, VERTEBRA_LABELS, VERTEBRA_ORDER
 from lvp.planes import fit_disc_plane
 
