@@ -4,7 +4,7 @@ Usage:
   python benchmarks/bench_network.py --shipped        # the shipped model, SPIDER-sized series
   python benchmarks/bench_network.py [--torch]        # architecture variants x working grids
 
-``--shipped`` times :class:`lvp.segmenter.Segmenter` (preprocess / network / restore, median of
+``--shipped`` times :class:`lvp.segmenter.NetworkSegmenter` (preprocess / network / restore, median of
 ``--repeats``) on a SPIDER-sized series (27 x 640 x 512 at 1.0 x 0.47 x 0.47 mm, the bundled
 sample's slices tiled to 27) and eager torch on the same network input. The variants mode times
 untrained variants (speed does not depend on the weights). Prints medians in seconds.
@@ -66,14 +66,14 @@ def bench_shipped(repeats: int, threads: int, model_dir: str | None = None) -> N
 
     from lvp.io.volume import canonical_volume
     from lvp.network.export import load_weights
-    from lvp.segmenter import Segmenter
+    from lvp.segmenter import NetworkSegmenter
 
     sample = Path(__file__).resolve().parents[1] / "Resources" / "Sample" / "spider_sample_t2.nii.gz"
     img = sitk.ReadImage(str(sample))
     vol = canonical_volume(img)
     reps = int(np.ceil(27 / vol.shape[0]))
     vol.array = np.ascontiguousarray(np.concatenate([vol.array] * reps, axis=0)[:27])
-    seg = Segmenter(model_dir, device="cpu", threads=threads)
+    seg = NetworkSegmenter(model_dir, device="cpu", threads=threads)
     seg.segment(vol)
     runs = [seg.segment(vol).timings for _ in range(repeats)]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}

@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
 
     seg = None
     if not args.reference:
-        from lvp.segmenter import Segmenter
+        from lvp.segmenter import NetworkSegmenter
 
-        seg = Segmenter(args.model, device="cpu", threads=2)
+        seg = NetworkSegmenter(args.model, device="cpu", threads=2)
     rows = []
     print(f"{'case':12s} {'shape':>16s} {'network':>8s} | best of {args.repeat}: wall (cpu) s: "
           f"{'labelling':>15s} {'measure':>15s} {'planes':>15s} {'post total':>10s}  levels")

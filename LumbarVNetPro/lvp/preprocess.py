@@ -131,7 +131,7 @@ def pad_to_multiple(t: torch.Tensor, divisor: tuple[int, int, int]) -> tuple[tor
 # --- numpy inference path -------------------------------------------------------------------------
 
 @lru_cache(maxsize=64)
-def _resize_matrix(n_in: int, n_out: int, antialias: bool) -> np.ndarray:
+def resize_matrix(n_in: int, n_out: int, antialias: bool) -> np.ndarray:
     """``(n_out, n_in)`` weights of torch's 1-D (anti-aliased) linear resize, ``align_corners=False``.
 
     The same kernel as ``F.interpolate(mode="bilinear", antialias=...)`` (PIL's triangle filter
@@ -183,8 +183,8 @@ def resample_image(array: np.ndarray, out_shape: tuple[int, int, int]) -> np.nda
     out_d, out_h, out_w = (int(n) for n in out_shape)
     if (h, w) != (out_h, out_w):
         antialias = out_h < h or out_w < w
-        s_si = sparse.csr_array(_resize_matrix(h, out_h, antialias))
-        s_ap = sparse.csr_array(_resize_matrix(w, out_w, antialias))
+        s_si = sparse.csr_array(resize_matrix(h, out_h, antialias))
+        s_ap = sparse.csr_array(resize_matrix(w, out_w, antialias))
         plane = np.empty((d, out_h, out_w), dtype=np.float32)
         for k in range(d):
             t = s_si @ a[k].astype(np.float32)  # (out_h, w)
@@ -192,7 +192,7 @@ def resample_image(array: np.ndarray, out_shape: tuple[int, int, int]) -> np.nda
     else:
         plane = a.astype(np.float32)
     if d != out_d:
-        s_lr = sparse.csr_array(_resize_matrix(d, out_d, False))
+        s_lr = sparse.csr_array(resize_matrix(d, out_d, False))
         plane = (s_lr @ plane.reshape(d, -1)).reshape(out_d, out_h, out_w)
     return np.ascontiguousarray(plane, dtype=np.float32)
 

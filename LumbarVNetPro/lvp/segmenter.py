@@ -13,28 +13,54 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from lvp.errors import ModelError
+from lvp.errors import InputError, ModelError
+from lvp.io.read import read_volume
+from lvp.io.volume import Volume
+from lvp.labels import SACRUM, semantic_classes
 from lvp.model_catalog import get_model
 from lvp.preprocess import restore, to_network_grid
 
 
 @dataclass
-class SegmentationOutput:
-    """Network result on the input volume's canonical grid."""
+class SegmentationResult:
+    """What every segmenter returns, on the input volume's canonical grid."""
 
     semantic: np.ndarray  # uint8: 0 background, 1 vertebra, 2 disc, 3 canal, 4 sacrum (5-class models only)
-    probability: np.ndarray  # float32: probability of the chosen class
+    probability: np.ndarray | None = None  # float32: probability of the chosen class (the network only)
     timings: dict[str, float] = field(default_factory=dict)
+    # A TotalSpineSeg label map (same grid) whose level names are kept as they are: the labelling
+    # stage builds the levels from it (lvp.labelling.from_labels) instead of numbering them.
+    labels: np.ndarray | None = None
+    # Label value -> confidence to keep for levels given by ``labels`` (others get 1.0).
+    label_confidence: dict[int, float] | None = None
 
 
-SACRUM = 4  # lvp.labels.SACRUM: the class index of the sacrum in 5-class models
+class Segmenter(Protocol):
+    """What ``lvp infer`` needs of a segmenter (the network, a semantic mask or a label map)."""
+
+    @property
+    def info(self) -> dict:
+        """The ``model`` block of report.json."""
+        ...
+
+    @property
+    def sacrum_class(self) -> bool | None:
+        """Whether the classes include the sacrum; None when unknown (the labelling then decides)."""
+        ...
+
+    def segment(self, volume: Volume) -> SegmentationResult:
+        """Segment ``volume``; the arrays lie on ``volume.array``'s grid."""
+        ...
 
 
 def model_classes(entry: dict) -> dict[int, str]:
@@ -93,7 +119,7 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-class Segmenter:
+class NetworkSegmenter:
     """Loads the model once and segments volumes (see module docstring)."""
 
     def __init__(self, model_dir: str | os.PathLike | None = None, device: str = "auto", threads: int | None = None,
@@ -137,6 +163,12 @@ class Segmenter:
         """Whether the model segments the sacrum (class 4); older 4-class models do not."""
         return self.classes.get(SACRUM) == "sacrum"
 
+    @property
+    def sacrum_class(self) -> bool | None:
+        """Whether models.json lists a sacrum class; None when it lists no classes at all."""
+        classes = self.entry.data.get("classes")
+        return None if classes is None else "sacrum" in {str(v) for v in classes.values()}
+
     def _ort_session(self, path):
         import onnxruntime as ort
 
@@ -168,7 +200,7 @@ class Segmenter:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
             return self._model(torch.from_numpy(x).to("cuda")).float().cpu().numpy()
 
-    def segment(self, volume) -> SegmentationOutput:
+    def segment(self, volume: Volume) -> SegmentationResult:
         """Segment a :class:`lvp.io.volume.Volume`; results lie on ``volume.array``'s grid."""
         t0 = time.perf_counter()
         x, grid = to_network_grid(volume.array, volume.spacing, self.spacing, self.divisor)
@@ -178,7 +210,7 @@ class Segmenter:
         semantic, prob = restore(logits, grid, mode=self.restore_mode)
         clear_empty_slices(semantic, volume.array)
         t3 = time.perf_counter()
-        return SegmentationOutput(semantic, prob, {"preprocess": t1 - t0, "network": t2 - t1, "restore": t3 - t2})
+        return SegmentationResult(semantic, prob, {"preprocess": t1 - t0, "network": t2 - t1, "restore": t3 - t2})
 
 
 def clear_empty_slices(semantic: np.ndarray, image: np.ndarray) -> int:
@@ -200,3 +232,76 @@ def clear_empty_slices(semantic: np.ndarray, image: np.ndarray) -> int:
             cleared += int(np.count_nonzero(semantic[tuple(index)]))
             semantic[tuple(index)] = 0
     return cleared
+
+
+# Segmenters that read an existing segmentation instead of running the network.
+def _read_on_grid(path: Path, volume: Volume, what: str) -> np.ndarray:
+    """The array of the image at ``path``, refused unless it lies on ``volume``'s voxel grid."""
+    image = read_volume(path, validate=False, require_sagittal=False)
+    if image.shape != volume.shape or not np.allclose(image.affine, volume.affine, atol=1e-3):
+        raise InputError(f"{path}: the {what} is not on the image's voxel grid "
+                         f"({what} {image.shape}, image {volume.shape})")
+    return image.array
+
+
+def _read_label_map(path: Path, volume: Volume, what: str) -> np.ndarray:
+    return np.rint(_read_on_grid(path, volume, what)).astype(np.int16)
+
+
+class MaskSegmenter:
+    """A "segmenter" that returns an existing semantic mask (classes 1 vertebra, 2 disc, 3 canal).
+
+    For re-running the level labelling, measurements and grades on a corrected segmentation
+    (``lvp infer --semantic MASK``) and for exercising the pipeline without a model.
+    """
+
+    def __init__(self, mask_path: str | Path):
+        self.mask_path = Path(mask_path)
+        self.info = {"name": "semantic-mask", "version": "n/a", "sha256": None, "runtime": "none",
+                     "device": "cpu", "mask": str(self.mask_path)}
+        self.sacrum_class: bool | None = None  # classes as the mask holds them
+
+    def segment(self, volume: Volume) -> SegmentationResult:
+        """Read the mask and check it lies on the volume's grid."""
+        t0 = time.perf_counter()
+        semantic = _read_on_grid(self.mask_path, volume, "semantic mask").astype(np.uint8, copy=False)
+        if semantic.max(initial=0) > SACRUM:
+            raise InputError(f"{self.mask_path}: a semantic mask holds only 0 background, 1 vertebra, 2 disc, "
+                             f"3 canal and 4 sacrum; it has value {int(semantic.max())}")
+        return SegmentationResult(semantic, None, {"network": time.perf_counter() - t0})
+
+
+class LabelMapSegmenter:
+    """A "segmenter" returning a TotalSpineSeg label map whose level names are kept as given.
+
+    For recomputing after a reader's edits (``lvp infer IMAGE --labels LABELMAP``): no network and
+    no level labelling; measurements, grades and scan planes are made from the map as it is.
+    ``previous`` (an earlier ``lvp infer`` output folder of the same image) lets levels whose
+    voxels are unchanged keep their earlier confidence; edited, renamed or new levels get 1.0.
+    """
+
+    def __init__(self, labels_path: str | Path, previous: str | Path | None = None):
+        self.labels_path = Path(labels_path)
+        self.previous = Path(previous) if previous else None
+        self.info = {"name": "label-map", "version": "n/a", "sha256": None, "runtime": "none",
+                     "device": "cpu", "labels": str(self.labels_path)}
+        self.sacrum_class: bool | None = None  # the levels are given: no labelling runs
+
+    def segment(self, volume: Volume) -> SegmentationResult:
+        """Read the label map, check its grid and values; derive the semantic classes."""
+        from lvp.labelling.from_labels import check_label_values, unchanged_confidences
+        from lvp.report.build import REPORT_JSON, SEGMENTATION
+
+        t0 = time.perf_counter()
+        labels = _read_label_map(self.labels_path, volume, "label map")
+        check_label_values(labels, str(self.labels_path))
+        semantic = semantic_classes(labels)
+        kept: dict[int, float] = {}
+        if self.previous is not None:
+            prev_report = json.loads((self.previous / REPORT_JSON).read_text())
+            seg_name = (prev_report.get("outputs") or {}).get("segmentation") or SEGMENTATION
+            previous = _read_label_map(self.previous / seg_name, volume, "earlier segmentation")
+            conf = {int(s["label"]): s.get("confidence") for s in prev_report.get("structures", [])}
+            kept = unchanged_confidences(labels, previous, conf)
+        return SegmentationResult(semantic, None, {"network": time.perf_counter() - t0}, labels=labels,
+                              label_confidence=kept)

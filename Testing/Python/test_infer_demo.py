@@ -30,7 +30,7 @@ def test_demo_end_to_end_with_the_model(tmp_path, capsys):
     from lvp.errors import ModelError
 
     try:
-        seg.Segmenter(device="cpu")
+        seg.NetworkSegmenter(device="cpu")
     except ModelError as err:
         pytest.skip(f"no trained model here: {err}")
     from lvp.cli import main

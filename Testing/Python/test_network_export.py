@@ -12,7 +12,7 @@ from lvp.model_catalog import get_model
 from lvp.network import VNetConfig, build_vnet
 from lvp.network.export import export_model_folder, load_weights, max_abs_difference
 from lvp.preprocess import restore, to_network_grid
-from lvp.segmenter import Segmenter
+from lvp.segmenter import NetworkSegmenter
 
 
 @pytest.mark.parametrize("cfg", [VNetConfig(), VNetConfig(stem_stride=False, channels=[4, 8, 8, 16, 16]),
@@ -46,7 +46,7 @@ def test_onnx_and_torch_same_labels_on_sample(sample_case):
     img = sitk.ReadImage(str(sample_case))
     vol = canonical_volume(img)
     vol.array = np.array(vol.array, copy=True)
-    seg = Segmenter(device="cpu")
+    seg = NetworkSegmenter(device="cpu")
     entry = get_model()
     model, _ = load_weights(entry.file("torch"))
     x, grid = to_network_grid(vol.array, vol.spacing, entry.input_spacing, seg.divisor)

@@ -134,10 +134,9 @@ def test_grid_probability_regions_equal_the_full_array(mode):
 
 
 def test_structure_centres_equal_argwhere(sample_case):
-    from types import SimpleNamespace
-
+    from lvp.labelling.types import Labelling
     from lvp.labels import CANAL_LABEL, SACRUM_LABEL
-    from lvp.pipeline import _structure_entries
+    from lvp.report.build import structure_entries
 
     vol = read_volume(sample_case)
     labels = np.zeros(vol.shape, np.int16)
@@ -145,7 +144,7 @@ def test_structure_centres_equal_argwhere(sample_case):
     labels[5:7, 420:470, 100:180] = SACRUM_LABEL
     labels[4, 410, 90] = SACRUM_LABEL
     crop = (slice(2, 11), slice(90, 480), slice(80, 270))
-    got = {e["label"]: e for e in _structure_entries(vol, labels, SimpleNamespace(crop=crop))}
+    got = {e["label"]: e for e in structure_entries(vol, labels, Labelling(labels, crop=crop))}
     for value in (CANAL_LABEL, SACRUM_LABEL):
         idx = np.argwhere(labels == value)
         assert got[value]["center_lps"] == [float(v) for v in vol.index_to_lps(idx.mean(axis=0))]

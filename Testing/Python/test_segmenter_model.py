@@ -14,7 +14,7 @@ from lvp.errors import ModelError
 from lvp.evaluation import dice
 from lvp.io.volume import canonical_volume
 from lvp.model_catalog import MODEL_ENV, get_model, resolve_model_dir, sha256_of
-from lvp.segmenter import Segmenter
+from lvp.segmenter import NetworkSegmenter
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def sample_volume(sample_case):
 
 @pytest.fixture(scope="module")
 def segmenter():
-    return Segmenter(device="cpu")
+    return NetworkSegmenter(device="cpu")
 
 
 def test_catalog_entry_is_complete(repo_root):
@@ -78,7 +78,7 @@ def test_corrupted_weights_are_refused(tmp_path, repo_root):
     data[len(data) // 2] ^= 0xFF
     onnx.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="sha256"):
-        Segmenter(folder, device="cpu")
+        NetworkSegmenter(folder, device="cpu")
 
 
 def test_model_dir_resolution(tmp_path, repo_root, monkeypatch):
@@ -99,7 +99,7 @@ def test_model_dir_resolution(tmp_path, repo_root, monkeypatch):
 
 def test_bad_device_is_refused():
     with pytest.raises(ModelError):
-        Segmenter(device="tpu")
+        NetworkSegmenter(device="tpu")
 
 
 def test_divisor_without_torch_matches_the_network(repo_root):
@@ -172,7 +172,7 @@ def _tiny_model_folder(tmp_path, out_channels: int):
 def test_four_and_five_class_models_both_run(tmp_path, sample_volume, n):
     """The sacrum class (4) comes only from 5-class models; 4-class models keep working."""
     folder = _tiny_model_folder(tmp_path, n)
-    seg = Segmenter(folder, device="cpu")
+    seg = NetworkSegmenter(folder, device="cpu")
     assert len(seg.classes) == n and seg.has_sacrum == (n == 5)
     assert seg.info["classes"][-1] == ("sacrum" if n == 5 else "canal")
     vol, _ = sample_volume
@@ -187,7 +187,7 @@ def test_classes_and_channels_must_agree(tmp_path):
     del catalog["models"][0]["classes"]["4"]
     (folder / "models.json").write_text(json.dumps(catalog))
     with pytest.raises(ModelError, match="5 output channels but 4 classes"):
-        Segmenter(folder, device="cpu")
+        NetworkSegmenter(folder, device="cpu")
 
 
 def test_synthesised_t1_and_inverted_sample_are_read(segmenter, sample_volume):

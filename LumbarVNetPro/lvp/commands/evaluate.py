@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
 
     from lvp.errors import InputError
     from lvp.evaluation import evaluate, format_table, write_result
-    from lvp.segmenter import Segmenter
+    from lvp.segmenter import NetworkSegmenter
 
-    seg = Segmenter(args.model, device=args.device)
+    seg = NetworkSegmenter(args.model, device=args.device)
     training = seg.entry.data.get("training", {})
     if args.cases:
         wanted = set(args.cases.split(","))

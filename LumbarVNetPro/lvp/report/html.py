@@ -104,11 +104,11 @@ def _panel_x0(volume: Volume, width_px: int, offset: int = 0) -> float:
 
 
 def _slice_rgb(volume: Volume, labels: np.ndarray, k: int, width_px: int, height_px: int) -> np.ndarray:
-    from lvp.preprocess import _resize_matrix
+    from lvp.preprocess import resize_matrix
 
     n_si, n_ap = volume.array.shape[1:]
-    m_si = _resize_matrix(n_si, height_px, height_px < n_si)
-    m_ap = _resize_matrix(n_ap, width_px, width_px < n_ap)
+    m_si = resize_matrix(n_si, height_px, height_px < n_si)
+    m_ap = resize_matrix(n_ap, width_px, width_px < n_ap)
     image = m_si @ volume.array[k].astype(np.float32) @ m_ap.T
     lo, hi = _window(image)
     grey = np.clip((image - lo) / (hi - lo), 0.0, 1.0)
