@@ -1,4 +1,8 @@
-"""``lvp train --config <yaml>``: train the LVP network (CPU, one GPU with AMP, or torchrun DDP)."""
+"""``lvp train --config <yaml>``: train the LVP network (CPU, one GPU with AMP, or torchrun DDP).
+
+The one training entry point: ``python -m lvp train`` where the ``lvp`` script is not installed,
+``torchrun --nproc_per_node=N -m lvp train`` for several GPUs.
+"""
 
 from __future__ import annotations
 

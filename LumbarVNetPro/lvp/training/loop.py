@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -107,6 +106,7 @@ def train(cfg: TrainConfig, resume: bool = False, distributed: bool | None = Non
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick its fastest kernels
     else:
         device = torch.device("cpu")
     if distributed and not dist.is_initialized():
@@ -209,20 +209,6 @@ def train(cfg: TrainConfig, resume: bool = False, distributed: bool | None = Non
     return {"history": history, "checkpoint": ckpt_path, "weights": weights, "last_epoch": epoch + 1}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (used on training machines where the full ``lvp`` CLI is not installed)."""
-    ap = argparse.ArgumentParser(description="Train the LVP network")
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values (YAML syntax)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = apply_overrides(TrainConfig.from_yaml(args.config), args.set)
-    torch.backends.cudnn.benchmark = True
-    train(cfg, resume=args.resume)
-    return 0
-
-
 def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
     """``key=value`` overrides (values parsed as YAML)."""
     import yaml
@@ -232,7 +218,3 @@ def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
         key, _, value = item.partition("=")
         d[key] = yaml.safe_load(value)
     return TrainConfig.from_dict(d, config_dir=cfg.config_dir)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
