@@ -29,6 +29,9 @@ Inputs default to the SPIDER cases in ../shared/data (when present), else the bu
 repeated. ``--semantic-masks`` replaces the network by the reference masks (for a machine
 without the trained model; then the network figures are meaningless and say so). The load
 average is printed at the start and end: on a shared machine every figure moves with it.
+
+Over 400 lines on purpose: one run measures every figure docs/performance.md quotes
+(batch, single case, worker, full field of view, nnU-Net-class ratio) under the same conditions.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ class _Stages:
         with self.timer(stage):
             try:
                 return fn()
-            except Exception as err:  # noqa: BLE001 - any failure here must become a partial report
+            except Exception as err:  # any failure here must become a partial report
                 log.warning("stage %s failed: %s", stage, err, exc_info=log.isEnabledFor(logging.DEBUG))
                 self.report["status"] = "partial"
                 self.report["failed_stage"] = stage
@@ -334,7 +334,7 @@ def stages_figure(stages: _Stages, volume: Volume, labels: np.ndarray, report: d
         # Still draw the figure of what exists: it is what the reader needs to see why it failed.
         try:
             return draw(labels if labels.max(initial=0) > 3 else np.zeros_like(labels))
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
     return stages.run("figure", lambda: draw(labels))
 

@@ -15,6 +15,9 @@ product with small separable weight matrices that reproduce torch's ``F.interpol
 imports torch (about 1 s of start-up). Training uses the torch versions (:func:`resample`,
 :func:`normalise_intensity`, :func:`pad_to_multiple`), which import torch when first called. No
 SimpleITK here, so this also runs on training machines that lack it.
+
+Over 400 lines on purpose: the numpy inference path and the torch training path of each
+resize must stay side by side, since tests hold the two to the same values.
 """
 
 from __future__ import annotations
@@ -336,14 +339,14 @@ class GridProbability:
             out[tuple(dst)] = self.values[tuple(src)]
         return out
 
-    def __getitem__(self, key):  # noqa: ANN001, ANN204 - numpy indexing semantics
+    def __getitem__(self, key):  # numpy indexing semantics
         if not isinstance(key, tuple):
             key = (key,)
         if (len(key) <= 3 and all(isinstance(k, slice) and k.step in (None, 1) for k in key)):
             return self.region(tuple(key) + (slice(None),) * (3 - len(key)))
         return np.asarray(self)[key]
 
-    def __array__(self, dtype=None, copy=None):  # noqa: ANN001, ANN204 - the numpy protocol
+    def __array__(self, dtype=None, copy=None):  # the numpy protocol
         full = self.region((slice(None),) * 3)
         return full if dtype is None else full.astype(dtype, copy=False)
 

@@ -181,7 +181,7 @@ class NetworkSegmenter:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+        except Exception as err:  # onnxruntime raises its own exception types
             raise ModelError(f"ONNX Runtime cannot load {path}: {err}") from err
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-import highdicom as hd  # noqa: E402
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest

@@ -5,6 +5,7 @@ product spells them out again.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +56,20 @@ def test_the_scene_uses_the_one_terminology_context():
     scene = (PRODUCT / "LumbarVNetProLib" / "scene.py").read_text()
     assert "TERMINOLOGY_CONTEXT," in scene and "ANATOMIC_CONTEXT," in scene
     assert "General Anatomy list" not in scene and labels.TERMINOLOGY_CONTEXT not in scene
+
+
+def test_one_terminology_context_in_the_seg_nrrd_and_the_scene():
+    scene = (PRODUCT / "LumbarVNetProLib" / "scene.py").read_text()
+    assert "TERMINOLOGY_CONTEXT," in scene and "ANATOMIC_CONTEXT," in scene
+    for path, text in _sources().items():
+        if path.name != "labels.py":
+            assert labels.TERMINOLOGY_CONTEXT not in text and "General Anatomy list" not in text, path
+
+
+def test_no_second_copy_of_the_vocabulary_in_the_product():
+    spider = re.compile(r'"L5-S",\s*"L4-L5",\s*"L3-L4"')
+    for path, text in _sources().items():
+        if path.name == "labels.py":
+            continue
+        assert 'removesuffix(" disc")' not in text and 'endswith(" disc")' not in text, path
+        assert not spider.search(text), path

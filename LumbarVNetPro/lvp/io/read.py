@@ -78,22 +78,22 @@ class ImageGeometry:
         self._origin = tuple(reader.GetOrigin())
         self._direction = tuple(reader.GetDirection())
 
-    def GetDimension(self) -> int:  # noqa: N802 - the sitk.Image names
+    def GetDimension(self) -> int:  # the sitk.Image names
         return 3
 
-    def GetNumberOfComponentsPerPixel(self) -> int:  # noqa: N802
+    def GetNumberOfComponentsPerPixel(self) -> int:
         return 1
 
-    def GetSize(self) -> tuple[int, ...]:  # noqa: N802
+    def GetSize(self) -> tuple[int, ...]:
         return self._size
 
-    def GetSpacing(self) -> tuple[float, ...]:  # noqa: N802
+    def GetSpacing(self) -> tuple[float, ...]:
         return self._spacing
 
-    def GetOrigin(self) -> tuple[float, ...]:  # noqa: N802
+    def GetOrigin(self) -> tuple[float, ...]:
         return self._origin
 
-    def GetDirection(self) -> tuple[float, ...]:  # noqa: N802
+    def GetDirection(self) -> tuple[float, ...]:
         return self._direction
 
 

@@ -21,10 +21,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from lvp.errors import InputError
-from lvp.labels import CATEGORY, STRUCTURES, Coding, SegmentCodes
-
-TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
-ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+from lvp.labels import ANATOMIC_CONTEXT, CATEGORY, STRUCTURES, TERMINOLOGY_CONTEXT, Coding, SegmentCodes
 
 
 def _triple(coding: Coding | None) -> str:

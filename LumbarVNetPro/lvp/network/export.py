@@ -22,7 +22,7 @@ def load_weights(path: str | Path) -> tuple[torch.nn.Module, dict]:
     """A network in eval mode from a training ``model.pt``/``last.pt`` or a shipped ``*.pt``."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad file
+    except Exception as err:  # torch raises many kinds for a bad file
         raise ModelError(f"cannot load network weights {path}: {err}") from err
     if not isinstance(state, dict) or "model" not in state or "network" not in state:
         raise ModelError(f"{path} is not an LVP network checkpoint (needs 'model' and 'network')")

@@ -11,6 +11,9 @@ alpha-blended) and encoded with zlib: a few milliseconds, and no matplotlib impo
 costs a few tenths of a second of a one-case run). The level names are not burnt into the
 pixels: :func:`figure_labels` gives their positions and :func:`render_html` draws them as SVG
 text over the image, which stays sharp at any zoom.
+
+Over 400 lines on purpose: the figure's pixel geometry (panels, level names, evidence marks,
+scan planes) is shared by all its parts and computed here; the page's markup is the template.
 """
 
 from __future__ import annotations

@@ -330,7 +330,7 @@ def validate_numbering(data: Path, out: Path | None = None, limit: int | None = 
                     if case is None:
                         continue
                     lab, row["refused"] = _label_case(case, kind, has_class, segmenter)
-                except Exception as err:  # noqa: BLE001 - a failing case is counted, not hidden
+                except Exception as err:  # a failing case is counted, not hidden
                     rows.append({**row, "error": f"{type(err).__name__}: {err}"})
                     continue
                 if lab is not None:
