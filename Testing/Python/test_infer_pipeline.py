@@ -11,9 +11,9 @@ import re
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from seg_nrrd_reader import read_seg_nrrd
 
 from lvp.errors import InputError
-from lvp.io.seg_nrrd import read_seg_nrrd
 from lvp.labels import DISC_LABELS, STRUCTURES, VERTEBRA_LABELS
 from lvp.pipeline import MaskSegmenter, run_inference
 from lvp.report.schema import validate_report

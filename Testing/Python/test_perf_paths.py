@@ -153,7 +153,9 @@ def test_structure_centres_equal_argwhere(sample_case):
 
 def test_one_label_image_serves_both_writes(tmp_path):
     """to_source_image(dtype=uint8) equals astype + map back; seg.nrrd in place equals the copy path."""
-    from lvp.io.seg_nrrd import read_seg_nrrd, write_seg_nrrd
+    from seg_nrrd_reader import read_seg_nrrd
+
+    from lvp.io.seg_nrrd import write_seg_nrrd
     from lvp.labels import CANAL_LABEL
 
     arr = (np.random.default_rng(4).random((12, 90, 70)) * 1000).astype(np.int16)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from seg_nrrd_reader import read_seg_nrrd
 
-from lvp.io.seg_nrrd import parse_terminology_entry, read_seg_nrrd, terminology_entry, write_seg_nrrd
+from lvp.io.seg_nrrd import parse_terminology_entry, terminology_entry, write_seg_nrrd
 from lvp.labels import STRUCTURES, VERTEBRA_LABELS, Coding
 
 
