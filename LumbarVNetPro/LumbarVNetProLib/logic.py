@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from .models import verify_model_folder
 from .parameters import model_dir_of, validate
 from .process import ProcessFailed, ProcessRunner, ProgressCallback, RunningProcess, infer_command
 from .reading import MANUAL
+
+# The private folder holding the copy of the input volume that a child run reads.
+INPUT_PREFIX = "lvp-input-"
 
 
 @dataclass
@@ -40,6 +44,12 @@ class RunJob:
     # The DICOM series the volume came from (kept in the result's report.json), or "".
     seriesUid: str = ""
     startedAt: float = 0.0  # time.time() at start: an older report.json is not this run's
+
+    def discardInput(self) -> None:
+        """Remove the private copy of the input written for the child (a whole volume per run)."""
+        folder = Path(self.inputPath).parent
+        if folder.name.startswith(INPUT_PREFIX):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass
@@ -98,7 +108,7 @@ class CaseLogic:
         outputDir.parent.mkdir(parents=True, exist_ok=True)
         # The input goes to a private folder of its own: the output folder is the core's, which
         # replaces it as a whole with one run's result.
-        inputPath = lvpscene.write_volume(inputVolume, Path(tempfile.mkdtemp(prefix="lvp-input-")) / "input.nii.gz")
+        inputPath = lvpscene.write_volume(inputVolume, Path(tempfile.mkdtemp(prefix=INPUT_PREFIX)) / "input.nii.gz")
         args = infer_command(inputPath, outputDir, device, modelDir, python=self.python)
         started = time.time()
         running = self.runner.start(args, env=self.childEnv())
@@ -110,6 +120,12 @@ class CaseLogic:
         A partial report (a stage failed) is refused too: partial results are never shown as
         complete, so they are not loaded as if they were.
         """
+        try:
+            return self._finishedReport(job)
+        finally:
+            job.discardInput()
+
+    def _finishedReport(self, job: RunJob) -> dict:
         code = job.running.poll()
         report_path = job.outputDir / "report.json"
         # A report left by an earlier run in the same folder must not pass for this run's result.

@@ -280,6 +280,8 @@ class Workplace:
         """End the running child and everything it started (the next poll says CANCELLED)."""
         if self.job is not None:
             self.job.running.cancel()
+            if self.job.run is not None:
+                self.job.run.discardInput()
 
     def sceneClosing(self) -> None:
         """The scene is closing: the running job is cancelled (its nodes are going) and the case forgotten."""

@@ -216,3 +216,30 @@ def test_level_renames_follow_the_segment_identity(scene_with_sample, reference_
     assert lvpscene.level_renames(nodes.segmentation, values) == {"L5-S": "L5-L6"}
     lvpscene.retag_segments(nodes.segmentation, values)  # after Recompute the tags follow: no rename left
     assert lvpscene.level_renames(nodes.segmentation, lvpscene.segment_label_values(nodes.segmentation)) == {}
+
+
+def test_the_private_input_copy_is_removed_after_the_run(tmp_path, slicer_app, monkeypatch):
+    """Each run writes the volume for the child; that copy must not pile up in the temp folder."""
+    import tempfile
+
+    from LumbarVNetPro import LumbarVNetProLogic
+    from LumbarVNetProLib import scene as lvpscene
+    from LumbarVNetProLib.logic import INPUT_PREFIX, RunJob
+    from LumbarVNetProLib.process import ProcessFailed
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    scene = slicer.vtkMRMLScene()
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 3, 3), np.float32)), str(tmp_path / "tiny.nii.gz"))
+    volume = lvpscene.volume_node_from_file(scene, tmp_path / "tiny.nii.gz", "tiny")
+    logic = LumbarVNetProLogic(scene=scene, python=sys.executable)
+    with pytest.raises(ProcessFailed):
+        logic.process(volume, tmp_path / "out", device="cpu")
+    assert not list(temp.glob(f"{INPUT_PREFIX}*"))
+    # Only LVP's own private folder is ever removed.
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "input.nii.gz").write_bytes(b"x")
+    RunJob(running=None, outputDir=tmp_path, inputPath=other / "input.nii.gz").discardInput()
+    assert (other / "input.nii.gz").exists()
