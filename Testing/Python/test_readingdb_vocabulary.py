@@ -72,6 +72,7 @@ class _Cells(HTMLParser):
         super().__init__()
         self.rows: list[list[str]] = []
         self._in_table = False
+        self._fixed = False
 
     def handle_starttag(self, tag, attrs):
         if tag == "table" and ("class", "grades") in attrs:
@@ -79,14 +80,17 @@ class _Cells(HTMLParser):
         elif self._in_table and tag == "tr":
             self.rows.append([])
         elif self._in_table and tag in ("td", "th"):
-            self.rows[-1].append("")
+            # A column heading may be abbreviated on screen with the full title on hover: read that.
+            title = dict(attrs).get("title") if tag == "th" else None
+            self.rows[-1].append(title or "")
+            self._fixed = bool(title)
 
     def handle_endtag(self, tag):
         if tag == "table":
             self._in_table = False
 
     def handle_data(self, data):
-        if self._in_table and self.rows and self.rows[-1]:
+        if self._in_table and self.rows and self.rows[-1] and not self._fixed:
             self.rows[-1][-1] += data
 
 

@@ -276,3 +276,25 @@ def test_a_symlinked_result_folder_keeps_its_link(tmp_path):
             folder.commit()
     assert link.is_symlink() and json.loads((link / "report.json").read_text())["run"] == 1
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["link", "real"]
+
+
+def test_sigterm_right_after_the_staging_folder_is_made_leaves_nothing(tmp_path, monkeypatch):
+    """SIGTERM is raised as an exception; landing just after the staging mkdir, it must not strand the folder."""
+    target = tmp_path / "out"
+    real_mkdir = Path.mkdir
+
+    def mkdir_then_interrupted(self, *args, **kwargs):
+        real_mkdir(self, *args, **kwargs)
+        if self.name.startswith(rf.TEMP_PREFIX):
+            raise KeyboardInterrupt  # what the SIGTERM handler of lvp infer raises (a subclass)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with ResultFolder(target):
+            pass
+    monkeypatch.undo()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(rf.TEMP_PREFIX)]
+    with ResultFolder(target) as folder:  # the lock was released too
+        (folder.staging / "report.json").write_text("{}")
+        folder.commit()
+    assert (target / "report.json").is_file()

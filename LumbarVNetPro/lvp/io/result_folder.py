@@ -264,13 +264,19 @@ class ResultFolder:
         except OSError as err:
             raise OutputError(f"the output folder {self.target} cannot be created: {err.strerror}") from None
         self._lock.acquire(self.target)
+        staging = self._temp(TEMP_PREFIX)
         try:
             self.clean_stale()
             check_output_dir(self.target)  # again, under the lock
-            self.staging = self._temp(TEMP_PREFIX)
-            self.staging.mkdir()
+            staging.mkdir()
+            self.staging = staging
         except BaseException:
-            self._lock.release()
+            # SIGTERM (raised as an exception) can land here, after the mkdir: __exit__ will not
+            # run for a failed __enter__, so the staging folder is removed here.
+            try:
+                _remove(staging)
+            finally:
+                self._lock.release()
             raise
         return self
 
