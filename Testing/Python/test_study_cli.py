@@ -221,3 +221,24 @@ def test_simulated_study_with_the_papers_design(db_url, tmp_path):  # noqa: F811
     assert "one-sided non-inferiority test, margin 0.050 AUC" in report.read_text()
     rows = list(csv.DictReader(report.with_name("sim_mrmc.csv").open()))
     assert len(rows) == len(PATHOLOGIES) * 4 * 2 * 40 * len(SIM_LEVELS)
+
+
+def test_two_simulated_studies_in_one_database_keep_their_own_cases(tmp_path):
+    """Case keys repeat between studies: each study's reference and AI grades stay on its own cases."""
+    from sqlalchemy import func, select
+
+    from lvp.readingdb.models import AIResult, Case, ReferenceGrade
+    from lvp.study.simulate import simulate_study
+
+    api = ReadingDB(f"sqlite:///{tmp_path / 'two.db'}")
+    first = simulate_study(api, "one", patients=6, readers=2, seed=1)
+    second = simulate_study(api, "two", patients=6, readers=2, seed=2)
+    with api.session() as sess:
+        per_study = dict(sess.execute(select(Case.study_id, func.count(ReferenceGrade.id))
+                                      .join(ReferenceGrade, ReferenceGrade.case_id == Case.id)
+                                      .group_by(Case.study_id)).all())
+        ai = dict(sess.execute(select(Case.study_id, func.count(AIResult.id))
+                               .join(AIResult, AIResult.case_id == Case.id).group_by(Case.study_id)).all())
+    api.close()
+    assert first == second
+    assert len(per_study) == 2 and len(set(per_study.values())) == 1 and per_study == ai

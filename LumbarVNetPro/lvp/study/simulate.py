@@ -51,7 +51,7 @@ def simulate_study(db: ReadingDB, study: str = "simulated", patients: int = 100,
     all reads submitted. Returns the counts written.
     """
     rng = np.random.default_rng(seed)
-    create_study(db, study, "simulated reader study (lvp.study.simulate)", washout_days)
+    sid = create_study(db, study, "simulated reader study (lvp.study.simulate)", washout_days)
     keys = [f"P{i:05d}" for i in range(patients)]
     add_cases(db, study, [{"case_key": k, "center": "AB"[i % 2]} for i, k in enumerate(keys)])
     names = [f"reader{j:02d}" for j in range(readers)]
@@ -65,7 +65,8 @@ def simulate_study(db: ReadingDB, study: str = "simulated", patients: int = 100,
     ref = _grade(latent)
     ai = _grade(latent + rng.normal(0, 0.35, latent.shape))
     with db.session() as sess:
-        case_id = dict(sess.execute(select(Case.case_key, Case.id).where(Case.case_key.in_(keys))).all())
+        # Case keys are unique within a study only: another simulated study uses the same keys.
+        case_id = dict(sess.execute(select(Case.case_key, Case.id).where(Case.study_id == sid)).all())
     cells = [(i, lv, p) for i in range(patients) for lv in range(n_l) for p in range(n_p)]
     with db.session() as sess:  # bulk, like the reads (the API writes one audit record per grade)
         sess.execute(insert(ReferenceGrade), [
@@ -86,15 +87,15 @@ def simulate_study(db: ReadingDB, study: str = "simulated", patients: int = 100,
             .join(StudyReader, (StudyReader.reader_id == Reader.id) & (StudyReader.study_id == Assignment.study_id))
             .where(Reader.username.in_([f"{study}_{n}" for n in names]))
             .order_by(Reader.username, Assignment.session, Assignment.order_index)).all()
-        key_of = dict(sess.execute(select(Case.id, Case.case_key).where(Case.case_key.in_(keys))).all())
     index = {k: i for i, k in enumerate(keys)}
+    key_of = {v: k for k, v in case_id.items()}
     t0 = datetime(2025, 1, 6, 8, 0)
     clock: dict[tuple[str, int], datetime] = {}
     readings, timing, grades_by_asg = [], {}, {}
     session_end: dict[str, datetime] = {}
-    for asg_id, reader_id, case_id, arm, session, _order, username in rows:
+    for asg_id, reader_id, asg_case, arm, session, _order, username in rows:
         j = names.index(username[len(study) + 1:])
-        i = index[key_of[case_id]]
+        i = index[key_of[asg_case]]
         key = (username, session)
         if key not in clock:
             clock[key] = (t0 if session == 1 else session_end[username] + timedelta(days=washout_days + 2))
