@@ -115,3 +115,12 @@ def test_init_weights_starts_from_a_finished_run(tmp_path, tiny_cache):
     scratch = train(_cfg(tmp_path / "c", tiny_cache, epochs=1, lr=0.0), progress=False)
     fresh = torch.load(scratch["weights"], weights_only=False)["model"]
     assert not all(torch.equal(weights[k], fresh[k]) for k in params)
+
+
+def test_a_cache_built_without_the_derived_sacrum_is_refused_for_a_sacrum_config(tmp_path, tiny_cache):
+    from lvp.training.loop import load_training_data
+
+    train_cases, _ = load_training_data(_cfg(tmp_path, tiny_cache))
+    assert set(train_cases) == {"case1"}
+    with pytest.raises(ValueError, match="derived_labels"):
+        load_training_data(_cfg(tmp_path, tiny_cache, derived_labels=str(tmp_path / "labels5")))

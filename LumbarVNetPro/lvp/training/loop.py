@@ -39,10 +39,16 @@ def _dist_info() -> tuple[int, int, int]:
 def load_training_data(cfg: TrainConfig) -> tuple[dict, dict]:
     """``(train, validation)`` dicts of case -> (image uint8, labels uint8) at ``cfg.spacing``."""
     cache = cfg.path(cfg.cache)
+    derived = cfg.path(cfg.derived_labels) if cfg.derived_labels else None
     if not cache.exists():
-        build_cache([cfg.path(r) for r in cfg.data_roots], cache, tuple(cfg.cache_spacing), cfg.max_cases,
-                    cfg.path(cfg.derived_labels) if cfg.derived_labels else None)
+        build_cache([cfg.path(r) for r in cfg.data_roots], cache, tuple(cfg.cache_spacing), cfg.max_cases, derived)
     meta, cases = load_cache(cache)
+    if meta.get("derived_labels", "") != str(derived or ""):
+        # A cache built without the derived sacrum would train a 5-class head on labels that never
+        # hold class 4 (and the reverse): refuse rather than learn the wrong classes silently.
+        raise ValueError(f"the training cache {cache} was built with derived_labels="
+                         f"{meta.get('derived_labels', '') or 'none'!r}, the configuration asks for "
+                         f"{str(derived or '') or 'none'!r}: delete the cache or point `cache` elsewhere")
     if cfg.max_cases:
         cases = dict(list(cases.items())[: cfg.max_cases])
     if list(meta["spacing"]) != list(cfg.spacing):
