@@ -19,11 +19,9 @@ import numpy as np
 from scipy import ndimage
 
 from lvp.datasets import Case, discover_cases, level_reference, load_case, load_derived_labels
-from lvp.labels import CANAL, DISC, VERTEBRA
+from lvp.labels import CANAL, CLASS_NAMES, DISC, SACRUM, VERTEBRA
 from lvp.study.agreement import wilson_ci
 
-SACRUM = 4  # derived sacrum class (lvp.training.sacrum); scored only where derived labels exist
-CLASS_NAMES = {VERTEBRA: "vertebra", DISC: "disc", CANAL: "canal", SACRUM: "sacrum"}
 MATCH_MM = 15.0
 # Partial label schemes annotate only some levels (MRS IVD: the five lumbar discs). Predictions are
 # scored only within the reference's superior-inferior extent plus this margin, so that correctly

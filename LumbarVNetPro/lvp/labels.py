@@ -21,6 +21,8 @@ CANAL = 3
 # labelling anchors the numbering on it when present (and works without it).
 SACRUM = 4
 NETWORK_CLASSES: dict[int, str] = {BACKGROUND: "background", VERTEBRA: "vertebra", DISC: "disc", CANAL: "canal"}
+# Foreground class names, sacrum included (training validation, evaluation, exported class lists).
+CLASS_NAMES: dict[int, str] = {VERTEBRA: "vertebra", DISC: "disc", CANAL: "canal", SACRUM: "sacrum"}
 
 # TotalSpineSeg output values.
 CANAL_LABEL = 2

@@ -10,10 +10,9 @@ import numpy as np
 import torch
 
 from lvp.errors import ModelError
-from lvp.labels import NETWORK_CLASSES
+from lvp.labels import NETWORK_CLASSES, SACRUM
 from lvp.model_catalog import CATALOG, sha256_of
 from lvp.network.vnet import VNetConfig, build_vnet
-from lvp.training.sacrum import SACRUM
 
 OPSET = 17
 

@@ -22,6 +22,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from lvp.evaluation import dice
+from lvp.labels import CLASS_NAMES
 from lvp.network.vnet import VNetConfig, build_vnet, expand_head
 from lvp.preprocess import pad_to_multiple, resample
 from lvp.training.cache import build_cache, load_cache
@@ -69,7 +70,6 @@ def poly_lr(base: float, progress: float) -> float:
     return base * max(0.0, 1.0 - progress) ** 0.9
 
 
-CLASS_NAMES = {1: "vertebra", 2: "disc", 3: "canal", 4: "sacrum"}
 
 
 def dice_per_class(pred: np.ndarray, ref: np.ndarray, classes=(1, 2, 3)) -> dict[int, float]:

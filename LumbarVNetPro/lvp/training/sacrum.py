@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from lvp.labels import DISC, VERTEBRA
+from lvp.labels import DISC, SACRUM, VERTEBRA
 
-SACRUM = 4  # network class of the sacrum (0 bg, 1 vertebra, 2 disc, 3 canal, 4 sacrum)
 MIN_DISC_MM3 = 200.0
 
 
