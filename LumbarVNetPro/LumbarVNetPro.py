@@ -11,6 +11,7 @@ self-test classes must live here); each method only wires one Qt control to Lumb
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -405,7 +406,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from LumbarVNetProLib import install
 
         try:
-            running, missing, _work = install.start_install(self.logic.case.runner, requirements)
+            running, missing, work = install.start_install(self.logic.case.runner, requirements)
         except Exception as err:  # shown as a message
             slicer.util.errorDisplay(_("Installing failed: {error}").format(error=err))
             return
@@ -413,7 +414,7 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.setText(_("Nothing to install."))
             return
         self._afterInstall = then
-        self.workplace.startInstall(running, [install.requirement_name(r) for r in missing])
+        self.workplace.startInstall(running, [install.requirement_name(r) for r in missing], work)
         self._startPolling(_("Installing {packages}…").format(packages=", ".join(missing)))
 
     def onInstall(self) -> None:
@@ -715,6 +716,7 @@ class LumbarVNetProTest(ScriptedLoadableModuleTest):
         finally:
             widget.cleanup()
             widget.parent.deleteLater()
+            shutil.rmtree(work, ignore_errors=True)
         self.assertGreater(summary["rows"], 0)
         if summary["reading"] == "skipped":
             # Said, not hidden: the analysis part passed, the reading part did not run.

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -274,8 +275,18 @@ def start_install(
     constraints = write_private(workDir / "slicer-constraints.txt", constraints_text())
     args = pip_arguments(missing, constraints, wheels, dryRun)
     # pip's log goes to stdout line by line (the panel's progress); stderr holds its error.
-    running = runner.start([python or python_executable(), "-m", "pip", *args], cwd=workDir)
+    try:
+        running = runner.start([python or python_executable(), "-m", "pip", *args], cwd=workDir)
+    except BaseException:
+        remove_workdir(workDir)
+        raise
     return running, missing, workDir
+
+
+def remove_workdir(workDir: Path | None) -> None:
+    """Remove the private folder of an install job once pip has ended (whatever the outcome)."""
+    if workDir is not None:
+        shutil.rmtree(workDir, ignore_errors=True)
 
 
 def install(
@@ -291,13 +302,16 @@ def install(
     """
     from .process import readable_error
 
-    running, missing, _work = start_install(runner, requirements, python, wheels, dryRun)
+    running, missing, work = start_install(runner, requirements, python, wheels, dryRun)
     if running is None:
         return []
-    code = running.wait()
-    if code != 0:
-        raise InstallError(f"pip install failed: {readable_error(running.stderr, code)}")
-    return missing
+    try:
+        code = running.wait()
+        if code != 0:
+            raise InstallError(f"pip install failed: {readable_error(running.stderr, code)}")
+        return missing
+    finally:
+        remove_workdir(work)
 
 
 def imported_before(names: list[str] | tuple[str, ...]) -> list[str]:

@@ -16,6 +16,7 @@ read together (one job at a time, blinded arm, submit order).
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -191,10 +192,13 @@ class Workplace:
         self.job = _Job(ANALYSIS, run.running, run=run)
         return run
 
-    def startInstall(self, running, names: list[str]) -> None:  # RunningProcess of pip
-        """Track a started pip install as the panel's job (progress: pip's lines; Cancel ends it)."""
+    def startInstall(self, running, names: list[str], workDir: Path | None = None) -> None:  # RunningProcess of pip
+        """Track a started pip install as the panel's job (progress: pip's lines; Cancel ends it).
+
+        ``workDir``, pip's private folder (``install.start_install``), is removed when the job ends.
+        """
         self._requireIdle()
-        self.job = _Job(INSTALL, running, context={"names": list(names)})
+        self.job = _Job(INSTALL, running, context={"names": list(names), "workDir": workDir})
 
     def poll(self, showPlanes: bool = False) -> PollResult:
         """Progress of the running job; when it has ended, take its result (or say why not).
@@ -214,18 +218,43 @@ class Workplace:
         if job.kind == INSTALL:
             self._drainInstall(job)
         self.job = None
-        if job.running.cancelled:
-            return PollResult(CANCELLED, stage, progress, kind=job.kind)
+        result = None
         try:
-            if job.kind == ANALYSIS:
-                return self._finishAnalysis(job, stage, progress, showPlanes)
-            if job.kind == CASE:
-                return self._finishCase(job, stage, progress, showPlanes)
-            if job.kind == RECOMPUTE:
-                return self._finishRecompute(job, stage, progress)
-            return self._finishInstall(job, stage, progress)
-        except (ProcessFailed, ValueError, OSError, RuntimeError, ReadingError) as err:
-            return PollResult(FAILED, stage, progress, str(err), kind=job.kind)
+            if job.running.cancelled:
+                result = PollResult(CANCELLED, stage, progress, kind=job.kind)
+                return result
+            try:
+                if job.kind == ANALYSIS:
+                    result = self._finishAnalysis(job, stage, progress, showPlanes)
+                elif job.kind == CASE:
+                    result = self._finishCase(job, stage, progress, showPlanes)
+                elif job.kind == RECOMPUTE:
+                    result = self._finishRecompute(job, stage, progress)
+                else:
+                    result = self._finishInstall(job, stage, progress)
+            except (ProcessFailed, ValueError, OSError, RuntimeError, ReadingError) as err:
+                result = PollResult(FAILED, stage, progress, str(err), kind=job.kind)
+            return result
+        finally:
+            self._cleanUp(job, done=result is not None and result.state == DONE)
+
+    def _cleanUp(self, job: _Job, done: bool = False) -> None:
+        """Remove the temporary files of an ended job.
+
+        Install: pip's private folder, whatever the outcome. Recompute: once DONE only the copy
+        of the input volume goes (the ``recomputed`` result folder is loaded and stays); cancelled
+        or failed, the whole work folder goes if this workplace made it (else only the input copy).
+        """
+        if job.kind == INSTALL:
+            from .install import remove_workdir
+
+            remove_workdir(job.context.get("workDir"))
+        elif job.kind == RECOMPUTE and job.recompute is not None:
+            workDir = Path(job.recompute.workDir)
+            if not done and job.context.get("ownWorkDir"):
+                shutil.rmtree(workDir, ignore_errors=True)
+            else:
+                (workDir / "input.nii.gz").unlink(missing_ok=True)
 
     def _progress(self, job: _Job) -> tuple[str | None, float | None]:
         stage, progress = None, None
@@ -288,7 +317,8 @@ class Workplace:
         self.cancel()
         if self.job is not None:
             self.job.running.poll()
-            self.job = None
+            job, self.job = self.job, None
+            self._cleanUp(job)
         self.forgetCase()
 
     def forgetCase(self) -> None:
@@ -365,9 +395,17 @@ class Workplace:
         volume = inputVolume if inputVolume is not None else self.resultVolume
         if volume is None:
             raise ReadingError("the volume of this result is no longer in the scene")
+        own = not workDir
         workDir = Path(workDir) if workDir else Path(tempfile.mkdtemp(prefix="lvp-recompute-"))
-        recompute = self.logic.startRecompute(self.nodes, volume, workDir)
-        self.job = _Job(RECOMPUTE, recompute.job.running, recompute=recompute)
+        try:
+            recompute = self.logic.startRecompute(self.nodes, volume, workDir)
+        except BaseException:
+            if own:
+                shutil.rmtree(workDir, ignore_errors=True)
+            else:
+                (workDir / "input.nii.gz").unlink(missing_ok=True)
+            raise
+        self.job = _Job(RECOMPUTE, recompute.job.running, recompute=recompute, context={"ownWorkDir": own})
         return recompute
 
     def _finishRecompute(self, job: _Job, stage, progress) -> PollResult:

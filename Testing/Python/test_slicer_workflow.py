@@ -347,3 +347,71 @@ def test_install_names_the_missing_packages_only(monkeypatch):
 
     monkeypatch.setattr(install, "installed_version", lambda name: None if name in ("torch", "numpy") else "1")
     assert install.missing_names(("torch>=2", "numpy>=1", "scipy")) == ["torch"]  # numpy is Slicer's
+
+
+# ------------------------------------------------------------------ temporary files
+
+
+def _recompute_ready(scene, volume, reference_result, running=None):
+    place = _workplace(scene, FakeRunner(reference_result))
+    place.startRun(_params(volume))
+    place.poll()
+    place.logic.runner = FakeRunner(reference_result, running=running)
+    return place
+
+
+def test_recompute_leaves_no_input_copy_nor_work_folder(scene_with_sample, reference_result, tmp_path, monkeypatch):
+    """DONE keeps only the loaded result; cancelled or failed, the whole work folder goes."""
+    import tempfile
+
+    from LumbarVNetProLib.workflow import CANCELLED, FAILED
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    scene, volume, _ = scene_with_sample
+
+    place = _recompute_ready(scene, volume, reference_result)
+    place.recompute(volume)
+    (work,) = temp.glob("lvp-recompute-*")
+    assert not (work / "input.nii.gz").exists() and (work / "recomputed" / "report.json").is_file()
+    shutil.rmtree(work)
+
+    place.recompute(volume, tmp_path / "mine")  # a caller's folder: kept, without the input copy
+    assert not (tmp_path / "mine" / "input.nii.gz").exists() and (tmp_path / "mine" / "recomputed").is_dir()
+
+    place = _recompute_ready(scene, volume, reference_result, running=FakeRunning(code=None))
+    place.startRecompute(volume)
+    assert list(temp.glob("lvp-recompute-*/input.nii.gz"))
+    place.cancel()
+    assert place.poll().state == CANCELLED
+    assert not list(temp.glob("lvp-recompute-*"))
+
+    place = _recompute_ready(scene, volume, reference_result, running=FakeRunning(code=1))
+    place.logic.runner.edit = lambda report: {**report, "status": "failed", "failed_stage": "grade"}
+    place.startRecompute(volume)
+    assert place.poll().state == FAILED
+    assert not list(temp.glob("lvp-recompute-*"))
+
+
+class _FakePip(FakeRunning):
+    def new_lines(self):
+        return []
+
+    stderr = "ERROR: no matching distribution"
+
+
+@pytest.mark.parametrize("code", [0, 1, None])
+def test_install_job_removes_its_private_folder(scene_with_sample, reference_result, tmp_path, code):
+    """pip's private folder goes when the install job ends: done, failed or cancelled."""
+    scene, _, _ = scene_with_sample
+    work = tmp_path / "lvp-install-x"
+    work.mkdir()
+    (work / "slicer-constraints.txt").write_text("numpy==1\n")
+    place = _workplace(scene, FakeRunner(reference_result))
+    running = _FakePip(code=code)
+    place.startInstall(running, ["numpy"], work)
+    if code is None:
+        place.cancel()
+    place.poll()
+    assert not work.exists()
