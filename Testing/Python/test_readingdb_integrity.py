@@ -17,10 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from lvp.cli import main
+from lvp.csv_safe import safe_cell
 from lvp.errors import DatabaseError
 from lvp.readingdb import AIGrade, Grade, ReadingDB
 from lvp.readingdb.admin import add_assignment, add_cases, add_readers, create_study
-from lvp.readingdb.csv_safe import safe_cell
 
 SECRET = "S3cr3t-pw"
 

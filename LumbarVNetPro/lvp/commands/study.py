@@ -153,7 +153,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 out.write(("\n" if n == 1 else ",\n") + json.dumps(row))
             out.write("\n]\n")
         else:
-            from lvp.readingdb.csv_safe import safe_cell  # no cell runs as a spreadsheet formula
+            from lvp.csv_safe import safe_cell  # no cell runs as a spreadsheet formula
 
             w = csv.writer(out)
             w.writerow(EXPORT_FIELDS)

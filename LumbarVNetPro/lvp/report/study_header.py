@@ -6,8 +6,6 @@ which carries no identity. Every value is HTML-escaped.
 
 from __future__ import annotations
 
-import html
-
 # (DICOM keyword, row label), in the order a reader checks them.
 ROWS: tuple[tuple[str, str], ...] = (
     ("PatientName", "Patient"),
@@ -35,10 +33,3 @@ def study_items(report: dict) -> list[tuple[str, str]]:
     """``(label, value)`` of the report's study identity, for display (not escaped); empty without one."""
     study = report.get("study") or {}
     return [(label, _display(key, str(study[key]))) for key, label in ROWS if study.get(key)]
-
-
-def study_rows(report: dict) -> str:
-    """``<tr>`` rows (label, value) of the report's study identity; ``""`` when it has none."""
-    study = report.get("study") or {}
-    return "".join(f'<tr class="study"><td>{label}</td><td>{html.escape(_display(key, str(study[key])))}</td></tr>'
-                   for key, label in ROWS if study.get(key))

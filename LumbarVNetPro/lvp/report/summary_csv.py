@@ -21,19 +21,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+from lvp.csv_safe import safe_cell
 
 
 def escape_cell(value: Any) -> Any:
-    """A CSV cell that no spreadsheet evaluates: text starting with a formula character is quoted."""
+    """A summary cell: empty for None, yes/no for booleans, text made formula-safe (:func:`safe_cell`)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, (int, float)):
-        return value
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return safe_cell(value if isinstance(value, (int, float)) else str(value))
 
 
 def _case_name(result: dict) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from lvp.readingdb.csv_safe import safe_cell
+from lvp.csv_safe import safe_cell
 from lvp.readingdb.scales import scale_for
 from lvp.study.design import complete_design, pathology_grid
 from lvp.study.table import ARM_NAMES

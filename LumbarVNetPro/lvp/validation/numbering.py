@@ -37,7 +37,7 @@ import numpy as np
 
 from lvp.io.volume import Volume
 from lvp.labelling import Labelling, label_levels
-from lvp.labels import DISC, SACRUM, SACRUM_LABEL, VERTEBRA
+from lvp.labels import DISC, SACRUM, SACRUM_LABEL, STRUCTURES, VERTEBRA
 from lvp.study.agreement import wilson_ci
 from lvp.validation.cases import load_spider_case, spider_case_ids
 
@@ -228,14 +228,8 @@ def _map_case(kind: str, volume: Volume, ref: Labelling, truth) -> Case | None:
     elif kind == "map_l6":
         for old, new in _TO_L6.items():
             out[labels == old] = new
-    out[~np.isin(out, list(_known_values()))] = 0
+    out[~np.isin(out, list(STRUCTURES))] = 0
     return Case(volume, None, truth, labels=out)
-
-
-def _known_values() -> set[int]:
-    from lvp.labels import STRUCTURES
-
-    return set(STRUCTURES)
 
 
 _SPINE_TOP_DOWN = tuple(f"T{i}" for i in range(1, 13)) + ("L1", "L2", "L3", "L4", "L5", "L6")
