@@ -211,9 +211,14 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         bind("Alt+P", self.parent, lambda: self.onAdjacentCase(-1))
 
     def cleanup(self) -> None:
-        """Stop a running child, the timers and the observers when the module is unloaded."""
+        """Stop a running job and the warm worker, the timers and the observers.
+
+        Slicer calls this when the module is unloaded, which includes the application closing; the
+        worker also ends by itself if Slicer crashes (its stdin closes). A scene close does not end
+        an idle worker: it holds no scene state, and the next case then starts warm.
+        """
         if self.workplace is not None:
-            self.workplace.cancel()
+            self.workplace.close()
         self.pollTimer.stop()
         self.readTimer.stop()
         self.removeObservers()

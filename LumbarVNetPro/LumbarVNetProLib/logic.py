@@ -26,6 +26,7 @@ from .models import verify_model_folder
 from .parameters import model_dir_of, validate
 from .process import ProcessFailed, ProcessRunner, ProgressCallback, RunningProcess, infer_command
 from .reading import MANUAL
+from .worker import WorkerRunner
 
 # The private folder holding the copy of the input volume that a child run reads.
 INPUT_PREFIX = "lvp-input-"
@@ -66,13 +67,24 @@ class RecomputeJob:
 class CaseLogic:
     """Runs the core in a child process and puts its results into ``scene``."""
 
-    def __init__(self, scene, runner: ProcessRunner | None = None, python: str | None = None) -> None:
+    def __init__(self, scene, runner: ProcessRunner | WorkerRunner | None = None, python: str | None = None) -> None:
         """``scene`` holds the case nodes; ``runner`` starts child processes (default
-        :class:`ProcessRunner`); ``python`` runs the core (default PythonSlicer / this Python).
+        :class:`~.worker.WorkerRunner`: ``lvp infer`` runs as a job of a warm ``lvp serve`` child
+        reused between cases, anything else as its own child; :class:`ProcessRunner`: one child per
+        case); ``python`` runs the core (default PythonSlicer / this Python).
         """
         self.scene = scene
-        self.runner = runner or ProcessRunner()
+        self.runner = runner or WorkerRunner()
         self.python = python
+
+    def shutdown(self) -> None:
+        """End the runner's warm worker, if it has one (module cleanup, application exit).
+
+        Its stdin is closed, it gets a moment to exit, then its process group is killed.
+        """
+        shutdown = getattr(self.runner, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
 
     # ------------------------------------------------------------------ inference
     @staticmethod

@@ -102,8 +102,8 @@ class RunningProcess:
         self._stderr: list[str] = []
         self._stdout_tail: list[str] = []
         self._threads = [
-            threading.Thread(target=self._read, args=(popen.stdout, self._lines.put), daemon=True),
-            threading.Thread(target=self._read, args=(popen.stderr, self._stderr.append), daemon=True),
+            threading.Thread(target=self._read, args=(popen.stdout, self._onStdout), daemon=True),
+            threading.Thread(target=self._read, args=(popen.stderr, self._onStderr), daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -113,6 +113,13 @@ class RunningProcess:
         for line in iter(stream.readline, ""):
             sink(line)
         stream.close()
+
+    # Where the reader threads put each line (a warm worker routes them to its jobs instead).
+    def _onStdout(self, line: str) -> None:
+        self._lines.put(line)
+
+    def _onStderr(self, line: str) -> None:
+        self._stderr.append(line)
 
     @property
     def pid(self) -> int:
@@ -251,6 +258,14 @@ class ProcessRunner:
 
     def start(self, args: Sequence[str], env: dict | None = None, cwd: Path | None = None) -> RunningProcess:
         """Start ``args`` with text pipes; ``env`` entries are added to the current environment."""
+        return RunningProcess(self.popen(args, env, cwd))
+
+    def popen(
+        self, args: Sequence[str], env: dict | None = None, cwd: Path | None = None, stdin: bool = False
+    ) -> subprocess.Popen:
+        """The started child of :meth:`start`, not yet wrapped; ``stdin=True``: a pipe to write to
+        (a warm worker's jobs), else no input at all.
+        """
         full_env = dict(os.environ)
         full_env.update(env or {})
         # Progress lines must arrive as they are printed, not when a buffer fills.
@@ -260,14 +275,14 @@ class ProcessRunner:
             [str(a) for a in args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             text=True,
             bufsize=1,
             env=full_env,
             cwd=None if cwd is None else str(cwd),
             **kwargs,
         )
-        return RunningProcess(popen)
+        return popen
 
 
 def python_executable() -> str:

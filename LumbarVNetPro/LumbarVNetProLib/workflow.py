@@ -312,6 +312,11 @@ class Workplace:
             if self.job.run is not None:
                 self.job.run.discardInput()
 
+    def close(self) -> None:
+        """The panel is going (module cleanup, application exit): cancel the job, end the warm worker."""
+        self.cancel()
+        self.logic.shutdown()
+
     def sceneClosing(self) -> None:
         """The scene is closing: the running job is cancelled (its nodes are going) and the case forgotten."""
         self.cancel()

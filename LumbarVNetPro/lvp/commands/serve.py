@@ -12,7 +12,9 @@ Protocol (one JSON object per line, UTF-8):
 * stdout: ``{"event": "ready", "pid": ..., "seconds": ...}`` once the code and the default model
   are loaded; per job ``{"event": "job", "job": ID}``, then the very lines ``lvp infer
   --progress-json`` prints, then ``{"event": "job_done", "job": ID, "exit_code": N}`` with the
-  exit code ``lvp infer`` would have returned (and ``"error"`` when it failed before any case).
+  exit code ``lvp infer`` would have returned, and ``"error"`` (one line) whenever N is not 0:
+  the message of a job refused before any case, else the last ``lvp infer: error: ...`` line the
+  job printed (a client reading stderr on its own thread cannot tell which job wrote a line).
   Human-readable lines go to stderr, as with ``lvp infer --progress-json``.
 
 Cancel and shut-down: a job is cancelled by ending the worker (SIGTERM to its process group, as
@@ -28,6 +30,7 @@ The model is loaded once per ``(--model, --device)`` pair and reused; ``--labels
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -63,6 +66,29 @@ class _JobParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # overrides argparse's NoReturn method
         raise ValueError(message)
+
+
+class _StderrTail:
+    """Writes through to stderr and keeps the last ``lvp infer: error:`` line of the running job."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.error = ""
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self._partial += text
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            if ": error: " in line:
+                self.error = line.split(": error: ", 1)[1].strip()
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str):  # fileno, isatty, encoding...: the real stream's
+        return getattr(self.stream, name)
 
 
 class Worker:
@@ -126,7 +152,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_preload:
         worker.preload(args.model, args.device)
     if args.warm_up:
-        import contextlib
         import tempfile
 
         # Its progress lines are not a job's: they go to stderr, stdout starts with "ready".
@@ -146,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             job_id = job.get("job")
             _emit(event="job", job=job_id)
-            code = worker.run_job(job.get("args"))
+            tail = _StderrTail(sys.stderr)
+            with contextlib.redirect_stderr(tail):
+                code = worker.run_job(job.get("args"))
         except (ValueError, LVPError) as err:
             code = err.exit_code if isinstance(err, LVPError) else EXIT_BAD_JOB
             print(f"lvp serve: job {job_id}: error: {err}", file=sys.stderr)
@@ -156,7 +183,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"lvp serve: job {job_id}: {type(err).__name__}: {err}", file=sys.stderr)
             _emit(event="job_done", job=job_id, exit_code=1, error=f"{type(err).__name__}: {err}")
             continue
-        _emit(event="job_done", job=job_id, exit_code=code)
+        if code:
+            _emit(event="job_done", job=job_id, exit_code=code, error=tail.error or f"lvp infer exited with {code}")
+        else:
+            _emit(event="job_done", job=job_id, exit_code=code)
         if code == worker.infer.EXIT_SIGTERM:  # cancelled: the client starts a new worker
             return code
     return 0
