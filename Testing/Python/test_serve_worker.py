@@ -3,7 +3,8 @@
 * two jobs in one worker write what a direct :func:`lvp.pipeline.run_inference` writes (same
   label map, same report.json apart from timings and creation time), with ``lvp infer
   --progress-json``'s lines between a ``job`` and a ``job_done`` line;
-* a bad job is answered with an error and the worker goes on;
+* a bad job is answered with an error and the worker goes on; a failed case's ``job_done`` names
+  its error;
 * cancel = SIGTERM to the worker's process group mid-case: the worker exits 143, the case's
   output folder does not exist (nothing half-written), and a new worker runs the next job.
 """
@@ -113,6 +114,12 @@ def test_two_jobs_equal_the_direct_path_and_a_cancel_leaves_nothing(worker, samp
     done = worker.until(event="job_done")[-1]
     assert done["job"] == "bad" and done["exit_code"] == 2 and "no-such-option" in done["error"]
     assert worker.proc.poll() is None
+    # A case the core refuses: job_done names its error (a client reading stderr on its own thread
+    # cannot tell which job wrote a line), and the worker stays.
+    worker.send({"job": "missing", "args": [str(tmp_path / "missing.nii.gz"), "-o", str(tmp_path / "missing")]})
+    done = worker.until(event="job_done")[-1]
+    assert done["job"] == "missing" and done["exit_code"] == 2 and "missing.nii.gz" in done["error"]
+    assert "does not exist" in done["error"] and worker.proc.poll() is None
 
     # Cancel mid-case: SIGTERM to the worker's group, as the Slicer module cancels a child.
     worker.send({"job": 3, "args": [str(sample_case), "-o", str(out / "case3")]})
