@@ -267,22 +267,39 @@ def run_worker(sample: Path, out: Path, threads: int, jobs: int) -> dict:
             "median_s": statistics.median(walls) if walls else None}
 
 
-def make_full_fov(source: Path, path: Path, size=(1024, 1024, 280)) -> tuple:
+# Full-FOV variants: what a whole scanner field of view looks like as LVP's input. 8-bit is how
+# SPIDER's files (and the earlier figures) come; 16-bit is what DICOM-derived volumes are (12-bit
+# MR magnitudes stored as int16/uint16), twice the bytes per voxel.
+FULL_FOV_DTYPES = ("uint8", "int16")
+
+
+def make_full_fov(source: Path, path: Path, size=(1024, 1024, 280), dtype: str = "uint8") -> tuple:
     """A full-FOV volume from a SPIDER case: in-plane linear upsampling to ``size[:2]`` over the
-    same field of view, the slab centred between zero slices to ``size[2]`` (ITK x, y, z)."""
+    same field of view, the slab centred between zero slices to ``size[2]`` (ITK x, y, z).
+
+    ``dtype`` "uint8" keeps the source's 8-bit voxels (upsampled in 8 bits, as before); "int16"
+    upsamples in float and scales the 0-255 intensities to a 12-bit range (x 16, rounded), as a
+    DICOM series would hold them.
+    """
     import numpy as np
     import SimpleITK as sitk
 
     src = sitk.ReadImage(str(source))
     nx, ny, nz = src.GetSize()
     spacing = (src.GetSpacing()[0] * nx / size[0], src.GetSpacing()[1] * ny / size[1], src.GetSpacing()[2])
+    wide = dtype != "uint8"
     up = sitk.Resample(src, (size[0], size[1], nz), sitk.Transform(), sitk.sitkLinear, src.GetOrigin(), spacing,
-                       src.GetDirection(), 0, src.GetPixelID())
+                       src.GetDirection(), 0, sitk.sitkFloat32 if wide else src.GetPixelID())
     arr = sitk.GetArrayViewFromImage(up)
-    full = np.zeros((size[2], size[1], size[0]), arr.dtype)
+    full = np.zeros((size[2], size[1], size[0]), np.dtype(dtype))
     z0 = (size[2] - nz) // 2
-    full[z0:z0 + nz] = arr
+    if wide:
+        full[z0:z0 + nz] = np.rint(arr * 16.0)
+    else:
+        full[z0:z0 + nz] = arr
+    del up, arr
     img = sitk.GetImageFromArray(full)
+    del full
     img.SetSpacing(spacing)
     img.SetDirection(src.GetDirection())
     d = np.asarray(src.GetDirection()).reshape(3, 3)
@@ -292,22 +309,29 @@ def make_full_fov(source: Path, path: Path, size=(1024, 1024, 280)) -> tuple:
     writer.UseCompressionOn()
     writer.SetCompressionLevel(1)
     writer.Execute(img)
-    return img.GetSize(), full.dtype.name
+    return img.GetSize(), np.dtype(dtype).name
 
 
-def run_full_fov(source: Path, tmp: Path, threads: int) -> dict:
-    """One ``lvp infer`` child on a full-FOV volume made from ``source``: wall time and peak RSS."""
-    path = tmp / "full_fov_t2.nii.gz"
-    size, dtype = make_full_fov(source, path)
+def run_full_fov(source: Path, tmp: Path, threads: int, dtype: str = "uint8") -> dict:
+    """One ``lvp infer`` child on a full-FOV volume made from ``source``: wall time, peak RSS, status.
+
+    A refused input (exit code 2, no report) is reported with the first line of its message.
+    """
+    path = tmp / f"full_fov_{dtype}_t2.nii.gz"
+    out = tmp / f"full_fov_{dtype}_out"
+    size, dtype = make_full_fov(source, path, dtype=dtype)
     wall, rss, code, err = _reap(*_spawn([sys.executable, "-m", "lvp", "infer", str(path), "-o",
-                                          str(tmp / "full_fov_out"), "--progress-json"], _child_env(threads)))
+                                          str(out), "--progress-json"], _child_env(threads)))
     status = None
-    report = tmp / "full_fov_out" / "report.json"
+    report = out / "report.json"
     if report.is_file():
         status = json.loads(report.read_text()).get("status")
+    elif code != 0:
+        lines = [line for line in err.strip().splitlines() if line.strip()]
+        status = f"failed (exit {code}): {lines[-1][:160] if lines else 'no message'}"
     path.unlink()
-    if code != 0:
-        print(f"lvp infer (full FOV) exited {code}: {err.strip()}")
+    if code != 0 and report.is_file():
+        print(f"lvp infer (full FOV {dtype}) exited {code}: {err.strip()}")
     return {"size": list(size), "dtype": dtype, "voxels": int(size[0] * size[1] * size[2]), "wall_s": wall,
             "peak_rss_mib": rss, "exit_code": code, "status": status}
 
@@ -362,11 +386,13 @@ def main() -> int:
                       f"bundled sample: first {w['first_s']:.3f} s, median {w['median_s']:.3f} s per job "
                       "(wall, send to job_done)")
             if not args.no_full_fov and not args.semantic_masks:
-                f = run_full_fov(inputs[0], tmp, args.threads)
-                results["full_fov"] = f
-                print(f"full FOV {f['size'][0]}x{f['size'][1]}x{f['size'][2]} {f['dtype']} ({f['voxels'] / 1e6:.0f} M "
-                      f"voxels, from {inputs[0].name}): {f['wall_s']:.2f} s, peak RSS {f['peak_rss_mib']:.0f} MiB, "
-                      f"status {f['status']}")
+                results["full_fov"] = {}
+                for dtype in FULL_FOV_DTYPES:
+                    f = run_full_fov(inputs[0], tmp, args.threads, dtype)
+                    results["full_fov"][dtype] = f
+                    print(f"full FOV {f['size'][0]}x{f['size'][1]}x{f['size'][2]} {f['dtype']} "
+                          f"({f['voxels'] / 1e6:.0f} M voxels, from {inputs[0].name}): {f['wall_s']:.2f} s, "
+                          f"peak RSS {f['peak_rss_mib']:.0f} MiB, status {f['status']}")
 
         t_import = time.perf_counter()
         from lvp.io.read import read_volume

@@ -288,7 +288,38 @@ def restore(logits: np.ndarray, info: GridInfo, mode: str = "linear") -> tuple[n
     return semantic, GridProbability(p_g, nearest, tuple(slice(a, b) for a, b in src_box), p_box)
 
 
-class GridProbability:
+class _RegionArray:
+    """Read like a float32 array of ``shape``, region by region (subclasses give ``region``)."""
+
+    dtype = np.dtype(np.float32)
+    ndim = 3
+    shape: tuple[int, int, int]
+
+    def region(self, key: tuple[slice, ...]) -> np.ndarray:  # pragma: no cover - abstract
+        """The float32 array of a box given as one step-1 slice per axis."""
+        raise NotImplementedError
+
+    def __getitem__(self, key):  # numpy indexing semantics
+        if not isinstance(key, tuple):
+            key = (key,)
+        if (len(key) <= 3 and all(isinstance(k, slice) and k.step in (None, 1) for k in key)):
+            return self.region(tuple(key) + (slice(None),) * (3 - len(key)))
+        return np.asarray(self)[key]
+
+    def __array__(self, dtype=None, copy=None):  # the numpy protocol
+        full = self.region((slice(None),) * 3)
+        return full if dtype is None else full.astype(dtype, copy=False)
+
+    def min(self) -> np.float32:
+        """Smallest probability."""
+        return np.asarray(self).min()
+
+    def max(self) -> np.float32:
+        """Largest probability."""
+        return np.asarray(self).max()
+
+
+class GridProbability(_RegionArray):
     """The chosen class's probability on the source grid, kept at the working grid's size.
 
     Outside ``box`` each source voxel holds the probability of its nearest grid voxel; inside it,
@@ -297,9 +328,6 @@ class GridProbability:
     to the full-size array :func:`restore` used to return). This keeps a full-field-of-view input
     from costing 4 bytes per input voxel for a map only the spine's box is read from.
     """
-
-    dtype = np.dtype(np.float32)
-    ndim = 3
 
     def __init__(self, grid: np.ndarray, nearest: list[np.ndarray], box: tuple[slice, ...] | None = None,
                  values: np.ndarray | None = None) -> None:
@@ -339,24 +367,38 @@ class GridProbability:
             out[tuple(dst)] = self.values[tuple(src)]
         return out
 
-    def __getitem__(self, key):  # numpy indexing semantics
-        if not isinstance(key, tuple):
-            key = (key,)
-        if (len(key) <= 3 and all(isinstance(k, slice) and k.step in (None, 1) for k in key)):
-            return self.region(tuple(key) + (slice(None),) * (3 - len(key)))
-        return np.asarray(self)[key]
 
-    def __array__(self, dtype=None, copy=None):  # the numpy protocol
-        full = self.region((slice(None),) * 3)
-        return full if dtype is None else full.astype(dtype, copy=False)
 
-    def min(self) -> np.float32:
-        """Smallest probability."""
-        return np.asarray(self).min()
+class PlacedProbability(_RegionArray):
+    """A probability map made for a box of a larger grid, read on the whole grid.
 
-    def max(self) -> np.float32:
-        """Largest probability."""
-        return np.asarray(self).max()
+    Outside ``box`` it reads 1.0: those voxels are background because their slices of the image
+    are empty (:func:`lvp.segmenter.clear_empty_slices`), not because a network scored them.
+    """
+
+    def __init__(self, inner: _RegionArray, box: tuple[slice, ...], shape: tuple[int, ...]) -> None:
+        self.inner = inner
+        self.box = box
+        self.shape = tuple(int(n) for n in shape)  # type: ignore[assignment]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the box's map."""
+        return int(self.inner.nbytes)
+
+    def region(self, key: tuple[slice, ...]) -> np.ndarray:
+        """The float32 array of a box given as one step-1 slice per axis."""
+        ranges = [range(*k.indices(n)) for k, n in zip(key, self.shape)]
+        out = np.ones(tuple(len(r) for r in ranges), np.float32)
+        dst, src = [], []
+        for r, b in zip(ranges, self.box):
+            lo, hi = max(r.start, b.start), min(r.stop, b.stop)
+            if hi <= lo:
+                return out
+            dst.append(slice(lo - r.start, hi - r.start))
+            src.append(slice(lo - b.start, hi - b.start))
+        out[tuple(dst)] = self.inner.region(tuple(src))
+        return out
 
 
 def _grid_argmax(logits: np.ndarray, slab: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,16 @@ from lvp.io.read import read_volume
 from lvp.io.volume import Volume
 from lvp.labels import SACRUM, semantic_classes
 from lvp.model_catalog import get_model
-from lvp.preprocess import restore, to_network_grid
+from lvp.preprocess import PlacedProbability, restore, to_network_grid
+
+# Inputs whose network grid exceeds this many voxels hand ONNX Runtime's memory arena back after
+# each run (a full field of view's arena is ~0.6 GB; a SPIDER case's grid is ~1.3 M voxels and
+# keeps its arena for the next case).
+ARENA_SHRINK_VOXELS = 4_000_000
+# The network sees the image without the all-zero slices at its edges (padding) when they make at
+# least this fraction of an axis. A few empty rows are common (SPIDER's slabs have 0-7 of 512-640)
+# and cost nothing worth saving; cropping them would move the network grid of ordinary inputs.
+CROP_MIN_FRACTION = 0.1
 
 
 @dataclass
@@ -179,6 +188,9 @@ class NetworkSegmenter:
         # No busy-waiting between runs: on a 2-core machine spinning ORT threads would steal the
         # cores from the torch/numpy steps (restore, labelling) that follow each network call.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # No pre-planned block for every activation of the largest input seen: the same speed,
+        # about half the network's peak on a large grid (measured, docs/performance.md "Memory").
+        opts.enable_mem_pattern = False
         try:
             return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types
@@ -194,38 +206,87 @@ class NetworkSegmenter:
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Raw network logits ``(1, n_classes, ...)`` for a prepared input ``(1, 1, ...)``."""
         if self.runtime == "onnxruntime":
-            return self._session.run(None, {"image": x})[0]
+            run = None
+            if x.size > ARENA_SHRINK_VOXELS:
+                import onnxruntime as ort
+
+                run = ort.RunOptions()
+                run.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+            return self._session.run(None, {"image": x}, run)[0]
         import torch
 
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
             return self._model(torch.from_numpy(x).to("cuda")).float().cpu().numpy()
 
     def segment(self, volume: Volume) -> SegmentationResult:
-        """Segment a :class:`lvp.io.volume.Volume`; results lie on ``volume.array``'s grid."""
+        """Segment a :class:`lvp.io.volume.Volume`; results lie on ``volume.array``'s grid.
+
+        The network sees the image's occupied box only: slices (along any axis) that are all
+        zero at the edges of the volume are padding, never anatomy (:func:`clear_empty_slices`
+        sets them to background anyway), so a padded field of view costs the network, restore and
+        their memory what its content costs (:data:`CROP_MIN_FRACTION`: margins of a few slices
+        are kept). The intensity normalisation is then taken from the content, not from how much
+        padding surrounds it.
+        """
         t0 = time.perf_counter()
-        x, grid = to_network_grid(volume.array, volume.spacing, self.spacing, self.divisor)
+        occupied = occupied_slices(volume.array)
+        box = occupied_box(occupied)
+        whole = all(s.start == 0 and s.stop == n for s, n in zip(box, volume.shape))
+        image = volume.array if whole else volume.array[box]
+        x, grid = to_network_grid(image, volume.spacing, self.spacing, self.divisor)
         t1 = time.perf_counter()
         logits = self.logits(x)[0]
+        del x
         t2 = time.perf_counter()
         semantic, prob = restore(logits, grid, mode=self.restore_mode)
-        clear_empty_slices(semantic, volume.array)
+        del logits
+        clear_empty_slices(semantic, image, [o[s] for o, s in zip(occupied, box)])
+        if not whole:
+            # Back onto the whole grid: np.zeros takes its pages from the kernel as they are written,
+            # so the padding's background costs no memory until someone writes there.
+            full = np.zeros(volume.shape, np.uint8)
+            full[box] = semantic
+            semantic, prob = full, PlacedProbability(prob, box, volume.shape)
         t3 = time.perf_counter()
         return SegmentationResult(semantic, prob, {"preprocess": t1 - t0, "network": t2 - t1, "restore": t3 - t2})
 
 
-def clear_empty_slices(semantic: np.ndarray, image: np.ndarray) -> int:
+def occupied_slices(image: np.ndarray) -> list[np.ndarray]:
+    """Per axis, whether each slice of ``image`` holds a non-zero voxel (one boolean array per axis)."""
+    return [np.any(image, axis=tuple(a for a in range(image.ndim) if a != axis)) for axis in range(image.ndim)]
+
+
+def occupied_box(occupied: list[np.ndarray], min_fraction: float = CROP_MIN_FRACTION) -> tuple[slice, ...]:
+    """The box from the first to the last occupied slice along each axis.
+
+    An axis is cropped only when its empty edge slices make at least ``min_fraction`` of it
+    (else, and when no slice is occupied, the whole axis is kept).
+    """
+    box = []
+    for occ in occupied:
+        hit = np.flatnonzero(occ)
+        if hit.size and occ.size - (int(hit[-1]) + 1 - int(hit[0])) >= min_fraction * occ.size:
+            box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+        else:
+            box.append(slice(0, occ.size))
+    return tuple(box)
+
+
+def clear_empty_slices(semantic: np.ndarray, image: np.ndarray, occupied: list[np.ndarray] | None = None) -> int:
     """Set to background every slice (along any axis) whose image is all zero; returns the voxels cleared.
 
     Zero-filled slices are padding or blanked regions, never anatomy; a network can still put a
     class there (model 1.1.0 put spinal canal into all-zero slices of a padded field of view, which
     stretched the structures' box over the whole volume and made the lumbar-chain check refuse the
     case). Only whole slices are cleared: single zero voxels inside the body (8-bit rescaled
-    images have them in dark tissue) are left alone.
+    images have them in dark tissue) are left alone. ``occupied``: :func:`occupied_slices` of
+    ``image`` when the caller has it already.
     """
+    if occupied is None:
+        occupied = occupied_slices(image)
     cleared = 0
-    for axis in range(image.ndim):
-        others = tuple(a for a in range(image.ndim) if a != axis)
-        empty = np.flatnonzero(~np.any(image, axis=others))
+    for axis, occ in enumerate(occupied):
+        empty = np.flatnonzero(~occ)
         if empty.size:
             index = [slice(None)] * image.ndim
             index[axis] = empty
