@@ -1,0 +1,105 @@
+"""Benchmark the Slicer module's Run, logic level (no Qt): warm worker vs one process per case.
+
+    python benchmarks/bench_slicer_worker.py [--rounds 8] [--input IMAGE] [--json FILE]
+
+Times :meth:`LumbarVNetProLib.logic.CaseLogic.process` on a real MRML scene (slicer-core): from
+Run (the input volume written for the core, the model folder's sha256 checked, the job started)
+to the result loaded into the scene (segmentation, labels, planes, grade table), on the bundled
+sample with the bundled model, device cpu. Two logics, one each way:
+
+* ``per-case``: :class:`~LumbarVNetProLib.process.ProcessRunner`, one ``python -m lvp infer``
+  child per case (what the module did before the worker);
+* ``worker``: :class:`~LumbarVNetProLib.worker.WorkerRunner`, the module's default, whose first
+  case also starts the ``lvp serve`` worker (reported apart); later cases reuse it.
+
+The rounds are interleaved (per-case, worker, worker, per-case, ...) so that a shared machine's
+load moves both alike; medians and the load average at the start and end are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "LumbarVNetPro"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the figures (and write them to ``--json``)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=8, help="cases per way after the worker's first (default 8)")
+    parser.add_argument("--input", type=Path, default=REPO / "Resources" / "Sample" / "spider_sample_t2.nii.gz")
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    args = parser.parse_args(argv)
+
+    import slicer  # slicer-core: real MRML
+
+    from LumbarVNetProLib import scene as lvpscene
+    from LumbarVNetProLib.logic import CaseLogic
+    from LumbarVNetProLib.process import ProcessRunner
+    from LumbarVNetProLib.worker import WorkerRunner
+
+    load_start = os.getloadavg()
+    scene = slicer.vtkMRMLScene()
+    volume = lvpscene.volume_node_from_file(scene, args.input, "input")
+    logics = {
+        "per-case": CaseLogic(scene, runner=ProcessRunner(), python=sys.executable),
+        "worker": CaseLogic(scene, runner=WorkerRunner(), python=sys.executable),
+    }
+    times: dict[str, list[float]] = {name: [] for name in logics}
+    with tempfile.TemporaryDirectory(prefix="lvp-bench-worker-") as tmp:
+
+        def run(name: str, index: int) -> float:
+            t0 = time.perf_counter()
+            nodes = logics[name].process(volume, Path(tmp) / f"{name}-{index}", device="cpu")
+            seconds = time.perf_counter() - t0
+            if nodes.segmentation is None:
+                raise SystemExit(f"{name}: no segmentation loaded")
+            lvpscene.remove_volume_results(scene, volume)  # as a re-run on the same volume does
+            return seconds
+
+        try:
+            first_worker = run("worker", 0)  # includes the worker's start (interpreter, imports, model)
+            first_per_case = run("per-case", 0)
+            for i in range(1, args.rounds + 1):
+                order = ("per-case", "worker") if i % 2 else ("worker", "per-case")
+                for name in order:
+                    times[name].append(run(name, i))
+            worker_pid = logics["worker"].runner.worker.pid
+            ready_s = logics["worker"].runner.worker.readySeconds
+        finally:
+            logics["worker"].shutdown()
+    figures = {
+        "input": str(args.input),
+        "rounds": args.rounds,
+        "first_case_s": {"worker (incl. start)": round(first_worker, 3), "per-case": round(first_per_case, 3)},
+        "worker_ready_s": None if ready_s is None else round(ready_s, 3),
+        "median_s": {name: round(statistics.median(v), 3) for name, v in times.items()},
+        "best_s": {name: round(min(v), 3) for name, v in times.items()},
+        "all_s": {name: [round(t, 3) for t in v] for name, v in times.items()},
+        "worker_pid_reused": worker_pid,
+        "loadavg_start": [round(x, 2) for x in load_start],
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    med = figures["median_s"]
+    print(f"Run -> result loaded, {args.input.name}, device cpu, {args.rounds} interleaved rounds (2nd case on)")
+    print(f"  per-case process: median {med['per-case']:.3f} s  best {figures['best_s']['per-case']:.3f} s")
+    print(f"  warm worker:      median {med['worker']:.3f} s  best {figures['best_s']['worker']:.3f} s"
+          f"  ({med['per-case'] / med['worker']:.2f}x faster)")
+    print(f"  first case: worker incl. its start {first_worker:.3f} s (ready after {figures['worker_ready_s']} s), "
+          f"per-case {first_per_case:.3f} s")
+    print(f"  load average: start {figures['loadavg_start']}, end {figures['loadavg_end']}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
