@@ -135,9 +135,13 @@ class _Stages:
                 return None
 
 
+def _class_voxels(semantic: np.ndarray, value: int) -> int:
+    # Slice by slice: a whole-volume comparison is a full-size boolean (294 MB for a full FOV).
+    return sum(int(np.count_nonzero(s == value)) for s in semantic)
+
+
 def _check_spine(semantic: np.ndarray, path: Path) -> None:
-    # Two comparisons instead of np.bincount, which widens every voxel to intp first.
-    if not (semantic == VERTEBRA).any() and not (semantic == DISC).any():
+    if not _class_voxels(semantic, VERTEBRA) and not _class_voxels(semantic, DISC):
         raise InputError(f"{path}: no vertebra or intervertebral disc was found; is this a sagittal lumbar "
                          "spine MRI? (LVP reads sagittal T2-weighted lumbar spine series)")
 
@@ -152,7 +156,7 @@ MIN_CANAL_MM3 = 2000.0
 
 def _check_lumbar_chain(lab: Any, semantic: np.ndarray, volume: Volume, path: Path) -> None:
     n_discs = len(lab.discs)
-    canal_mm3 = float(np.count_nonzero(semantic == CANAL)) * float(np.prod(volume.spacing))
+    canal_mm3 = float(_class_voxels(semantic, CANAL)) * float(np.prod(volume.spacing))
     if n_discs < MIN_DISCS or canal_mm3 < MIN_CANAL_MM3:
         raise InputError(
             f"{path}: no lumbar spine was recognised ({n_discs} disc-like structure(s), "
