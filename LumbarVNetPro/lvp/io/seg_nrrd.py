@@ -15,12 +15,14 @@ single shared label map with each structure's own label value.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from lvp.io.volume import SourceGeometry
 from lvp.labels import ANATOMIC_CONTEXT, CATEGORY, STRUCTURES, TERMINOLOGY_CONTEXT, Coding, SegmentCodes
 
 
@@ -60,23 +62,33 @@ def parse_terminology_entry(text: str) -> dict:
 
 REFERENCE_GEOMETRY = "Reference image geometry"
 
+Grid = sitk.Image | SourceGeometry
 
-def reference_image_geometry(image: sitk.Image) -> str:
+
+def _grid(image: Grid) -> tuple[tuple[int, ...], tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """``(size, spacing, origin, direction)`` of a SimpleITK image or a source geometry (ITK order)."""
+    if isinstance(image, SourceGeometry):
+        return tuple(image.size), tuple(image.spacing), tuple(image.origin), tuple(image.direction)
+    return image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()
+
+
+def reference_image_geometry(image: Grid) -> str:
     """Slicer's serialised image geometry of ``image``'s grid (vtkSegmentationConverter format).
 
     The 4x4 image-to-world matrix in RAS (direction times spacing, then the origin), row by row,
-    followed by the extent ``0;nx-1;0;ny-1;0;nz-1``, every number followed by ``;``.
+    followed by the extent ``0;nx-1;0;ny-1;0;nz-1``, every number followed by ``;``. ``image``: a
+    SimpleITK image or a :class:`~lvp.io.volume.SourceGeometry`.
     """
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    size, spacing, origin, direction = _grid(image)
     ijk_to_lps = np.eye(4)
-    ijk_to_lps[:3, :3] = direction @ np.diag(image.GetSpacing())
-    ijk_to_lps[:3, 3] = image.GetOrigin()
+    ijk_to_lps[:3, :3] = np.asarray(direction, dtype=float).reshape(3, 3) @ np.diag(spacing)
+    ijk_to_lps[:3, 3] = origin
     ijk_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ijk_to_lps
-    extent = [v for n in image.GetSize() for v in (0, int(n) - 1)]
+    extent = [v for n in size for v in (0, int(n) - 1)]
     return "".join(f"{v:.17g};" for v in ijk_to_ras.ravel()) + "".join(f"{v};" for v in extent)
 
 
-def conversion_parameters(image: sitk.Image) -> str:
+def conversion_parameters(image: Grid) -> str:
     """``Segmentation_ConversionParameters``: the reference image geometry.
 
     Slicer reads ``name|value|description`` items each *terminated* by ``&`` (an item without its
@@ -86,72 +98,139 @@ def conversion_parameters(image: sitk.Image) -> str:
             "determining the geometry of the labelmap that is created in course of conversion.&")
 
 
+def _segment(value: int, extent: tuple[int, ...]) -> dict:
+    if value not in STRUCTURES:
+        raise ValueError(f"label value {value} is not an LVP output label")
+    st = STRUCTURES[value]
+    return {"id": f"Segment_{value}", "name": st.name, "color": st.color, "label_value": value,
+            "extent": extent, "terminology": terminology_entry(st.codes)}
+
+
+def _check_range(labels: np.ndarray) -> int:
+    """The largest value of an integer label array; ValueError unless every value is in 0..255."""
+    if labels.dtype.kind not in "biu":
+        raise ValueError(f"a label map holds integers, not {labels.dtype}")
+    hi = int(labels.max(initial=0))
+    if hi > 255 or (labels.dtype.kind == "i" and int(labels.min(initial=0)) < 0):
+        raise ValueError("label values must lie in 0..255")
+    return hi
+
+
 def segment_fields(source_labels: np.ndarray) -> list[dict]:
     """Describe each LVP structure present in a label array (SimpleITK (z, y, x) order)."""
     # One linear pass gives every bounding box, and a box exists only for the values present
     # (cheaper than np.unique, which sorts millions of voxels).
     boxes = ndimage.find_objects(source_labels, max_label=int(source_labels.max(initial=0)))
-    present = [v + 1 for v, box in enumerate(boxes) if box is not None]
-    unknown = [v for v in present if v not in STRUCTURES]
+    unknown = [v + 1 for v, box in enumerate(boxes) if box is not None and v + 1 not in STRUCTURES]
+    if unknown:
+        raise ValueError(f"label values {unknown} are not LVP output labels")
+    # Slicer's extent is in ITK index order (x, y, z), inclusive.
+    return [_segment(v + 1, (x.start, x.stop - 1, y.start, y.stop - 1, z.start, z.stop - 1))
+            for v, (z, y, x) in ((v, box) for v, box in enumerate(boxes) if box is not None)]
+
+
+def segments_of_canonical(labels: np.ndarray, geometry: SourceGeometry) -> list[dict]:
+    """:func:`segment_fields` of ``Volume.to_source_array(labels)``, found on the canonical array.
+
+    The boxes are found where ``labels`` lie (no source-grid copy) and mapped through the
+    volume's permutation and flips; ValueError for values outside 0..255 or not LVP labels.
+    """
+    hi = _check_range(labels)
+    boxes = ndimage.find_objects(labels, max_label=hi)
+    unknown = [v + 1 for v, box in enumerate(boxes) if box is not None and v + 1 not in STRUCTURES]
     if unknown:
         raise ValueError(f"label values {unknown} are not LVP output labels")
     segments = []
-    for value in present:
-        box = boxes[value - 1]
-        z, y, x = box
-        st = STRUCTURES[value]
-        segments.append({
-            "id": f"Segment_{value}",
-            "name": st.name,
-            "color": st.color,
-            "label_value": value,
-            # Slicer's extent is in ITK index order (x, y, z), inclusive.
-            "extent": (x.start, x.stop - 1, y.start, y.stop - 1, z.start, z.stop - 1),
-            "terminology": terminology_entry(st.codes),
-        })
+    for v, box in enumerate(boxes):
+        if box is None:
+            continue
+        source = [(0, 0)] * 3  # numpy (z, y, x) of the source grid, inclusive
+        for m, sl in enumerate(box):
+            n = labels.shape[m]
+            lo, hi_i = sl.start, sl.stop - 1
+            if geometry.flip[m]:
+                lo, hi_i = n - 1 - hi_i, n - 1 - lo
+            source[geometry.perm[m]] = (lo, hi_i)
+        (z0, z1), (y0, y1), (x0, x1) = source
+        segments.append(_segment(v + 1, (x0, x1, y0, y1, z0, z1)))
     return segments
+
+
+def seg_nrrd_fields(image: Grid, segments: list[dict]) -> dict[str, str]:
+    """The ``.seg.nrrd`` key/value fields of ``segments`` on ``image``'s grid."""
+    fields = {
+        "Segmentation_MasterRepresentation": "Binary labelmap",
+        "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
+        # Without the reference geometry Slicer's export-to-labelmap crops to the segments'
+        # bounding box instead of giving back the source grid.
+        "Segmentation_ConversionParameters": conversion_parameters(image),
+        "Segmentation_ReferenceImageExtentOffset": "0 0 0",
+    }
+    for n, seg in enumerate(segments):
+        p = f"Segment{n}_"
+        fields[p + "ID"] = seg["id"]
+        fields[p + "Name"] = seg["name"]
+        fields[p + "NameAutoGenerated"] = "0"
+        fields[p + "Color"] = " ".join(f"{c:.6g}" for c in seg["color"])
+        fields[p + "ColorAutoGenerated"] = "0"
+        fields[p + "LabelValue"] = str(seg["label_value"])
+        fields[p + "Layer"] = "0"
+        fields[p + "Extent"] = " ".join(str(v) for v in seg["extent"])
+        fields[p + "Tags"] = f"TerminologyEntry:{seg['terminology']}|"
+    return fields
+
+
+def _nrrd_vector(values: Iterable[float]) -> str:
+    # Teem writes a double with %.17g (trailing zeros dropped, "-0" kept).
+    return "(" + ",".join(f"{float(v):.17g}" for v in values) + ")"
+
+
+def seg_nrrd_header(image: Grid, segments: list[dict]) -> bytes:
+    """The text header of a gzip-encoded uint8 ``.seg.nrrd``, as ITK's NRRD writer writes it.
+
+    Space LPS, ``space directions`` the direction columns times the spacing, then the key/value
+    fields (:func:`seg_nrrd_fields`) in ITK's (byte-wise sorted) order, and the blank line that
+    ends a header before attached data.
+    """
+    size, spacing, origin, direction = _grid(image)
+    d = np.asarray(direction, dtype=float).reshape(3, 3)
+    columns = [d[:, j] * spacing[j] for j in range(3)]
+    lines = [
+        "NRRD0004",
+        "# Complete NRRD file format specification at:",
+        "# http://teem.sourceforge.net/nrrd/format.html",
+        "type: unsigned char",
+        "dimension: 3",
+        "space: left-posterior-superior",
+        "sizes: " + " ".join(str(int(n)) for n in size),
+        "space directions: " + " ".join(_nrrd_vector(c) for c in columns),
+        "kinds: domain domain domain",
+        "encoding: gzip",
+        "space origin: " + _nrrd_vector(origin),
+    ]
+    fields = seg_nrrd_fields(image, segments)
+    for key in sorted(fields, key=lambda k: k.encode()):
+        if "\n" in fields[key]:
+            raise ValueError(f"a NRRD field holds no line break: {key}")
+        lines.append(f"{key}:={fields[key]}")
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
 def write_seg_nrrd(image: sitk.Image, path: str | Path, *, compression_level: int = 1,
                    in_place: bool = False) -> list[dict]:
     """Write a label image (LVP output values) as a Slicer ``.seg.nrrd``; return its segments.
 
-    ``image`` is a SimpleITK integer image on the grid the segmentation should have (normally the
-    input's own grid, e.g. from :meth:`lvp.io.volume.Volume.to_source_image`). ``in_place``: a
-    uint8 ``image`` takes the segmentation's header fields itself instead of a copy (saves a
-    copy of the label map; its other metadata is replaced).
+    ``image`` is a SimpleITK integer image on the grid the segmentation should have. The file is
+    written as :func:`lvp.io.label_files.write_label_files` writes it (the pipeline streams it
+    from the canonical label map instead); ``in_place`` is kept for callers and changes nothing
+    (the image is never modified).
     """
+    from lvp.io.label_files import write_label_files
+
+    del in_place
     arr = sitk.GetArrayViewFromImage(image)
-    if arr.max(initial=0) > 255 or arr.min(initial=0) < 0:
-        raise ValueError("label values must lie in 0..255")
-    if image.GetPixelID() != sitk.sitkUInt8:
-        out = sitk.Cast(image, sitk.sitkUInt8)
-    else:
-        out = image if in_place else sitk.Image(image)
-    segments = segment_fields(np.asarray(arr))
-    for key in list(out.GetMetaDataKeys()):
-        out.EraseMetaData(key)
-    out.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
-    out.SetMetaData("Segmentation_ContainedRepresentationNames", "Binary labelmap|")
-    # Without the reference geometry Slicer's export-to-labelmap crops to the segments' bounding
-    # box instead of giving back the source grid.
-    out.SetMetaData("Segmentation_ConversionParameters", conversion_parameters(image))
-    out.SetMetaData("Segmentation_ReferenceImageExtentOffset", "0 0 0")
-    for n, seg in enumerate(segments):
-        p = f"Segment{n}_"
-        out.SetMetaData(p + "ID", seg["id"])
-        out.SetMetaData(p + "Name", seg["name"])
-        out.SetMetaData(p + "NameAutoGenerated", "0")
-        out.SetMetaData(p + "Color", " ".join(f"{c:.6g}" for c in seg["color"]))
-        out.SetMetaData(p + "ColorAutoGenerated", "0")
-        out.SetMetaData(p + "LabelValue", str(seg["label_value"]))
-        out.SetMetaData(p + "Layer", "0")
-        out.SetMetaData(p + "Extent", " ".join(str(v) for v in seg["extent"]))
-        out.SetMetaData(p + "Tags", f"TerminologyEntry:{seg['terminology']}|")
-    writer = sitk.ImageFileWriter()
-    writer.SetFileName(str(path))
-    writer.SetImageIO("NrrdImageIO")
-    writer.UseCompressionOn()
-    writer.SetCompressionLevel(compression_level)
-    writer.Execute(out)
-    return segments
+    size = image.GetSize()
+    geometry = SourceGeometry(size=tuple(int(n) for n in size), spacing=tuple(image.GetSpacing()),  # type: ignore[arg-type]
+                              origin=tuple(image.GetOrigin()), direction=tuple(image.GetDirection()),  # type: ignore[arg-type]
+                              perm=(0, 1, 2), flip=(False, False, False))
+    return write_label_files(arr, geometry, None, path, compression_level=compression_level)
