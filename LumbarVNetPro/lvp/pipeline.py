@@ -299,7 +299,8 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
     if labels is not None and dicom_out and volume.meta.get("format") == "dicom":
         dicom_source = stages.run("dicom", lambda: _write_dicom(volume, labels, report, out_dir))
     if html:
-        figure = stages_figure(stages, volume, labels if labels is not None else semantic, report)
+        figure = stages_figure(stages, volume, labels if labels is not None else semantic, report,
+                               box=lab.crop if labels is not None else None)
         with timer("write_html"):
             from lvp.report.html import render_html
 
@@ -321,10 +322,12 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
     return report
 
 
-def stages_figure(stages: _Stages, volume: Volume, labels: np.ndarray, report: dict) -> tuple | None:
+def stages_figure(stages: _Stages, volume: Volume, labels: np.ndarray, report: dict,
+                  box: tuple[slice, ...] | None = None) -> tuple | None:
     """Draw the report figure as a stage of its own (a failing figure makes the report partial).
 
-    Returns ``(png, names, evidence)`` for :func:`lvp.report.html.render_html`, or None.
+    Returns ``(png, names, evidence)`` for :func:`lvp.report.html.render_html`, or None. ``box``:
+    a region holding every nonzero label (the labelling's crop); the figure reads no more.
     """
     from lvp.report.html import evidence_overlay, figure_labels, sagittal_figure_png
 
@@ -334,7 +337,7 @@ def stages_figure(stages: _Stages, volume: Volume, labels: np.ndarray, report: d
 
     def draw(lab: np.ndarray) -> tuple:
         marks = evidence_overlay(volume, report["levels"])
-        return sagittal_figure_png(volume, lab), figure_labels(volume, points), marks
+        return sagittal_figure_png(volume, lab, box=box), figure_labels(volume, points), marks
 
     if report["status"] != "complete":
         # Still draw the figure of what exists: it is what the reader needs to see why it failed.

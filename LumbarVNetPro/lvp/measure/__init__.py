@@ -30,7 +30,7 @@ from lvp.io.volume import Volume
 from lvp.labels import SACRUM_LABEL, VERTEBRA_LABELS
 from lvp.measure.canal import canal_at_disc
 from lvp.measure.disc import _body_mask, disc_geometry, displacement
-from lvp.measure.reformat import axis_range, sample_plane
+from lvp.measure.reformat import axis_range, lps_to_index, sample_plane
 from lvp.measure.signal import signal_ratio
 from lvp.measure.types import LevelMeasurements, Measurement
 
@@ -42,8 +42,10 @@ BODY_PLANE_BEYOND_MM = (2.5, 4.5, 6.5)
 
 def measure_levels(volume: Volume, lab) -> dict[str, LevelMeasurements]:
     """Measure every labelled disc level (``lab``: :class:`lvp.labelling.Labelling`)."""
-    image = np.asarray(volume.array, dtype=np.float32)
+    # The image is read where it is sampled (signal_ratio): no float copy of the whole volume.
+    image = volume.array
     labels = lab.labels
+    faces = _Faces(labels, lab.crop, volume.spacing)
     out: dict[str, LevelMeasurements] = {}
     r_s = axis_range(-45.0, 45.0)
     r_l = axis_range(-35.0, 35.0)
@@ -54,7 +56,7 @@ def measure_levels(volume: Volume, lab) -> dict[str, LevelMeasurements]:
         if p is None or disc.label == 0:
             continue
         m = LevelMeasurements(disc.name, disc.label, p.center_lps)
-        m.cut_by_fov = _cut_by_fov(labels, disc.label, volume.spacing)
+        m.cut_by_fov = _cut_by_fov(faces, int(disc.label))
         if m.cut_by_fov:
             m.notes.append(f"disc cut by the field of view (it reaches the image's front or back, or lies within "
                            f"{FOV_MARGIN_MM:g} mm of its top or bottom): not graded")
@@ -66,13 +68,12 @@ def measure_levels(volume: Volume, lab) -> dict[str, LevelMeasurements]:
         upper = _body_plane(labels, volume, c, -n, u, v, r_l, r_a, h)
         lower = _body_plane(labels, volume, c, n, u, v, r_l, r_a, h)
         displacement(m, mid, upper, lower, disc.label, BONE_LABELS)
-        if (labels[0] == disc.label).any() or (labels[-1] == disc.label).any():
+        if int(disc.label) in faces.lr_faces:
             # The slab's left-right faces cut the disc somewhere (a tilted or thin disc can look whole
             # on the mid-disc plane alone, spider50 L5-S): no Fardon type from this slab.
             m.section["disc_whole"] = False
         canal_at_disc(m, mid, upper, lower, voxel_mm)
-        sag_img = sample_plane(image, volume, c, n, v, r_s, r_a, order=1)
-        signal_ratio(m, sag, sag_img, disc.label, frame)
+        signal_ratio(m, sag, image, disc.label, frame)
         _measurement_evidence(m, volume)
         out[disc.name] = m
     _height_ratios(out)
@@ -89,7 +90,7 @@ def _body_plane(labels, volume: Volume, c, n, u, v, r_l, r_a, h: float):
     best, area = None, -1
     for extra in BODY_PLANE_BEYOND_MM:
         plane = sample_plane(labels, volume, c + (h / 2 + extra) * n, u, v, r_l, r_a)
-        a = int(_body_mask(plane, BONE_LABELS).sum())
+        a = int(np.count_nonzero(_body_mask(plane, BONE_LABELS)))
         if a > area:
             best, area = plane, a
     return best
@@ -98,7 +99,54 @@ def _body_plane(labels, volume: Volume, c, n, u, v, r_l, r_a, h: float):
 FOV_MARGIN_MM = 5.0  # a disc this close to the top or bottom face has its neighbouring body cut
 
 
-def _cut_by_fov(labels: np.ndarray, value: int, spacing) -> bool:
+def _values_present(region: np.ndarray) -> set[int]:
+    """The positive values in a (small) label region."""
+    flat = np.ravel(region)
+    if flat.size == 0:
+        return set()
+    if flat.dtype.kind in "iu" and flat.dtype.itemsize <= 2:
+        # A count per value of the unsigned view: signed negatives land above the positive range.
+        counts = np.bincount(flat.view(f"u{flat.dtype.itemsize}"))
+        top = 1 << (8 * flat.dtype.itemsize - (1 if flat.dtype.kind == "i" else 0))
+        return {int(v) for v in np.flatnonzero(counts[:top]) if v > 0}
+    return {int(v) for v in np.unique(flat) if v > 0}
+
+
+class _Faces:
+    """The label values on the volume's faces and in its top and bottom margins, read once per case.
+
+    Only these thin regions decide whether the field of view cuts a disc (:func:`_cut_by_fov`) and
+    whether the slab's left-right faces cut it, so no pass over the whole label map is made per
+    disc; the labelling's ``crop`` (which holds every labelled voxel) narrows them further.
+    """
+
+    def __init__(self, labels: np.ndarray, crop: tuple[slice, ...] | None, spacing) -> None:
+        self._labels = labels
+        self._box = [s.indices(n)[:2] for s, n in zip(crop or (slice(None),) * 3, labels.shape)]
+        n_lr, n_si, n_ap = labels.shape
+        self.lr_faces = self._values(0, (0, 1)) | self._values(0, (n_lr - 1, n_lr))
+        self.ap_faces = self._values(2, (0, 1)) | self._values(2, (n_ap - 1, n_ap))
+        # Rows j with j < margin (top) or n_si - 1 - j < margin (bottom), found with those very
+        # comparisons (integer against float), so the bands hold exactly those rows.
+        margin = FOV_MARGIN_MM / float(spacing[1])
+        top = 0
+        while top < n_si and top < margin:
+            top += 1
+        bottom = n_si
+        while bottom > 0 and n_si - 1 - (bottom - 1) < margin:
+            bottom -= 1
+        self.si_margins = self._values(1, (0, top)) | self._values(1, (bottom, n_si))
+
+    def _values(self, axis: int, span: tuple[int, int]) -> set[int]:
+        """Positive values in the crop's part of the index range ``span`` along ``axis``."""
+        box = list(self._box)
+        box[axis] = (max(span[0], box[axis][0]), min(span[1], box[axis][1]))
+        if any(hi <= lo for lo, hi in box):
+            return set()
+        return _values_present(self._labels[tuple(slice(lo, hi) for lo, hi in box)])
+
+
+def _cut_by_fov(faces: _Faces, value: int) -> bool:
     """Whether the field of view cuts the disc or the body beside it.
 
     True when the disc touches the front or back face, or comes within :data:`FOV_MARGIN_MM` of the
@@ -107,13 +155,7 @@ def _cut_by_fov(labels: np.ndarray, value: int, spacing) -> bool:
     slab's own limits (a thin slab cuts every disc there); they are judged per quantity
     (:func:`lvp.measure.canal.section_facts`, displacement masking).
     """
-    if (labels[:, :, 0] == value).any() or (labels[:, :, -1] == value).any():
-        return True
-    rows = np.flatnonzero((labels == value).any(axis=(0, 2)))
-    if rows.size == 0:
-        return False
-    margin = FOV_MARGIN_MM / float(spacing[1])
-    return bool(rows[0] < margin or labels.shape[1] - 1 - rows[-1] < margin)
+    return value in faces.ap_faces or value in faces.si_margins
 
 
 # Measurement -> (evidence kind, plane it was read on, label).
@@ -129,7 +171,7 @@ _DRAWN = {
 
 def source_slice(volume: Volume, point_lps) -> int:
     """The input series' slice (0-based index along its axis nearest left-right) holding a point."""
-    k = float(volume.lps_to_index(np.asarray(point_lps, float))[0])
+    k = float(lps_to_index(volume, np.asarray(point_lps, float))[0])
     k = int(np.clip(round(k), 0, volume.shape[0] - 1))
     return volume.shape[0] - 1 - k if volume.source.flip[0] else k
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from lvp.measure.reformat import Reformat, first_run_end
+from lvp.measure.reformat import Reformat, first_run_ends, first_runs, label_mask
 from lvp.measure.types import LevelMeasurements
 
 # Where the anterior / middle / posterior heights are read: fractions of the disc depth from the
@@ -16,13 +16,10 @@ MIN_DISPLACEMENT_FOR_BASE_MM = 0.75
 
 def _posterior_margin(sag: Reformat, bone: np.ndarray, rows: np.ndarray) -> float | None:
     """Median posterior end (mm, along e2) of the first bone run from anterior over ``rows``."""
-    ends = []
-    for r in rows:
-        if 0 <= r < bone.shape[0]:
-            e = first_run_end(bone[r])
-            if e is not None:
-                ends.append(sag.r2[e] + sag.step / 2)
-    return float(np.median(ends)) if ends else None
+    rows = rows[(rows >= 0) & (rows < bone.shape[0])]
+    ends = first_run_ends(bone[rows])
+    ends = ends[ends >= 0]
+    return float(np.median(sag.r2[ends] + sag.step / 2)) if ends.size else None
 
 
 def disc_geometry(m: LevelMeasurements, sag: Reformat, disc_label: int, bone_labels: np.ndarray) -> dict:
@@ -32,7 +29,7 @@ def disc_geometry(m: LevelMeasurements, sag: Reformat, disc_label: int, bone_lab
     (posterior body margin line) and ``height`` (middle height), all in mm along the reformat.
     """
     disc = sag.values == disc_label
-    bone = np.isin(sag.values, bone_labels)
+    bone = label_mask(sag.values, bone_labels)
     step = sag.step
     centre_row = int(np.argmin(np.abs(sag.r1)))
     rows_mid = slice(max(centre_row - 4, 0), centre_row + 5)
@@ -84,13 +81,7 @@ def _body_mask(ax: Reformat, bone_labels: np.ndarray) -> np.ndarray:
     """The vertebral body on an axial reformat: per left-right column, the first bone run from
     the anterior (posterior elements lie behind the canal and are left out).
     """
-    bone = np.isin(ax.values, bone_labels)
-    body = np.zeros_like(bone)
-    for i in np.flatnonzero(bone.any(axis=1)):
-        nz = np.flatnonzero(bone[i])
-        e = first_run_end(bone[i])
-        body[i, nz[0] : e + 1] = True
-    return body
+    return first_runs(label_mask(ax.values, bone_labels))
 
 
 EDGE_MARGIN_MM = 2.0  # disc material this close to the slab's left-right edge is not read

@@ -5,15 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 from lvp.labels import CANAL_LABEL
-from lvp.measure.reformat import Reformat
+from lvp.measure.reformat import Reformat, interpolate_at
 from lvp.measure.types import LevelMeasurements
 
 CSF_PERCENTILE = 75  # the dural sac also holds roots: its bright part is CSF
 
 
-def signal_ratio(m: LevelMeasurements, sag_labels: Reformat, sag_image: Reformat, disc_label: int, frame: dict) -> None:
+def signal_ratio(m: LevelMeasurements, sag_labels: Reformat, image: np.ndarray | Reformat, disc_label: int,
+                 frame: dict) -> None:
     """Mean signal of the central disc (middle 40 % of its depth, middle half of its height)
     divided by the CSF signal (75th percentile of the dural sac within 30 mm of the disc).
+
+    ``image``: the volume's image array (canonical grid), read by trilinear interpolation at the
+    reformat's sample points inside the two regions only (:func:`lvp.measure.reformat.interpolate_at`,
+    the values a whole interpolated plane would hold there); or the image already sampled on the
+    reformat's grid (a :class:`Reformat`).
     """
     if not frame:
         return
@@ -26,8 +32,8 @@ def signal_ratio(m: LevelMeasurements, sag_labels: Reformat, sag_image: Reformat
     if core.sum() < 4 or csf.sum() < 4:
         m.notes.append("disc or CSF signal not measurable")
         return
-    disc_signal = float(sag_image.values[core].mean())
-    csf_signal = float(np.percentile(sag_image.values[csf], CSF_PERCENTILE))
+    disc_signal = float(_image_at(image, sag_labels, core).mean())
+    csf_signal = float(np.percentile(_image_at(image, sag_labels, csf), CSF_PERCENTILE))
     if csf_signal <= 0:
         return
     ci, cj = np.nonzero(csf)
@@ -46,6 +52,15 @@ def signal_ratio(m: LevelMeasurements, sag_labels: Reformat, sag_image: Reformat
     m.evidence.append({"kind": "region", "measurement": "disc_signal_ratio", "plane": "sagittal (disc mid-plane)",
                        "label": f"CSF signal ({CSF_PERCENTILE}th percentile of the sac within 30 mm)",
                        "points_lps": _band(sag_labels, csf)})
+
+
+def _image_at(image: np.ndarray | Reformat, plane: Reformat, mask: np.ndarray) -> np.ndarray:
+    """float32 image values at the plane's samples under ``mask`` (row-major order)."""
+    if isinstance(image, Reformat):
+        return image.values[mask]
+    if plane.index is None:
+        raise ValueError("the label reformat has no sample positions (made without sample_plane)")
+    return interpolate_at(image, plane.index[:, mask], order=1)
 
 
 def _band(ax: Reformat, mask: np.ndarray, n: int = 12) -> list[list[float]]:
