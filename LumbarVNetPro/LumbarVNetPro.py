@@ -179,8 +179,10 @@ class LumbarVNetProWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._setupShortcuts()
 
         # Child processes are polled from the GUI thread: Qt widgets are never touched elsewhere.
+        # 50 ms: a poll only drains a queue of lines, and a warm worker's case takes about 0.5 s,
+        # so a 200 ms tick added a tenth of it on average before the result was taken.
         self.pollTimer = qt.QTimer()
-        self.pollTimer.setInterval(200)
+        self.pollTimer.setInterval(50)
         self.pollTimer.connect("timeout()", self.onPoll)
         self.readTimer = qt.QTimer()
         self.readTimer.setInterval(1000)

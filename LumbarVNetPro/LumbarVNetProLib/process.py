@@ -189,7 +189,7 @@ class RunningProcess:
         return False
 
     def wait(
-        self, progress: ProgressCallback | None = None, poll_s: float = 0.1, timeout_s: float | None = None
+        self, progress: ProgressCallback | None = None, poll_s: float = 0.05, timeout_s: float | None = None
     ) -> int:
         """Block until the child exits, reporting stage messages; returns the exit code."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
