@@ -356,7 +356,7 @@ def _write_dicom(volume: Volume, labels: np.ndarray, report: dict, out_dir: Path
 
     source = source or source_series(volume.meta)
     if seg:
-        write_dicom_seg(volume.to_source_array(labels), source, out_dir / DICOM_SEG)
+        write_dicom_seg(labels, source, out_dir / DICOM_SEG, geometry=volume.source)
         report["outputs"]["dicom_seg"] = DICOM_SEG
     write_dicom_sr(jsonable(report), source, out_dir / DICOM_SR)
     report["outputs"]["dicom_sr"] = DICOM_SR

@@ -10,6 +10,12 @@ Reading checks what breaks silently elsewhere: unreadable or truncated files, sl
 different size/orientation/spacing (mixed series), missing slices (gaps in the slice
 positions, and at the ends where the series states its extent: see :func:`_check_series_ends`),
 non-MR modalities, series larger than the validator's voxel limit (before reading pixels).
+
+The folder is scanned once: the headers read then (without pixel data) stay with the chosen
+series, and :func:`read_series` records them and the files in the volume's meta
+(``dicom_files``, ``dicom_headers``) for the DICOM SEG/SR writer (:mod:`lvp.io.dicom_seg`), which
+therefore neither scans the folder again nor re-reads a file. The slices are stacked straight
+into one float32 array that the volume takes over (no SimpleITK copy of it).
 """
 
 from __future__ import annotations
@@ -20,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from lvp.errors import InputError
-from lvp.io.dicom_decode import decode_pixels, frame_count, orientation, read_enhanced
+from lvp.io.dicom_decode import StackImage, decode_pixels, frame_count, orientation, read_enhanced
 
 PLANES = ("sagittal", "coronal", "axial")  # by the LPS component of the slice normal
 GAP_TOLERANCE = 0.2  # relative deviation of a slice step from the median before it is a gap
@@ -41,6 +46,9 @@ class SeriesInfo:
     plane: str = "unknown"
     weighting: str = "unknown"  # "T1", "T2", "PD", "STIR" or "unknown"
     frames: int = 0  # slices: one per classic file, NumberOfFrames of an enhanced (multi-frame) file
+    # The scan's header of each file (no pixel data), in the order of ``files``; empty when the
+    # series was described without reading its files (a DICOMweb listing).
+    headers: list[pydicom.Dataset] = field(default_factory=list, repr=False)
 
     def summary(self) -> str:
         """One line naming the series for error messages and listings."""
@@ -119,6 +127,7 @@ def scan_folder(folder: str | Path) -> list[SeriesInfo]:
                 weighting=_weighting(ds),
             )
         info.files.append(path)
+        info.headers.append(ds)
         info.frames += frame_count(ds)
     if not series:
         raise InputError(f"no DICOM files found in {folder}")
@@ -172,7 +181,7 @@ def _check_declared_size(info: SeriesInfo) -> None:
     """Refuse a series whose slices would exceed the voxel limit, before any pixel data is read."""
     from lvp.io.validate import check_voxel_count
 
-    ds = pydicom.dcmread(info.files[0], stop_before_pixels=True)
+    ds = info.headers[0] if info.headers else pydicom.dcmread(info.files[0], stop_before_pixels=True)
     rows, cols = _int_or_none(ds.get("Rows")) or 0, _int_or_none(ds.get("Columns")) or 0
     check_voxel_count(rows * cols * len(info.files),
                       f"series {info.uid} declares {len(info.files)} slices of {rows} x {cols} =")
@@ -216,12 +225,31 @@ def _check_series_ends(info: SeriesInfo, numbers: list[int | None], declared: se
     return warnings
 
 
-def read_series(info: SeriesInfo) -> tuple[sitk.Image, dict]:
-    """Read one series into a SimpleITK image (LPS geometry), checking its integrity."""
+def source_record(info: SeriesInfo) -> dict:
+    """What the DICOM SEG/SR writer needs of the files read, for the volume's meta.
+
+    ``dicom_files``: the series' files (str, scan order); ``dicom_headers``: their headers from the
+    scan, without pixel data (not JSON: meta keys the report copies are named one by one).
+    """
+    record: dict = {"dicom_files": [str(p) for p in info.files]}
+    if len(info.headers) == len(info.files):
+        record["dicom_headers"] = list(info.headers)
+    return record
+
+
+def read_series(info: SeriesInfo) -> tuple[StackImage, dict]:
+    """Read one series into a 3-D image (LPS geometry), checking its integrity.
+
+    The image is a :class:`lvp.io.dicom_decode.StackImage`: the float32 voxels in SimpleITK's
+    (z, y, x) order with their geometry, which :func:`lvp.io.volume.canonical_volume` reads as it
+    reads a SimpleITK image.
+    """
     if info.modality and info.modality != "MR":
         raise InputError(f"series {info.uid} has modality {info.modality}; LVP reads MR images (T2-weighted)")
     if len(info.files) == 1 and info.frames > 1:  # an enhanced (multi-frame) MR image
-        return read_enhanced(info.files[0], info.uid)
+        image, meta = read_enhanced(info.files[0], info.uid, info.headers[0] if info.headers else None)
+        meta.update(source_record(info))
+        return image, meta
     _check_declared_size(info)
     slices = []
     numbers: list[int | None] = []
@@ -244,7 +272,8 @@ def read_series(info: SeriesInfo) -> tuple[sitk.Image, dict]:
         acquisitions.add(str(ds.get("AcquisitionNumber", "")))
         slope = float(ds.get("RescaleSlope", 1) or 1)
         intercept = float(ds.get("RescaleIntercept", 0) or 0)
-        slices.append((path, iop, ipp, spacing, shape, pixels.astype(np.float32) * slope + intercept))
+        # The stored values are kept (often 16-bit) and rescaled once, into the stack, below.
+        slices.append((path, iop, ipp, spacing, shape, (pixels, slope, intercept)))
     if len(slices) < 2:
         raise InputError(f"series {info.uid} has a single slice; LVP needs a 3-D series")
 
@@ -278,14 +307,19 @@ def read_series(info: SeriesInfo) -> tuple[sitk.Image, dict]:
             f"and {slices[i + 1][0].name} where the slice step is {step:.2f} mm (truncated transfer?)"
         )
     warnings = _check_series_ends(info, numbers, declared, acquisitions)
-    volume = np.stack([s[5] for s in slices])  # (slice, row, col) = ITK (z, y, x)
-    image = sitk.GetImageFromArray(volume)
+    volume = np.empty((len(slices), *ref_shape), np.float32)  # (slice, row, col) = ITK (z, y, x)
+    for k, (*_, (pixels, slope, intercept)) in enumerate(slices):
+        # As pixels.astype(float32) * slope + intercept (float32 arithmetic), without temporaries.
+        out = volume[k]
+        out[...] = pixels
+        out *= slope
+        out += intercept
     # DICOM PixelSpacing is (row spacing, column spacing) = (y, x).
-    image.SetSpacing((ref_spacing[1], ref_spacing[0], step))
-    image.SetOrigin(tuple(float(v) for v in slices[0][2]))
-    image.SetDirection(tuple(float(v) for v in np.stack([row, col, normal], axis=1).ravel()))
+    image = StackImage(volume, spacing=(ref_spacing[1], ref_spacing[0], step),
+                       origin=tuple(float(v) for v in slices[0][2]),
+                       direction=tuple(float(v) for v in np.stack([row, col, normal], axis=1).ravel()))
     from lvp.io.dicom_study import study_identity
 
     meta = {"series_uid": info.uid, "series_description": info.description, "files": len(slices),
-            "warnings": warnings, "study": study_identity(ds)}
+            "warnings": warnings, "study": study_identity(ds), **source_record(info)}
     return image, meta

@@ -19,12 +19,45 @@ from typing import Any
 
 import numpy as np
 import pydicom
-import SimpleITK as sitk
 from pydicom.uid import UID
 
 from lvp.errors import InputError
 
 GAP_TOLERANCE = 0.2  # as lvp.io.dicom: relative deviation of a step from the median before it is a gap
+
+
+class StackImage:
+    """A 3-D image read from DICOM: its voxels and geometry, without a SimpleITK copy of them.
+
+    Answers the few ``sitk.Image`` questions :func:`lvp.io.volume.canonical_volume` asks and
+    hands it ``array`` (SimpleITK's (z, y, x) order), which the volume then takes over (copied
+    only when the permutation to the canonical orientation needs it).
+    """
+
+    def __init__(self, array: np.ndarray, spacing: tuple[float, float, float], origin: tuple[float, float, float],
+                 direction: tuple[float, ...]) -> None:
+        self.array = array
+        self._spacing = tuple(float(v) for v in spacing)
+        self._origin = tuple(float(v) for v in origin)
+        self._direction = tuple(float(v) for v in direction)
+
+    def GetDimension(self) -> int:  # the sitk.Image names
+        return 3
+
+    def GetNumberOfComponentsPerPixel(self) -> int:
+        return 1
+
+    def GetSize(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.array.shape[::-1])
+
+    def GetSpacing(self) -> tuple[float, ...]:
+        return self._spacing
+
+    def GetOrigin(self) -> tuple[float, ...]:
+        return self._origin
+
+    def GetDirection(self) -> tuple[float, ...]:
+        return self._direction
 
 
 def check_decodable(ds: pydicom.Dataset, path: Path) -> None:
@@ -129,14 +162,20 @@ def frame_count(ds: pydicom.Dataset) -> int:
     return int(ds.get("NumberOfFrames", 1) or 1) if is_multiframe(ds) else 1
 
 
-def read_enhanced(path: Path, series_uid: str) -> tuple[sitk.Image, dict]:
-    """Read an enhanced (multi-frame) MR file into a 3-D image (LPS geometry), checking it."""
+def read_enhanced(path: Path, series_uid: str, header: pydicom.Dataset | None = None) -> tuple[StackImage, dict]:
+    """Read an enhanced (multi-frame) MR file into a 3-D image (LPS geometry), checking it.
+
+    ``header``: the file's header as the folder scan read it (without pixel data), so it is not
+    parsed twice; read here when not given.
+    """
     from lvp.io.validate import check_voxel_count
 
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception as err:  # any parser failure means the file is unusable
-        raise InputError(f"the DICOM file {path} is corrupt or truncated ({err}); re-export the series") from None
+    ds = header
+    if ds is None:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception as err:  # any parser failure means the file is unusable
+            raise InputError(f"the DICOM file {path} is corrupt or truncated ({err}); re-export the series") from None
     n = int(ds.NumberOfFrames)
     rows, cols = int(ds.Rows), int(ds.Columns)
     check_voxel_count(rows * cols * n, f"the enhanced image {path} declares {n} frames of {rows} x {cols} =")
@@ -186,10 +225,9 @@ def read_enhanced(path: Path, series_uid: str) -> tuple[sitk.Image, dict]:
         slope = float(getattr(transform, "RescaleSlope", 1) or 1) if transform is not None else 1.0
         intercept = float(getattr(transform, "RescaleIntercept", 0) or 0) if transform is not None else 0.0
         volume[k] = pixels[f].astype(np.float32) * slope + intercept
-    image = sitk.GetImageFromArray(volume)
-    image.SetSpacing((ref_spacing[1], ref_spacing[0], step))
-    image.SetOrigin(tuple(float(v) for v in geometry[int(order[0])][1]))
-    image.SetDirection(tuple(float(v) for v in np.stack([ref_iop[:3], ref_iop[3:], normal], axis=1).ravel()))
+    image = StackImage(volume, spacing=(ref_spacing[1], ref_spacing[0], step),
+                       origin=tuple(float(v) for v in geometry[int(order[0])][1]),
+                       direction=tuple(float(v) for v in np.stack([ref_iop[:3], ref_iop[3:], normal], axis=1).ravel()))
     from lvp.io.dicom_study import study_identity
 
     meta = {"series_uid": series_uid, "series_description": str(ds.get("SeriesDescription", "")), "files": 1,

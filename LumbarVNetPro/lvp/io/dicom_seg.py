@@ -5,15 +5,23 @@ segment codes (:data:`lvp.labels.SEGMENT_CODES`), referencing every source image
 source series and its frame of reference). The SEG joins the input's study: highdicom copies the
 patient, study and frame-of-reference attributes from the source images.
 
-The source images are found again from what the reader recorded (``meta["path"]`` and
-``meta["series_uid"]``) and their headers read without pixel data. Frames are matched to the
-label map by their position along the slice normal, the order in which
-:func:`lvp.io.dicom.read_series` stacked them, so a series stored in any file order (or one
-multi-frame enhanced MR object) gets each label slice on its own source frame.
+The source images are the headers the reader kept from its one folder scan
+(``meta["dicom_headers"]``, see :func:`lvp.io.dicom.source_record`): writing opens no source file
+and scans no folder. Frames are matched to the label map by their position along the slice
+normal, the order in which :func:`lvp.io.dicom.read_series` stacked them, so a series stored in
+any file order (or one multi-frame enhanced MR object) gets each label slice on its own source
+frame.
+
+The label map is mapped back from the canonical grid once, straight into the frames (uint8
+segment numbers in the source images' frame order) that highdicom encodes: no source-grid copy
+of it is made first. highdicom leaves out the frames where a segment is absent (DICOM allows it;
+``omit_empty_frames``, its default); a frame per source slice and present segment is what Slicer
+(dcmqi) and PACS viewers read.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +35,7 @@ from pydicom.uid import generate_uid
 
 from lvp import __version__
 from lvp.errors import InputError
+from lvp.io.volume import SourceGeometry
 from lvp.labels import STRUCTURES, Coding
 
 MANUFACTURER = "LumbarVNetPro"
@@ -81,15 +90,30 @@ def _with_type2(ds: pydicom.Dataset) -> pydicom.Dataset:
     return ds
 
 
-def source_series(meta: dict) -> SourceSeries:
-    """Read the headers of the DICOM series an input volume was read from (``volume.meta``)."""
+def _source_headers(meta: dict) -> list[pydicom.Dataset]:
+    """The source headers: the reader's own (no I/O), else its files' headers, else a new scan."""
+    headers = meta.get("dicom_headers")
+    if headers:
+        return list(headers)
+    files = meta.get("dicom_files")
+    if files:
+        return [pydicom.dcmread(p, stop_before_pixels=True) for p in files]
+    # A meta without the reader's record (made by hand): find the series again.
     from lvp.io.dicom import choose_series, scan_folder
 
+    path = Path(meta["path"])
+    return choose_series(scan_folder(path if path.is_dir() else path.parent), meta.get("series_uid")).headers
+
+
+def source_series(meta: dict) -> SourceSeries:
+    """The source images of the DICOM series an input volume was read from (``volume.meta``).
+
+    Uses the headers :func:`lvp.io.read.read_volume` kept (``dicom_headers``); reads the
+    recorded files' headers, or scans the folder, only for a meta without them.
+    """
     if meta.get("format") != "dicom":
         raise InputError("DICOM SEG/SR outputs need a DICOM input series")
-    path = Path(meta["path"])
-    info = choose_series(scan_folder(path if path.is_dir() else path.parent), meta.get("series_uid"))
-    datasets = [_with_type2(pydicom.dcmread(p, stop_before_pixels=True)) for p in info.files]
+    datasets = [_with_type2(ds) for ds in _source_headers(meta)]
     iop = _orientation(datasets[0])
     normal = np.cross(iop[:3], iop[3:])
     keys = [(d, f) for d, ds in enumerate(datasets) for f in range(len(_frame_positions(ds)))]
@@ -101,11 +125,20 @@ def source_series(meta: dict) -> SourceSeries:
 @contextmanager
 def quiet_highdicom() -> Iterator[None]:
     """Silence highdicom's advice about the source's person-name form (an input property the
-    derived objects must copy unchanged, not something the user can act on here).
+    derived objects must copy unchanged, not something the user can act on here), and its INFO
+    log of every module it copies (some twenty lines per object on the terminal of ``lvp infer``,
+    whose log level is INFO).
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
-        yield
+    logger = logging.getLogger("highdicom")
+    level = logger.level
+    if not logger.isEnabledFor(logging.DEBUG):  # lvp -v (DEBUG) keeps them
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _code(coding: Coding) -> Any:
@@ -123,27 +156,67 @@ def algorithm_identification() -> Any:
                                            family=codes.cid7162.ArtificialIntelligence)
 
 
-def write_dicom_seg(source_labels: np.ndarray, source: SourceSeries, path: str | Path) -> list[int]:
-    """Write ``source_labels`` (LVP label values, SimpleITK (z, y, x) order on the source grid) as a
-    binary DICOM SEG; return the label value of each segment, segment number ``i + 1``.
-    """
-    import highdicom as hd
+def _source_view(labels: np.ndarray, geometry: SourceGeometry | None) -> np.ndarray:
+    """``labels`` as a (z, y, x) view on the source grid: the canonical map's permutation and flips undone."""
+    if geometry is None:
+        return labels
+    view = labels
+    for m, flipped in enumerate(geometry.flip):
+        if flipped:
+            view = np.flip(view, axis=m)
+    view = np.transpose(view, np.argsort(geometry.perm))
+    if view.shape[::-1] != tuple(geometry.size):
+        raise ValueError(f"labels of shape {labels.shape} do not fit the source grid {geometry.size}")
+    return view
 
-    labels = np.asarray(source_labels)
-    values = [int(v) for v in np.unique(labels) if v != 0]
+
+def segment_frames(labels: np.ndarray, source: SourceSeries,
+                   geometry: SourceGeometry | None = None) -> tuple[np.ndarray, list[int]]:
+    """The SEG's label-map frames and the label value of each segment number ``i + 1``.
+
+    ``labels``: LVP label values, on the source grid in SimpleITK (z, y, x) order, or on the
+    canonical grid of ``geometry`` (:class:`lvp.io.volume.SourceGeometry`). Returns uint8 segment
+    numbers (0 = none), one frame per source frame in the source images' own frame order, made
+    in one pass over the label map, and the present label values in increasing order.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iub":
+        raise ValueError(f"a label map holds integers, not {labels.dtype}")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) > 255):
+        raise ValueError(f"label values {int(labels.min())}..{int(labels.max())} are not LVP output labels")
+    view = _source_view(labels, geometry)
+    order = sorted(source.slice_of_frame, key=lambda key: key)  # (dataset, frame): the SEG's frame order
+    frames = np.empty((len(order), *view.shape[1:]), np.uint8)
+    counts = np.zeros(256, np.int64)
+    for i, key in enumerate(order):
+        frame = frames[i]
+        np.copyto(frame, view[source.slice_of_frame[key]], casting="unsafe")  # exact: 0..255 checked
+        counts += np.bincount(frame.ravel(), minlength=256)
+    values = [int(v) for v in np.flatnonzero(counts) if v != 0]
     unknown = [v for v in values if v not in STRUCTURES]
     if unknown:
         raise ValueError(f"label values {unknown} are not LVP output labels")
     if not values:
         raise ValueError("the label map is empty: no segment to write")
-    # Segment numbers 1..N in label order; frames in the source images' own frame order.
+    # Segment numbers 1..N in label order, mapped in place frame by frame.
     lut = np.zeros(256, np.uint8)
-    for number, value in enumerate(values, start=1):
-        lut[value] = number
-    frames_of = []
-    for d, ds in enumerate(source.datasets):
-        n = len(_frame_positions(ds))
-        frames_of.append(np.stack([lut[labels[source.slice_of_frame[(d, f)]]] for f in range(n)]))
+    lut[values] = np.arange(1, len(values) + 1, dtype=np.uint8)
+    for frame in frames:
+        frame[...] = lut[frame]
+    return frames, values
+
+
+def write_dicom_seg(labels: np.ndarray, source: SourceSeries, path: str | Path, *,
+                    geometry: SourceGeometry | None = None) -> list[int]:
+    """Write ``labels`` as a binary DICOM SEG; return the label value of each segment, number ``i + 1``.
+
+    ``labels``: LVP label values on the source grid (SimpleITK (z, y, x) order), or on the
+    canonical grid of ``geometry`` (a volume's ``source``), mapped back here in the same pass
+    that makes the frames.
+    """
+    import highdicom as hd
+
+    pixels, values = segment_frames(labels, source, geometry)
     algorithm = algorithm_identification()
     descriptions = []
     for number, value in enumerate(values, start=1):
@@ -159,10 +232,6 @@ def write_dicom_seg(source_labels: np.ndarray, source: SourceSeries, path: str |
             tracking_id=f"LVP {st.name}",
             display_color=hd.color.CIELabColor.from_rgb(*(c * 255.0 for c in st.color)),
         ))
-    if len(source.datasets) == 1:
-        pixels = frames_of[0]
-    else:
-        pixels = np.stack([f[0] for f in frames_of])
     with quiet_highdicom():
         seg = hd.seg.Segmentation(
             source_images=source.datasets,
