@@ -17,14 +17,15 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lvp.errors import InputError
-from lvp.io.validate import check_voxel_count
+from lvp.io.validate import check_image_bytes, check_voxel_count
+from lvp.io.volume import CanonicalLayout
 
 CHUNK = 1 << 20
 # NIfTI datatype codes whose voxels can be NaN/inf (float32, float64); longer floats are refused.
@@ -122,6 +123,13 @@ def check_nifti_header(h: NiftiHeader, path: Path) -> None:
                          "(integer or 32/64-bit float voxels)")
     if h.bitpix <= 0 or h.bitpix % 8:
         raise InputError(f"{path}: the NIfTI header's bits per voxel ({h.bitpix}) is invalid; the header is corrupt")
+    plain = PLAIN_TYPES.get(h.datatype)
+    if plain is not None and np.dtype(plain).itemsize * 8 == h.bitpix:
+        # As held: float64 as float32 (held_dtype); ITK's intensity scaling (scl_slope) gives float32.
+        scaled = h.scl[0] not in (0.0, 1.0) or h.scl[1] != 0.0
+        held = max(held_dtype(np.dtype(plain)).itemsize, 4 if scaled else 0)
+        check_image_bytes(h.voxels, held, f"{path}: the header declares {' x '.join(map(str, h.dims))} =",
+                          np.dtype(plain))
     spatial = h.pixdim[:3]
     if any(not math.isfinite(p) or p <= 0 for p in spatial):
         shown = tuple(round(p, 4) if math.isfinite(p) else p for p in spatial)
@@ -175,9 +183,71 @@ class NiftiScan:
 
     header: NiftiHeader
     nonfinite: int
-    # With ``keep_data``: the voxels (native byte order, ITK's (z, y, x) shape) when the file is
-    # plain integer/float data without intensity scaling; None otherwise.
+    # With ``keep_data``: the voxels (native byte order; float64 files as float32) when the file
+    # is plain integer/float data without intensity scaling; None otherwise. In ITK's (z, y, x)
+    # order, or in canonical order when ``layout`` is given.
     data: np.ndarray | None = None
+    layout: CanonicalLayout | None = None
+
+
+def held_dtype(file_dtype: np.dtype) -> np.dtype:
+    """The type LVP holds a file's voxels in: native byte order, float64 as float32.
+
+    Every computation on the image (resampling, intensity scaling, measurement) is float32, so a
+    float64 image is rounded to float32 on the way in rather than held at twice the size.
+    """
+    dtype = np.dtype(file_dtype).newbyteorder("=")
+    return np.dtype(np.float32) if dtype.kind == "f" and dtype.itemsize > 4 else dtype
+
+
+class _SlabSink:
+    """Takes a NIfTI body's bytes in file order and stores them, a few slices at a time, in ``target``.
+
+    ``target`` is indexed in the file's (z, y, x) order (a view of the canonical array: each
+    slab lands straight in its canonical place, in the held type); one slab of a few MB is the
+    only scratch. Non-finite float voxels are counted on the way.
+    """
+
+    def __init__(self, target: np.ndarray, file_dtype: np.dtype, path: Path) -> None:
+        self.target = target
+        self.path = path
+        plane = int(np.prod(target.shape[1:], dtype=np.int64)) * file_dtype.itemsize
+        self.buf = np.empty((max(1, (4 << 20) // max(plane, 1)), *target.shape[1:]), file_dtype)
+        self.bytes = self.buf.reshape(-1).view(np.uint8)
+        self.plane = plane
+        self.fill = 0
+        self.z = 0
+        self.nonfinite = 0
+
+    def write(self, chunk: bytes, lo: int, hi: int) -> None:
+        """Store ``chunk[lo:hi]``, the next bytes of the image."""
+        while lo < hi:
+            take = min(hi - lo, self.bytes.size - self.fill)
+            self.bytes[self.fill:self.fill + take] = np.frombuffer(chunk, np.uint8, take, lo)
+            self.fill += take
+            lo += take
+            if self.fill == self.bytes.size:
+                self.flush()
+
+    def flush(self) -> None:
+        """Move the whole slices in the buffer to their place."""
+        n = self.fill // self.plane if self.plane else 0
+        if n == 0:
+            return
+        slab = self.buf[:n]
+        dest = self.target[self.z:self.z + n]
+        if slab.dtype.kind == "f":
+            before = int(np.count_nonzero(~np.isfinite(slab)))
+            self.nonfinite += before
+            with np.errstate(over="ignore"):  # checked just below
+                dest[...] = slab
+            if dest.dtype.itemsize < slab.dtype.itemsize and int(np.count_nonzero(~np.isfinite(dest))) > before:
+                raise InputError(f"{self.path} holds float64 values beyond the float32 range (over 3.4e38); MR "
+                                 "intensities are never that large: the file is corrupt or not an MR image")
+        else:
+            dest[...] = slab
+        self.z += n
+        self.fill = 0
 
 
 # NIfTI datatype code -> numpy type of the voxels LVP reads itself (no scaling, one component).
@@ -185,7 +255,8 @@ PLAIN_TYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u
                1280: "u8"}
 
 
-def inspect_nifti(path: Path, keep_data: bool = False) -> NiftiScan:
+def inspect_nifti(path: Path, keep_data: bool = False,
+                  layout: Callable[[NiftiHeader], CanonicalLayout | None] | None = None) -> NiftiScan:
     """Check a ``.nii`` / ``.nii.gz`` file before ITK reads it.
 
     The header is checked first, so an absurd size is refused after decompressing 540 bytes. The
@@ -193,7 +264,10 @@ def inspect_nifti(path: Path, keep_data: bool = False) -> NiftiScan:
     refused (ITK would fill the missing voxels with zeros) and non-finite float voxels, which
     ITK turns into zeros, are counted. ``keep_data``: keep the voxels of a plain 3-D image
     (:data:`PLAIN_TYPES`, no scl scaling) as they stream by, so the caller need not decompress
-    the file a second time (``NiftiScan.data``; NaN voxels stay NaN there).
+    the file a second time (``NiftiScan.data``, in :func:`held_dtype`; NaN voxels stay NaN
+    there). ``layout(header)``, called once the header passed its checks, gives the canonical
+    layout to store them in (one array, no reordering copy afterwards); returning None keeps no
+    voxels (the caller lets ITK read the file).
     """
     gz = path.name.lower().endswith(".gz")
     chunks = _gzip_chunks(path) if gz else _raw_chunks(path)
@@ -210,12 +284,21 @@ def inspect_nifti(path: Path, keep_data: bool = False) -> NiftiScan:
     plain = PLAIN_TYPES.get(header.datatype)
     keep = (keep_data and plain is not None and len(header.dims) == 3 and header.scl[0] in (0.0, 1.0)
             and header.scl[1] == 0.0 and np.dtype(plain).itemsize * 8 == header.bitpix)
-    data = np.empty(header.voxels, np.dtype(f"{header.order}{plain}")) if keep else None
-    store = data.view(np.uint8) if data is not None else None
+    placed = layout(header) if keep and layout is not None else None
+    if layout is not None and placed is None:
+        keep = False
+    sink = None
+    data = None
+    if keep:
+        file_dtype = np.dtype(f"{header.order}{plain}")
+        held = held_dtype(file_dtype)
+        source_shape = header.dims[::-1]
+        data = np.empty(placed.shape(source_shape) if placed else source_shape, held)
+        sink = _SlabSink(placed.source_view(data) if placed else data, file_dtype, path)
     nonfinite = 0
     total = 0  # stream bytes seen so far
     carry = b""  # the bytes of a float voxel split between two chunks
-    if dtype is None and not gz and data is None:  # integer voxels, no decompression: the file size tells all
+    if dtype is None and not gz and sink is None:  # integer voxels, no decompression: the file size tells all
         chunks.close()  # type: ignore[attr-defined]
         head, total = b"", path.stat().st_size
         chunks = iter(())
@@ -224,10 +307,8 @@ def inspect_nifti(path: Path, keep_data: bool = False) -> NiftiScan:
         lo, hi = max(header.vox_offset - start, 0), min(expected_end - start, len(chunk))
         if hi <= lo:
             continue
-        if store is not None:
-            # The image bytes, straight into their array (one copy; counted on the array below).
-            store[start + lo - header.vox_offset: start + hi - header.vox_offset] = np.frombuffer(
-                chunk, np.uint8, hi - lo, lo)
+        if sink is not None:
+            sink.write(chunk, lo, hi)  # the image bytes, straight to their place (counted there)
             continue
         if dtype is None:
             continue
@@ -238,13 +319,10 @@ def inspect_nifti(path: Path, keep_data: bool = False) -> NiftiScan:
     if total < expected_end:
         raise InputError(f"{path} is truncated: {max(total - header.vox_offset, 0):,} bytes of image data where "
                          f"the header promises {header.data_bytes:,}; copy the file again")
-    if data is not None:
-        if not data.dtype.isnative:
-            data = data.byteswap().view(data.dtype.newbyteorder("="))
-        data = data.reshape(header.dims[::-1])
-        if dtype is not None:  # slab by slab: no full-size boolean temporary
-            nonfinite = sum(int(np.count_nonzero(~np.isfinite(slab))) for slab in data)
-    return NiftiScan(header, nonfinite, data)
+    if sink is not None:
+        sink.flush()
+        nonfinite = sink.nonfinite
+    return NiftiScan(header, nonfinite, data, placed)
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

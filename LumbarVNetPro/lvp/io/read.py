@@ -8,9 +8,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from lvp.errors import InputError
-from lvp.io.headers import check_text_header, inspect_nifti
-from lvp.io.validate import nonfinite_warning, validate_volume
-from lvp.io.volume import Volume, canonical_volume
+from lvp.io.headers import PLAIN_TYPES, NiftiHeader, check_text_header, inspect_nifti
+from lvp.io.validate import check_image_bytes, nonfinite_warning, validate_volume
+from lvp.io.volume import CanonicalLayout, Volume, canonical_layout, canonical_volume
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -41,22 +41,22 @@ _SITK_NUMPY = {sitk.sitkUInt8: "u1", sitk.sitkInt8: "i1", sitk.sitkUInt16: "u2",
 def _read_file(path: Path) -> tuple[sitk.Image | ImageGeometry, int]:
     """Read an image file after checking its header; also return its count of NaN/inf voxels.
 
-    A plain 3-D NIfTI file is decompressed once, by the header check, and its voxels used as
-    they are (an :class:`ImageGeometry` with ITK's own reading of the header's geometry);
-    anything else is read by ITK.
+    A plain 3-D NIfTI file is decompressed once, by the header check, straight into its
+    canonical order (an :class:`ImageGeometry` with ITK's own reading of the header's geometry);
+    anything else is read by ITK, after its size as decoded is checked on the header.
     """
     nonfinite = 0
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
         # ITK zeroes NaN voxels of NIfTI files: count them in the file itself.
-        scan = inspect_nifti(path, keep_data=True)
+        readers: list[sitk.ImageFileReader] = []
+        scan = inspect_nifti(path, keep_data=True, layout=lambda header: _nifti_layout(path, header, readers))
         nonfinite = scan.nonfinite
-        if scan.data is not None:
-            geometry = _nifti_geometry(path, scan.data)
-            if geometry is not None:
-                return geometry, nonfinite
+        if scan.data is not None and scan.layout is not None:
+            return ImageGeometry(readers[0], scan.data, canonical=True), nonfinite
     elif name.endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
         check_text_header(path)
+    _check_itk_size(path)
     try:
         return sitk.ReadImage(str(path)), nonfinite
     except RuntimeError as err:
@@ -64,15 +64,44 @@ def _read_file(path: Path) -> tuple[sitk.Image | ImageGeometry, int]:
         raise InputError(f"{path} cannot be read as an image (truncated or corrupt file?): {first}") from None
 
 
+def _check_itk_size(path: Path) -> None:
+    """Refuse a file ITK would decode to more than the image memory limit (from its header only).
+
+    ITK holds the voxels in the file's type (float64 too); a file stored in another axis order
+    than the canonical one is held twice while it is reordered.
+    """
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return  # the full read names the problem
+    size = tuple(int(n) for n in reader.GetSize())
+    voxels = int(np.prod(np.asarray(size, dtype=np.int64))) * int(reader.GetNumberOfComponents())
+    dtype = np.dtype(_SITK_NUMPY.get(reader.GetPixelID(), "f8"))
+    copies = 1
+    if reader.GetDimension() == 3:
+        try:
+            layout = canonical_layout(reader.GetDirection(), reader.GetSpacing(), reader.GetOrigin(), size)
+            copies = 1 if layout.perm == (0, 1, 2) else 2
+        except InputError:
+            pass  # canonical_volume names the orientation problem
+    check_image_bytes(voxels, dtype.itemsize * copies, f"{path}: the header declares {' x '.join(map(str, size))} =",
+                      dtype)
+
+
 class ImageGeometry:
     """A 3-D image as ITK would read it: ITK's header geometry and the voxels LVP decompressed.
 
     Answers the few ``sitk.Image`` questions :func:`lvp.io.volume.canonical_volume` asks, so a
     NIfTI file is decompressed once instead of twice (once to check it, once by ITK).
+    ``canonical``: ``array`` is already in canonical order (``canonical_array``), else in ITK's
+    (z, y, x) order.
     """
 
-    def __init__(self, reader: sitk.ImageFileReader, array: np.ndarray) -> None:
-        self.array = array  # ITK's (z, y, x) order
+    def __init__(self, reader: sitk.ImageFileReader, array: np.ndarray, canonical: bool = False) -> None:
+        self.array = array
+        self.canonical_array = array if canonical else None
         self._size = tuple(int(n) for n in reader.GetSize())
         self._spacing = tuple(reader.GetSpacing())
         self._origin = tuple(reader.GetOrigin())
@@ -97,8 +126,12 @@ class ImageGeometry:
         return self._direction
 
 
-def _nifti_geometry(path: Path, data: np.ndarray) -> ImageGeometry | None:
-    """ITK's geometry for ``data`` read from the NIfTI ``path``; None if ITK would read other voxels."""
+def _nifti_layout(path: Path, header: NiftiHeader, readers: list) -> CanonicalLayout | None:
+    """ITK's geometry of the NIfTI ``path`` as a canonical layout; None if ITK would read other voxels.
+
+    Called by the header check once the header passed it, before the body is decompressed; the
+    ITK reader (geometry only) is appended to ``readers``.
+    """
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -107,10 +140,16 @@ def _nifti_geometry(path: Path, data: np.ndarray) -> ImageGeometry | None:
         return None  # ITK's full read reports the problem
     size = tuple(int(n) for n in reader.GetSize())
     pixel = _SITK_NUMPY.get(reader.GetPixelID())
-    if (reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or size[::-1] != data.shape
-            or pixel is None or np.dtype(pixel) != data.dtype):
+    plain = PLAIN_TYPES.get(header.datatype)
+    if (reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or size != tuple(header.dims)
+            or pixel is None or plain is None or np.dtype(pixel) != np.dtype(plain)):
         return None
-    return ImageGeometry(reader, data)
+    try:
+        layout = canonical_layout(reader.GetDirection(), reader.GetSpacing(), reader.GetOrigin(), size)
+    except InputError:
+        return None  # canonical_volume names the orientation problem after ITK's read
+    readers.append(reader)
+    return layout
 
 
 def _undefined_voxels(volume: Volume, counted: int) -> None:
@@ -118,10 +157,12 @@ def _undefined_voxels(volume: Volume, counted: int) -> None:
     arr = volume.array
     in_array = 0
     if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr)
-        in_array = int(np.count_nonzero(bad))
-        if in_array:
-            arr[bad] = 0
+        for plane in arr:  # slice by slice: no full-size boolean temporary
+            bad = ~np.isfinite(plane)
+            n = int(np.count_nonzero(bad))
+            if n:
+                plane[bad] = 0
+                in_array += n
     count = max(counted, in_array)
     if count:
         warning = nonfinite_warning(count, arr.size, str(volume.meta.get("path", "the image")))
@@ -162,7 +203,7 @@ def read_volume(path: str | Path, series_uid: str | None = None, *, require_sagi
         image = image[:, :, :, 0]
     if image.GetDimension() == 2:
         raise InputError(f"{path} is a single 2-D image; LVP needs a 3-D series")
-    volume = canonical_volume(image, meta)
+    volume = canonical_volume(image, meta, consume=True)  # the reader's image: its buffer may be kept
     _undefined_voxels(volume, nonfinite)
     if slice_itk_axis is not None:
         volume.meta["slice_axis"] = volume.source.perm.index(2 - slice_itk_axis)

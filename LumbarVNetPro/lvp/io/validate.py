@@ -18,6 +18,11 @@ MAX_SPACING_MM = 15.0
 MIN_EXTENT_MM = {"left-right": 8.0, "superior-inferior": 80.0, "anterior-posterior": 50.0}
 MAX_EXTENT_MM = 900.0
 MAX_VOXELS = 300_000_000
+# Memory (issue 13: a case runs in at most 1 GB): the image is held once, in its stored type
+# (float64 as float32), and the rest of a case costs what its working grid costs. 600 MB is a
+# 16-bit image of MAX_VOXELS (a whole 1024 x 1024 x 280 field of view as DICOM stores it); a
+# float32 image gets half as many voxels. The limit is checked on the header, before decoding.
+MAX_IMAGE_BYTES = 600_000_000
 # Undefined (NaN/inf) voxels: a few are a saving glitch, reported and read as 0; more is a broken file.
 MAX_NONFINITE_FRACTION = 0.01
 MIN_SLICES = 3
@@ -44,6 +49,26 @@ def check_voxel_count(voxels: int, what: str = "the image has") -> None:
     if voxels > MAX_VOXELS:
         raise InputError(f"{what} {voxels:,} voxels, more than the {MAX_VOXELS:,} a lumbar series can have; "
                          "crop or downsample it")
+
+
+def check_image_bytes(voxels: int, bytes_per_voxel: int, what: str = "the image has",
+                      stored: np.dtype | None = None) -> None:
+    """Refuse an image whose voxels, as LVP holds them, exceed :data:`MAX_IMAGE_BYTES`.
+
+    ``bytes_per_voxel``: as held (``stored``, the file's own type, is named in the message).
+    """
+    size = int(voxels) * int(bytes_per_voxel)
+    if size <= MAX_IMAGE_BYTES:
+        return
+    kind = np.dtype(stored) if stored is not None else None
+    named = (f"{kind.itemsize * 8}-bit {'float' if kind.kind == 'f' else 'integer'}" if kind is not None
+             else f"{bytes_per_voxel}-byte")
+    raise InputError(
+        f"{what} {voxels:,} voxels of {named} data: {size / 1e9:.2f} GB once decoded, more than the "
+        f"{MAX_IMAGE_BYTES / 1e9:.1f} GB LVP holds an image in (a case must run in 1 GB of memory). Crop the "
+        "series to the lumbar spine, resample it to a coarser grid, or store it as 16-bit integers "
+        "(MR magnitudes need no more)"
+    )
 
 
 def nonfinite_warning(count: int, total: int, what: str = "the image") -> dict:
@@ -115,13 +140,14 @@ def check_extent(volume: Volume, *, lumbar_fov: bool = True) -> None:
 def check_intensities(volume: Volume) -> None:
     """Refuse images with NaN/Inf, constant images and CT-like (Hounsfield) intensities."""
     arr = volume.array
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    # Slice by slice: a whole-volume comparison would be a full-size boolean temporary.
+    if arr.dtype.kind == "f" and not all(np.isfinite(s).all() for s in arr):
         raise InputError("the image contains NaN or infinite values; it was not saved correctly")
     lo, hi = arr.min(), arr.max()
     if lo == hi:
         raise InputError(f"the image is constant (every voxel is {lo}); there is nothing to read")
     # MR magnitude images are non-negative; CT in Hounsfield units has air near -1000.
-    if lo < -500 and np.mean(arr < -500) > 0.05:
+    if lo < -500 and sum(int(np.count_nonzero(s < -500)) for s in arr) > 0.05 * arr.size:
         raise InputError("the intensities look like CT Hounsfield units (many voxels below -500); "
                          "LVP reads T2-weighted MRI")
 

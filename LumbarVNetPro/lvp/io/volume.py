@@ -136,11 +136,104 @@ def _axis_mapping(direction: np.ndarray) -> tuple[list[int], list[int]]:
     return comps, signs
 
 
-def canonical_volume(image: sitk.Image, meta: dict | None = None) -> Volume:
+@dataclass(frozen=True)
+class CanonicalLayout:
+    """How a source image's numpy array ``(z, y, x)`` becomes the canonical one, and its geometry."""
+
+    perm: tuple[int, int, int]  # canonical numpy axis m is source numpy axis perm[m]
+    flip: tuple[bool, bool, bool]  # canonical numpy axis m is flipped
+    affine: np.ndarray
+    spacing: tuple[float, float, float]
+    source: SourceGeometry
+
+    def shape(self, source_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """Canonical array shape for a source array of ``source_shape`` (numpy order)."""
+        return tuple(int(source_shape[p]) for p in self.perm)  # type: ignore[return-value]
+
+    def source_view(self, canonical: np.ndarray) -> np.ndarray:
+        """A view of a canonical array indexed like the source array (for filling it in source order)."""
+        view = canonical
+        for m, flipped in enumerate(self.flip):
+            if flipped:
+                view = np.flip(view, axis=m)
+        return np.transpose(view, np.argsort(self.perm))
+
+
+def canonical_layout(direction: tuple[float, ...], spacing: tuple[float, ...], origin: tuple[float, ...],
+                     size: tuple[int, ...]) -> CanonicalLayout:
+    """The canonical layout of a 3-D image with this ITK geometry (``size`` in ITK order x, y, z)."""
+    direction_m = np.array(direction, dtype=float).reshape(3, 3)
+    spacing_v = np.array(spacing, dtype=float)
+    origin_v = np.array(origin, dtype=float)
+    comps, signs = _axis_mapping(direction_m)
+    perm, flip = [], []
+    index_map = np.zeros((3, 3))  # ITK source index = index_map @ canonical index + offset
+    offset = np.zeros(3)
+    for m in range(3):
+        itk_axis = comps.index(CANON_COMPONENT[m])
+        perm.append(2 - itk_axis)  # numpy axes (z, y, x) = ITK axes (2, 1, 0)
+        flipped = signs[itk_axis] != CANON_SIGN[m]
+        flip.append(flipped)
+        if flipped:
+            index_map[itk_axis, m] = -1.0
+            offset[itk_axis] = size[itk_axis] - 1
+        else:
+            index_map[itk_axis, m] = 1.0
+    src_affine = direction_m @ np.diag(spacing_v)
+    affine = np.eye(4)
+    affine[:3, :3] = src_affine @ index_map
+    affine[:3, 3] = origin_v + src_affine @ offset
+    canon_spacing = tuple(float(spacing_v[comps.index(CANON_COMPONENT[m])]) for m in range(3))
+    source = SourceGeometry(
+        size=tuple(int(s) for s in size),  # type: ignore[arg-type]
+        spacing=tuple(float(s) for s in spacing_v),  # type: ignore[arg-type]
+        origin=tuple(float(o) for o in origin_v),  # type: ignore[arg-type]
+        direction=tuple(float(d) for d in direction_m.ravel()),
+        perm=tuple(perm),  # type: ignore[arg-type]
+        flip=tuple(flip),  # type: ignore[arg-type]
+    )
+    return CanonicalLayout(tuple(perm), tuple(flip), affine, canon_spacing, source)  # type: ignore[arg-type]
+
+
+class _ItkPixels:
+    """Lends a SimpleITK image's pixel buffer to numpy and keeps the image alive while it is used."""
+
+    def __init__(self, image: sitk.Image) -> None:
+        self.image = image
+        interface = dict(sitk.GetArrayViewFromImage(image).__array_interface__)
+        # The buffer is the image's own (GetArrayViewFromImage made it unique), so writable.
+        interface["data"] = (interface["data"][0], False)
+        self.__array_interface__ = interface
+
+
+def flip_in_place(array: np.ndarray, axes: tuple[int, ...]) -> None:
+    """Reverse a C-contiguous 3-D array along ``axes`` without a second full-size copy.
+
+    Axis 0 by swapping whole slices; axes 1 and 2 one slice at a time (one slice of scratch).
+    """
+    if 0 in axes:
+        n = array.shape[0]
+        scratch = np.empty_like(array[0])
+        for i in range(n // 2):
+            j = n - 1 - i
+            scratch[...] = array[i]
+            array[i] = array[j]
+            array[j] = scratch
+    inner = tuple(a - 1 for a in axes if a != 0)
+    if inner:
+        for k in range(array.shape[0]):
+            array[k] = np.flip(array[k], axis=inner).copy()
+
+
+def canonical_volume(image: sitk.Image, meta: dict | None = None, *, consume: bool = False) -> Volume:
     """Bring a 3-D SimpleITK image to canonical orientation without resampling.
 
     ``image`` may also be anything answering the same geometry questions with an ``array``
-    attribute in ITK's (z, y, x) order (:class:`lvp.io.read.ImageGeometry`).
+    attribute in ITK's (z, y, x) order (:class:`lvp.io.read.ImageGeometry`,
+    :class:`lvp.io.dicom_decode.StackImage`), or a ``canonical_array`` already in canonical
+    order (LVP's NIfTI reader fills it so). ``consume=True``: the caller hands the image over
+    (a reader's), so its pixel buffer may become the volume's array and be reordered in place;
+    a file stored in canonical axis order then costs no second copy, even with flipped axes.
     """
     if image.GetDimension() != 3:
         raise InputError(f"the image has {image.GetDimension()} dimensions; LVP needs a 3-D volume")
@@ -149,48 +242,31 @@ def canonical_volume(image: sitk.Image, meta: dict | None = None) -> Volume:
             f"the image has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or "
             "vector data); LVP needs a grey-scale MR volume"
         )
-    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
-    spacing = np.array(image.GetSpacing(), dtype=float)
-    origin = np.array(image.GetOrigin(), dtype=float)
-    size = image.GetSize()
-    comps, signs = _axis_mapping(direction)
-    # numpy axes (z, y, x) = ITK axes (2, 1, 0). An image LVP decompressed itself
-    # (lvp.io.read.ImageGeometry) brings its own array, which the volume may keep without a copy.
-    own = getattr(image, "array", None)
-    src = own if own is not None else sitk.GetArrayViewFromImage(image)
+    layout = canonical_layout(image.GetDirection(), image.GetSpacing(), image.GetOrigin(), image.GetSize())
+    placed = getattr(image, "canonical_array", None)
+    if placed is not None:
+        arr = placed
+    else:
+        arr = _arrange(image, layout, consume)
+    return Volume(arr, layout.spacing, layout.affine, layout.source, dict(meta or {}))
 
-    perm, flip = [], []
-    index_map = np.zeros((3, 3))  # ITK source index = index_map @ canonical index + offset
-    offset = np.zeros(3)
-    for m in range(3):
-        itk_axis = comps.index(CANON_COMPONENT[m])
-        perm.append(2 - itk_axis)
-        flipped = signs[itk_axis] != CANON_SIGN[m]
-        flip.append(flipped)
-        if flipped:
-            index_map[itk_axis, m] = -1.0
-            offset[itk_axis] = size[itk_axis] - 1
-        else:
-            index_map[itk_axis, m] = 1.0
+
+def _arrange(image: sitk.Image, layout: CanonicalLayout, consume: bool) -> np.ndarray:
+    """The canonical array of ``image``'s voxels (see :func:`canonical_volume`)."""
+    perm, flip = layout.perm, layout.flip
+    # An image LVP decoded itself brings its own array, which the volume may keep without a copy.
+    own = getattr(image, "array", None)
+    if consume and perm == (0, 1, 2):
+        # The reader's buffer becomes the volume's array; flips are undone in place.
+        arr = own if own is not None else np.asarray(_ItkPixels(image))
+        if arr.flags.c_contiguous and arr.flags.writeable:
+            flip_in_place(arr, tuple(m for m in range(3) if flip[m]))
+            return arr
+    src = own if own is not None else sitk.GetArrayViewFromImage(image)
     arr = np.transpose(src, perm)
     for m, flipped in enumerate(flip):
         if flipped:
             arr = np.flip(arr, axis=m)
     # Copy a view into a SimpleITK buffer (it dies with the image); an own array only when the
     # permutation or flips made it non-contiguous.
-    arr = np.ascontiguousarray(arr) if own is not None else np.array(arr, order="C", copy=True)
-
-    src_affine = direction @ np.diag(spacing)
-    affine = np.eye(4)
-    affine[:3, :3] = src_affine @ index_map
-    affine[:3, 3] = origin + src_affine @ offset
-    canon_spacing = tuple(float(spacing[comps.index(CANON_COMPONENT[m])]) for m in range(3))
-    source = SourceGeometry(
-        size=tuple(int(s) for s in size),  # type: ignore[arg-type]
-        spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
-        origin=tuple(float(o) for o in origin),  # type: ignore[arg-type]
-        direction=tuple(float(d) for d in direction.ravel()),
-        perm=tuple(perm),  # type: ignore[arg-type]
-        flip=tuple(flip),  # type: ignore[arg-type]
-    )
-    return Volume(arr, canon_spacing, affine, source, dict(meta or {}))  # type: ignore[arg-type]
+    return np.ascontiguousarray(arr) if own is not None else np.array(arr, order="C", copy=True)
