@@ -23,7 +23,8 @@ Life cycle:
   is cancelled (the running case leaves no result folder); the next job starts a new worker.
 * **A failed job** (bad input) ends with its exit code and one-line error; the worker stays.
 * **Shut down**: :meth:`WorkerRunner.shutdown` closes stdin, waits briefly, then kills the process
-  group: called by the module's ``cleanup`` (module unloaded, application closing), and by a
+  group: called by the module's ``cleanup`` (module unloaded, application closing), after a pip
+  install (the worker imported the packages as they were), and by a
   finaliser when the runner is garbage-collected or the interpreter exits. If Slicer crashes the
   worker sees the end of its stdin and exits after the case it is on.
 * **Fallback**: a worker that ends before it is ready (an older core without ``lvp serve``, a
@@ -119,6 +120,8 @@ class WorkerProcess(RunningProcess):
 
     def _onStderr(self, line: str) -> None:
         self._stderr.append(line)
+        if len(self._stderr) > 2000:  # a long session: keep the recent lines only
+            del self._stderr[:-1000]
         with self._lock:
             if self._current is not None:
                 self._current.stderrLines.append(line)
@@ -376,7 +379,7 @@ class WorkerRunner:
 
     @property
     def workerPids(self) -> list[int]:
-        """Process ids of the workers not shut down yet (the current one last)."""
+        """Process ids of the workers still running (the current one last)."""
         return [w.pid for w in self._workers if w.popen.poll() is None]
 
     def shutdown(self, grace_s: float | None = None) -> None:

@@ -299,6 +299,9 @@ class Workplace:
     def _finishInstall(self, job: _Job, stage, progress) -> PollResult:
         from .process import readable_error
 
+        # The warm worker imported the packages as they were: the next run starts one that sees
+        # what pip changed (whatever pip's outcome: it may have changed some before failing).
+        self.logic.shutdown()
         code = job.running.poll()
         if code != 0:
             log = "".join(job.context.get("log", []))

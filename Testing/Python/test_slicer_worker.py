@@ -5,7 +5,7 @@ runs use one worker process and both results load; Cancel mid-case ends the work
 group and leaves no result folder, the next run gets a new worker; an input the core refuses
 shows its error and the worker stays; the module's cleanup (Slicer unloading it, as when the
 application closes) leaves no process. Through the logic: a changed model folder or device
-replaces the worker. Through the runner: a worker whose parent is killed ends by itself (its
+replaces the worker; a pip install (the panel's job) ends it. Through the runner: a worker whose parent is killed ends by itself (its
 stdin closes); an older core without ``lvp serve`` falls back to one process per case.
 """
 
@@ -253,3 +253,35 @@ def test_shutdown_of_an_idle_worker_is_a_clean_exit_and_of_a_busy_one_a_kill(tmp
     runner.shutdown(grace_s=0.05)
     assert worker.popen.returncode != 0 and _group_gone(worker.pid)
     assert job.poll() not in (None, 0) and not (tmp_path / "busy").exists()
+
+
+def test_a_package_install_ends_the_warm_worker(slicer_app, tmp_path):
+    """pip may change packages the worker has imported: the next run starts a worker that sees them."""
+    from LumbarVNetProLib import install
+    from LumbarVNetProLib.logic import CaseLogic
+    from LumbarVNetProLib.parameters import Settings
+    from LumbarVNetProLib.workflow import DONE, FAILED, Workplace
+
+    slicer = slicer_app
+    volume = slicer.util.loadVolume(str(SAMPLE))
+    place = Workplace(CaseLogic(slicer.mrmlScene, python=sys.executable))
+    try:
+        place.startRun(Settings(inputVolume=volume, outputFolder=tmp_path / "run", device="cpu"))
+        place.job.running.wait(timeout_s=TIMEOUT_S)
+        assert place.poll().state == DONE
+        pid = place.logic.runner.worker.pid
+        # A real pip, offline with an empty wheel folder: it fails at once, having possibly changed nothing.
+        running, missing, work = install.start_install(place.logic.runner, ["no-such-package-lvp==1.0"],
+                                                       sys.executable, wheels=tmp_path / "wheels")
+        assert running.pid != pid  # pip is its own child, not a worker job
+        place.startInstall(running, missing, work)
+        running.wait(timeout_s=TIMEOUT_S)
+        assert place.poll().state == FAILED
+        assert not _alive(pid) and place.logic.runner.workerPids == []
+        # The next run starts a new worker.
+        place.startRun(Settings(inputVolume=volume, outputFolder=tmp_path / "again", device="cpu"))
+        place.job.running.wait(timeout_s=TIMEOUT_S)
+        assert place.poll().state == DONE and place.logic.runner.worker.pid != pid
+    finally:
+        place.close()
+    assert place.logic.runner.workerPids == []
