@@ -323,10 +323,14 @@ class WorkerRunner:
         return [python, "-m", "lvp", "serve", "--device", device, *(["--model", model] if model else [])]
 
     def start(self, args: Sequence[str], env: dict | None = None, cwd: Path | None = None):
-        """A :class:`WorkerJob` for ``python -m lvp infer ...``; any other command runs as its own child."""
+        """A :class:`WorkerJob` for ``python -m lvp infer ...``; any other command runs as its own child.
+
+        So does an ``lvp infer`` with its own ``cwd`` (the worker's is fixed: relative paths in the
+        command would name other files there).
+        """
         args = [str(a) for a in args]
         jobArgs = infer_job_args(args)
-        if jobArgs is None or (args[0], tuple(sorted((env or {}).items()))) in self._noWorker:
+        if jobArgs is None or cwd is not None or (args[0], tuple(sorted((env or {}).items()))) in self._noWorker:
             return self.processRunner.start(args, env=env, cwd=cwd)
         return WorkerJob(self, args, env, cwd, self._workerFor(args, env))
 

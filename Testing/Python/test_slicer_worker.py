@@ -4,9 +4,10 @@ Through the panel on Slicer 5.12.3's own base classes (slicer_app.py) and the bu
 runs use one worker process and both results load; Cancel mid-case ends the worker's process
 group and leaves no result folder, the next run gets a new worker; an input the core refuses
 shows its error and the worker stays; the module's cleanup (Slicer unloading it, as when the
-application closes) leaves no process. Through the logic: a changed model folder or device
-replaces the worker; a pip install (the panel's job) ends it. Through the runner: a worker whose parent is killed ends by itself (its
-stdin closes); an older core without ``lvp serve`` falls back to one process per case.
+application closes) leaves no process. Through the logic: a dead worker, a changed model folder
+or device gets a new worker; a pip install (the panel's job) ends it. Through the runner: a
+worker whose parent is killed ends by itself (its stdin closes); an older core without ``lvp
+serve`` falls back to one process per case.
 """
 
 from __future__ import annotations
@@ -144,14 +145,29 @@ def test_panel_reuses_one_worker_cancel_ends_it_a_bad_input_keeps_it_cleanup_end
     assert not _alive(newPid) and _group_gone(newPid) and runner.workerPids == []
 
 
-def test_changed_device_or_model_folder_replaces_the_worker(slicer_app, tmp_path):
+def test_a_dead_worker_or_a_changed_device_or_model_folder_gets_a_new_worker(slicer_app, tmp_path):
     from LumbarVNetProLib.logic import CaseLogic
 
     slicer = slicer_app
     volume = slicer.util.loadVolume(str(SAMPLE))
     logic = CaseLogic(slicer.mrmlScene, python=sys.executable)
     try:
-        logic.process(volume, tmp_path / "cpu", device="cpu")
+        logic.process(volume, tmp_path / "first", device="cpu")
+        killed = logic.runner.worker.pid
+        # The worker dies between cases (a crash, the OOM killer) after the next job was sent to it
+        # (stopped first, so it still counts as running): the job runs on a new worker.
+        os.kill(killed, signal.SIGSTOP)
+        job = logic.startInference(volume, tmp_path / "cpu", "cpu")
+        os.kill(killed, signal.SIGKILL)
+        assert job.running.wait(timeout_s=TIMEOUT_S) == 0
+        assert logic.finishInference(job)["status"] == "complete"
+        cpu = logic.runner.worker.pid
+        assert job.running.delegate is not None and job.running.pid == cpu != killed
+        # Dead and seen dead: the next run starts a new worker at once.
+        os.kill(cpu, signal.SIGKILL)
+        _until(lambda: not _alive(cpu), "the killed worker ends")
+        logic.process(volume, tmp_path / "cpu2", device="cpu")
+        assert logic.runner.worker.pid not in (cpu, killed)
         cpu = logic.runner.worker.pid
         logic.process(volume, tmp_path / "auto", device="auto")  # another device setting
         auto = logic.runner.worker.pid
