@@ -112,6 +112,10 @@ class LumbarVNetProLogic(ScriptedLoadableModuleLogic):
         """:meth:`process` with the settings of a parameter node."""
         return self.case.runFromParameters(params, progress)
 
+    def shutdown(self) -> None:
+        """End the warm ``lvp serve`` worker that runs the cases (it also ends with this logic or Python)."""
+        self.case.shutdown()
+
 
 # ----------------------------------------------------------------------------- widget
 

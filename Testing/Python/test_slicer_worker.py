@@ -146,11 +146,12 @@ def test_panel_reuses_one_worker_cancel_ends_it_a_bad_input_keeps_it_cleanup_end
 
 
 def test_a_dead_worker_or_a_changed_device_or_model_folder_gets_a_new_worker(slicer_app, tmp_path):
-    from LumbarVNetProLib.logic import CaseLogic
+    import LumbarVNetPro
 
     slicer = slicer_app
     volume = slicer.util.loadVolume(str(SAMPLE))
-    logic = CaseLogic(slicer.mrmlScene, python=sys.executable)
+    module_logic = LumbarVNetPro.LumbarVNetProLogic(python=sys.executable)  # a script's use of the module
+    logic = module_logic.case
     try:
         logic.process(volume, tmp_path / "first", device="cpu")
         killed = logic.runner.worker.pid
@@ -182,10 +183,10 @@ def test_a_dead_worker_or_a_changed_device_or_model_folder_gets_a_new_worker(sli
         # The same folder whose files were replaced (a newer model installed there): a new worker too.
         onnx = next(model.glob("*.onnx"))
         os.utime(onnx, ns=(onnx.stat().st_atime_ns, onnx.stat().st_mtime_ns + 10**9))
-        logic.process(volume, tmp_path / "replaced", device="auto", modelDir=model)
+        module_logic.process(volume, tmp_path / "replaced", device="auto", modelDir=model)
         assert logic.runner.worker.pid != folder
     finally:
-        logic.shutdown()
+        module_logic.shutdown()
     assert logic.runner.workerPids == []
 
 

@@ -21,7 +21,8 @@ Cancel and shut-down: a job is cancelled by ending the worker (SIGTERM to its pr
 a cancelled ``lvp infer`` child): the running case leaves no trace (its staged result folder is
 discarded, :mod:`lvp.io.result_folder`), cases already finished stay complete, the worker exits
 143. The client starts a new worker for the next job. Between jobs the worker holds no lock and
-no open output, so ending it then loses nothing.
+no open output, so ending it then loses nothing. The Slicer module's client is
+``LumbarVNetProLib.worker`` (one worker per model folder and device, reused between cases).
 
 The model is loaded once per ``(--model, --device)`` pair and reused; ``--labels`` and
 ``--semantic`` jobs build their own stand-in segmenter as ``lvp infer`` does.
