@@ -10,10 +10,12 @@ sample with the bundled model, device cpu. Two logics, one each way:
 * ``per-case``: :class:`~LumbarVNetProLib.process.ProcessRunner`, one ``python -m lvp infer``
   child per case (what the module did before the worker);
 * ``worker``: :class:`~LumbarVNetProLib.worker.WorkerRunner`, the module's default, whose first
-  case also starts the ``lvp serve`` worker (reported apart); later cases reuse it.
+  case also starts the ``lvp serve`` worker (reported apart); later cases reuse it;
+* ``before``: one child per case with the input copy gzip-compressed (``input.nii.gz``), as the
+  module ran before issue 13's two changes.
 
-The rounds are interleaved (per-case, worker, worker, per-case, ...) so that a shared machine's
-load moves both alike; medians and the load average at the start and end are printed.
+The rounds are interleaved (the three ways, in a rotating order) so that a shared machine's load
+moves them alike; medians and the load average at the start and end are printed.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import slicer  # slicer-core: real MRML
 
+    from LumbarVNetProLib import logic as logic_module
     from LumbarVNetProLib import scene as lvpscene
     from LumbarVNetProLib.logic import CaseLogic
     from LumbarVNetProLib.process import ProcessRunner
@@ -52,12 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     logics = {
         "per-case": CaseLogic(scene, runner=ProcessRunner(), python=sys.executable),
         "worker": CaseLogic(scene, runner=WorkerRunner(), python=sys.executable),
+        "before": CaseLogic(scene, runner=ProcessRunner(), python=sys.executable),
     }
+    input_names = {"per-case": logic_module.INPUT_NAME, "worker": logic_module.INPUT_NAME, "before": "input.nii.gz"}
     times: dict[str, list[float]] = {name: [] for name in logics}
     with tempfile.TemporaryDirectory(prefix="lvp-bench-worker-") as tmp:
 
         def run(name: str, index: int) -> float:
             lvpscene.remove_volume_results(scene, volume)  # the previous result: not timed (another case's)
+            logic_module.INPUT_NAME = input_names[name]
             t0 = time.perf_counter()
             nodes = logics[name].process(volume, Path(tmp) / f"{name}-{index}", device="cpu")
             seconds = time.perf_counter() - t0
@@ -68,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             first_worker = run("worker", 0)  # includes the worker's start (interpreter, imports, model)
             first_per_case = run("per-case", 0)
+            names = list(logics)
             for i in range(1, args.rounds + 1):
-                order = ("per-case", "worker") if i % 2 else ("worker", "per-case")
-                for name in order:
+                for name in names[i % 3:] + names[: i % 3]:
                     times[name].append(run(name, i))
             worker_pid = logics["worker"].runner.worker.pid
             ready_s = logics["worker"].runner.worker.readySeconds
@@ -93,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  per-case process: median {med['per-case']:.3f} s  best {figures['best_s']['per-case']:.3f} s")
     print(f"  warm worker:      median {med['worker']:.3f} s  best {figures['best_s']['worker']:.3f} s"
           f"  ({med['per-case'] / med['worker']:.2f}x faster)")
+    print(f"  before (per-case process, gzip input copy): median {med['before']:.3f} s  "
+          f"best {figures['best_s']['before']:.3f} s  ({med['before'] / med['worker']:.2f}x the worker's)")
     print(f"  first case: worker incl. its start {first_worker:.3f} s (ready after {figures['worker_ready_s']} s), "
           f"per-case {first_per_case:.3f} s")
     print(f"  load average: start {figures['loadavg_start']}, end {figures['loadavg_end']}")
