@@ -44,6 +44,10 @@ def _lut() -> np.ndarray:
 
 
 _LUT = _lut()
+# The blend's two terms per label value, as the per-pixel formula computes them (float32):
+# ``grey * (1 - alpha) + colour * alpha``.
+_ONE_MINUS_ALPHA = 1.0 - _LUT[:, 3]
+_COLOUR_ALPHA = _LUT[:, :3] * _LUT[:, 3:]
 
 
 def mid_sagittal_index(labels: np.ndarray, box: tuple[slice, ...] | None = None) -> int:
@@ -74,7 +78,10 @@ def _count_per_slice(labels: np.ndarray, box: tuple[slice, ...] | None, value: i
     step = max(_COUNT_CHUNK_VOXELS // per_slice, 1)
     for k in range(k0, k1, step):
         part = labels[k:min(k + step, k1), slice(*ys), slice(*zs)]
-        counts[k:k + part.shape[0]] = np.count_nonzero(part if value is None else part == value, axis=(1, 2))
+        if value is not None:
+            part = part == value
+        # Slice by slice: a whole-array count_nonzero is much faster than one along axes.
+        counts[k:k + part.shape[0]] = [np.count_nonzero(p) for p in part]
     return counts
 
 
@@ -89,6 +96,14 @@ def _figure_geometry(volume: Volume, height_px: int) -> tuple[int, int, float, f
     height_mm, width_mm = n_si * volume.spacing[1], n_ap * volume.spacing[2]
     width_px = max(1, int(round(height_px * width_mm / height_mm)))
     return width_px, height_px, height_mm / height_px, width_mm / width_px
+
+
+def _to_index(volume: Volume):
+    """:meth:`Volume.lps_to_index` with the affine inverted once (the same arithmetic), for the
+    many points of the figure's names and marks.
+    """
+    inv = np.linalg.inv(volume.affine)
+    return lambda points: np.asarray(points, dtype=float) @ inv[:3, :3].T + inv[:3, 3]
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -171,8 +186,14 @@ def resize_slice(image: np.ndarray, height_px: int, width_px: int) -> np.ndarray
     column (0.1 s of a case on two busy cores). Each value equals the dense product's up to float32
     rounding (the dense product's own rounding depends on the BLAS build and its thread count).
     """
-    a = _resize_rows(np.asarray(image, dtype=np.float32), _taps(image.shape[0], height_px))
-    return _resize_rows(np.ascontiguousarray(a.T), _taps(image.shape[1], width_px)).T
+    image = np.asarray(image)
+    if image.dtype not in _EXACT_IN_FLOAT32:  # 8/16-bit integers meet float32 weights as float32
+        image = image.astype(np.float32)
+    a = _resize_rows(image, _taps(image.shape[0], height_px))
+    return np.ascontiguousarray(_resize_rows(np.ascontiguousarray(a.T), _taps(image.shape[1], width_px)).T)
+
+
+_EXACT_IN_FLOAT32 = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.float32)}
 
 
 def _slice_pixels(volume: Volume, labels: np.ndarray, k: int, width_px: int, height_px: int) -> np.ndarray:
@@ -183,18 +204,17 @@ def _slice_pixels(volume: Volume, labels: np.ndarray, k: int, width_px: int, hei
     image = resize_slice(volume.array[k], height_px, width_px)
     lo, hi = _window(image)
     grey = np.clip((image - lo) / (hi - lo), 0.0, 1.0)
-    out = np.empty((height_px, width_px, 3), np.uint8)
-    out[...] = np.round(grey * 255.0).astype(np.uint8)[..., None]
+    out = np.repeat(np.round(grey * 255.0).astype(np.uint8)[..., None], 3, axis=2)
     # Labels: the source voxel under each pixel centre.
     r = np.minimum(((np.arange(height_px) + 0.5) * n_si / height_px).astype(np.intp), n_si - 1)
     c = np.minimum(((np.arange(width_px) + 0.5) * n_ap / width_px).astype(np.intp), n_ap - 1)
-    lab = np.asarray(labels[k])[np.ix_(r, c)]
-    sel = lab != 0
-    if sel.any():
-        over = _LUT[lab[sel].astype(np.intp)]
-        alpha = over[:, 3:]
-        blend = grey[sel][:, None] * (1.0 - alpha) + over[:, :3] * alpha
-        out[sel] = np.round(blend * 255.0).astype(np.uint8)
+    lab = np.asarray(labels[k])[r][:, c]
+    at = np.flatnonzero(lab)
+    if at.size:
+        # Unlabelled pixels (alpha 0) would blend to the grey value itself: only the rest is blended.
+        value = lab.reshape(-1).take(at).astype(np.intp)
+        blend = grey.reshape(-1).take(at)[:, None] * _ONE_MINUS_ALPHA[value][:, None] + _COLOUR_ALPHA[value]
+        out.reshape(-1, 3)[at] = np.round(blend * 255.0).astype(np.uint8)
     return out
 
 
@@ -236,6 +256,7 @@ def figure_labels(volume: Volume, level_points: list[tuple[str, Any]], *,
     offsets = panel_offsets(volume)
     # Which way increasing slice index goes: LPS x grows to the patient's left.
     towards_left = float(volume.index_to_lps(np.array([1.0, 0, 0]))[0] - volume.index_to_lps(np.zeros(3))[0]) > 0
+    to_index = _to_index(volume)
     out = []
     for d in offsets:
         x0 = _panel_x0(volume, width_px, d)
@@ -244,7 +265,7 @@ def figure_labels(volume: Volume, level_points: list[tuple[str, Any]], *,
             title = "mid-sagittal" if d == 0 else f"{abs(d) * volume.spacing[0]:.0f} mm {side}"
             out.append((title, x0 + width_px - 4.0, 10.0))
         for name, point in level_points:
-            idx = volume.lps_to_index(np.asarray(point, dtype=float))
+            idx = to_index(point)
             y_mm, x_mm = (idx[1] + 0.5) * s_si, (idx[2] + 0.5) * s_ap
             out.append((str(name), x0 + max(x_mm - 18.0, 2.0) / mm_ap, y_mm / mm_si))
     return out
@@ -407,9 +428,10 @@ def evidence_overlay(volume: Volume, levels: list[dict], *, height_px: int = 360
     width_px, height_px, mm_si, mm_ap = _figure_geometry(volume, height_px)
     s_si, s_ap = volume.spacing[1], volume.spacing[2]
     mid_x0 = _panel_x0(volume, width_px)
+    to_index = _to_index(volume)
 
     def to_px(points: Any, x0: float) -> list[tuple[float, float]]:
-        idx = volume.lps_to_index(np.asarray(points, float))
+        idx = to_index(points)
         return [(x0 + (i[2] + 0.5) * s_ap / mm_ap, (i[1] + 0.5) * s_si / mm_si) for i in np.atleast_2d(idx)]
 
     out = []
