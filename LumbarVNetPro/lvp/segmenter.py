@@ -25,10 +25,11 @@ import numpy as np
 
 from lvp.errors import InputError, ModelError
 from lvp.io.read import read_volume
+from lvp.io.validate import check_working_memory
 from lvp.io.volume import Volume
 from lvp.labels import SACRUM, semantic_classes
 from lvp.model_catalog import get_model
-from lvp.preprocess import PlacedProbability, restore, to_network_grid
+from lvp.preprocess import PlacedProbability, grid_shape_for, restore, to_network_grid
 
 # Inputs whose network grid exceeds this many voxels hand ONNX Runtime's memory arena back after
 # each run (a full field of view's arena is ~0.6 GB; a SPIDER case's grid is ~1.3 M voxels and
@@ -218,6 +219,11 @@ class NetworkSegmenter:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
             return self._model(torch.from_numpy(x).to("cuda")).float().cpu().numpy()
 
+    def grid_voxels(self, shape: tuple[int, ...], spacing: tuple[float, ...]) -> int:
+        """Voxels of the (padded) network grid an image of ``shape`` and ``spacing`` is resampled to."""
+        grid = grid_shape_for(shape, spacing, self.spacing)
+        return int(np.prod([-(-n // d) * d for n, d in zip(grid, self.divisor)], dtype=np.int64))
+
     def segment(self, volume: Volume) -> SegmentationResult:
         """Segment a :class:`lvp.io.volume.Volume`; results lie on ``volume.array``'s grid.
 
@@ -226,13 +232,17 @@ class NetworkSegmenter:
         sets them to background anyway), so a padded field of view costs the network, restore and
         their memory what its content costs (:data:`CROP_MIN_FRACTION`: margins of a few slices
         are kept). The intensity normalisation is then taken from the content, not from how much
-        padding surrounds it.
+        padding surrounds it. An input whose case would exceed the memory budget is refused first
+        (:func:`lvp.io.validate.check_working_memory`).
         """
         t0 = time.perf_counter()
         occupied = occupied_slices(volume.array)
         box = occupied_box(occupied)
         whole = all(s.start == 0 and s.stop == n for s, n in zip(box, volume.shape))
         image = volume.array if whole else volume.array[box]
+        if self.runtime == "onnxruntime":  # on CUDA the network's memory is the GPU's
+            check_working_memory(volume.array.nbytes, image.size, self.grid_voxels(image.shape, volume.spacing),
+                                 tuple(n * s for n, s in zip(image.shape, volume.spacing)))
         x, grid = to_network_grid(image, volume.spacing, self.spacing, self.divisor)
         t1 = time.perf_counter()
         logits = self.logits(x)[0]

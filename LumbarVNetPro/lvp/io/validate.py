@@ -23,6 +23,15 @@ MAX_VOXELS = 300_000_000
 # 16-bit image of MAX_VOXELS (a whole 1024 x 1024 x 280 field of view as DICOM stores it); a
 # float32 image gets half as many voxels. The limit is checked on the header, before decoding.
 MAX_IMAGE_BYTES = 600_000_000
+# The working memory of a case beyond the image (measured on full fields of view, 2 threads, model
+# lvp-vnet 1.1.0; docs/performance.md "Memory"): the interpreter, libraries and model; per voxel
+# of the network grid (ONNX Runtime's activations, the input and the logits); per source voxel of
+# the image's content box (the class map and the restored probabilities there). An input whose
+# estimate exceeds the budget is refused before the network runs (check_working_memory).
+MEMORY_BUDGET_BYTES = 1000 * 2**20
+RUNTIME_BYTES = 200 * 2**20
+NETWORK_BYTES_PER_GRID_VOXEL = 56
+BYTES_PER_CONTENT_VOXEL = 5
 # Undefined (NaN/inf) voxels: a few are a saving glitch, reported and read as 0; more is a broken file.
 MAX_NONFINITE_FRACTION = 0.01
 MIN_SLICES = 3
@@ -69,6 +78,30 @@ def check_image_bytes(voxels: int, bytes_per_voxel: int, what: str = "the image 
         "series to the lumbar spine, resample it to a coarser grid, or store it as 16-bit integers "
         "(MR magnitudes need no more)"
     )
+
+
+def working_memory(image_bytes: int, content_voxels: int, grid_voxels: int) -> int:
+    """Estimated peak bytes of one case (see :data:`MEMORY_BUDGET_BYTES` and the constants above it)."""
+    return (RUNTIME_BYTES + int(image_bytes) + BYTES_PER_CONTENT_VOXEL * int(content_voxels)
+            + NETWORK_BYTES_PER_GRID_VOXEL * int(grid_voxels))
+
+
+def check_working_memory(image_bytes: int, content_voxels: int, grid_voxels: int, extent_mm: tuple[float, ...]) -> int:
+    """Refuse an input whose case would not fit in :data:`MEMORY_BUDGET_BYTES`; return the estimate.
+
+    ``content_voxels``: the voxels of the image's box without its empty (padding) edge slices;
+    ``grid_voxels``: the network grid those are resampled to; ``extent_mm``: that box in mm.
+    """
+    need = working_memory(image_bytes, content_voxels, grid_voxels)
+    if need > MEMORY_BUDGET_BYTES:
+        shown = " x ".join(f"{e:.0f}" for e in extent_mm)
+        raise InputError(
+            f"the image's content spans {shown} mm (left-right x cranio-caudal x antero-posterior, "
+            f"{content_voxels:,} voxels; a {grid_voxels:,}-voxel network grid): reading it would take about "
+            f"{need / 2**20:,.0f} MiB of memory, more than the {MEMORY_BUDGET_BYTES / 2**20:,.0f} MiB a case may use. "
+            "Crop the series to the lumbar spine (a lumbar field of view is about 80 x 300 x 250 mm)"
+        )
+    return need
 
 
 def nonfinite_warning(count: int, total: int, what: str = "the image") -> dict:
