@@ -89,6 +89,7 @@ class WorkerProcess(RunningProcess):
         self._jobs: dict[int, WorkerJob] = {}  # sent, not yet done
         self._current: WorkerJob | None = None
         self._nextId = 1
+        self.outside: list[str] = []
         super().__init__(popen)
 
     # The reader threads' sinks (RunningProcess calls them for every line).
@@ -115,8 +116,8 @@ class WorkerProcess(RunningProcess):
                 self._current = None
             elif self._current is not None:
                 self._current.lines.put(line)
-            else:
-                self._lines.put(line)  # outside any job: kept as a plain child's output
+            else:  # outside any job (a library's message at start-up): the recent ones are kept
+                self.outside = (self.outside + [line])[-200:]
 
     def _onStderr(self, line: str) -> None:
         self._stderr.append(line)
