@@ -146,13 +146,15 @@ def source_slabs(labels: np.ndarray, geometry: SourceGeometry, slab_bytes: int =
 
 
 def write_label_files(labels: np.ndarray, geometry: SourceGeometry, nifti_path: str | Path | None,
-                      seg_nrrd_path: str | Path | None, *, compression_level: int = 1) -> list[dict]:
+                      seg_nrrd_path: str | Path | None, *, compression_level: int = 1,
+                      slab_bytes: int = _SLAB_BYTES) -> list[dict]:
     """Write the canonical label map ``labels`` as NIfTI-1 and/or Slicer ``.seg.nrrd``; return the segments.
 
     ``labels``: integer LVP output values (0..255) on the canonical grid of ``geometry``; both
     files get the uint8 source-grid voxels (what ``Volume.to_source_image(labels, np.uint8)``
     held). A path of None skips that file. Values outside 0..255 or not LVP labels (the
-    seg.nrrd needs names) raise ValueError before anything is written.
+    seg.nrrd needs names) raise ValueError before anything is written. ``slab_bytes``: the most
+    a slab of source slices may hold (at least one slice is taken).
 
     The voxels are compressed once: both files are one gzip member each, and the voxels' deflate
     blocks are the same bytes in both (the NIfTI header is deflated on its own and flushed to a
@@ -172,7 +174,7 @@ def write_label_files(labels: np.ndarray, geometry: SourceGeometry, nifti_path: 
         if seg_nrrd_path is not None:
             files.append(_GzipMember(seg_nrrd_path, seg_nrrd_header(geometry, segments), b"", b""))
         deflate = zlib.compressobj(compression_level, zlib.DEFLATED, -15, 8, zlib.Z_RLE)
-        for slab in source_slabs(labels, geometry):
+        for slab in source_slabs(labels, geometry, slab_bytes):
             data = memoryview(slab).cast("B")
             block = deflate.compress(data)
             for f in files:
