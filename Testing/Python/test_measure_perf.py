@@ -277,3 +277,17 @@ def test_no_whole_volume_copy_in_measure(phantom_case, tmp_path):
     assert peak_big - peak_small < 0.02 * grown, (peak_small, peak_big, grown)
     assert peak_big < big.array.nbytes / 4
     assert list(measure_levels(big, big_lab)) == list(measure_levels(small, small_lab))
+
+
+def test_reformat_points_equal_the_array_expression():
+    """Reformat.lps on Python floats gives the array expression's float64 values; other dtypes
+    (a float32 frame) keep the array expression."""
+    from lvp.measure.reformat import Reformat
+
+    for dtype in (np.float64, np.float32):
+        origin, e1, e2 = (RNG.normal(scale=80, size=3).astype(dtype) for _ in range(3))
+        plane = Reformat(origin, e1, e2, np.arange(3.0), np.arange(3.0), np.zeros((3, 3)), np.ones((3, 3), bool))
+        for x1, x2 in RNG.normal(scale=40, size=(200, 2)):
+            for a, b in ((x1, x2), (np.float32(x1), np.float64(x2)), (float(x1), int(x2))):
+                expected = [float(v) for v in origin + a * e1 + b * e2]
+                assert plane.lps(a, b) == expected

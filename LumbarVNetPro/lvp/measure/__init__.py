@@ -65,9 +65,9 @@ def measure_levels(volume: Volume, lab) -> dict[str, LevelMeasurements]:
         frame = disc_geometry(m, sag, disc.label, BONE_LABELS)
         h = frame.get("height", p.height_mm)
         mid = sample_plane(labels, volume, c, u, v, r_l, r_a)
-        upper = _body_plane(labels, volume, c, -n, u, v, r_l, r_a, h)
-        lower = _body_plane(labels, volume, c, n, u, v, r_l, r_a, h)
-        displacement(m, mid, upper, lower, disc.label, BONE_LABELS)
+        upper, body_u = _body_plane(labels, volume, c, -n, u, v, r_l, r_a, h)
+        lower, body_l = _body_plane(labels, volume, c, n, u, v, r_l, r_a, h)
+        displacement(m, mid, upper, lower, disc.label, BONE_LABELS, bodies=(body_u, body_l))
         if int(disc.label) in faces.lr_faces:
             # The slab's left-right faces cut the disc somewhere (a tilted or thin disc can look whole
             # on the mid-disc plane alone, spider50 L5-S): no Fardon type from this slab.
@@ -81,18 +81,19 @@ def measure_levels(volume: Volume, lab) -> dict[str, LevelMeasurements]:
 
 
 def _body_plane(labels, volume: Volume, c, n, u, v, r_l, r_a, h: float):
-    """The axial plane beyond one endplate that shows the most vertebral body.
+    """The axial plane beyond one endplate that shows the most vertebral body, and that body's mask.
 
     Tried at 2.5, 4.5 and 6.5 mm beyond the disc's half-height: near a concave or collapsed
     endplate the first plane cuts only part of the body, whose outline would then make disc
     material look displaced by 20 mm (spider185 L4-L5).
     """
-    best, area = None, -1
+    best, area = (None, None), -1
     for extra in BODY_PLANE_BEYOND_MM:
         plane = sample_plane(labels, volume, c + (h / 2 + extra) * n, u, v, r_l, r_a)
-        a = int(np.count_nonzero(_body_mask(plane, BONE_LABELS)))
+        body = _body_mask(plane, BONE_LABELS)
+        a = int(np.count_nonzero(body))
         if a > area:
-            best, area = plane, a
+            best, area = (plane, body), a
     return best
 
 

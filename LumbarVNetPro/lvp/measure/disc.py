@@ -98,7 +98,8 @@ def _inner_columns(ax: Reformat, margin_mm: float) -> np.ndarray:
 
 
 def displacement(
-    m: LevelMeasurements, mid: Reformat, upper: Reformat, lower: Reformat, disc_label: int, bone_labels: np.ndarray
+    m: LevelMeasurements, mid: Reformat, upper: Reformat, lower: Reformat, disc_label: int, bone_labels: np.ndarray,
+    bodies: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """Posterior displacement of disc material beyond the adjacent bodies' margins (axial plane).
 
@@ -111,10 +112,11 @@ def displacement(
     displaced component's *base* is where it touches the outline: its width (across the
     displacement direction) and its angular span seen from the body centre (fraction of the
     circumference, Fardon's 25 % bulge criterion). ``m.section["disc_whole"]`` says whether the
-    slab holds the disc's whole left-right extent (needed for a Fardon type).
+    slab holds the disc's whole left-right extent (needed for a Fardon type). ``bodies``: the
+    body masks of ``upper`` and ``lower`` when the caller has them (:func:`_body_mask`).
     """
     step = mid.step
-    body_u, body_l = _body_mask(upper, bone_labels), _body_mask(lower, bone_labels)
+    body_u, body_l = bodies if bodies is not None else (_body_mask(upper, bone_labels), _body_mask(lower, bone_labels))
     disc = mid.values == disc_label
     if not disc.any():
         m.notes.append("posterior displacement not measurable (no disc on the mid-disc plane)")

@@ -34,7 +34,24 @@ class Reformat:
 
     def lps(self, x1: float, x2: float) -> list[float]:
         """LPS point of the plane coordinates (mm)."""
-        return [float(v) for v in self.origin + x1 * self.e1 + x2 * self.e2]
+        frame = self._frame()
+        if frame is None:
+            return [float(v) for v in self.origin + x1 * self.e1 + x2 * self.e2]
+        # The same float64 operations, in the same order, as the array expression above, on
+        # Python floats (a case asks for thousands of points; numpy's per-call cost dominates).
+        o, a, b = frame
+        x1, x2 = float(x1), float(x2)
+        return [o[0] + x1 * a[0] + x2 * b[0], o[1] + x1 * a[1] + x2 * b[1], o[2] + x1 * a[2] + x2 * b[2]]
+
+    def _frame(self) -> tuple[tuple[float, ...], ...] | None:
+        """origin, e1, e2 as Python floats when all three are float64 3-vectors, else None."""
+        cached = self.__dict__.get("_frame_floats", False)
+        if cached is False:
+            vectors = [np.asarray(v) for v in (self.origin, self.e1, self.e2)]
+            ok = all(v.dtype == np.float64 and v.shape == (3,) for v in vectors)
+            cached = tuple(tuple(float(x) for x in v) for v in vectors) if ok else None
+            self.__dict__["_frame_floats"] = cached
+        return cached
 
 
 def inverse_affine(volume: Volume) -> np.ndarray:
