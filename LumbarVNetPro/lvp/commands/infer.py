@@ -233,18 +233,73 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+# What a case imports after the network, in the order its stages need them (scipy.sparse: the
+# resampling before the network). A fresh process imports them in a thread (start_preload) while
+# the main thread loads the model, reads the series and runs the network: ONNX Runtime's session
+# set-up and run and the gzip decoding of the input release the GIL, so on two cores part of the
+# ≈ 0.2 s these imports take is hidden behind that work.
+#
+# Two threads importing at once can deadlock only where their import chains cross in opposite
+# orders (a package whose __init__ imports a sub-module another thread imports directly). The
+# main thread therefore imports lvp.pipeline whole before the thread starts, and waits for the
+# thread to finish before the first stage after the network: in between it imports only ONNX
+# Runtime, and scipy.sparse from the top (``from scipy import sparse``).
+CASE_MODULES = ("scipy.sparse", "scipy.ndimage", "lvp.labelling", "lvp.labelling.numbering", "lvp.measure",
+                "lvp.grading", "lvp.planes", "lvp.io.seg_nrrd", "lvp.report.html")
+
+
+# Stages of a case that run before the preload thread must be done (lvp.pipeline's stage names).
+_UP_TO_NETWORK = frozenset({"load_model", "read", "network"})
+
+
+def _import_quietly(names: tuple[str, ...]) -> None:
+    for name in names:
+        try:
+            __import__(name)  # as an import statement does (and audits): the module is not needed here
+        except Exception:  # the stage that needs the module imports it again and reports the error
+            pass
+
+
+def start_preload(names: tuple[str, ...] = CASE_MODULES) -> threading.Thread | None:
+    """Import ``names`` in a background thread; None when they are all imported already (a warm process).
+
+    The thread is not a daemon (interpreter shutdown never interrupts an import half-way) and the
+    caller joins it (see CASE_MODULES for when).
+    """
+    missing = tuple(n for n in names if n not in sys.modules)
+    if not missing:
+        return None
+    thread = threading.Thread(target=_import_quietly, args=(missing,), name="lvp-preload")
+    thread.start()
+    return thread
+
+
 def infer_cases(cases: list[Path], dirs: list[Path], *, segmenter: Any, progress: Progress,
-                axial: str | None = None, html: bool = True) -> list[dict]:
-    """Run every case; a failure in one is recorded and the others go on."""
+                axial: str | None = None, html: bool = True, preload: threading.Thread | None = None) -> list[dict]:
+    """Run every case; a failure in one is recorded and the others go on.
+
+    ``preload``: the thread of :func:`start_preload`, joined when the first case's stages after the
+    network begin.
+    """
     from lvp.pipeline import run_inference
+
+    def stage(name: str, fraction: float) -> None:
+        if name not in _UP_TO_NETWORK:
+            join_preload()
+        progress.stage(name, fraction)
+
+    def join_preload() -> None:
+        nonlocal preload
+        if preload is not None:
+            preload.join()
+            preload = None
 
     results = []
     for case, out in zip(cases, dirs):
         t0 = time.perf_counter()
         result: dict[str, Any] = {"input": str(case), "output": str(out)}
         try:
-            report = run_inference(case, out, axial=axial, segmenter=segmenter, progress=progress.stage,
-                                   html=html)
+            report = run_inference(case, out, axial=axial, segmenter=segmenter, progress=stage, html=html)
             result.update(status=report["status"], failed_stage=report["failed_stage"], error=report["error"],
                           levels=[lv["level"] for lv in report["levels"] if lv.get("status") != "not found"],
                           missing_levels=[lv["level"] for lv in report["levels"] if lv.get("status") == "not found"],
@@ -280,12 +335,15 @@ def check_outputs(dirs: list[Path], out: Path, inputs: list[Any]) -> None:
 def run(args: argparse.Namespace, segmenter: Any = None) -> int:
     """Run ``lvp infer`` (``segmenter``: an already loaded one, else made from the options)."""
     from lvp.errors import ConfigError
-    from lvp.io.dicomweb import is_dicomweb
 
-    if any(is_dicomweb(i) for i in args.inputs):
-        from lvp.dicomweb_infer import run_dicomweb
+    # lvp.io.dicomweb (urllib, hashlib) only for inputs that may be DICOMweb addresses.
+    if any(str(i).startswith("dicomweb") for i in args.inputs):
+        from lvp.io.dicomweb import is_dicomweb
 
-        return run_dicomweb(args, segmenter)
+        if any(is_dicomweb(i) for i in args.inputs):
+            from lvp.dicomweb_infer import run_dicomweb
+
+            return run_dicomweb(args, segmenter)
     if getattr(args, "study", None) or getattr(args, "store", False) or getattr(args, "series", None):
         raise ConfigError("--study, --series and --store go with a dicomweb+http(s):// input")
     cases = expand_inputs(args.inputs, exclude=Path(args.output))
@@ -303,10 +361,14 @@ def run(args: argparse.Namespace, segmenter: Any = None) -> int:
     dirs = output_dirs(cases, Path(args.output))
     check_outputs(dirs, Path(args.output), [*cases, args.axial, args.semantic, labels])
     progress = Progress(len(cases), args.progress_json, quiet)
+    preload = None
     try:
         with sigterm_raises():
             progress.emit(event="start", cases=len(cases))
             progress.stage("load_model", 0.0)
+            import lvp.pipeline  # noqa: F401 - imported whole before the preload thread starts (see CASE_MODULES)
+
+            preload = start_preload()
             if segmenter is None and labels:
                 from lvp.pipeline import LabelMapSegmenter
 
@@ -320,7 +382,7 @@ def run(args: argparse.Namespace, segmenter: Any = None) -> int:
 
                 segmenter = make_segmenter(args.model, args.device)
             results = infer_cases(cases, dirs, segmenter=segmenter, progress=progress, axial=args.axial,
-                                  html=not args.no_html)
+                                  html=not args.no_html, preload=preload)
             if len(cases) > 1:
                 from lvp.report.summary_csv import write_summary_csv
 
@@ -332,6 +394,8 @@ def run(args: argparse.Namespace, segmenter: Any = None) -> int:
         return EXIT_SIGTERM
     finally:
         progress.close()
+        if preload is not None:
+            preload.join()
     return summarise(results, progress)
 
 
