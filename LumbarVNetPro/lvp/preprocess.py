@@ -230,7 +230,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e
 
 
-def restore(logits: np.ndarray, info: GridInfo, mode: str = "linear") -> tuple[np.ndarray, GridProbability]:
+def restore(logits: np.ndarray, info: GridInfo, mode: str = "linear",
+            out: np.ndarray | None = None) -> tuple[np.ndarray, GridProbability]:
     """Network logits ``(C, *padded_shape)`` -> (semantic uint8, probability) on the source grid.
 
     ``mode="linear"`` interpolates the class probabilities onto the source grid (smooth borders,
@@ -238,18 +239,25 @@ def restore(logits: np.ndarray, info: GridInfo, mode: str = "linear") -> tuple[n
     probability of the nearest network voxel (cheapest). The probability (of the chosen class) is
     a :class:`GridProbability`: indexed like a float32 array of the source shape, but held as the
     grid's values plus the interpolated box, so it costs memory on the working grid only.
+    ``out``: an all-zero uint8 array of the source shape (a view is fine) to write the classes
+    into; only the structures' box is written (the rest of a fresh ``np.zeros`` stays unpaged).
     """
     logits = crop_padding(np.asarray(logits), info)
+    if out is not None and tuple(out.shape) != tuple(info.source_shape):
+        raise ValueError(f"out has shape {out.shape}, the source grid {info.source_shape}")
     lab_g, p_g = _grid_argmax(logits)
     # Nearest: each source voxel takes the grid voxel nearest to it.
     nearest = [_nearest_index(n_src, n_grid) for n_src, n_grid in zip(info.source_shape, info.grid_shape)]
     if mode == "nearest":
         counts = [np.bincount(ix, minlength=n) for ix, n in zip(nearest, info.grid_shape)]
-        return _repeat3(lab_g, counts), GridProbability(p_g, nearest)
+        if out is None:
+            return _repeat3(lab_g, counts), GridProbability(p_g, nearest)
+        out[...] = _repeat3(lab_g, counts)
+        return out, GridProbability(p_g, nearest)
     # Linear: interpolate the probabilities only inside the box around the structures (grown by a
     # background margin); outside it every label is background with or without interpolation
     # (most of a sagittal field of view), so only the box is filled in.
-    semantic = np.zeros(info.source_shape, dtype=np.uint8)
+    semantic = np.zeros(info.source_shape, dtype=np.uint8) if out is None else out
     box = _foreground_box(lab_g, margin=2)
     if box is None:
         return semantic, GridProbability(p_g, nearest)

@@ -31,10 +31,12 @@ from lvp.labels import SACRUM, semantic_classes
 from lvp.model_catalog import get_model
 from lvp.preprocess import PlacedProbability, grid_shape_for, restore, to_network_grid
 
-# Inputs whose network grid exceeds this many voxels hand ONNX Runtime's memory arena back after
-# each run (a full field of view's arena is ~0.6 GB; a SPIDER case's grid is ~1.3 M voxels and
-# keeps its arena for the next case).
+# ONNX Runtime hands its memory arena back after a run when the network grid exceeds this many
+# voxels (a large grid's arena is hundreds of MB) or the image exceeds ARENA_SHRINK_IMAGE_BYTES
+# (then every MB counts through the stages that follow). A SPIDER case (grid ~1.3 M voxels, image
+# ~8 MB) keeps its arena for the next case.
 ARENA_SHRINK_VOXELS = 4_000_000
+ARENA_SHRINK_IMAGE_BYTES = 100_000_000
 # The network sees the image without the all-zero slices at its edges (padding) when they make at
 # least this fraction of an axis. A few empty rows are common (SPIDER's slabs have 0-7 of 512-640)
 # and cost nothing worth saving; cropping them would move the network grid of ordinary inputs.
@@ -204,11 +206,14 @@ class NetworkSegmenter:
                 "runtime": self.runtime, "device": self.device,
                 "classes": [self.classes[k] for k in sorted(self.classes)]}
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """Raw network logits ``(1, n_classes, ...)`` for a prepared input ``(1, 1, ...)``."""
+    def logits(self, x: np.ndarray, release: bool = False) -> np.ndarray:
+        """Raw network logits ``(1, n_classes, ...)`` for a prepared input ``(1, 1, ...)``.
+
+        ``release``: hand ONNX Runtime's memory arena back after the run (always for a large grid).
+        """
         if self.runtime == "onnxruntime":
             run = None
-            if x.size > ARENA_SHRINK_VOXELS:
+            if release or x.size > ARENA_SHRINK_VOXELS:
                 import onnxruntime as ort
 
                 run = ort.RunOptions()
@@ -245,18 +250,18 @@ class NetworkSegmenter:
                                  tuple(n * s for n, s in zip(image.shape, volume.spacing)))
         x, grid = to_network_grid(image, volume.spacing, self.spacing, self.divisor)
         t1 = time.perf_counter()
-        logits = self.logits(x)[0]
+        logits = self.logits(x, release=volume.array.nbytes > ARENA_SHRINK_IMAGE_BYTES)[0]
         del x
         t2 = time.perf_counter()
-        semantic, prob = restore(logits, grid, mode=self.restore_mode)
+        # The classes go straight into the whole grid's array: np.zeros takes its pages from the
+        # kernel as they are written, so the padding (and the background of the content's box
+        # outside the structures) costs no memory until someone writes there.
+        semantic = np.zeros(volume.shape, np.uint8)
+        _, prob = restore(logits, grid, mode=self.restore_mode, out=semantic if whole else semantic[box])
         del logits
-        clear_empty_slices(semantic, image, [o[s] for o, s in zip(occupied, box)])
+        clear_empty_slices(semantic[box], image, [o[s] for o, s in zip(occupied, box)])
         if not whole:
-            # Back onto the whole grid: np.zeros takes its pages from the kernel as they are written,
-            # so the padding's background costs no memory until someone writes there.
-            full = np.zeros(volume.shape, np.uint8)
-            full[box] = semantic
-            semantic, prob = full, PlacedProbability(prob, box, volume.shape)
+            prob = PlacedProbability(prob, box, volume.shape)
         t3 = time.perf_counter()
         return SegmentationResult(semantic, prob, {"preprocess": t1 - t0, "network": t2 - t1, "restore": t3 - t2})
 

@@ -58,9 +58,9 @@ def test_padding_costs_the_network_nothing(segmenter, sample):
     seen = []
     run = segmenter.logits
 
-    def recording(x):
+    def recording(x, **options):
         seen.append(x.copy())
-        return run(x)
+        return run(x, **options)
 
     segmenter.logits = recording  # the real network runs; only its input is kept for comparison
     try:
@@ -110,7 +110,7 @@ def test_over_budget_refused_before_the_network_with_the_content_extent(segmente
     monkeypatch.setattr(validate, "MEMORY_BUDGET_BYTES", plain_need - 1)  # a machine with less memory
     ran = []
     run = segmenter.logits
-    segmenter.logits = lambda x: ran.append(x.shape) or run(x)
+    segmenter.logits = lambda x, **options: ran.append(x.shape) or run(x, **options)
     try:
         with pytest.raises(InputError) as err:
             segmenter.segment(sample)
