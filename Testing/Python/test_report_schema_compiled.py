@@ -161,3 +161,23 @@ def test_report_json_text_is_the_report_and_refuses_nan(pipeline_report):
     assert text.count("\n") >= len(pipeline_report) + len(pipeline_report["levels"])  # a line per field and level
     with pytest.raises(ValueError):
         report_json_text({"x": [math.nan]})
+
+
+def test_jsonable_gives_plain_json_types():
+    import numpy as np
+
+    from lvp.report.build import jsonable
+
+    class Entry:
+        def to_dict(self):
+            return {"p": np.float32(1.5), "q": (np.int64(3), float("nan"))}
+
+    value = {"a": [1, 2.5, math.inf, -0.0, np.float64(2.0), np.float32("nan"), np.int16(3), np.bool_(True), True,
+                   None, "s", (1, 2)],
+             3: np.arange(4).reshape(2, 2), "d": Entry(), "l": [[], {}], "n": [{"k": [math.nan, -math.inf]}]}
+    out = jsonable(value)
+    assert out == {"a": [1, 2.5, None, -0.0, 2.0, None, 3, True, True, None, "s", [1, 2]], "3": [[0, 1], [2, 3]],
+                   "d": {"p": 1.5, "q": [3, None]}, "l": [[], {}], "n": [{"k": [None, None]}]}
+    kinds = {type(v) for v in out["a"]}
+    assert kinds <= {int, float, bool, str, list, type(None)}
+    assert json.loads(json.dumps(out, allow_nan=False)) == out

@@ -8,6 +8,7 @@ and the names of the files a result folder holds.
 from __future__ import annotations
 
 import datetime
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,15 @@ def report_skeleton(volume: Volume | None, input_path: Path) -> dict:
 
 def jsonable(value: Any) -> Any:
     """Plain JSON types: numpy scalars/arrays to Python, tuples to lists, NaN/inf to None."""
+    # The plain types first (most of a report's values): the general checks below cost ~1 µs
+    # each per value, and a report holds tens of thousands of values.
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is list:
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
