@@ -23,15 +23,17 @@ MAX_VOXELS = 300_000_000
 # 16-bit image of MAX_VOXELS (a whole 1024 x 1024 x 280 field of view as DICOM stores it); a
 # float32 image gets half as many voxels. The limit is checked on the header, before decoding.
 MAX_IMAGE_BYTES = 600_000_000
-# The working memory of a case beyond the image (measured on full fields of view, 2 threads, model
-# lvp-vnet 1.1.0; docs/performance.md "Memory"): the interpreter, libraries and model; per voxel
-# of the network grid (ONNX Runtime's activations, the input and the logits); per source voxel of
-# the image's content box (the class map and the restored probabilities there). An input whose
-# estimate exceeds the budget is refused before the network runs (check_working_memory).
-MEMORY_BUDGET_BYTES = 1000 * 2**20
-RUNTIME_BYTES = 200 * 2**20
+# The working memory of a case beyond the image, calibrated on the full-field-of-view runs of
+# docs/performance.md "Memory" (2 threads, model lvp-vnet 1.1.0; the estimate is within 15 MiB of
+# the measured peaks of the 8- and 16-bit 1024 x 1024 x 280 volumes, 729 and 1010 MiB): the
+# interpreter, libraries and model; per voxel of the network grid (ONNX Runtime's activations,
+# its input and the logits); per source voxel of the image's content box (the class map, the
+# restored probabilities and the labelling's crop there). A case whose estimate exceeds the
+# budget (1 GB = 1024 MiB) is refused before the network runs (check_working_memory).
+MEMORY_BUDGET_BYTES = 1024 * 2**20
+RUNTIME_BYTES = 176 * 2**20
 NETWORK_BYTES_PER_GRID_VOXEL = 56
-BYTES_PER_CONTENT_VOXEL = 5
+BYTES_PER_CONTENT_VOXEL = 8
 # Undefined (NaN/inf) voxels: a few are a saving glitch, reported and read as 0; more is a broken file.
 MAX_NONFINITE_FRACTION = 0.01
 MIN_SLICES = 3
