@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from lvp.labelling.canal_axis import _off_axis_mm
-from lvp.labelling.grid import _components, _pool_any, _scaled_box, _unpool
+from lvp.labelling.grid import _components, _components_in_box, _pool_any, _scaled_box, _shift, _unpool
 from lvp.labelling.thresholds import (
     BONE_BETWEEN_RATIO,
     DISC_BEYOND_CANAL_MM,
@@ -47,27 +47,26 @@ def _bone_between(vert: np.ndarray, a: np.ndarray, b: np.ndarray, spacing: np.nd
 
 
 def _split_touching_discs(comp: np.ndarray, n: int, sem: np.ndarray, f: tuple[int, ...],
-                          sp: np.ndarray) -> tuple[np.ndarray, int, int]:
+                          sp: np.ndarray, origin: tuple[slice, ...]) -> tuple[np.ndarray, int, int]:
     """Split pooled disc components that hold two discs separate at full resolution.
 
     Two discs close together (a collapsed or small vertebra between them) can touch on the
     pooled grid and become one component. A pooled component is split when, at full resolution,
     it holds two or more big disc components (each at least ``MIN_DISC_MM3``) with bone between
     them; every pooled voxel goes to the nearest full-resolution piece. Returns the new map, the
-    new component count and the number of splits.
+    new component count and the number of splits. ``comp`` is the map of the pooled box ``origin``.
     """
     if f == (1, 1, 1):
         return comp, n, 0  # the components are the full-resolution ones
     full_mm3 = float(np.prod(sp)) / float(np.prod(f))
     sizes = np.bincount(comp.ravel(), minlength=n + 1) * float(np.prod(sp))
     objs = ndimage.find_objects(comp)
-    vert = sem == VERTEBRA
     n_split = 0
     for i in range(1, n + 1):
         if objs[i - 1] is None or sizes[i] < 2 * MIN_DISC_MM3:
             continue
         box_c = objs[i - 1]
-        box = _scaled_box(box_c, f, sem.shape)
+        box = _scaled_box(_shift(box_c, origin), f, sem.shape)
         own_c = comp[box_c] == i
         full = _unpool(own_c, f, sem[box].shape) & (sem[box] == DISC)
         pieces, m = _components(full)
@@ -80,10 +79,11 @@ def _split_touching_discs(comp: np.ndarray, n: int, sem: np.ndarray, f: tuple[in
         cen = {j: np.array(c) for j, c in zip(big, ndimage.center_of_mass(full, pieces, big))}
         # Order along the image's SI axis; keep the pieces that have bone between them apart.
         big.sort(key=lambda j: cen[j][1])
+        vert = sem[box] == VERTEBRA
         groups = [[big[0]]]
         for j in big[1:]:
             prev = groups[-1][-1]
-            if _bone_between(vert[box], cen[prev], cen[j], sp / np.array(f, float)) >= BONE_BETWEEN_RATIO:
+            if _bone_between(vert, cen[prev], cen[j], sp / np.array(f, float)) >= BONE_BETWEEN_RATIO:
                 groups.append([j])
             else:
                 groups[-1].append(j)
@@ -115,8 +115,9 @@ def _split_touching_discs(comp: np.ndarray, n: int, sem: np.ndarray, f: tuple[in
 
 def _disc_instances(disc_c: np.ndarray, sp: np.ndarray, axis, sem: np.ndarray | None = None,
                     f: tuple[int, ...] = (1, 1, 1), vert_c: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, list[int], int, int]:
-    """Disc instances on a pooled grid: ``(lut-mapped component map, disc ids, discarded, split)``.
+                    ) -> tuple[np.ndarray, tuple[slice, ...] | None, list[int], int, int]:
+    """Disc instances on a pooled grid: ``(lut-mapped component map of the box, box, disc ids,
+    discarded, split)``; the box (the disc class's, in the grid's indices) is None without discs.
 
     Components off the spine (too far from the canal line: fat, bowel, muscle the network took
     for disc) are discarded; small fragments join the nearest big disc when close to it (else
@@ -125,16 +126,17 @@ def _disc_instances(disc_c: np.ndarray, sp: np.ndarray, axis, sem: np.ndarray | 
     ``sem`` (the full-resolution classes), a component holding two discs that are separate at
     full resolution (they touch only on the pooled grid) is split first.
     """
-    comp, n = _components(disc_c)
+    comp, n, box = _components_in_box(disc_c)
     if n == 0:
-        return comp, [], 0, 0
+        return comp, box, [], 0, 0
     n_split = 0
     if sem is not None:
-        comp, n, n_split = _split_touching_discs(comp, n, sem, f, sp)
+        comp, n, n_split = _split_touching_discs(comp, n, sem, f, sp, box)
     idx = np.nonzero(comp)
     lab = comp[idx]
     counts = np.bincount(lab, minlength=n + 1)
-    centers = np.stack([np.bincount(lab, weights=idx[j], minlength=n + 1) for j in range(3)], 1)
+    # Grid indices (exact integer sums, as on the whole grid).
+    centers = np.stack([np.bincount(lab, weights=idx[j] + box[j].start, minlength=n + 1) for j in range(3)], 1)
     centers = centers / np.maximum(counts[:, None], 1)
     sizes = counts * float(np.prod(sp))
     ids = np.arange(1, n + 1)
@@ -194,7 +196,7 @@ def _disc_instances(disc_c: np.ndarray, sp: np.ndarray, axis, sem: np.ndarray | 
         lut[lut == drop] = 0
         order.remove(drop)
     discarded = int(np.sum(lut[1:] == 0))
-    return lut[comp], sorted(order), discarded, n_split
+    return lut.astype(np.int32)[comp], box, sorted(order), discarded, n_split
 
 
 def _check_merged_discs(out: Labelling) -> None:

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage
 
 from lvp.io.volume import Volume
-from lvp.labelling.canal_axis import _off_axis_mm, _spine_axis
+from lvp.labelling.canal_axis import _off_axis_of_indices, _spine_axis
 from lvp.labelling.counting import _check_transitional, _disc_name, _is_sacrum, _vertebra_names
 from lvp.labelling.disc_gaps import _drop_stray_end_discs, _with_missing_discs
 from lvp.labelling.discs import _check_merged_discs, _disc_instances
-from lvp.labelling.grid import _bbox, _components, _pool_any, _scaled_box, _unpool
+from lvp.labelling.grid import (
+    _bbox,
+    _components_in_box,
+    _pool_bits,
+    _relative,
+    _scaled_box,
+    _shift,
+    _union_box,
+    _unpool,
+    _write_class,
+)
 from lvp.labelling.numbering import assess_numbering, finish_numbering, unique_disc_names
 from lvp.labelling.sacrum import _sacrum_mask, drop_sacral_discs, lowest_disc_ratio
 from lvp.labelling.thresholds import (
@@ -54,25 +66,28 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     """
     if semantic.shape != volume.shape:
         raise ValueError(f"segmentation shape {semantic.shape} differs from the image's {volume.shape}")
-    out = Labelling(labels=np.zeros(semantic.shape, np.int16))
+    # uint8: every TotalSpineSeg value is below 256 (half the bytes of int16 on a full field of view;
+    # np.zeros leaves the pages outside the crop untouched).
+    out = Labelling(labels=np.zeros(semantic.shape, np.uint8))
     out.facts = {"sacrum_class": bool((semantic == SACRUM).any()) if sacrum_class is None else bool(sacrum_class),
                  "anchor": None, "remnants": 0, "rudimentary_lowest": False, "bone_above_sacrum": False,
                  "fov_below_mm": None, "renumbered": False}
-    if not (semantic > 0).any():
+    # Unsigned classes are their own foreground mask (no full-size "semantic > 0" array).
+    foreground = semantic if semantic.dtype.kind in "bu" else semantic > 0
+    if not foreground.any():
         out.warn("empty_segmentation", "No spine structure was segmented; no levels were labelled.")
         out.numbering = assess_numbering(out)
         return out
-    crop = _bbox(semantic > 0)
+    crop = _bbox(foreground)
+    del foreground
     out.crop = crop
     sem = semantic[crop]
     offset = np.array([c.start for c in crop], float)
     sub = volume.affine.copy()
     sub[:3, 3] = volume.index_to_lps(offset)
     voxel_mm3 = float(np.prod(volume.spacing))
-    prob = probability[crop] if probability is not None else None
     labels = out.labels[crop]
-    canal = sem == CANAL
-    labels[canal] = CANAL_LABEL
+    _write_class(labels, sem, CANAL, CANAL_LABEL)
 
     # Everything up to the level count runs on a grid pooled to ~1 mm in-plane (for speed).
     f = tuple(int(min(2, max(1, np.floor(0.95 / s)))) for s in volume.spacing)
@@ -81,7 +96,7 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     sub_c[:3, :3] = sub[:3, :3] * np.array(f, float)[None, :]
     sub_c[:3, 3] = sub[:3, :3] @ ((np.array(f, float) - 1) / 2) + sub[:3, 3]
     # One pooling pass for all classes: bit c set where class c occurs in the pooled cell.
-    bits_c = _pool_any(np.left_shift(np.uint8(1), sem, dtype=np.uint8), f)
+    bits_c = _pool_bits(sem, f)
     axis = _spine_axis((bits_c & (1 << CANAL)) > 0)
     inferior = volume.affine[:3, 1] / np.linalg.norm(volume.affine[:3, 1])
     # The sacrum class (a model trained with one): its largest component, as LPS points.
@@ -89,16 +104,16 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     sac_c = _sacrum_mask((bits_c & (1 << SACRUM)) > 0, voxel_c_mm3, axis, sp_c)
     sac_pts = None
     if sac_c is not None:
-        sac_pts = np.argwhere(sac_c).astype(np.float32) @ sub_c[:3, :3].T.astype(np.float32)
+        sac_idx = np.argwhere(sac_c[1]) + np.array([b.start for b in sac_c[0]])
+        sac_pts = sac_idx.astype(np.float32) @ sub_c[:3, :3].T.astype(np.float32)
         sac_pts += sub_c[:3, 3].astype(np.float32)
 
     # Bone on the spine: near the canal's centre line (the rest is not vertebra).
-    vert = sem == VERTEBRA
     vert_c = (bits_c & (1 << VERTEBRA)) > 0
     vidx = np.nonzero(vert_c)
     on_spine = np.ones(len(vidx[0]), bool)
     if axis is not None and len(vidx[0]):
-        d_lr, d_ap, d_si = _off_axis_mm(np.stack(vidx, axis=1).astype(float), axis, sp_c)
+        d_lr, d_ap, d_si = _off_axis_of_indices(vidx, axis, sp_c)
         on_spine = (np.abs(d_lr) <= BONE_MAX_LR_MM) & (d_ap >= -BONE_MAX_ANTERIOR_MM) & (d_ap <= BONE_MAX_POSTERIOR_MM)
         on_spine &= d_si <= BONE_BEYOND_CANAL_MM
     vidx = tuple(x[on_spine] for x in vidx)
@@ -110,16 +125,17 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     pts += sub_c[:3, 3].astype(np.float32)
 
     # 1. Discs: components in front of the canal, fragments joined or dropped.
-    disc_c, disc_ids, n_discarded, n_split = _disc_instances((bits_c & (1 << DISC)) > 0, sp_c, axis, sem, f, vert_c)
+    disc_c, disc_box, disc_ids, n_discarded, n_split = _disc_instances((bits_c & (1 << DISC)) > 0, sp_c, axis, sem, f,
+                                                                       vert_c)
     if n_split:
         out.warn(
             "merged_disc",
             f"{n_split} disc(s) separate in the segmentation touched on the labelling grid and were "
             "split again (a small or collapsed vertebra between them). Check the level numbering.",
         )
-    disc_sizes = np.bincount(disc_c.ravel())
-    disc_objs_c = ndimage.find_objects(disc_c)
-    disc_objs = [None if b is None else _scaled_box(b, f, sem.shape) for b in disc_objs_c]
+    disc_sizes = np.bincount(disc_c.ravel())  # (disc_c: the disc class's box of the pooled grid)
+    disc_objs_c = ndimage.find_objects(disc_c) if disc_box is not None else []
+    disc_objs = [None if b is None else _scaled_box(_shift(b, disc_box), f, sem.shape) for b in disc_objs_c]
 
     def disc_mask(i: int) -> np.ndarray:
         box = disc_objs[i - 1]
@@ -176,10 +192,9 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         )
 
     # 2. Vertebrae: bone between disc planes, or (no discs segmented) connected components
-    # (exact resolution is not needed to split at discs).
-    vid_c = np.zeros(vert_c.shape, np.int32)
+    # (exact resolution is not needed to split at discs). ``labels_c``: the id of each bone point.
     if separators:
-        interval = np.ones(len(pts), np.int32)
+        labels_c = np.ones(len(pts), np.int32)
         s_inf = pts @ inferior.astype(np.float32)
         for plane in separators:
             # Farther from the plane's centre along the SI axis than half its AP extent, the bent
@@ -188,16 +203,19 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
             band = np.abs(d) <= plane.extent_v_mm / 2 + 2.0
             below = d > 0
             below[band] = _below_disc(pts[band], plane, inferior) > 0
-            interval += below
-        vid_c[vidx] = interval
+            labels_c += below
     else:
-        comp, _ = _components(vert_c)
-        vid_c[vidx] = comp[vidx]
-    n_ids = int(vid_c.max())
-    labels_c = vid_c[vidx]
+        comp, _, comp_box = _components_in_box(vert_c)
+        labels_c = comp[_local(vidx, comp_box)] if comp_box is not None else np.zeros(0, np.int32)
+    n_ids = int(labels_c.max(initial=0))
+    # The id map on the box of the bone points (pooled grid), and the ids' boxes.
+    vbox = tuple(slice(int(x.min()), int(x.max()) + 1) for x in vidx) if len(vidx[0]) else None
+    vid_c = np.zeros(tuple(b.stop - b.start for b in vbox) if vbox else (0, 0, 0), np.int32)
+    if vbox is not None:
+        vid_c[_local(vidx, vbox)] = labels_c
     counts = np.bincount(labels_c, minlength=n_ids + 1) * int(np.prod(f))
     sizes = counts * voxel_mm3
-    keep = [i for i in range(1, n_ids + 1) if sizes[i] >= MIN_VERTEBRA_MM3]
+    keep = (np.flatnonzero(sizes[1:] >= MIN_VERTEBRA_MM3) + 1).tolist()
     if axis is not None and keep:
         keep, n_lateral = _on_axis_ids(keep, labels_c, d_lr[on_spine], n_ids, sp_c)
         if n_lateral:
@@ -208,8 +226,8 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     sums = np.stack([np.bincount(labels_c, weights=vidx[j], minlength=n_ids + 1) for j in range(3)], 1)
     vcenters_all = {i: (sums[i] / max(counts[i] // np.prod(f), 1)) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep}
     keep.sort(key=lambda i: float(vcenters_all[i] @ inferior))
-    objs_c = ndimage.find_objects(vid_c)
-    objs = [None if b is None else _scaled_box(b, f, sem.shape) for b in objs_c]
+    objs_c = ndimage.find_objects(vid_c) if vbox is not None else []  # boxes of vid_c (the bone points' box)
+    objs = [None if b is None else _scaled_box(_shift(b, vbox), f, sem.shape) for b in objs_c]
     vcenters = [vcenters_all[i] for i in keep]
     body_centers: dict[int, np.ndarray] = {}
     if in_front is not None and in_front.any():
@@ -284,28 +302,43 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         out.facts["assumed"] = "lowest_vertebra"
     names = _vertebra_names(n_mobile, has_sacrum)
 
+    # The probabilities are read once, for the box holding every instance (not the whole crop).
+    sac_region = None
+    if out.facts["anchor"] == "sacrum_class":  # the sacrum component and the S1 bone written as sacrum
+        sac_region = _union_box([_scaled_box(sac_c[0], f, sem.shape), *(objs[i - 1] for i in s1_ids)])
+    prob_box = _union_box([*(objs[i - 1] for i in keep), *(disc_objs[i - 1] for i, _ in planes), sac_region])
+    prob = probability[_shift(prob_box, crop)] if probability is not None and prob_box is not None else None
+
+    def mean_prob(box: tuple[slice, ...], mask: np.ndarray) -> float:
+        """Mean probability over ``mask``, a mask of the crop's ``box``."""
+        return float(np.clip(prob[_relative(box, prob_box)][mask].mean(), 0.0, 1.0))
+
     # Confidence per vertebra: lower at the FOV edge (partial) and with an unsure network.
-    vlut = np.zeros(n_ids + 1, np.int16)
+    vlut = np.zeros(n_ids + 1, np.uint8)
     for i, name, c in zip(keep, names, vcenters):
         box = objs[i - 1]
-        m = _unpool(vid_c[objs_c[i - 1]] == i, f, vert[box].shape) & vert[box]
+        vert_box = sem[box] == VERTEBRA
+        m = _unpool(vid_c[objs_c[i - 1]] == i, f, vert_box.shape) & vert_box
         conf = base_conf
         si0, si1 = box[1].start + crop[1].start, box[1].stop + crop[1].start
         if name != "sacrum" and (si0 <= 1 or si1 >= semantic.shape[1] - 1):
             conf *= 0.8
             out.facts.setdefault("edge_vertebrae", []).append(name)
-        if prob is not None:
-            conf *= float(np.clip(prob[box][m].mean(), 0.0, 1.0))
+        if probability is not None:
+            conf *= mean_prob(box, m)
         vlut[i] = SACRUM_LABEL if name == "sacrum" else VERTEBRA_LABELS.get(name, 0)
-        depth = _body_depth(m, canal[box], volume.spacing)
+        depth = _body_depth(m, sem[box] == CANAL, volume.spacing)
         kind = "sacrum" if name == "sacrum" else "vertebra"
         out.vertebrae.append(Instance(name, int(vlut[i]), c, int(m.sum()), round(conf, 3), kind, body_depth_mm=depth,
                                       body_centroid_lps=body_centers.get(i)))
     for i in s1_ids:
         vlut[i] = SACRUM_LABEL
-    labels[vert] = _unpool(vlut[vid_c], f, sem.shape)[vert]
+    if vbox is not None:  # bone outside the points' box keeps 0 (it is not on the spine)
+        region = _scaled_box(vbox, f, sem.shape)
+        np.copyto(labels[region], _unpool(vlut[vid_c], f, sem[region].shape), where=sem[region] == VERTEBRA)
     if out.facts["anchor"] == "sacrum_class":
-        out.vertebrae.append(_sacrum_instance(sem, labels, sac_c, f, sub, prob))
+        out.vertebrae.append(_sacrum_instance(sem, labels, sac_c, f, sub, sac_region,
+                                              mean_prob if prob is not None else None))
     for i, _ in remnants:
         labels[disc_objs[i - 1]][disc_mask(i)] = SACRUM_LABEL
     if any(v.label == 0 for v in out.vertebrae):
@@ -328,8 +361,8 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         box = disc_objs[i - 1]
         mask = disc_masks[i]
         conf = base_conf * (0.9 if not between else 1.0)
-        if prob is not None:
-            conf *= float(np.clip(prob[box][mask].mean(), 0.0, 1.0))
+        if probability is not None:
+            conf *= mean_prob(box, mask)
         labels[box][mask] = label
         out.discs.insert(
             0, Instance(name, label, plane.center_lps, int(mask.sum()), round(conf, 3), "disc", plane=plane)
@@ -365,12 +398,25 @@ def _fov_below_mm(plane: DiscPlane, volume: Volume, inferior: np.ndarray) -> flo
     return float((volume.shape[1] - 1 - idx[1]) * volume.spacing[1])
 
 
-def _sacrum_instance(sem: np.ndarray, labels: np.ndarray, sac_c: np.ndarray, f: tuple[int, ...],
-                     sub: np.ndarray, prob: np.ndarray | None) -> Instance:
-    """The sacrum (class voxels of the chosen component, plus an S1 body already written as 50)."""
-    mask = (_unpool(sac_c, f, sem.shape) & (sem == SACRUM)) | (labels == SACRUM_LABEL)
-    labels[mask] = SACRUM_LABEL
-    idx = np.argwhere(mask)
+def _sacrum_instance(sem: np.ndarray, labels: np.ndarray, sac_c: tuple[tuple[slice, ...], np.ndarray],
+                     f: tuple[int, ...], sub: np.ndarray, region: tuple[slice, ...],
+                     mean_prob: Callable[[tuple[slice, ...], np.ndarray], float] | None) -> Instance:
+    """The sacrum (class voxels of the chosen component, plus an S1 body already written as 50).
+
+    ``sac_c`` is the component as (pooled box, mask on it); ``region`` (a box of the crop) holds
+    it and every voxel already written as sacrum. Works on that box (indices and voxel order as on
+    the whole crop).
+    """
+    sbox = _scaled_box(sac_c[0], f, sem.shape)
+    mask = labels[region] == SACRUM_LABEL
+    mask[_relative(sbox, region)] |= _unpool(sac_c[1], f, sem[sbox].shape) & (sem[sbox] == SACRUM)
+    labels[region][mask] = SACRUM_LABEL
+    idx = np.argwhere(mask) + np.array([r.start for r in region])
     centre = idx.mean(axis=0) @ sub[:3, :3].T + sub[:3, 3]
-    conf = 0.95 * (float(np.clip(prob[mask].mean(), 0.0, 1.0)) if prob is not None else 1.0)
+    conf = 0.95 * (mean_prob(region, mask) if mean_prob is not None else 1.0)
     return Instance("sacrum", SACRUM_LABEL, centre, int(len(idx)), round(conf, 3), "sacrum")
+
+
+def _local(idx: tuple[np.ndarray, ...], box: tuple[slice, ...]) -> tuple[np.ndarray, ...]:
+    """Index arrays of the whole grid as indices of its ``box``."""
+    return tuple(x - b.start for x, b in zip(idx, box))

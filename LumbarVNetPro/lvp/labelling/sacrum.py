@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from lvp.labelling.canal_axis import _off_axis_mm
-from lvp.labelling.grid import _components
+from lvp.labelling.grid import _bbox, _components_in_box, _shift
 from lvp.labelling.thresholds import (
     BONE_MAX_ANTERIOR_MM,
     MIN_SACRUM_MM3,
@@ -25,8 +25,10 @@ from lvp.labelling.vertebrae import _below_disc
 from lvp.planes import DiscPlane
 
 
-def _sacrum_mask(sacrum_c: np.ndarray, voxel_mm3: float, axis=None, sp: np.ndarray | None = None) -> np.ndarray | None:
-    """The sacrum-class component of a (pooled) grid to anchor on, or None when none qualifies.
+def _sacrum_mask(sacrum_c: np.ndarray, voxel_mm3: float, axis=None, sp: np.ndarray | None = None
+                 ) -> tuple[tuple[slice, ...], np.ndarray] | None:
+    """The sacrum-class component of a (pooled) grid to anchor on, as ``(box, mask on the box)``
+    (the box in the grid's indices), or None when none qualifies.
 
     ``voxel_mm3`` is the volume of one voxel of that grid. Candidates are the components of at
     least ``MIN_SACRUM_MM3`` (a body-sized piece is enough: model 1.1.0's sacrum covers S1 and the
@@ -36,23 +38,26 @@ def _sacrum_mask(sacrum_c: np.ndarray, voxel_mm3: float, axis=None, sp: np.ndarr
     body reaches (the network's "sacrum" in the ilium or in soft tissue is ignored). The largest
     candidate is taken; whether it lies below the lowest disc is checked by the caller.
     """
-    if not sacrum_c.any():
+    comp, n, box = _components_in_box(sacrum_c)
+    if box is None:
         return None
-    comp, n = _components(sacrum_c)
     sizes = np.bincount(comp.ravel(), minlength=n + 1)
     ok = sizes * voxel_mm3 >= MIN_SACRUM_MM3
     ok[0] = False
     if axis is not None and sp is not None and ok.any():
         idx = np.nonzero(comp)
         lab = comp[idx]
-        centres = np.stack([np.bincount(lab, weights=idx[j], minlength=n + 1) for j in range(3)], 1)
+        # Grid indices (exact integer sums, as on the whole grid).
+        centres = np.stack([np.bincount(lab, weights=idx[j] + box[j].start, minlength=n + 1) for j in range(3)], 1)
         centres /= np.maximum(sizes[:, None], 1)
         d_lr, d_ap, _ = _off_axis_mm(centres, axis, sp)
         ok &= (np.abs(d_lr) <= SACRUM_MAX_LR_MM) & (d_ap >= -BONE_MAX_ANTERIOR_MM) & (d_ap <= SACRUM_MAX_POSTERIOR_MM)
     if not ok.any():
         return None
     k = int(np.argmax(np.where(ok, sizes, -1)))
-    return comp == k
+    mask = comp == k
+    tight = _bbox(mask, 0)  # the chosen component's own box
+    return _shift(tight, box), mask[tight]
 
 
 def _sacrum_above(plane: DiscPlane, sac_pts: np.ndarray, inferior: np.ndarray, voxel_mm3: float) -> float:

@@ -45,7 +45,7 @@ class Instance:
 class Labelling:
     """The result of :func:`label_levels`."""
 
-    labels: np.ndarray  # int16, canonical grid, TotalSpineSeg values
+    labels: np.ndarray  # uint8, canonical grid, TotalSpineSeg values (all below 256)
     vertebrae: list[Instance] = field(default_factory=list)  # cranial -> caudal, sacrum last
     discs: list[Instance] = field(default_factory=list)  # cranial -> caudal
     warnings: list[dict] = field(default_factory=list)
