@@ -13,9 +13,11 @@ to an nnU-Net-class network on the same input in the same process (issue 13: eve
    imports and model load included, and the peak RSS of one such process (a SPIDER case).
 1c. The warm worker (``lvp serve``): time to "ready", then the wall time of each of ``--worker``
    jobs on the bundled sample (send to ``job_done``).
-1d. A full-field-of-view volume (1024 x 1024 x 280 voxels, 294 M; made in a temporary folder from
-   the first input by in-plane linear upsampling and zero slices left and right; never kept):
-   one ``lvp infer`` child, its wall time and peak RSS.
+1d. Full-field-of-view volumes (1024 x 1024 x 280 voxels, 294 M; made in a temporary folder from
+   the first input by in-plane linear upsampling and zero slices left and right; never kept), in
+   8 bits, in 16 bits (as DICOM-derived volumes are) and in 16 bits with content in every slice
+   (beyond the memory budget: refused before the network): one ``lvp infer`` child each, its
+   wall time, peak RSS and status (complete, partial or the refusal's message).
 2. The same cases in this process through :func:`lvp.pipeline.run_inference` with one shared
    segmenter: per-stage timings (median over cases) and peak resident memory (measured before
    torch is imported for step 3).
@@ -267,19 +269,23 @@ def run_worker(sample: Path, out: Path, threads: int, jobs: int) -> dict:
             "median_s": statistics.median(walls) if walls else None}
 
 
-# Full-FOV variants: what a whole scanner field of view looks like as LVP's input. 8-bit is how
-# SPIDER's files (and the earlier figures) come; 16-bit is what DICOM-derived volumes are (12-bit
-# MR magnitudes stored as int16/uint16), twice the bytes per voxel.
-FULL_FOV_DTYPES = ("uint8", "int16")
+# Full-FOV variants (voxel type, content in every slice): what a whole scanner field of view looks
+# like as LVP's input. 8-bit is how SPIDER's files (and the earlier figures) come; 16-bit is what
+# DICOM-derived volumes are (12-bit MR magnitudes stored as int16/uint16), twice the bytes per
+# voxel. "filled": the slab repeated (mirrored) across all 280 slices instead of zero padding, so
+# the content itself is 294 M voxels: beyond the 1 GB budget, to be refused before the network.
+FULL_FOV_VARIANTS = (("uint8", False), ("int16", False), ("int16", True))
 
 
-def make_full_fov(source: Path, path: Path, size=(1024, 1024, 280), dtype: str = "uint8") -> tuple:
+def make_full_fov(source: Path, path: Path, size=(1024, 1024, 280), dtype: str = "uint8",
+                  filled: bool = False) -> tuple:
     """A full-FOV volume from a SPIDER case: in-plane linear upsampling to ``size[:2]`` over the
     same field of view, the slab centred between zero slices to ``size[2]`` (ITK x, y, z).
 
     ``dtype`` "uint8" keeps the source's 8-bit voxels (upsampled in 8 bits, as before); "int16"
     upsamples in float and scales the 0-255 intensities to a 12-bit range (x 16, rounded), as a
-    DICOM series would hold them.
+    DICOM series would hold them. ``filled``: every slice holds a slice of the slab (mirrored at
+    each repeat) instead of zero padding.
     """
     import numpy as np
     import SimpleITK as sitk
@@ -292,11 +298,11 @@ def make_full_fov(source: Path, path: Path, size=(1024, 1024, 280), dtype: str =
                        src.GetDirection(), 0, sitk.sitkFloat32 if wide else src.GetPixelID())
     arr = sitk.GetArrayViewFromImage(up)
     full = np.zeros((size[2], size[1], size[0]), np.dtype(dtype))
-    z0 = (size[2] - nz) // 2
-    if wide:
-        full[z0:z0 + nz] = np.rint(arr * 16.0)
-    else:
-        full[z0:z0 + nz] = arr
+    z0 = 0 if filled else (size[2] - nz) // 2
+    for k in range(size[2]) if filled else range(z0, z0 + nz):
+        j = (k - z0) % (2 * nz)
+        j = j if j < nz else 2 * nz - 1 - j
+        full[k] = np.rint(arr[j] * 16.0) if wide else arr[j]
     del up, arr
     img = sitk.GetImageFromArray(full)
     del full
@@ -312,14 +318,22 @@ def make_full_fov(source: Path, path: Path, size=(1024, 1024, 280), dtype: str =
     return img.GetSize(), np.dtype(dtype).name
 
 
-def run_full_fov(source: Path, tmp: Path, threads: int, dtype: str = "uint8") -> dict:
+def run_full_fov(source: Path, tmp: Path, threads: int, dtype: str = "uint8", filled: bool = False) -> dict:
     """One ``lvp infer`` child on a full-FOV volume made from ``source``: wall time, peak RSS, status.
 
     A refused input (exit code 2, no report) is reported with the first line of its message.
     """
-    path = tmp / f"full_fov_{dtype}_t2.nii.gz"
-    out = tmp / f"full_fov_{dtype}_out"
-    size, dtype = make_full_fov(source, path, dtype=dtype)
+    name = f"{dtype}{'_filled' if filled else ''}"
+    path = tmp / f"full_fov_{name}_t2.nii.gz"
+    out = tmp / f"full_fov_{name}_out"
+    # Made in a child process: a child's peak RSS (wait4) starts from its parent's RSS at fork,
+    # so the parent must not hold the volume it made (the 16-bit ones take ~1.2 GB to make).
+    made = subprocess.run([sys.executable, "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); "
+                           "from pathlib import Path; from bench_infer import make_full_fov; "
+                           "print(json.dumps(make_full_fov(Path(sys.argv[2]), Path(sys.argv[3]), dtype=sys.argv[4], "
+                           "filled=sys.argv[5] == '1')))", str(Path(__file__).resolve().parent), str(source), str(path),
+                           dtype, "1" if filled else "0"], capture_output=True, text=True, check=True)
+    size, dtype = json.loads(made.stdout.strip().splitlines()[-1])
     wall, rss, code, err = _reap(*_spawn([sys.executable, "-m", "lvp", "infer", str(path), "-o",
                                           str(out), "--progress-json"], _child_env(threads)))
     status = None
@@ -328,12 +342,13 @@ def run_full_fov(source: Path, tmp: Path, threads: int, dtype: str = "uint8") ->
         status = json.loads(report.read_text()).get("status")
     elif code != 0:
         lines = [line for line in err.strip().splitlines() if line.strip()]
-        status = f"failed (exit {code}): {lines[-1][:160] if lines else 'no message'}"
+        message = lines[-1].split(f"{path}: ", 1)[-1] if lines else "no message"
+        status = f"{'refused' if code == 2 else 'failed'} (exit {code}): {message[:220]}"
     path.unlink()
     if code != 0 and report.is_file():
-        print(f"lvp infer (full FOV {dtype}) exited {code}: {err.strip()}")
-    return {"size": list(size), "dtype": dtype, "voxels": int(size[0] * size[1] * size[2]), "wall_s": wall,
-            "peak_rss_mib": rss, "exit_code": code, "status": status}
+        print(f"lvp infer (full FOV {name}) exited {code}: {err.strip()}")
+    return {"size": list(size), "dtype": dtype, "filled": filled, "voxels": int(size[0] * size[1] * size[2]),
+            "wall_s": wall, "peak_rss_mib": rss, "exit_code": code, "status": status}
 
 
 def _load() -> str:
@@ -387,12 +402,14 @@ def main() -> int:
                       "(wall, send to job_done)")
             if not args.no_full_fov and not args.semantic_masks:
                 results["full_fov"] = {}
-                for dtype in FULL_FOV_DTYPES:
-                    f = run_full_fov(inputs[0], tmp, args.threads, dtype)
-                    results["full_fov"][dtype] = f
-                    print(f"full FOV {f['size'][0]}x{f['size'][1]}x{f['size'][2]} {f['dtype']} "
-                          f"({f['voxels'] / 1e6:.0f} M voxels, from {inputs[0].name}): {f['wall_s']:.2f} s, "
-                          f"peak RSS {f['peak_rss_mib']:.0f} MiB, status {f['status']}")
+                for dtype, filled in FULL_FOV_VARIANTS:
+                    f = run_full_fov(inputs[0], tmp, args.threads, dtype, filled)
+                    results["full_fov"][f"{dtype}{'_filled' if filled else ''}"] = f
+                    content = "content in every slice" if filled else f"slab of {inputs[0].name} in zero padding"
+                    shape = "x".join(str(n) for n in f["size"])
+                    print(f"full FOV {shape} {f['dtype']} ({f['voxels'] / 1e6:.0f} M voxels, {content}): "
+                          f"{f['wall_s']:.2f} s, peak RSS {f['peak_rss_mib']:.0f} MiB, "
+                          f"status {f['status']}")
 
         t_import = time.perf_counter()
         from lvp.io.read import read_volume
