@@ -316,6 +316,8 @@ class _RegionArray:
 
     def __array__(self, dtype=None, copy=None):  # the numpy protocol
         full = self.region((slice(None),) * 3)
+        if not full.flags.writeable:  # a view of the values held: the caller gets its own array
+            full = full.copy()
         return full if dtype is None else full.astype(dtype, copy=False)
 
     def min(self) -> np.float32:
@@ -359,6 +361,11 @@ class GridProbability(_RegionArray):
         ranges = [range(*s.indices(n)) for s, n in zip(key, self.shape)]
         if any(len(r) == 0 for r in ranges):
             return np.zeros(tuple(len(r) for r in ranges), np.float32)
+        if self.box is not None and all(b.start <= r.start and r.stop <= b.stop for r, b in zip(ranges, self.box)):
+            # Inside the interpolated box (what the labelling reads): a read-only view, no copy.
+            view = self.values[tuple(slice(r.start - b.start, r.stop - b.start) for r, b in zip(ranges, self.box))]
+            view.flags.writeable = False
+            return view
         # The nearest-index maps are monotone: the region is a sub-block of the grid with each
         # voxel repeated (contiguous copies, cheaper than a 3-D fancy index).
         sub = [ix[r.start:r.stop] for ix, r in zip(self.nearest, ranges)]
@@ -397,6 +404,9 @@ class PlacedProbability(_RegionArray):
     def region(self, key: tuple[slice, ...]) -> np.ndarray:
         """The float32 array of a box given as one step-1 slice per axis."""
         ranges = [range(*k.indices(n)) for k, n in zip(key, self.shape)]
+        if all(b.start <= r.start and r.stop <= b.stop for r, b in zip(ranges, self.box)):
+            inner = tuple(slice(r.start - b.start, r.stop - b.start) for r, b in zip(ranges, self.box))
+            return self.inner.region(inner)
         out = np.ones(tuple(len(r) for r in ranges), np.float32)
         dst, src = [], []
         for r, b in zip(ranges, self.box):

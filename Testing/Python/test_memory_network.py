@@ -121,3 +121,24 @@ def test_over_budget_refused_before_the_network_with_the_content_extent(segmente
     assert f"content spans {extent} mm" in str(err.value) and "Crop the series" in str(err.value)
     monkeypatch.setattr(validate, "MEMORY_BUDGET_BYTES", plain_need)
     assert segmenter.segment(sample).semantic.any()
+
+
+def test_reading_inside_the_interpolated_box_copies_nothing():
+    """The labelling reads the structures' box: a read-only view of the values held, equal to the copy."""
+    from lvp.preprocess import GridInfo, restore
+
+    info = GridInfo((15, 200, 150), (8, 94, 70), (8, 96, 96), (0, 1, 13))
+    g = np.zeros((4, 8, 96, 96), np.float32)
+    g[0] = 3
+    g[1, 2:6, 31:61, 43:73] = 6
+    g += np.random.default_rng(7).normal(size=g.shape).astype(np.float32) * 0.3
+    _, prob = restore(g, info)
+    assert prob.box is not None
+    inner = tuple(slice(b.start + 1, b.stop - 1) for b in prob.box)
+    view = prob[inner]
+    assert np.shares_memory(view, prob.values) and not view.flags.writeable
+    full = np.asarray(prob)
+    assert np.array_equal(view, full[inner]) and full.flags.writeable and not np.shares_memory(full, prob.values)
+    placed = PlacedProbability(prob, (slice(5, 20), slice(0, 200), slice(10, 160)), (30, 200, 170))
+    shifted = tuple(slice(s.start + o, s.stop + o) for s, o in zip(inner, (5, 0, 10)))
+    assert np.shares_memory(placed[shifted], prob.values)

@@ -24,8 +24,8 @@ MAX_VOXELS = 300_000_000
 # float32 image gets half as many voxels. The limit is checked on the header, before decoding.
 MAX_IMAGE_BYTES = 600_000_000
 # The working memory of a case beyond the image, calibrated on the full-field-of-view runs of
-# docs/performance.md "Memory" (2 threads, model lvp-vnet 1.1.0; the estimate is within 15 MiB of
-# the measured peaks of the 8- and 16-bit 1024 x 1024 x 280 volumes, 729 and 1010 MiB): the
+# docs/performance.md "Memory" (2 threads, model lvp-vnet 1.1.0; the estimate is 13-14 MiB above
+# the measured peaks of the 8- and 16-bit 1024 x 1024 x 280 volumes, 676 and 955 MiB): the
 # interpreter, libraries and model; per voxel of the network grid (ONNX Runtime's activations,
 # its input and the logits); per source voxel of the image's content box (the class map, the
 # restored probabilities and the labelling's crop there). A case whose estimate exceeds the
@@ -33,7 +33,7 @@ MAX_IMAGE_BYTES = 600_000_000
 MEMORY_BUDGET_BYTES = 1024 * 2**20
 RUNTIME_BYTES = 176 * 2**20
 NETWORK_BYTES_PER_GRID_VOXEL = 56
-BYTES_PER_CONTENT_VOXEL = 8
+BYTES_PER_CONTENT_VOXEL = 6
 # Undefined (NaN/inf) voxels: a few are a saving glitch, reported and read as 0; more is a broken file.
 MAX_NONFINITE_FRACTION = 0.01
 MIN_SLICES = 3
