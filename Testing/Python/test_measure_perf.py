@@ -69,6 +69,8 @@ def test_label_mask_equals_isin(dtype):
     labels = np.array([1, 31, 50, 100, 255, 256, 300, -1, -128, 32767, 40000, 31])
     assert np.array_equal(label_mask(values, labels), np.isin(values, labels))
     assert not label_mask(values, np.array([], int)).any()
+    swapped = values.astype(values.dtype.newbyteorder())  # same values, other byte order
+    assert np.array_equal(label_mask(swapped, labels), np.isin(values, labels))
 
 
 # --- plane sampling -------------------------------------------------------------------------------
@@ -134,7 +136,7 @@ def test_sample_plane_labels_equal_the_direct_version(dtype, contiguous):
         assert np.array_equal(got.valid, valid) and np.array_equal(got.values, vals)
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.float32, np.float64, np.int32, bool])
 @pytest.mark.parametrize("shape", [(9, 30, 25), (1, 12, 14), (2, 3, 40)])
 def test_interpolation_equals_the_float32_copy(dtype, shape):
     """interpolate_at (in place or block-wise) == map_coordinates on the whole float32 copy,

@@ -146,7 +146,7 @@ def gather_nearest(array: np.ndarray, idx: np.ndarray, valid: np.ndarray) -> np.
 
 # dtypes whose every value float32 holds exactly: interpolating them as they are equals interpolating
 # their float32 copy (map_coordinates works in double either way).
-_EXACT_IN_FLOAT32 = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.float32, bool)}
+_EXACT_IN_FLOAT32 = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.float32)}
 
 
 def interpolate_at(array: np.ndarray, coords: np.ndarray, order: int = 1) -> np.ndarray:
@@ -222,7 +222,7 @@ def label_mask(values: np.ndarray, labels) -> np.ndarray:
     """
     values = np.asarray(values)
     dt = values.dtype
-    if dt.kind not in "iu" or dt.itemsize > 2:
+    if dt.kind not in "iu" or dt.itemsize > 2 or not dt.isnative:
         return np.isin(values, labels)
     return _label_table(dt.str, tuple(int(v) for v in np.ravel(labels))).take(values.view(f"u{dt.itemsize}"))
 
