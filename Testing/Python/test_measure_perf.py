@@ -293,3 +293,24 @@ def test_reformat_points_equal_the_array_expression():
             for a, b in ((x1, x2), (np.float32(x1), np.float64(x2)), (float(x1), int(x2))):
                 expected = [float(v) for v in origin + a * e1 + b * e2]
                 assert plane.lps(a, b) == expected
+
+
+def test_inner_columns_equal_the_erosion():
+    """The columns at least a margin inside the slab (a window count) equal the binary erosion
+    of the padded column mask, for slabs of every width, steps and margins."""
+    from lvp.measure.disc import _inner_columns
+    from lvp.measure.reformat import Reformat
+
+    for trial in range(600):
+        n = int(RNG.integers(1, 40))
+        step = float(RNG.choice([0.25, 0.5, 1.0, 3.0]))
+        valid = RNG.random((n, 3)) < (1.0 if trial % 4 == 0 else RNG.random())
+        r1 = np.arange(n) * step
+        plane = Reformat(np.zeros(3), np.eye(3)[0], np.eye(3)[1], r1, np.arange(3.0), np.zeros((n, 3)), valid)
+        margin = float(RNG.choice([0.0, 0.3, 1.0, 2.0, 2.6, 7.0]))
+        inside = valid.any(axis=1)
+        k = int(np.ceil(margin / plane.step)) if n > 1 else 0
+        padded = np.concatenate([np.zeros(k, bool), inside, np.zeros(k, bool)])
+        expected = ndimage.binary_erosion(padded, np.ones(2 * k + 1, bool))[k:-k] if k else inside
+        if n > 1:
+            assert np.array_equal(_inner_columns(plane, margin), expected), (trial, n, margin)
