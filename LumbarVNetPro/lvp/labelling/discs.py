@@ -5,11 +5,13 @@ inside a vertebra dropped; and the check for a disc about twice as thick as the 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage
 
 from lvp.labelling.canal_axis import _off_axis_mm
-from lvp.labelling.grid import _components, _components_in_box, _pool_any, _scaled_box, _shift, _unpool
+from lvp.labelling.grid import _components, _components_in_box, _pool_any, _scaled_box, _shift, _union_box, _unpool
 from lvp.labelling.thresholds import (
     BONE_BETWEEN_RATIO,
     DISC_BEYOND_CANAL_MM,
@@ -46,21 +48,21 @@ def _bone_between(vert: np.ndarray, a: np.ndarray, b: np.ndarray, spacing: np.nd
     return hits / len(p)
 
 
-def _split_touching_discs(comp: np.ndarray, n: int, sem: np.ndarray, f: tuple[int, ...],
-                          sp: np.ndarray, origin: tuple[slice, ...]) -> tuple[np.ndarray, int, int]:
+def _split_touching_discs(comp: np.ndarray, n: int, counts: np.ndarray, objs: list, sem: np.ndarray,
+                          f: tuple[int, ...], sp: np.ndarray, origin: tuple[slice, ...]) -> tuple[np.ndarray, int, int]:
     """Split pooled disc components that hold two discs separate at full resolution.
 
     Two discs close together (a collapsed or small vertebra between them) can touch on the
     pooled grid and become one component. A pooled component is split when, at full resolution,
     it holds two or more big disc components (each at least ``MIN_DISC_MM3``) with bone between
     them; every pooled voxel goes to the nearest full-resolution piece. Returns the new map, the
-    new component count and the number of splits. ``comp`` is the map of the pooled box ``origin``.
+    new component count and the number of splits. ``comp`` is the map of the pooled box ``origin``,
+    ``counts`` and ``objs`` its components' voxel counts and boxes.
     """
     if f == (1, 1, 1):
         return comp, n, 0  # the components are the full-resolution ones
     full_mm3 = float(np.prod(sp)) / float(np.prod(f))
-    sizes = np.bincount(comp.ravel(), minlength=n + 1) * float(np.prod(sp))
-    objs = ndimage.find_objects(comp)
+    sizes = counts * float(np.prod(sp))
     n_split = 0
     for i in range(1, n + 1):
         if objs[i - 1] is None or sizes[i] < 2 * MIN_DISC_MM3:
@@ -113,11 +115,22 @@ def _split_touching_discs(comp: np.ndarray, n: int, sem: np.ndarray, f: tuple[in
     return comp, n, n_split
 
 
+class DiscComponents(NamedTuple):
+    """Disc instances on the pooled grid (:func:`_disc_instances`)."""
+
+    comp: np.ndarray  # instance id per cell of ``box`` (0: no disc)
+    box: tuple[slice, ...] | None  # the disc class's box on the pooled grid (None: no disc voxel)
+    ids: list[int]  # the discs kept, ascending
+    sizes: np.ndarray  # cells per id (index 0 is not meaningful)
+    objects: list[tuple[slice, ...] | None]  # each id's box on the pooled grid, as ndimage.find_objects
+    discarded: int
+    split: int
+
+
 def _disc_instances(disc_c: np.ndarray, sp: np.ndarray, axis, sem: np.ndarray | None = None,
-                    f: tuple[int, ...] = (1, 1, 1), vert_c: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, tuple[slice, ...] | None, list[int], int, int]:
-    """Disc instances on a pooled grid: ``(lut-mapped component map of the box, box, disc ids,
-    discarded, split)``; the box (the disc class's, in the grid's indices) is None without discs.
+                    f: tuple[int, ...] = (1, 1, 1), vert_c: np.ndarray | None = None) -> DiscComponents:
+    """Disc instances on a pooled grid (:class:`DiscComponents`: the instance map on the disc
+    class's box, kept ids, their sizes and boxes, components discarded and discs split).
 
     Components off the spine (too far from the canal line: fat, bowel, muscle the network took
     for disc) are discarded; small fragments join the nearest big disc when close to it (else
@@ -128,13 +141,20 @@ def _disc_instances(disc_c: np.ndarray, sp: np.ndarray, axis, sem: np.ndarray | 
     """
     comp, n, box = _components_in_box(disc_c)
     if n == 0:
-        return comp, box, [], 0, 0
-    n_split = 0
-    if sem is not None:
-        comp, n, n_split = _split_touching_discs(comp, n, sem, f, sp, box)
+        return DiscComponents(comp, box, [], np.zeros(1, np.int64), [], 0, 0)
+    objs = ndimage.find_objects(comp)
     idx = np.nonzero(comp)
     lab = comp[idx]
     counts = np.bincount(lab, minlength=n + 1)
+    n_split = 0
+    if sem is not None:
+        comp, n, n_split = _split_touching_discs(comp, n, counts, objs, sem, f, sp, box)
+        if n_split:  # new ids: count again
+            objs = ndimage.find_objects(comp)
+            idx = np.nonzero(comp)
+            lab = comp[idx]
+            counts = np.bincount(lab, minlength=n + 1)
+    cells = counts.copy()  # (counts of merged discs grow below)
     # Grid indices (exact integer sums, as on the whole grid).
     centers = np.stack([np.bincount(lab, weights=idx[j] + box[j].start, minlength=n + 1) for j in range(3)], 1)
     centers = centers / np.maximum(counts[:, None], 1)
@@ -196,7 +216,15 @@ def _disc_instances(disc_c: np.ndarray, sp: np.ndarray, axis, sem: np.ndarray | 
         lut[lut == drop] = 0
         order.remove(drop)
     discarded = int(np.sum(lut[1:] == 0))
-    return lut.astype(np.int32)[comp], box, sorted(order), discarded, n_split
+    # Sizes and boxes of the mapped ids from those of the components (what bincount and
+    # find_objects of the mapped map give, without another pass over it).
+    sizes = np.zeros(int(lut.max()) + 1, np.int64)
+    np.add.at(sizes, lut, cells)
+    objects: list[tuple[slice, ...] | None] = [None] * (sizes.size - 1)
+    for j in range(1, n + 1):
+        if lut[j]:
+            objects[lut[j] - 1] = _union_box([objects[lut[j] - 1], _shift(objs[j - 1], box)])
+    return DiscComponents(lut.astype(np.int32)[comp], box, sorted(order), sizes, objects, discarded, n_split)
 
 
 def _check_merged_discs(out: Labelling) -> None:

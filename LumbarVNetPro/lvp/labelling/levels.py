@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy import ndimage
 
@@ -15,6 +13,8 @@ from lvp.labelling.discs import _check_merged_discs, _disc_instances
 from lvp.labelling.grid import (
     _bbox,
     _components_in_box,
+    _local,
+    _one_blas_thread,
     _pool_bits,
     _relative,
     _scaled_box,
@@ -24,7 +24,7 @@ from lvp.labelling.grid import (
     _write_class,
 )
 from lvp.labelling.numbering import assess_numbering, finish_numbering, unique_disc_names
-from lvp.labelling.sacrum import _sacrum_mask, drop_sacral_discs, lowest_disc_ratio
+from lvp.labelling.sacrum import _sacrum_instance, _sacrum_mask, drop_sacral_discs, lowest_disc_ratio
 from lvp.labelling.thresholds import (
     BODY_BEHIND_CANAL_CENTRE_MM,
     BONE_BEYOND_CANAL_MM,
@@ -36,10 +36,9 @@ from lvp.labelling.thresholds import (
     SACRUM_TRUST_RATIO,
     SMALL_LOWEST_DISC_RATIO,
     VERTEBRA_CORE_LR_MM,
-    VERTEBRA_MAX_MEAN_LR_MM,
 )
 from lvp.labelling.types import Instance, Labelling
-from lvp.labelling.vertebrae import _below_disc, _body_depth
+from lvp.labelling.vertebrae import _below_disc, _body_depth, _on_axis_ids
 from lvp.labels import (
     CANAL,
     CANAL_LABEL,
@@ -64,6 +63,12 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     The result's ``numbering`` is the numbering check (:mod:`lvp.labelling.numbering`) and no two
     of its structures share a level name.
     """
+    with _one_blas_thread():
+        return _label_levels(semantic, volume, probability, sacrum_class)
+
+
+def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray | None,
+                  sacrum_class: bool | None) -> Labelling:
     if semantic.shape != volume.shape:
         raise ValueError(f"segmentation shape {semantic.shape} differs from the image's {volume.shape}")
     # uint8: every TotalSpineSeg value is below 256 (half the bytes of int16 on a full field of view;
@@ -125,21 +130,22 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     pts += sub_c[:3, 3].astype(np.float32)
 
     # 1. Discs: components in front of the canal, fragments joined or dropped.
-    disc_c, disc_box, disc_ids, n_discarded, n_split = _disc_instances((bits_c & (1 << DISC)) > 0, sp_c, axis, sem, f,
-                                                                       vert_c)
+    discs_c = _disc_instances((bits_c & (1 << DISC)) > 0, sp_c, axis, sem, f, vert_c)
+    disc_c, disc_box, disc_ids, n_discarded, n_split = discs_c.comp, discs_c.box, discs_c.ids, discs_c.discarded, \
+        discs_c.split
     if n_split:
         out.warn(
             "merged_disc",
             f"{n_split} disc(s) separate in the segmentation touched on the labelling grid and were "
             "split again (a small or collapsed vertebra between them). Check the level numbering.",
         )
-    disc_sizes = np.bincount(disc_c.ravel())  # (disc_c: the disc class's box of the pooled grid)
-    disc_objs_c = ndimage.find_objects(disc_c) if disc_box is not None else []
-    disc_objs = [None if b is None else _scaled_box(_shift(b, disc_box), f, sem.shape) for b in disc_objs_c]
+    disc_sizes = discs_c.sizes
+    disc_objs_c = discs_c.objects  # boxes on the pooled grid (disc_c: the map of its disc_box)
+    disc_objs = [None if b is None else _scaled_box(b, f, sem.shape) for b in disc_objs_c]
 
     def disc_mask(i: int) -> np.ndarray:
         box = disc_objs[i - 1]
-        return _unpool(disc_c[disc_objs_c[i - 1]] == i, f, sem[box].shape) & (sem[box] == DISC)
+        return _unpool(disc_c[_relative(disc_objs_c[i - 1], disc_box)] == i, f, sem[box].shape) & (sem[box] == DISC)
 
     planes: list[tuple[int, DiscPlane]] = []
     disc_masks: dict[int, np.ndarray] = {}  # full-resolution mask per disc, reused when writing labels
@@ -302,16 +308,11 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         out.facts["assumed"] = "lowest_vertebra"
     names = _vertebra_names(n_mobile, has_sacrum)
 
-    # The probabilities are read once, for the box holding every instance (not the whole crop).
-    sac_region = None
-    if out.facts["anchor"] == "sacrum_class":  # the sacrum component and the S1 bone written as sacrum
-        sac_region = _union_box([_scaled_box(sac_c[0], f, sem.shape), *(objs[i - 1] for i in s1_ids)])
-    prob_box = _union_box([*(objs[i - 1] for i in keep), *(disc_objs[i - 1] for i, _ in planes), sac_region])
-    prob = probability[_shift(prob_box, crop)] if probability is not None and prob_box is not None else None
-
     def mean_prob(box: tuple[slice, ...], mask: np.ndarray) -> float:
-        """Mean probability over ``mask``, a mask of the crop's ``box``."""
-        return float(np.clip(prob[_relative(box, prob_box)][mask].mean(), 0.0, 1.0))
+        """Mean probability over ``mask``, a mask of the crop's ``box`` (read for that box only:
+        the same values in the same order as from the whole crop).
+        """
+        return float(np.clip(probability[_shift(box, crop)][mask].mean(), 0.0, 1.0))
 
     # Confidence per vertebra: lower at the FOV edge (partial) and with an unsure network.
     vlut = np.zeros(n_ids + 1, np.uint8)
@@ -337,8 +338,10 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
         region = _scaled_box(vbox, f, sem.shape)
         np.copyto(labels[region], _unpool(vlut[vid_c], f, sem[region].shape), where=sem[region] == VERTEBRA)
     if out.facts["anchor"] == "sacrum_class":
+        # The box of the sacrum component and of the S1 bone already written as sacrum.
+        sac_region = _union_box([_scaled_box(sac_c[0], f, sem.shape), *(objs[i - 1] for i in s1_ids)])
         out.vertebrae.append(_sacrum_instance(sem, labels, sac_c, f, sub, sac_region,
-                                              mean_prob if prob is not None else None))
+                                              mean_prob if probability is not None else None))
     for i, _ in remnants:
         labels[disc_objs[i - 1]][disc_mask(i)] = SACRUM_LABEL
     if any(v.label == 0 for v in out.vertebrae):
@@ -374,49 +377,7 @@ def label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray |
     return out
 
 
-def _on_axis_ids(keep: list[int], labels_c: np.ndarray, d_lr: np.ndarray, n_ids: int,
-                 sp_c: np.ndarray) -> tuple[list[int], int]:
-    """The vertebra candidates (ids of ``labels_c``, bone on the pooled grid) that lie on the
-    canal's centre line, and how many were dropped as lateral bone.
-
-    A vertebra's bone is spread evenly about the canal's centre line in left-right (the body
-    straddles it, the transverse processes reach out on both sides), so its mean LR offset is small
-    and it has a body-sized amount of bone close to the line. Bone of the sacral ala or the ilium
-    that the network calls vertebra lies to one side (``d_lr``: LR offsets in mm of the points).
-    """
-    n = np.bincount(labels_c, minlength=n_ids + 1).astype(float)
-    mean_lr = np.bincount(labels_c, weights=d_lr, minlength=n_ids + 1) / np.maximum(n, 1)
-    central = np.bincount(labels_c[np.abs(d_lr) <= VERTEBRA_CORE_LR_MM], minlength=n_ids + 1)
-    core_mm3 = central * float(np.prod(sp_c))
-    on_axis = [i for i in keep if abs(mean_lr[i]) <= VERTEBRA_MAX_MEAN_LR_MM and core_mm3[i] >= MIN_VERTEBRA_MM3]
-    return on_axis, len(keep) - len(on_axis)
-
-
 def _fov_below_mm(plane: DiscPlane, volume: Volume, inferior: np.ndarray) -> float:
     """How far (mm, along the image's inferior axis) the image reaches below a disc's centre."""
     idx = volume.lps_to_index(plane.center_lps[None])[0]
     return float((volume.shape[1] - 1 - idx[1]) * volume.spacing[1])
-
-
-def _sacrum_instance(sem: np.ndarray, labels: np.ndarray, sac_c: tuple[tuple[slice, ...], np.ndarray],
-                     f: tuple[int, ...], sub: np.ndarray, region: tuple[slice, ...],
-                     mean_prob: Callable[[tuple[slice, ...], np.ndarray], float] | None) -> Instance:
-    """The sacrum (class voxels of the chosen component, plus an S1 body already written as 50).
-
-    ``sac_c`` is the component as (pooled box, mask on it); ``region`` (a box of the crop) holds
-    it and every voxel already written as sacrum. Works on that box (indices and voxel order as on
-    the whole crop).
-    """
-    sbox = _scaled_box(sac_c[0], f, sem.shape)
-    mask = labels[region] == SACRUM_LABEL
-    mask[_relative(sbox, region)] |= _unpool(sac_c[1], f, sem[sbox].shape) & (sem[sbox] == SACRUM)
-    labels[region][mask] = SACRUM_LABEL
-    idx = np.argwhere(mask) + np.array([r.start for r in region])
-    centre = idx.mean(axis=0) @ sub[:3, :3].T + sub[:3, 3]
-    conf = 0.95 * (mean_prob(region, mask) if mean_prob is not None else 1.0)
-    return Instance("sacrum", SACRUM_LABEL, centre, int(len(idx)), round(conf, 3), "sacrum")
-
-
-def _local(idx: tuple[np.ndarray, ...], box: tuple[slice, ...]) -> tuple[np.ndarray, ...]:
-    """Index arrays of the whole grid as indices of its ``box``."""
-    return tuple(x - b.start for x, b in zip(idx, box))

@@ -10,10 +10,12 @@ looks like, so such a disc is never named lumbar and the numbering is never call
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from lvp.labelling.canal_axis import _off_axis_mm
-from lvp.labelling.grid import _bbox, _components_in_box, _shift
+from lvp.labelling.grid import _bbox, _components_in_box, _relative, _scaled_box, _shift, _unpool
 from lvp.labelling.thresholds import (
     BONE_MAX_ANTERIOR_MM,
     MIN_SACRUM_MM3,
@@ -21,7 +23,9 @@ from lvp.labelling.thresholds import (
     SACRUM_MAX_LR_MM,
     SACRUM_MAX_POSTERIOR_MM,
 )
+from lvp.labelling.types import Instance
 from lvp.labelling.vertebrae import _below_disc
+from lvp.labels import SACRUM, SACRUM_LABEL
 from lvp.planes import DiscPlane
 
 
@@ -89,3 +93,22 @@ def lowest_disc_ratio(sizes: list[float]) -> float | None:
     if len(sizes) < 4:
         return None
     return float(sizes[-1] / float(np.median(sizes[:-1])))
+
+
+def _sacrum_instance(sem: np.ndarray, labels: np.ndarray, sac_c: tuple[tuple[slice, ...], np.ndarray],
+                     f: tuple[int, ...], sub: np.ndarray, region: tuple[slice, ...],
+                     mean_prob: Callable[[tuple[slice, ...], np.ndarray], float] | None) -> Instance:
+    """The sacrum (class voxels of the chosen component, plus an S1 body already written as 50).
+
+    ``sac_c`` is the component as (pooled box, mask on it); ``region`` (a box of the crop) holds
+    it and every voxel already written as sacrum. Works on that box (indices and voxel order as on
+    the whole crop).
+    """
+    sbox = _scaled_box(sac_c[0], f, sem.shape)
+    mask = labels[region] == SACRUM_LABEL
+    mask[_relative(sbox, region)] |= _unpool(sac_c[1], f, sem[sbox].shape) & (sem[sbox] == SACRUM)
+    labels[region][mask] = SACRUM_LABEL
+    idx = np.argwhere(mask) + np.array([r.start for r in region])
+    centre = idx.mean(axis=0) @ sub[:3, :3].T + sub[:3, 3]
+    conf = 0.95 * (mean_prob(region, mask) if mean_prob is not None else 1.0)
+    return Instance("sacrum", SACRUM_LABEL, centre, int(len(idx)), round(conf, 3), "sacrum")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lvp.labelling.thresholds import MIN_VERTEBRA_MM3, VERTEBRA_CORE_LR_MM, VERTEBRA_MAX_MEAN_LR_MM
 from lvp.planes import DiscPlane
 
 
@@ -49,3 +50,21 @@ def _body_depth(vert: np.ndarray, canal: np.ndarray, spacing: tuple[float, float
     stop_mask = ~cont & (j > start[:, None])
     stop = np.where(stop_mask.any(axis=1), stop_mask.argmax(axis=1) - 1, lines.shape[1] - 1)
     return float(np.median((stop - start + 1) * spacing[2]))
+
+
+def _on_axis_ids(keep: list[int], labels_c: np.ndarray, d_lr: np.ndarray, n_ids: int,
+                 sp_c: np.ndarray) -> tuple[list[int], int]:
+    """The vertebra candidates (ids of ``labels_c``, bone on the pooled grid) that lie on the
+    canal's centre line, and how many were dropped as lateral bone.
+
+    A vertebra's bone is spread evenly about the canal's centre line in left-right (the body
+    straddles it, the transverse processes reach out on both sides), so its mean LR offset is small
+    and it has a body-sized amount of bone close to the line. Bone of the sacral ala or the ilium
+    that the network calls vertebra lies to one side (``d_lr``: LR offsets in mm of the points).
+    """
+    n = np.bincount(labels_c, minlength=n_ids + 1).astype(float)
+    mean_lr = np.bincount(labels_c, weights=d_lr, minlength=n_ids + 1) / np.maximum(n, 1)
+    central = np.bincount(labels_c[np.abs(d_lr) <= VERTEBRA_CORE_LR_MM], minlength=n_ids + 1)
+    core_mm3 = central * float(np.prod(sp_c))
+    on_axis = [i for i in keep if abs(mean_lr[i]) <= VERTEBRA_MAX_MEAN_LR_MM and core_mm3[i] >= MIN_VERTEBRA_MM3]
+    return on_axis, len(keep) - len(on_axis)
