@@ -176,7 +176,8 @@ def _resize_rows(a: np.ndarray, taps: tuple[np.ndarray, np.ndarray]) -> np.ndarr
     """
     idx, w = taps
     w64 = w.astype(np.float64)
-    acc = (a[idx[:, 0]] * w64[:, 0, None]).astype(np.float32)
+    # First tap: acc = float32(w * x), which float32's own (correctly rounded) product gives.
+    acc = np.multiply(a[idx[:, 0]], w[:, 0, None], dtype=np.float32)
     tmp = np.empty(acc.shape, np.float64)
     for t in range(1, idx.shape[1]):
         np.multiply(a[idx[:, t]], w64[:, t, None], out=tmp)
