@@ -321,7 +321,9 @@ def _read_on_grid(path: Path, volume: Volume, what: str) -> np.ndarray:
 
 
 def _read_label_map(path: Path, volume: Volume, what: str) -> np.ndarray:
-    return np.rint(_read_on_grid(path, volume, what)).astype(np.int16)
+    labels = _read_on_grid(path, volume, what)
+    # Integer maps as they are (np.rint would make a full-size float copy first); float maps rounded.
+    return labels.astype(np.int16, copy=False) if labels.dtype.kind in "iub" else np.rint(labels).astype(np.int16)
 
 
 class MaskSegmenter:
