@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 
 from lvp.errors import InputError
 from lvp.io.read import read_volume
@@ -64,15 +63,6 @@ ProgressFn = Callable[[str, float], None]
 # Where each stage starts on the 0..1 progress scale of one case (measured shares of the time).
 STAGE_START = {"read": 0.0, "network": 0.1, "labelling": 0.6, "measure": 0.7, "grade": 0.78, "planes": 0.8,
                "axial": 0.83, "write": 0.85, "dicom": 0.88, "figure": 0.92, "done": 1.0}
-
-
-def _write_nifti(image: sitk.Image, path: Path) -> None:
-    # Level 1 gzip: label maps compress to about the same size as level 6, several times faster.
-    writer = sitk.ImageFileWriter()
-    writer.SetFileName(str(path))
-    writer.UseCompressionOn()
-    writer.SetCompressionLevel(1)
-    writer.Execute(image)
 
 
 def report_json_text(report: dict) -> str:
@@ -276,20 +266,19 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
     t_write = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = report["outputs"]
-    if labels is not None:
-        # Both label files are streamed from the canonical label map, a few source slices at a
-        # time (no full-size source-grid copy, no SimpleITK image). The staging folder is only
-        # committed after report.json, so the files are written under their final names.
-        from lvp.io.label_files import write_label_files
+    # The label files are streamed from the canonical label map, a few source slices at a time
+    # (no full-size source-grid copy, no SimpleITK image; level-1 run-length gzip). The staging
+    # folder is only committed after report.json, so the files are written under their final names.
+    from lvp.io.label_files import write_label_files
 
+    if labels is not None:
         with timer("write_labels"):
             write_label_files(labels, volume.source, out_dir / SEGMENTATION, out_dir / SEG_NRRD)
             outputs["segmentation"] = SEGMENTATION
             outputs["segmentation_seg_nrrd"] = SEG_NRRD
     else:
-        with timer("write_nifti"):
-            sem_img = volume.to_source_image(semantic, dtype=np.uint8)
-            _write_nifti(sem_img, out_dir / SEMANTIC)
+        with timer("write_labels"):
+            write_label_files(semantic, volume.source, out_dir / SEMANTIC, None)
             outputs["semantic"] = SEMANTIC
 
     report["structures"] = structure_entries(volume, labels, lab) if labels is not None else []

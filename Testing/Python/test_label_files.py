@@ -209,3 +209,33 @@ def test_sample_labels_written_as_the_pipeline_wrote_them(tmp_path, sample_case)
     write_label_files(labels, vol.source, tmp_path / "s.nii.gz", tmp_path / "s.seg.nrrd")
     assert gzip.open(tmp_path / "s.nii.gz").read() == gzip.open(ref_nii).read()
     assert _nrrd_parts(tmp_path / "s.seg.nrrd") == _nrrd_parts(ref_nrrd)
+
+
+def test_failed_labelling_streams_the_network_classes(sample_case, tmp_path, monkeypatch):
+    """Without a labelling the classes go to semantic.nii.gz (values 1..3 are no LVP labels: no seg.nrrd)."""
+    import lvp.pipeline as pipeline
+    from lvp.pipeline import MaskSegmenter, run_inference
+
+    def broken(*args, **kwargs):  # fault injection: a real labelling failure cannot be provoked on demand
+        raise ValueError("labelling exploded")
+
+    monkeypatch.setattr(pipeline, "_label", broken)
+    mask = sample_case.with_name("spider_sample_labels.nii.gz")
+    report = run_inference(sample_case, tmp_path / "out", segmenter=MaskSegmenter(mask))
+    assert report["status"] == "partial" and report["failed_stage"] == "labelling"
+    assert report["outputs"]["semantic"] == "semantic.nii.gz" and report["outputs"]["segmentation"] is None
+    assert not (tmp_path / "out" / "segmentation.seg.nrrd").exists()
+    written, ref = sitk.ReadImage(str(tmp_path / "out" / "semantic.nii.gz")), sitk.ReadImage(str(mask))
+    assert written.GetPixelID() == sitk.sitkUInt8
+    assert np.array_equal(sitk.GetArrayViewFromImage(written), sitk.GetArrayViewFromImage(ref))
+    assert np.allclose(written.GetDirection(), ref.GetDirection()) and np.allclose(written.GetOrigin(), ref.GetOrigin())
+
+
+def test_a_nifti_alone_takes_any_uint8_values(tmp_path):
+    vol, labels = _volume(ORIENTATIONS[3])
+    labels[2, 2, 2] = 7  # not an LVP label: fine without a seg.nrrd
+    assert write_label_files(labels, vol.source, tmp_path / "s.nii.gz", None) == []
+    back = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "s.nii.gz")))
+    assert np.array_equal(back, vol.to_source_array(labels, dtype=np.uint8))
+    with pytest.raises(ValueError, match="0..255"):
+        write_label_files(labels - 1, vol.source, tmp_path / "t.nii.gz", None)

@@ -152,19 +152,23 @@ def write_label_files(labels: np.ndarray, geometry: SourceGeometry, nifti_path: 
 
     ``labels``: integer LVP output values (0..255) on the canonical grid of ``geometry``; both
     files get the uint8 source-grid voxels (what ``Volume.to_source_image(labels, np.uint8)``
-    held). A path of None skips that file. Values outside 0..255 or not LVP labels (the
-    seg.nrrd needs names) raise ValueError before anything is written. ``slab_bytes``: the most
-    a slab of source slices may hold (at least one slice is taken).
+    held). A path of None skips that file (and returns no segments). Values outside 0..255, or
+    (with a seg.nrrd, which names them) not LVP labels, raise ValueError before anything is
+    written. ``slab_bytes``: the most a slab of source slices may hold (at least one slice).
 
     The voxels are compressed once: both files are one gzip member each, and the voxels' deflate
     blocks are the same bytes in both (the NIfTI header is deflated on its own and flushed to a
     byte boundary before them, which the format allows). Run-length deflate (``Z_RLE``) suits a
     label map: smaller than level-1 deflate and faster.
     """
-    from lvp.io.seg_nrrd import seg_nrrd_header, segments_of_canonical
+    from lvp.io.seg_nrrd import check_label_range, seg_nrrd_header, segments_of_canonical
 
     geometry = itk_geometry(geometry)
-    segments = segments_of_canonical(labels, geometry)
+    if seg_nrrd_path is not None:
+        segments = segments_of_canonical(labels, geometry)
+    else:  # a NIfTI alone takes any values of 0..255 (the network's classes, for one)
+        check_label_range(labels)
+        segments = []
     files: list[_GzipMember] = []
     try:
         if nifti_path is not None:

@@ -106,7 +106,7 @@ def _segment(value: int, extent: tuple[int, ...]) -> dict:
             "extent": extent, "terminology": terminology_entry(st.codes)}
 
 
-def _check_range(labels: np.ndarray) -> int:
+def check_label_range(labels: np.ndarray) -> int:
     """The largest value of an integer label array; ValueError unless every value is in 0..255."""
     if labels.dtype.kind not in "biu":
         raise ValueError(f"a label map holds integers, not {labels.dtype}")
@@ -135,7 +135,7 @@ def segments_of_canonical(labels: np.ndarray, geometry: SourceGeometry) -> list[
     The boxes are found where ``labels`` lie (no source-grid copy) and mapped through the
     volume's permutation and flips; ValueError for values outside 0..255 or not LVP labels.
     """
-    hi = _check_range(labels)
+    hi = check_label_range(labels)
     boxes = ndimage.find_objects(labels, max_label=hi)
     unknown = [v + 1 for v, box in enumerate(boxes) if box is not None and v + 1 not in STRUCTURES]
     if unknown:
