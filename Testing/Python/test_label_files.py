@@ -239,3 +239,23 @@ def test_a_nifti_alone_takes_any_uint8_values(tmp_path):
     assert np.array_equal(back, vol.to_source_array(labels, dtype=np.uint8))
     with pytest.raises(ValueError, match="0..255"):
         write_label_files(labels - 1, vol.source, tmp_path / "t.nii.gz", None)
+
+
+@pytest.mark.parametrize("k", [0, 7, 13, 22])
+def test_slicer_reads_the_streamed_seg_nrrd_of_a_reoriented_volume(tmp_path, k):
+    """Slicer's own storage node and export logic (slicer-core) give back the source grid and voxels."""
+    pytest.importorskip("slicer")
+    from test_seg_nrrd_reference_geometry import _export, _ijk_to_ras
+
+    vol, labels = _volume(ORIENTATIONS[k], shape=(12, 30, 20))
+    write_label_files(labels, vol.source, tmp_path / "s.nii.gz", tmp_path / "s.seg.nrrd")
+    dims, arr, ijk_to_ras, names, _ = _export(tmp_path / "s.seg.nrrd", "EXTENT_REFERENCE_GEOMETRY")
+    ref = vol.to_source_image(labels, dtype=np.uint8)
+    assert dims == ref.GetSize()
+    np.testing.assert_allclose(ijk_to_ras, _ijk_to_ras(ref), atol=1e-6)
+    src = sitk.GetArrayFromImage(ref)
+    expected = np.zeros_like(src)
+    for number, value in enumerate(sorted(VALUES), start=1):  # Slicer numbers segments 1..N in order
+        expected[src == value] = number
+    np.testing.assert_array_equal(arr, expected)
+    assert len(names) == len(VALUES)
