@@ -8,7 +8,9 @@ wrapped only to count its calls.
 
 from __future__ import annotations
 
+import builtins
 import logging
+import random
 import shutil
 
 import numpy as np
@@ -58,7 +60,8 @@ def _count_reads(monkeypatch) -> list[tuple[str, bool]]:
     real = pydicom.dcmread
 
     def counted(path, *args, **kwargs):
-        calls.append((str(path), bool(kwargs.get("stop_before_pixels"))))
+        name = path.name if hasattr(path, "read") else path  # a path, or a file the scan opened
+        calls.append((str(name), bool(kwargs.get("stop_before_pixels"))))
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(pydicom, "dcmread", counted)  # the DICOM modules call pydicom.dcmread
@@ -77,6 +80,38 @@ def test_reader_scans_once_and_reads_each_file_once_more_for_its_pixels(series, 
     assert [h.SOPInstanceUID for h in volume.meta["dicom_headers"]] == \
         [pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in files]
     assert all("PixelData" not in h for h in volume.meta["dicom_headers"])
+
+
+def test_reader_opens_each_file_twice(series, monkeypatch):
+    """Once for the scan (preamble check and header from the same open), once for the pixels."""
+    opened: list[str] = []
+    real = builtins.open
+
+    def counted(file, *args, **kwargs):
+        if str(file).startswith(str(series)):
+            opened.append(str(file))
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counted)
+    read_volume(series)
+    files = sorted(str(p) for p in series.glob("*.dcm"))
+    assert sorted(opened) == sorted(files * 2)
+
+
+def test_stack_sorted_in_place_equals_the_named_order(series, tmp_path):
+    """Files named in a shuffled order: the in-place sort by position gives the same volume."""
+    files = sorted(series.glob("*.dcm"))
+    names = [f"X{k:04d}.dcm" for k in range(len(files))]
+    random.Random(7).shuffle(names)
+    shuffled = tmp_path / "shuffled"
+    shuffled.mkdir()
+    for path, name in zip(files, names):
+        shutil.copy(path, shuffled / name)
+    expected, got = read_volume(series), read_volume(shuffled)
+    assert got.array.dtype == np.float32
+    np.testing.assert_array_equal(got.array, expected.array)
+    np.testing.assert_array_equal(got.affine, expected.affine)
+    assert got.source == expected.source
 
 
 def test_writer_reads_no_source_file(series, sample_case, tmp_path, monkeypatch):

@@ -96,6 +96,28 @@ def _is_dicom_file(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+def _read_header(path: Path) -> pydicom.Dataset | None:
+    """The header (no pixel data) of a DICOM file, from one open; None without the DICOM preamble.
+
+    A file that carries the preamble but cannot be parsed is corrupt: InputError naming it.
+    """
+    try:
+        fh = open(path, "rb")  # closed below; a file that cannot be opened is not read (as before)
+    except OSError:
+        return None
+    with fh:
+        head = fh.read(132)
+        if len(head) != 132 or head[128:132] != b"DICM":
+            return None
+        fh.seek(0)
+        try:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError) as err:
+            raise InputError(f"the DICOM file {path} is corrupt or truncated ({err}); "
+                             "re-export the series from the PACS") from None
+    return ds
+
+
 def scan_folder(folder: str | Path) -> list[SeriesInfo]:
     """Group the DICOM files under ``folder`` (recursively) by series.
 
@@ -105,13 +127,9 @@ def scan_folder(folder: str | Path) -> list[SeriesInfo]:
     folder = Path(folder)
     series: dict[str, SeriesInfo] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if path.name == "DICOMDIR" or not _is_dicom_file(path):
+        ds = None if path.name == "DICOMDIR" else _read_header(path)
+        if ds is None:
             continue
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError) as err:
-            raise InputError(f"the DICOM file {path} is corrupt or truncated ({err}); "
-                             "re-export the series from the PACS") from None
         if "SOPClassUID" not in ds and "SeriesInstanceUID" not in ds:
             # pydicom parses garbage after a valid preamble into an empty data set.
             raise InputError(f"the DICOM file {path} is corrupt: its header holds no SOP class or series "
@@ -237,12 +255,45 @@ def source_record(info: SeriesInfo) -> dict:
     return record
 
 
+def _rescale_into(out: np.ndarray, pixels: np.ndarray, ds: pydicom.Dataset) -> None:
+    """``out[...] = pixels.astype(float32) * slope + intercept`` (float32 arithmetic), no temporaries."""
+    out[...] = pixels
+    out *= float(ds.get("RescaleSlope", 1) or 1)
+    out += float(ds.get("RescaleIntercept", 0) or 0)
+
+
+def _reorder_slices(volume: np.ndarray, order: np.ndarray) -> None:
+    """``volume[:] = volume[order]`` in place.
+
+    Each cycle of the permutation moves through one spare slice, so sorting the stack by
+    position needs no second full-size array.
+    """
+    done = np.zeros(len(order), bool)
+    spare = None
+    for start in range(len(order)):
+        if done[start] or int(order[start]) == start:
+            continue
+        if spare is None:
+            spare = np.empty_like(volume[0])
+        spare[...] = volume[start]
+        k = start
+        while True:
+            done[k] = True
+            j = int(order[k])
+            if j == start:
+                volume[k] = spare
+                break
+            volume[k] = volume[j]
+            k = j
+
+
 def read_series(info: SeriesInfo) -> tuple[StackImage, dict]:
     """Read one series into a 3-D image (LPS geometry), checking its integrity.
 
     The image is a :class:`lvp.io.dicom_decode.StackImage`: the float32 voxels in SimpleITK's
     (z, y, x) order with their geometry, which :func:`lvp.io.volume.canonical_volume` reads as it
-    reads a SimpleITK image.
+    reads a SimpleITK image. Each file's pixels are rescaled straight into that array as the file
+    is read, and the stack is sorted by position in place: the read holds one full-size array.
     """
     if info.modality and info.modality != "MR":
         raise InputError(f"series {info.uid} has modality {info.modality}; LVP reads MR images (T2-weighted)")
@@ -251,7 +302,8 @@ def read_series(info: SeriesInfo) -> tuple[StackImage, dict]:
         meta.update(source_record(info))
         return image, meta
     _check_declared_size(info)
-    slices = []
+    slices: list[tuple[Path, np.ndarray, np.ndarray, tuple[float, float], tuple[int, int]]] = []
+    volume: np.ndarray | None = None
     numbers: list[int | None] = []
     declared: set[int | None] = set()
     acquisitions: set[str] = set()
@@ -270,15 +322,18 @@ def read_series(info: SeriesInfo) -> tuple[StackImage, dict]:
         numbers.append(_int_or_none(ds.get("InstanceNumber")))
         declared.add(_int_or_none(ds.get("ImagesInAcquisition")))
         acquisitions.add(str(ds.get("AcquisitionNumber", "")))
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
-        # The stored values are kept (often 16-bit) and rescaled once, into the stack, below.
-        slices.append((path, iop, ipp, spacing, shape, (pixels, slope, intercept)))
-    if len(slices) < 2:
+        if volume is None:
+            volume = np.empty((len(info.files), *shape), np.float32)  # (slice, row, col) = ITK (z, y, x)
+        if pixels.shape == volume.shape[1:]:  # else a mixed series, refused below
+            _rescale_into(volume[len(slices)], pixels, ds)
+        identity = ds  # the study identity is taken from the last file, as before
+        del ds, pixels  # one file's pixels alive at a time
+        slices.append((path, iop, ipp, spacing, shape))
+    if len(slices) < 2 or volume is None:
         raise InputError(f"series {info.uid} has a single slice; LVP needs a 3-D series")
 
     ref_iop, _, ref_spacing, ref_shape = slices[0][1], slices[0][2], slices[0][3], slices[0][4]
-    for path, iop, _ipp, spacing, shape, _ in slices[1:]:
+    for path, iop, _ipp, spacing, shape in slices[1:]:
         same_grid = np.allclose(iop, ref_iop, atol=1e-3) and np.allclose(spacing, ref_spacing, rtol=1e-3)
         if shape != ref_shape or not same_grid:
             raise InputError(
@@ -307,13 +362,7 @@ def read_series(info: SeriesInfo) -> tuple[StackImage, dict]:
             f"and {slices[i + 1][0].name} where the slice step is {step:.2f} mm (truncated transfer?)"
         )
     warnings = _check_series_ends(info, numbers, declared, acquisitions)
-    volume = np.empty((len(slices), *ref_shape), np.float32)  # (slice, row, col) = ITK (z, y, x)
-    for k, (*_, (pixels, slope, intercept)) in enumerate(slices):
-        # As pixels.astype(float32) * slope + intercept (float32 arithmetic), without temporaries.
-        out = volume[k]
-        out[...] = pixels
-        out *= slope
-        out += intercept
+    _reorder_slices(volume, order)
     # DICOM PixelSpacing is (row spacing, column spacing) = (y, x).
     image = StackImage(volume, spacing=(ref_spacing[1], ref_spacing[0], step),
                        origin=tuple(float(v) for v in slices[0][2]),
@@ -321,5 +370,5 @@ def read_series(info: SeriesInfo) -> tuple[StackImage, dict]:
     from lvp.io.dicom_study import study_identity
 
     meta = {"series_uid": info.uid, "series_description": info.description, "files": len(slices),
-            "warnings": warnings, "study": study_identity(ds), **source_record(info)}
+            "warnings": warnings, "study": study_identity(identity), **source_record(info)}
     return image, meta
