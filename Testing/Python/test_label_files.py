@@ -259,3 +259,22 @@ def test_slicer_reads_the_streamed_seg_nrrd_of_a_reoriented_volume(tmp_path, k):
         expected[src == value] = number
     np.testing.assert_array_equal(arr, expected)
     assert len(names) == len(VALUES)
+
+
+@pytest.mark.parametrize("k", range(0, 24, 5))
+def test_boxes_searched_in_the_labelled_rows_equal_the_whole_search(k, monkeypatch):
+    """Large grids search bounding boxes only in the slices and rows that hold labels: same extents."""
+    import lvp.io.seg_nrrd as seg_nrrd
+
+    vol, labels = _volume(ORIENTATIONS[k], shape=(14, 16, 18))
+    labels[[0, -1]] = 0  # the labelled rows start and end inside the grid
+    labels[:, :2] = 0
+    labels[5, 3, 7] = 41
+    whole = segments_of_canonical(labels, vol.source)
+    monkeypatch.setattr(seg_nrrd, "_BOX_FIRST_VOXELS", 0)
+    assert segments_of_canonical(labels, vol.source) == whole
+    src = vol.to_source_array(labels)
+    for seg in whole:
+        z, y, x = np.nonzero(src == seg["label_value"])
+        assert seg["extent"] == (x.min(), x.max(), y.min(), y.max(), z.min(), z.max())
+    assert segments_of_canonical(np.zeros_like(labels), vol.source) == []
