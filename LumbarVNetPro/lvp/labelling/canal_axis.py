@@ -41,11 +41,19 @@ def _off_axis_mm(points: np.ndarray, axis, sp: np.ndarray) -> tuple[np.ndarray, 
     return (points[:, 0] - axis[0][si]) * sp[0], (points[:, 2] - axis[1][si]) * sp[2], beyond * sp[1]
 
 
-def _off_axis_of_indices(idx: tuple[np.ndarray, ...], axis,
-                         sp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_off_axis_mm` of integer grid indices (``np.nonzero`` of the pooled grid): the same
-    values (integers convert exactly), without a float copy of the points.
+def _near_line(mask: np.ndarray, axis, sp: np.ndarray, max_lr: float, max_anterior: float, max_posterior: float,
+               max_beyond: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``mask`` where a voxel lies near the canal line (:func:`_off_axis_mm` of its index within the
+    limits, mm), with the offsets as grids: LR by (axis 0, axis 1) and AP by (axis 1, axis 2).
+
+    The same offsets as :func:`_off_axis_mm` of the voxels' indices (integers convert exactly),
+    computed once per row and column rather than per voxel.
     """
-    i, j, k = idx  # j lies on the grid, so it is its own row of the line (no rounding or clipping)
-    beyond = np.maximum(axis[2][0] - j, 0) + np.maximum(j - axis[2][1], 0)
-    return (i - axis[0][j]) * sp[0], (k - axis[1][j]) * sp[2], beyond * sp[1]
+    n_lr, n_si, n_ap = mask.shape
+    rows = np.arange(n_si)
+    d_lr = (np.arange(n_lr)[:, None] - axis[0][None, :]) * sp[0]
+    d_ap = (np.arange(n_ap)[None, :] - axis[1][:, None]) * sp[2]
+    beyond = (np.maximum(axis[2][0] - rows, 0) + np.maximum(rows - axis[2][1], 0)) * sp[1]
+    lr_ok = np.abs(d_lr) <= max_lr
+    ap_ok = (d_ap >= -max_anterior) & (d_ap <= max_posterior) & (beyond <= max_beyond)[:, None]
+    return mask & lr_ok[:, :, None] & ap_ok[None, :, :], d_lr, d_ap

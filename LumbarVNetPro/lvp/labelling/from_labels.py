@@ -85,13 +85,12 @@ def labelling_from_labels(
         raise InputError(f"label map shape {labels.shape} differs from the image's {volume.shape}")
     values = check_label_values(labels)
     confidence = dict(confidence or {})
-    out = Labelling(labels=np.asarray(labels).astype(np.int16, copy=True))
+    out = Labelling(labels=np.asarray(labels).astype(np.uint8, copy=True))  # every value checked: all below 256
     if not any(v != CANAL_LABEL for v in values):
         out.warn("empty_segmentation", "The label map holds no vertebra or disc; no levels to measure.")
         return out
     out.crop = _bbox(labels > 0)
-    objs = ndimage.find_objects(out.labels.astype(np.int32, copy=False))
-    canal = out.labels == CANAL_LABEL
+    objs = ndimage.find_objects(out.labels)  # (uint8 directly: no full-size int32 copy)
     inferior = volume.affine[:3, 1] / np.linalg.norm(volume.affine[:3, 1])
 
     def conf(value: int) -> float:
@@ -107,7 +106,7 @@ def labelling_from_labels(
         centroid = volume.index_to_lps(np.argwhere(mask).mean(axis=0) + offset)
         if value in _VERTEBRA_NAMES or value == SACRUM_LABEL:
             sacrum = value == SACRUM_LABEL
-            depth = _body_depth(mask, canal[box], volume.spacing)
+            depth = _body_depth(mask, out.labels[box] == CANAL_LABEL, volume.spacing)
             out.vertebrae.append(
                 Instance("sacrum" if sacrum else _VERTEBRA_NAMES[value], value, centroid, voxels, conf(value),
                          "sacrum" if sacrum else "vertebra", body_depth_mm=depth)
@@ -125,7 +124,7 @@ def labelling_from_labels(
     out.vertebrae.sort(key=lambda i: _RANK[i.label])
     out.discs.sort(key=lambda i: _RANK[i.label])
     _check_order(out, by_rank, inferior)
-    out.facts = _numbering_facts(out, volume, inferior)
+    out.facts = _numbering_facts(out, volume, inferior, objs)
     finish_numbering(out)
     out.check_unique_names()
     return out
@@ -135,8 +134,10 @@ def labelling_from_labels(
 _SEPARATE_DISC_MM3 = 150.0
 
 
-def _numbering_facts(out: Labelling, volume: Volume, inferior: np.ndarray) -> dict:
-    """What the numbering check of a label map rests on (see the module docstring)."""
+def _numbering_facts(out: Labelling, volume: Volume, inferior: np.ndarray, objs: list) -> dict:
+    """What the numbering check of a label map rests on (see the module docstring); ``objs`` are
+    the values' boxes (``ndimage.find_objects`` of the map).
+    """
     reasons: list[str] = []
     sacrum = out.vertebra("sacrum")
     facts: dict = {"sacrum_class": True, "anchor": None, "reasons": reasons}
@@ -158,7 +159,7 @@ def _numbering_facts(out: Labelling, volume: Volume, inferior: np.ndarray) -> di
                        "the numbering on a whole-spine localiser.")
     voxel_mm3 = float(np.prod(volume.spacing))
     for d in out.discs:
-        pieces, n = ndimage.label(out.labels == d.label)
+        pieces, n = ndimage.label(out.labels[objs[d.label - 1]] == d.label)  # (every piece lies in the box)
         if n > 1:
             sizes = np.sort(np.bincount(pieces.ravel())[1:])[::-1] * voxel_mm3
             if sizes[1] >= _SEPARATE_DISC_MM3:

@@ -6,14 +6,13 @@ import numpy as np
 from scipy import ndimage
 
 from lvp.io.volume import Volume
-from lvp.labelling.canal_axis import _off_axis_of_indices, _spine_axis
+from lvp.labelling.canal_axis import _near_line, _spine_axis
 from lvp.labelling.counting import _check_transitional, _disc_name, _is_sacrum, _vertebra_names
 from lvp.labelling.disc_gaps import _drop_stray_end_discs, _with_missing_discs
 from lvp.labelling.discs import _check_merged_discs, _disc_instances
 from lvp.labelling.grid import (
     _bbox,
     _components_in_box,
-    _local,
     _one_blas_thread,
     _pool_bits,
     _relative,
@@ -115,17 +114,16 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
 
     # Bone on the spine: near the canal's centre line (the rest is not vertebra).
     vert_c = (bits_c & (1 << VERTEBRA)) > 0
-    vidx = np.nonzero(vert_c)
-    on_spine = np.ones(len(vidx[0]), bool)
-    if axis is not None and len(vidx[0]):
-        d_lr, d_ap, d_si = _off_axis_of_indices(vidx, axis, sp_c)
-        on_spine = (np.abs(d_lr) <= BONE_MAX_LR_MM) & (d_ap >= -BONE_MAX_ANTERIOR_MM) & (d_ap <= BONE_MAX_POSTERIOR_MM)
-        on_spine &= d_si <= BONE_BEYOND_CANAL_MM
-    vidx = tuple(x[on_spine] for x in vidx)
-    # The body: bone in front of the canal's centre and within a body's half-width of its line in
-    # LR (bone farther to the side, ala or ilium the network called vertebra, would pull the centre).
-    in_front = ((d_ap[on_spine] < -BODY_BEHIND_CANAL_CENTRE_MM) & (np.abs(d_lr[on_spine]) <= VERTEBRA_CORE_LR_MM)
-                if axis is not None and len(on_spine) else None)
+    spine_c, in_front, d_lr = vert_c, None, None  # spine_c: the bone points kept, as a mask
+    if axis is not None:
+        spine_c, lr_grid, ap_grid = _near_line(vert_c, axis, sp_c, BONE_MAX_LR_MM, BONE_MAX_ANTERIOR_MM,
+                                               BONE_MAX_POSTERIOR_MM, BONE_BEYOND_CANAL_MM)
+    vidx = np.nonzero(spine_c)
+    if axis is not None:
+        d_lr, d_ap = lr_grid[vidx[0], vidx[1]], ap_grid[vidx[1], vidx[2]]
+        # The body: bone in front of the canal's centre and within a body's half-width of its line in
+        # LR (bone farther to the side, ala or ilium the network called vertebra, would pull the centre).
+        in_front = (d_ap < -BODY_BEHIND_CANAL_CENTRE_MM) & (np.abs(d_lr) <= VERTEBRA_CORE_LR_MM)
     pts = np.stack(vidx, axis=1).astype(np.float32) @ sub_c[:3, :3].T.astype(np.float32)
     pts += sub_c[:3, 3].astype(np.float32)
 
@@ -211,25 +209,27 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
             below[band] = _below_disc(pts[band], plane, inferior) > 0
             labels_c += below
     else:
-        comp, _, comp_box = _components_in_box(vert_c)
-        labels_c = comp[_local(vidx, comp_box)] if comp_box is not None else np.zeros(0, np.int32)
+        comp, _, comp_box = _components_in_box(vert_c)  # (spine_c lies in vert_c's box; same point order)
+        labels_c = comp[spine_c[comp_box]] if comp_box is not None else np.zeros(0, np.int32)
+    labels_c = labels_c.astype(np.intp)  # (bincount's index type: cast once)
     n_ids = int(labels_c.max(initial=0))
     # The id map on the box of the bone points (pooled grid), and the ids' boxes.
     vbox = tuple(slice(int(x.min()), int(x.max()) + 1) for x in vidx) if len(vidx[0]) else None
     vid_c = np.zeros(tuple(b.stop - b.start for b in vbox) if vbox else (0, 0, 0), np.int32)
     if vbox is not None:
-        vid_c[_local(vidx, vbox)] = labels_c
+        vid_c[spine_c[vbox]] = labels_c  # (a mask assigns in the order np.nonzero lists the points)
     counts = np.bincount(labels_c, minlength=n_ids + 1) * int(np.prod(f))
     sizes = counts * voxel_mm3
     keep = (np.flatnonzero(sizes[1:] >= MIN_VERTEBRA_MM3) + 1).tolist()
     if axis is not None and keep:
-        keep, n_lateral = _on_axis_ids(keep, labels_c, d_lr[on_spine], n_ids, sp_c)
+        keep, n_lateral = _on_axis_ids(keep, labels_c, d_lr, n_ids, sp_c)
         if n_lateral:
             out.facts["lateral_bone_dropped"] = n_lateral
             out.warn("lateral_bone_ignored",
                      f"{n_lateral} vertebra-class structure(s) beside the spine (no vertebral body on the canal's "
                      "centre line: sacral ala, ilium) were not counted as vertebrae.")
-    sums = np.stack([np.bincount(labels_c, weights=vidx[j], minlength=n_ids + 1) for j in range(3)], 1)
+    coords = [x.astype(np.float64) for x in vidx]  # bincount's weight type (exact integer sums either way)
+    sums = np.stack([np.bincount(labels_c, weights=coords[j], minlength=n_ids + 1) for j in range(3)], 1)
     vcenters_all = {i: (sums[i] / max(counts[i] // np.prod(f), 1)) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep}
     keep.sort(key=lambda i: float(vcenters_all[i] @ inferior))
     objs_c = ndimage.find_objects(vid_c) if vbox is not None else []  # boxes of vid_c (the bone points' box)
@@ -239,7 +239,7 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
     if in_front is not None and in_front.any():
         lb = labels_c[in_front]
         nb = np.bincount(lb, minlength=n_ids + 1)
-        sb = np.stack([np.bincount(lb, weights=vidx[j][in_front], minlength=n_ids + 1) for j in range(3)], 1)
+        sb = np.stack([np.bincount(lb, weights=coords[j][in_front], minlength=n_ids + 1) for j in range(3)], 1)
         body_centers = {i: (sb[i] / nb[i]) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep if nb[i] > 0}
 
     # 3. Sacrum: the sacrum class below the lowest disc; without it, the bone below the lowest
