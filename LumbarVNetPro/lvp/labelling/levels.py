@@ -73,7 +73,7 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
     # uint8: every TotalSpineSeg value is below 256 (half the bytes of int16 on a full field of view;
     # np.zeros leaves the pages outside the crop untouched).
     out = Labelling(labels=np.zeros(semantic.shape, np.uint8))
-    out.facts = {"sacrum_class": bool((semantic == SACRUM).any()) if sacrum_class is None else bool(sacrum_class),
+    out.facts = {"sacrum_class": bool(sacrum_class),  # None: whether the crop holds the class (below)
                  "anchor": None, "remnants": 0, "rudimentary_lowest": False, "bone_above_sacrum": False,
                  "fov_below_mm": None, "renumbered": False}
     # Unsigned classes are their own foreground mask (no full-size "semantic > 0" array).
@@ -86,6 +86,8 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
     del foreground
     out.crop = crop
     sem = semantic[crop]
+    if sacrum_class is None:  # every class voxel lies in the crop
+        out.facts["sacrum_class"] = bool((sem == SACRUM).any())
     offset = np.array([c.start for c in crop], float)
     sub = volume.affine.copy()
     sub[:3, 3] = volume.index_to_lps(offset)
@@ -124,6 +126,7 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
         # The body: bone in front of the canal's centre and within a body's half-width of its line in
         # LR (bone farther to the side, ala or ilium the network called vertebra, would pull the centre).
         in_front = (d_ap < -BODY_BEHIND_CANAL_CENTRE_MM) & (np.abs(d_lr) <= VERTEBRA_CORE_LR_MM)
+        del d_ap, lr_grid, ap_grid
     pts = np.stack(vidx, axis=1).astype(np.float32) @ sub_c[:3, :3].T.astype(np.float32)
     pts += sub_c[:3, 3].astype(np.float32)
 
@@ -241,6 +244,7 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
         nb = np.bincount(lb, minlength=n_ids + 1)
         sb = np.stack([np.bincount(lb, weights=coords[j][in_front], minlength=n_ids + 1) for j in range(3)], 1)
         body_centers = {i: (sb[i] / nb[i]) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep if nb[i] > 0}
+    del coords, in_front
 
     # 3. Sacrum: the sacrum class below the lowest disc; without it, the bone below the lowest
     # disc, long along the spine or reaching the FOV bottom.
