@@ -59,17 +59,27 @@ def main(argv: list[str] | None = None) -> int:
     }
     input_names = {"per-case": logic_module.INPUT_NAME, "worker": logic_module.INPUT_NAME, "before": "input.nii.gz"}
     times: dict[str, list[float]] = {name: [] for name in logics}
+    splits: dict[str, list[tuple]] = {name: [] for name in logics}  # start, child, load
     with tempfile.TemporaryDirectory(prefix="lvp-bench-worker-") as tmp:
 
         def run(name: str, index: int) -> float:
             lvpscene.remove_volume_results(scene, volume)  # the previous result: not timed (another case's)
             logic_module.INPUT_NAME = input_names[name]
+            logic = logics[name]
+            # CaseLogic.process, step by step (same calls) to split the time.
             t0 = time.perf_counter()
-            nodes = logics[name].process(volume, Path(tmp) / f"{name}-{index}", device="cpu")
-            seconds = time.perf_counter() - t0
+            job = logic.startInference(volume, Path(tmp) / f"{name}-{index}", "cpu")
+            t1 = time.perf_counter()
+            job.running.wait()
+            t2 = time.perf_counter()
+            logic.finishInference(job)
+            nodes = logic.loadResult(job.outputDir, volume)
+            t3 = time.perf_counter()
             if nodes.segmentation is None:
                 raise SystemExit(f"{name}: no segmentation loaded")
-            return seconds
+            if index:  # the first cases are reported apart
+                splits[name].append((t1 - t0, t2 - t1, t3 - t2))
+            return t3 - t0
 
         try:
             first_worker = run("worker", 0)  # includes the worker's start (interpreter, imports, model)
@@ -90,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         "median_s": {name: round(statistics.median(v), 3) for name, v in times.items()},
         "best_s": {name: round(min(v), 3) for name, v in times.items()},
         "all_s": {name: [round(t, 3) for t in v] for name, v in times.items()},
+        # Medians of: writing the input copy + model check + start; the child's case; report + scene import.
+        "split_median_s": {
+            name: dict(zip(("start", "child", "load"), (round(statistics.median(x), 3) for x in zip(*v))))
+            for name, v in splits.items()
+        },
         "worker_pid_reused": worker_pid,
         "loadavg_start": [round(x, 2) for x in load_start],
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
@@ -101,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
           f"  ({med['per-case'] / med['worker']:.2f}x faster)")
     print(f"  before (per-case process, gzip input copy): median {med['before']:.3f} s  "
           f"best {figures['best_s']['before']:.3f} s  ({med['before'] / med['worker']:.2f}x the worker's)")
+    for name, split in figures["split_median_s"].items():
+        print(f"  {name}: start {split['start']:.3f} s, child {split['child']:.3f} s, "
+              f"load {split['load']:.3f} s (medians)")
     print(f"  first case: worker incl. its start {first_worker:.3f} s (ready after {figures['worker_ready_s']} s), "
           f"per-case {first_per_case:.3f} s")
     print(f"  load average: start {figures['loadavg_start']}, end {figures['loadavg_end']}")
