@@ -37,7 +37,7 @@ from lvp.labelling.thresholds import (
     VERTEBRA_CORE_LR_MM,
 )
 from lvp.labelling.types import Instance, Labelling
-from lvp.labelling.vertebrae import _below_disc, _body_depth, _on_axis_ids
+from lvp.labelling.vertebrae import _below_disc, _body_depth, _index_sums, _on_axis_ids
 from lvp.labels import (
     CANAL,
     CANAL_LABEL,
@@ -231,8 +231,7 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
             out.warn("lateral_bone_ignored",
                      f"{n_lateral} vertebra-class structure(s) beside the spine (no vertebral body on the canal's "
                      "centre line: sacral ala, ilium) were not counted as vertebrae.")
-    coords = [x.astype(np.float64) for x in vidx]  # bincount's weight type (exact integer sums either way)
-    sums = np.stack([np.bincount(labels_c, weights=coords[j], minlength=n_ids + 1) for j in range(3)], 1)
+    sums, sb, nb = _index_sums(labels_c, vidx, n_ids, in_front)
     vcenters_all = {i: (sums[i] / max(counts[i] // np.prod(f), 1)) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep}
     keep.sort(key=lambda i: float(vcenters_all[i] @ inferior))
     objs_c = ndimage.find_objects(vid_c) if vbox is not None else []  # boxes of vid_c (the bone points' box)
@@ -240,11 +239,8 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
     vcenters = [vcenters_all[i] for i in keep]
     body_centers: dict[int, np.ndarray] = {}
     if in_front is not None and in_front.any():
-        lb = labels_c[in_front]
-        nb = np.bincount(lb, minlength=n_ids + 1)
-        sb = np.stack([np.bincount(lb, weights=coords[j][in_front], minlength=n_ids + 1) for j in range(3)], 1)
         body_centers = {i: (sb[i] / nb[i]) @ sub_c[:3, :3].T + sub_c[:3, 3] for i in keep if nb[i] > 0}
-    del coords, in_front
+    del in_front
 
     # 3. Sacrum: the sacrum class below the lowest disc; without it, the bone below the lowest
     # disc, long along the spine or reaching the FOV bottom.
@@ -336,11 +332,11 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
         kind = "sacrum" if name == "sacrum" else "vertebra"
         out.vertebrae.append(Instance(name, int(vlut[i]), c, int(m.sum()), round(conf, 3), kind, body_depth_mm=depth,
                                       body_centroid_lps=body_centers.get(i)))
+        np.copyto(labels[box], vlut[i], where=m)  # (bone of no kept id, or off the spine, keeps 0)
     for i in s1_ids:
-        vlut[i] = SACRUM_LABEL
-    if vbox is not None:  # bone outside the points' box keeps 0 (it is not on the spine)
-        region = _scaled_box(vbox, f, sem.shape)
-        np.copyto(labels[region], _unpool(vlut[vid_c], f, sem[region].shape), where=sem[region] == VERTEBRA)
+        box = objs[i - 1]
+        np.copyto(labels[box], SACRUM_LABEL, where=_unpool(vid_c[objs_c[i - 1]] == i, f, labels[box].shape)
+                  & (sem[box] == VERTEBRA))
     if out.facts["anchor"] == "sacrum_class":
         # The box of the sacrum component and of the S1 bone already written as sacrum.
         sac_region = _union_box([_scaled_box(sac_c[0], f, sem.shape), *(objs[i - 1] for i in s1_ids)])

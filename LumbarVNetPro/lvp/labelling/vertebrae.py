@@ -68,3 +68,33 @@ def _on_axis_ids(keep: list[int], labels_c: np.ndarray, d_lr: np.ndarray, n_ids:
     core_mm3 = central * float(np.prod(sp_c))
     on_axis = [i for i in keep if abs(mean_lr[i]) <= VERTEBRA_MAX_MEAN_LR_MM and core_mm3[i] >= MIN_VERTEBRA_MM3]
     return on_axis, len(keep) - len(on_axis)
+
+
+def _index_sums(ids: np.ndarray, idx: tuple[np.ndarray, ...], n_ids: int, flag: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Per id (0..``n_ids``) of points with grid indices ``idx``: the sums of their indices
+    (``(n_ids + 1, 3)``), and the sums and count of those where ``flag`` is set (None without it).
+
+    Exact integer sums from one histogram of (id, index, flag) per axis: the same floats as
+    ``np.bincount(ids, weights=idx[j])`` gives (its float sums of integers are exact too), with
+    no weighted bincount (slow) and no gathered copies for the flagged points.
+    """
+    n = n_ids + 1
+    sums = np.zeros((n, 3))
+    flagged = np.zeros((n, 3)) if flag is not None else None
+    count = np.zeros(n, np.int64) if flag is not None else None
+    if ids.size == 0:
+        return sums, flagged, count
+    for j, x in enumerate(idx):
+        lo, hi = int(x.min()), int(x.max())
+        width = hi - lo + 1
+        key = ids * width + (x - lo)
+        if flag is not None:
+            key = key * 2 + flag
+        hist = np.bincount(key, minlength=n * width * (1 if flag is None else 2)).reshape(n, width, -1)
+        at = np.arange(lo, hi + 1, dtype=np.int64)
+        sums[:, j] = hist.sum(axis=2) @ at
+        if flag is not None:
+            flagged[:, j] = hist[:, :, 1] @ at
+            count = hist[:, :, 1].sum(axis=1)
+    return sums, flagged, count
