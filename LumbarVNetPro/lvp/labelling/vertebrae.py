@@ -20,9 +20,10 @@ def _below_disc(pts: np.ndarray, plane: DiscPlane, inferior: np.ndarray) -> np.n
     vc = w @ v
     half = np.float32(plane.extent_v_mm / 2)
     vcl = np.clip(vc, -half, half)
-    inside = w @ plane.normal_lps.astype(np.float32)
-    outside = (w - vcl[:, None] * v) @ inferior.astype(np.float32)
-    return np.where(vc == vcl, inside, outside)
+    out = w @ plane.normal_lps.astype(np.float32)  # inside the extent
+    beyond = vc != vcl  # (a product per row: the rows beyond give the values they gave among all rows)
+    out[beyond] = (w[beyond] - vcl[beyond, None] * v) @ inferior.astype(np.float32)
+    return out
 
 
 def _body_depth(vert: np.ndarray, canal: np.ndarray, spacing: tuple[float, float, float]) -> float:
@@ -64,7 +65,8 @@ def _on_axis_ids(keep: list[int], labels_c: np.ndarray, d_lr: np.ndarray, n_ids:
     """
     n = np.bincount(labels_c, minlength=n_ids + 1).astype(float)
     mean_lr = np.bincount(labels_c, weights=d_lr, minlength=n_ids + 1) / np.maximum(n, 1)
-    central = np.bincount(labels_c[np.abs(d_lr) <= VERTEBRA_CORE_LR_MM], minlength=n_ids + 1)
+    # Per id, the points within the core (one histogram of (id, in the core): no gathered copy).
+    central = np.bincount(labels_c * 2 + (np.abs(d_lr) <= VERTEBRA_CORE_LR_MM), minlength=2 * n_ids + 2)[1::2]
     core_mm3 = central * float(np.prod(sp_c))
     on_axis = [i for i in keep if abs(mean_lr[i]) <= VERTEBRA_MAX_MEAN_LR_MM and core_mm3[i] >= MIN_VERTEBRA_MM3]
     return on_axis, len(keep) - len(on_axis)
