@@ -27,6 +27,8 @@ from lvp.labelling.grid import (
     _unpool,
     _write_class,
 )
+from lvp.labelling.vertebrae import _below_disc, _index_sums
+from lvp.planes import DiscPlane, in_plane_axes
 from lvp.validation.phantom import make_phantom
 
 FACTORS = [(1, 2, 2), (2, 2, 2), (1, 1, 2), (2, 1, 1), (1, 2, 1), (3, 1, 2), (1, 1, 1)]
@@ -126,6 +128,42 @@ def test_disc_sizes_and_boxes_are_those_of_the_final_map():
         full[out.box] = out.comp
         assert np.array_equal(out.sizes[1:], np.bincount(full.ravel(), minlength=out.sizes.size)[1:])
         assert out.objects == ndimage.find_objects(full)
+
+
+def test_index_sums_equal_weighted_bincounts():
+    rng = np.random.default_rng(6)
+    for n_pts in (0, 1, 500, 20000):
+        n_ids = int(rng.integers(0, 40))
+        ids = rng.integers(0, n_ids + 1, n_pts).astype(np.intp)
+        idx = tuple(rng.integers(lo, lo + w, n_pts) for lo, w in ((0, 30), (100, 600), (7, 300)))
+        flag = rng.random(n_pts) < 0.3
+        sums, flagged, count = _index_sums(ids, idx, n_ids, flag)
+        want = np.stack([np.bincount(ids, weights=x, minlength=n_ids + 1) for x in idx], 1)
+        want_f = np.stack([np.bincount(ids[flag], weights=x[flag], minlength=n_ids + 1) for x in idx], 1)
+        assert np.array_equal(sums, want) and np.array_equal(flagged, want_f)
+        assert np.array_equal(count, np.bincount(ids[flag], minlength=n_ids + 1))
+        assert _index_sums(ids, idx, n_ids, None)[1] is None
+
+
+def test_distance_below_a_bent_disc_equals_the_formula_on_every_row():
+    """Computing the outer distance only for points beyond the disc's extent gives, to the bit,
+    what computing it for every point and choosing did."""
+    rng = np.random.default_rng(7)
+    inferior = np.array([0.0, 0.0, -1.0])
+    for _ in range(10):
+        normal = inferior + rng.normal(0, 0.3, 3)
+        normal /= np.linalg.norm(normal)
+        u, v = in_plane_axes(normal)
+        plane = DiscPlane(rng.normal(0, 20, 3), normal, u, v, 40.0, float(rng.uniform(20, 50)), 8.0)
+        pts = rng.normal(0, 40, (5000, 3)).astype(np.float32)
+        w = pts - plane.center_lps.astype(np.float32)
+        v32 = plane.axis_v_lps.astype(np.float32)
+        vc = w @ v32
+        half = np.float32(plane.extent_v_mm / 2)
+        vcl = np.clip(vc, -half, half)
+        want = np.where(vc == vcl, w @ plane.normal_lps.astype(np.float32),
+                        (w - vcl[:, None] * v32) @ inferior.astype(np.float32))
+        assert np.array_equal(_below_disc(pts, plane, inferior), want)
 
 
 def test_label_map_is_uint8_and_holds_only_the_crop():
