@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
+import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from lvp import __version__
 from lvp.errors import LVPError
 
 log = logging.getLogger("lvp")
+
+# Commands whose process ends without the interpreter's teardown once main() has returned
+# (exit_now): everything they write is closed and in place by then.
+FAST_EXIT_COMMANDS = frozenset({"infer"})
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -78,6 +85,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lvp {args.command}: interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` after what ``sys.exit`` does that matters, skipping the rest.
+
+    Tearing down an interpreter that imported numpy, scipy, SimpleITK and ONNX Runtime (≈ 600
+    modules, every object freed one by one) takes ≈ 0.08 s on two cores: a tenth of a one-case
+    ``lvp infer`` process, after its result is complete. Kept from ``sys.exit``: non-daemon
+    threads are joined, atexit handlers run (``lvp infer`` registers only logging's; a test pins
+    that), stdout and stderr are flushed. Skipped: freeing memory and modules, which the operating
+    system does at once. Where the flush fails (a closed pipe) the normal exit reports it.
+    """
+    import atexit
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # the handlers sys.exit would run (logging.shutdown flushes log handlers)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,10 @@
-"""Start-up of a one-case ``lvp infer`` process: what it imports, and the background import thread.
+"""Start-up and exit of a one-case ``lvp infer`` process: imports, the background import thread, exit.
 
 Speed itself is printed by benchmarks/bench_infer.py; these tests pin the mechanisms: the command
 line imports only the command it runs, a case imports no module it does not use (PyYAML,
-DICOMweb, the other commands), and the modules a case needs after the network are imported in a
-thread that is always joined and whose failures never break a case.
+DICOMweb, the other commands), the modules a case needs after the network are imported in a
+thread that is always joined and whose failures never break a case, and ``python -m lvp infer``
+ends without the interpreter's teardown but after everything ``sys.exit`` does that matters.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 
 import pytest
 
-from lvp.cli import build_parser, command_word, main
+from lvp.cli import FAST_EXIT_COMMANDS, build_parser, command_word, main
 from lvp.commands.infer import CASE_MODULES, start_preload
 
 ALL_COMMANDS = {"check", "demo", "evaluate", "export", "infer", "serve", "study", "train", "validate"}
@@ -165,3 +166,72 @@ def test_case_failing_early_still_joins_the_preload(tmp_path):
     """)
     assert found == {"code": 2, "threads": []}
     assert not (tmp_path / "out").exists()
+
+
+def test_exit_now_joins_threads_runs_atexit_flushes_and_keeps_the_code(tmp_path):
+    """exit_now ends the process only after non-daemon threads, atexit handlers and the output buffers."""
+    marker_thread, marker_atexit = tmp_path / "thread", tmp_path / "atexit"
+    code = textwrap.dedent(f"""
+        import atexit, pathlib, sys, threading, time
+        from lvp.cli import exit_now
+
+        def late():
+            time.sleep(0.3)
+            pathlib.Path({str(marker_thread)!r}).write_text("joined")
+
+        threading.Thread(target=late).start()
+        atexit.register(lambda: pathlib.Path({str(marker_atexit)!r}).write_text("ran"))
+        sys.stdout.write("no newline, still buffered")
+        sys.stderr.write("error text")
+        exit_now(3)
+        print("never")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert proc.stdout == "no newline, still buffered"
+    assert proc.stderr == "error text"
+    assert marker_thread.read_text() == "joined"
+    assert marker_atexit.read_text() == "ran"
+
+
+def test_python_m_lvp_infer_exits_fast_with_every_line_and_file(tmp_path, sample_case):
+    """The Slicer module's way: progress lines, the summary on stderr and the result all arrive."""
+    assert "infer" in FAST_EXIT_COMMANDS
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "lvp", "infer", str(sample_case), "-o", str(out), "--device", "cpu",
+                           "--progress-json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert events[0]["event"] == "start" and events[-1] == {"event": "done", "complete": 1, "partial": 0,
+                                                            "failed": 0, "exit_code": 0}
+    assert f"-> {out}" in proc.stderr and "numbering:" in proc.stderr
+    assert json.loads((out / "report.json").read_text())["status"] == "complete"
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"not an image")
+    proc = subprocess.run([sys.executable, "-m", "lvp", "infer", str(bad), "-o", str(tmp_path / "bad_out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "lvp infer: error:" in proc.stderr
+
+
+def test_a_case_registers_no_exit_handler_but_loggings(tmp_path, sample_case):
+    """What exit_now skips is teardown only: a fresh infer process registers no atexit work but
+    logging.shutdown (which exit_now runs anyway), and no finalizer or non-daemon thread is left."""
+    found = _python(f"""
+        import atexit, json, threading, weakref
+        registered = []
+        register = atexit.register
+
+        def record(func, *args, **kwargs):
+            registered.append(f"{{func.__module__}}.{{func.__qualname__}}")
+            return register(func, *args, **kwargs)
+
+        atexit.register = record
+        from lvp.cli import main
+        code = main(["infer", {str(sample_case)!r}, "-o", {str(tmp_path / "out")!r}, "--device", "cpu", "-q"])
+        print(json.dumps({{"code": code, "registered": registered, "finalizers": len(weakref.finalize._registry),
+                          "threads": [t.name for t in threading.enumerate() if not t.daemon
+                                      and t is not threading.main_thread()]}}))
+    """)
+    assert found["code"] == 0
+    assert set(found["registered"]) <= {"logging.shutdown"}
+    assert found["finalizers"] == 0 and found["threads"] == []
