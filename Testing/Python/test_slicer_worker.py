@@ -84,15 +84,24 @@ def _start(widget, volume, out: Path) -> None:
     widget.ui.applyButton.click()
 
 
-def _run(slicer, widget, volume, out: Path) -> None:
+def _run(slicer, widget, volume, out: Path) -> list[tuple[str, int]]:
+    """Run analysis until the panel is idle; returns the (status text, progress %) it showed."""
     _start(widget, volume, out)
-    wait_idle(slicer, widget, TIMEOUT_S)
+    shown = []
+    deadline = time.monotonic() + TIMEOUT_S
+    while widget.workplace.running or widget.pollTimer.isActive():
+        slicer.app.processEvents()
+        shown.append((widget.ui.statusLabel.text, widget.ui.progressBar.value))
+        assert time.monotonic() < deadline, "the panel's job did not finish in time"
+        time.sleep(0.01)
+    return shown
 
 
 def test_panel_reuses_one_worker_cancel_ends_it_a_bad_input_keeps_it_cleanup_ends_it(
     widget, slicer_app, tmp_path, caplog
 ):
     from LumbarVNetProLib import scene as lvpscene
+    from LumbarVNetProLib.process import STAGE_LABELS
     from LumbarVNetProLib.worker import WorkerJob, WorkerRunner
 
     slicer = slicer_app
@@ -101,7 +110,9 @@ def test_panel_reuses_one_worker_cancel_ends_it_a_bad_input_keeps_it_cleanup_end
     first, second = slicer.util.loadVolume(str(SAMPLE)), slicer.util.loadVolume(str(SAMPLE))
 
     # Two runs, one worker: both results are loaded, each under its own volume.
-    _run(slicer, widget, first, tmp_path / "first")
+    shown = _run(slicer, widget, first, tmp_path / "first")
+    # The progress lines inside the worker's job frame reach the panel as a one-case child's did.
+    assert {text for text, _ in shown} & set(STAGE_LABELS.values()) and max(p for _, p in shown) > 0
     pid = runner.worker.pid
     _run(slicer, widget, second, tmp_path / "second")
     assert runner.worker.pid == pid and runner.workerPids == [pid] and _alive(pid)
