@@ -52,6 +52,18 @@ def _bbox(mask: np.ndarray, margin: int = 2) -> tuple[slice, ...]:
     return tuple(slice(max(int(x[0]) - margin, 0), int(x[-1]) + margin + 1) for x in idx)
 
 
+def _foreground_box(classes: np.ndarray, margin: int = 2) -> tuple[slice, ...] | None:
+    """:func:`_bbox` of the non-zero voxels of an unsigned (or bool) class map, None when it has
+    none: two max-reductions of the map itself (no full-size mask, no third pass to test for any).
+    """
+    m0 = classes.max(axis=0)
+    if not m0.any():
+        return None
+    idx = [np.flatnonzero(classes.reshape(classes.shape[0], -1).max(axis=1)), np.flatnonzero(m0.any(axis=1)),
+           np.flatnonzero(m0.any(axis=0))]
+    return tuple(slice(max(int(x[0]) - margin, 0), int(x[-1]) + margin + 1) for x in idx)
+
+
 def _box_or_none(mask: np.ndarray) -> tuple[slice, ...] | None:
     """The tight bounding box of ``mask``'s non-zero voxels, or None when it has none."""
     if not mask.any():
@@ -91,6 +103,13 @@ def _relative(box: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, 
 def _local(idx: tuple[np.ndarray, ...], box: tuple[slice, ...]) -> tuple[np.ndarray, ...]:
     """Index arrays of the whole grid as indices of its ``box``."""
     return tuple(x - b.start for x, b in zip(idx, box))
+
+
+def _masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``values[mask]`` (the same elements in the same order) for a same-shaped 3-D mask: as 1-D
+    arrays, several times faster than numpy's 3-D boolean indexing.
+    """
+    return np.compress(np.ravel(mask), np.ravel(values))
 
 
 def _objects(comp: np.ndarray, origin: tuple[slice, ...]) -> list[tuple[slice, ...] | None]:

@@ -11,8 +11,9 @@ from lvp.labelling.counting import _check_transitional, _disc_name, _is_sacrum, 
 from lvp.labelling.disc_gaps import _drop_stray_end_discs, _with_missing_discs
 from lvp.labelling.discs import _check_merged_discs, _disc_instances
 from lvp.labelling.grid import (
-    _bbox,
     _components_in_box,
+    _foreground_box,
+    _masked,
     _one_blas_thread,
     _pool_bits,
     _relative,
@@ -77,13 +78,11 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
                  "anchor": None, "remnants": 0, "rudimentary_lowest": False, "bone_above_sacrum": False,
                  "fov_below_mm": None, "renumbered": False}
     # Unsigned classes are their own foreground mask (no full-size "semantic > 0" array).
-    foreground = semantic if semantic.dtype.kind in "bu" else semantic > 0
-    if not foreground.any():
+    crop = _foreground_box(semantic if semantic.dtype.kind in "bu" else semantic > 0)
+    if crop is None:
         out.warn("empty_segmentation", "No spine structure was segmented; no levels were labelled.")
         out.numbering = assess_numbering(out)
         return out
-    crop = _bbox(foreground)
-    del foreground
     out.crop = crop
     sem = semantic[crop]
     if sacrum_class is None:  # every class voxel lies in the crop
@@ -312,7 +311,7 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
         """Mean probability over ``mask``, a mask of the crop's ``box`` (read for that box only:
         the same values in the same order as from the whole crop).
         """
-        return float(np.clip(probability[_shift(box, crop)][mask].mean(), 0.0, 1.0))
+        return float(np.clip(_masked(probability[_shift(box, crop)], mask).mean(), 0.0, 1.0))
 
     # Confidence per vertebra: lower at the FOV edge (partial) and with an unsure network.
     vlut = np.zeros(n_ids + 1, np.uint8)
@@ -343,7 +342,7 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
         out.vertebrae.append(_sacrum_instance(sem, labels, sac_c, f, sub, sac_region,
                                               mean_prob if probability is not None else None))
     for i, _ in remnants:
-        labels[disc_objs[i - 1]][disc_mask(i)] = SACRUM_LABEL
+        np.copyto(labels[disc_objs[i - 1]], SACRUM_LABEL, where=disc_mask(i))
     if any(v.label == 0 for v in out.vertebrae):
         out.warn("levels_above_t11", "Vertebrae above T11 are listed but not labelled (no output value).")
 
@@ -366,7 +365,7 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
         conf = base_conf * (0.9 if not between else 1.0)
         if probability is not None:
             conf *= mean_prob(box, mask)
-        labels[box][mask] = label
+        np.copyto(labels[box], label, where=mask)
         out.discs.insert(
             0, Instance(name, label, plane.center_lps, int(mask.sum()), round(conf, 3), "disc", plane=plane)
         )

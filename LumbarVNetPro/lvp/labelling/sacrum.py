@@ -107,7 +107,7 @@ def _sacrum_instance(sem: np.ndarray, labels: np.ndarray, sac_c: tuple[tuple[sli
     sbox = _scaled_box(sac_c[0], f, sem.shape)
     mask = labels[region] == SACRUM_LABEL
     mask[_relative(sbox, region)] |= _unpool(sac_c[1], f, sem[sbox].shape) & (sem[sbox] == SACRUM)
-    labels[region][mask] = SACRUM_LABEL
+    np.copyto(labels[region], SACRUM_LABEL, where=mask)
     idx = np.argwhere(mask) + np.array([r.start for r in region])
     centre = idx.mean(axis=0) @ sub[:3, :3].T + sub[:3, 3]
     conf = 0.95 * (mean_prob(region, mask) if mean_prob is not None else 1.0)
