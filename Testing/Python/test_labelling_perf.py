@@ -143,6 +143,11 @@ def test_index_sums_equal_weighted_bincounts():
         assert np.array_equal(sums, want) and np.array_equal(flagged, want_f)
         assert np.array_equal(count, np.bincount(ids[flag], minlength=n_ids + 1))
         assert _index_sums(ids, idx, n_ids, None)[1] is None
+        boxes = _index_sums(ids, idx, n_ids, flag).boxes
+        for i in range(n_ids + 1):  # each id's points' box, as find_objects would give it on a map
+            at = ids == i
+            want_box = tuple(slice(int(x[at].min()), int(x[at].max()) + 1) for x in idx) if at.any() else None
+            assert boxes[i] == want_box
 
 
 def test_distance_below_a_bent_disc_equals_the_formula_on_every_row():

@@ -21,8 +21,9 @@ def _bone_coverage(pts: np.ndarray, a: np.ndarray, b: np.ndarray, radius_mm: flo
     w = pts - a.astype(np.float32)
     t = (w @ d) / length2
     sel = (t > 0) & (t < 1)
-    near = np.linalg.norm(w[sel] - t[sel, None] * d[None, :], axis=1) <= radius_mm
-    bins = np.unique((t[sel][near] * 20).astype(int))
+    t_sel = np.compress(sel, t)  # (compress: numpy's boolean indexing is several times slower)
+    near = np.linalg.norm(np.compress(sel, w, axis=0) - t_sel[:, None] * d[None, :], axis=1) <= radius_mm
+    bins = np.unique((np.compress(near, t_sel) * 20).astype(int))
     return bins.size / 20.0
 
 

@@ -157,7 +157,7 @@ def _disc_instances(disc_c: np.ndarray, sp: np.ndarray, axis, sem: np.ndarray | 
             counts = np.bincount(lab, minlength=n + 1)
     cells = counts.copy()  # (counts of merged discs grow below)
     # Grid indices (exact integer sums, as on the whole grid).
-    centers = _index_sums(lab.astype(np.intp), tuple(x + b.start for x, b in zip(idx, box)), n, None)[0]
+    centers = _index_sums(lab.astype(np.intp), tuple(x + b.start for x, b in zip(idx, box)), n, None).sums
     centers = centers / np.maximum(counts[:, None], 1)
     sizes = counts * float(np.prod(sp))
     ids = np.arange(1, n + 1)

@@ -71,7 +71,7 @@ def _sacrum_above(plane: DiscPlane, sac_pts: np.ndarray, inferior: np.ndarray, v
     w = sac_pts - plane.center_lps.astype(np.float32)
     inside = (np.abs(w @ plane.axis_u_lps.astype(np.float32)) <= plane.extent_u_mm / 2) & (
         np.abs(w @ plane.axis_v_lps.astype(np.float32)) <= plane.extent_v_mm / 2)
-    above = _below_disc(sac_pts[inside], plane, inferior) < -2.0
+    above = _below_disc(np.compress(inside, sac_pts, axis=0), plane, inferior) < -2.0
     return float(above.sum()) * voxel_mm3
 
 

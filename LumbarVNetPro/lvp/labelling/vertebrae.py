@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from lvp.labelling.thresholds import MIN_VERTEBRA_MM3, VERTEBRA_CORE_LR_MM, VERTEBRA_MAX_MEAN_LR_MM
@@ -21,8 +23,9 @@ def _below_disc(pts: np.ndarray, plane: DiscPlane, inferior: np.ndarray) -> np.n
     half = np.float32(plane.extent_v_mm / 2)
     vcl = np.clip(vc, -half, half)
     out = w @ plane.normal_lps.astype(np.float32)  # inside the extent
-    beyond = vc != vcl  # (a product per row: the rows beyond give the values they gave among all rows)
-    out[beyond] = (w[beyond] - vcl[beyond, None] * v) @ inferior.astype(np.float32)
+    # Beyond the extent (a product per row: those rows give the values they gave among all rows).
+    rows = np.flatnonzero(vc != vcl)  # (an index array: faster than a boolean one)
+    out[rows] = (w[rows] - vcl[rows, None] * v) @ inferior.astype(np.float32)
     return out
 
 
@@ -72,21 +75,32 @@ def _on_axis_ids(keep: list[int], labels_c: np.ndarray, d_lr: np.ndarray, n_ids:
     return on_axis, len(keep) - len(on_axis)
 
 
-def _index_sums(ids: np.ndarray, idx: tuple[np.ndarray, ...], n_ids: int, flag: np.ndarray | None
-                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+class IndexSums(NamedTuple):
+    """Per id, sums of the points' grid indices (:func:`_index_sums`)."""
+
+    sums: np.ndarray  # (n_ids + 1, 3) float, exact
+    flagged: np.ndarray | None  # the same over the flagged points (None without a flag)
+    count: np.ndarray | None  # flagged points per id
+    boxes: list  # per id, the box of its points (None without points), as ndimage.find_objects
+
+
+def _index_sums(ids: np.ndarray, idx: tuple[np.ndarray, ...], n_ids: int, flag: np.ndarray | None) -> IndexSums:
     """Per id (0..``n_ids``) of points with grid indices ``idx``: the sums of their indices
-    (``(n_ids + 1, 3)``), and the sums and count of those where ``flag`` is set (None without it).
+    (``(n_ids + 1, 3)``), the sums and count of those where ``flag`` is set (None without it) and
+    the box of each id's points.
 
     Exact integer sums from one histogram of (id, index, flag) per axis: the same floats as
     ``np.bincount(ids, weights=idx[j])`` gives (its float sums of integers are exact too), with
-    no weighted bincount (slow) and no gathered copies for the flagged points.
+    no weighted bincount (slow) and no gathered copies for the flagged points; the boxes are those
+    ``ndimage.find_objects`` finds on a map of the ids, without the map.
     """
     n = n_ids + 1
     sums = np.zeros((n, 3))
     flagged = np.zeros((n, 3)) if flag is not None else None
     count = np.zeros(n, np.int64) if flag is not None else None
     if ids.size == 0:
-        return sums, flagged, count
+        return IndexSums(sums, flagged, count, [None] * n)
+    ranges = []
     for j, x in enumerate(idx):
         lo, hi = int(x.min()), int(x.max())
         width = hi - lo + 1
@@ -95,8 +109,13 @@ def _index_sums(ids: np.ndarray, idx: tuple[np.ndarray, ...], n_ids: int, flag: 
             key = key * 2 + flag
         hist = np.bincount(key, minlength=n * width * (1 if flag is None else 2)).reshape(n, width, -1)
         at = np.arange(lo, hi + 1, dtype=np.int64)
-        sums[:, j] = hist.sum(axis=2) @ at
+        per_id = hist.sum(axis=2)
+        sums[:, j] = per_id @ at
         if flag is not None:
             flagged[:, j] = hist[:, :, 1] @ at
             count = hist[:, :, 1].sum(axis=1)
-    return sums, flagged, count
+        there = per_id > 0
+        ranges.append((lo + there.argmax(axis=1), hi + 1 - there[:, ::-1].argmax(axis=1)))
+    present = np.bincount(ids, minlength=n) > 0
+    boxes = [tuple(slice(int(r[0][i]), int(r[1][i])) for r in ranges) if present[i] else None for i in range(n)]
+    return IndexSums(sums, flagged, count, boxes)
