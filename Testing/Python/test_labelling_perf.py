@@ -137,7 +137,7 @@ def test_index_sums_equal_weighted_bincounts():
         ids = rng.integers(0, n_ids + 1, n_pts).astype(np.intp)
         idx = tuple(rng.integers(lo, lo + w, n_pts) for lo, w in ((0, 30), (100, 600), (7, 300)))
         flag = rng.random(n_pts) < 0.3
-        sums, flagged, count = _index_sums(ids, idx, n_ids, flag)
+        sums, flagged, count, _ = _index_sums(ids, idx, n_ids, flag)
         want = np.stack([np.bincount(ids, weights=x, minlength=n_ids + 1) for x in idx], 1)
         want_f = np.stack([np.bincount(ids[flag], weights=x[flag], minlength=n_ids + 1) for x in idx], 1)
         assert np.array_equal(sums, want) and np.array_equal(flagged, want_f)
