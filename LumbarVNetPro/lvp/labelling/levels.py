@@ -10,6 +10,7 @@ from lvp.labelling.counting import _check_transitional, _disc_name, _is_sacrum, 
 from lvp.labelling.disc_gaps import _drop_stray_end_discs, _with_missing_discs
 from lvp.labelling.discs import _check_merged_discs, _disc_instances
 from lvp.labelling.grid import (
+    _box_or_none,
     _components_in_box,
     _foreground_box,
     _masked,
@@ -91,7 +92,6 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
     sub[:3, 3] = volume.index_to_lps(offset)
     voxel_mm3 = float(np.prod(volume.spacing))
     labels = out.labels[crop]
-    _write_class(labels, sem, CANAL, CANAL_LABEL)
 
     # Everything up to the level count runs on a grid pooled to ~1 mm in-plane (for speed).
     f = tuple(int(min(2, max(1, np.floor(0.95 / s)))) for s in volume.spacing)
@@ -101,7 +101,12 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
     sub_c[:3, 3] = sub[:3, :3] @ ((np.array(f, float) - 1) / 2) + sub[:3, 3]
     # One pooling pass for all classes: bit c set where class c occurs in the pooled cell.
     bits_c = _pool_bits(sem, f)
-    axis = _spine_axis((bits_c & (1 << CANAL)) > 0)
+    canal_c = (bits_c & (1 << CANAL)) > 0
+    canal_box = _box_or_none(canal_c)
+    if canal_box is not None:  # every canal voxel lies in the canal cells' box
+        region = _scaled_box(canal_box, f, sem.shape)
+        _write_class(labels[region], sem[region], CANAL, CANAL_LABEL)
+    axis = _spine_axis(canal_c)
     inferior = volume.affine[:3, 1] / np.linalg.norm(volume.affine[:3, 1])
     # The sacrum class (a model trained with one): its largest component, as LPS points.
     voxel_c_mm3 = float(np.prod(sp_c))
