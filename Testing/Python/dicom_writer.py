@@ -17,18 +17,30 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 def write_series(image: sitk.Image, folder: str | Path, *, series_description: str = "SAG T2",
                  modality: str = "MR", patient_id: str = "ANON", series_uid: str | None = None,
-                 echo_time: float = 100.0, repetition_time: float = 3000.0) -> str:
+                 echo_time: float = 100.0, repetition_time: float = 3000.0,
+                 rescale: tuple[float, float] | None = None, signed: bool = False) -> str:
     """Write a 3-D image as a DICOM series (one file per slice along ITK axis z).
 
     Intensities are stored as unsigned 16-bit with a rescale slope/intercept so floating-point
-    images survive the round trip.
+    images survive the round trip. ``rescale=(slope, intercept)`` stores
+    ``(value - intercept) / slope`` instead, exactly (refused unless each is an integer in the
+    16-bit range), as ``signed`` 16-bit integers when asked (PixelRepresentation 1).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     arr = sitk.GetArrayFromImage(image).astype(np.float64)
     lo, hi = float(arr.min()), float(arr.max())
     slope = (hi - lo) / 65535.0 if hi > lo else 1.0
-    stored = np.round((arr - lo) / slope).astype(np.uint16)
+    if rescale is None:
+        stored = np.round((arr - lo) / slope).astype(np.uint16)
+    else:
+        slope, lo = rescale
+        values = (arr - lo) / slope
+        kind = np.int16 if signed else np.uint16
+        if not (np.array_equal(values, np.round(values)) and values.min() >= np.iinfo(kind).min
+                and values.max() <= np.iinfo(kind).max):
+            raise ValueError(f"the image is not stored exactly as {np.dtype(kind)} with slope {slope}, intercept {lo}")
+        stored = values.astype(kind)
     direction = np.array(image.GetDirection()).reshape(3, 3)
     spacing = image.GetSpacing()
     series_uid = series_uid or generate_uid()
@@ -67,7 +79,7 @@ def write_series(image: sitk.Image, folder: str | Path, *, series_description: s
         ds.BitsAllocated = 16
         ds.BitsStored = 16
         ds.HighBit = 15
-        ds.PixelRepresentation = 0
+        ds.PixelRepresentation = 1 if stored.dtype.kind == "i" else 0
         ds.RescaleSlope = f"{slope:.10g}"
         ds.RescaleIntercept = f"{lo:.10g}"
         ds.PixelData = stored[k].tobytes()

@@ -30,6 +30,7 @@ from pydicom.errors import InvalidDicomError
 
 from lvp.errors import InputError
 from lvp.io.dicom_decode import StackImage, decode_pixels, frame_count, orientation, read_enhanced
+from lvp.io.dicom_pixels import rescale_of, stack_type, store_slice
 
 PLANES = ("sagittal", "coronal", "axial")  # by the LPS component of the slice normal
 GAP_TOLERANCE = 0.2  # relative deviation of a slice step from the median before it is a gap
@@ -195,16 +196,6 @@ def _int_or_none(value: object) -> int | None:
         return None
 
 
-def _check_declared_size(info: SeriesInfo) -> None:
-    """Refuse a series whose slices would exceed the voxel limit, before any pixel data is read."""
-    from lvp.io.validate import check_voxel_count
-
-    ds = info.headers[0] if info.headers else pydicom.dcmread(info.files[0], stop_before_pixels=True)
-    rows, cols = _int_or_none(ds.get("Rows")) or 0, _int_or_none(ds.get("Columns")) or 0
-    check_voxel_count(rows * cols * len(info.files),
-                      f"series {info.uid} declares {len(info.files)} slices of {rows} x {cols} =")
-
-
 def _check_series_ends(info: SeriesInfo, numbers: list[int | None], declared: set[int | None],
                        acquisitions: set[str]) -> list[dict]:
     """Catch slices missing at either end of the stack, where the gap check cannot see them.
@@ -255,83 +246,29 @@ def source_record(info: SeriesInfo) -> dict:
     return record
 
 
-def _rescale_into(out: np.ndarray, pixels: np.ndarray, ds: pydicom.Dataset) -> None:
-    """``out[...] = pixels.astype(float32) * slope + intercept`` (float32 arithmetic), no temporaries."""
-    out[...] = pixels
-    out *= float(ds.get("RescaleSlope", 1) or 1)
-    out += float(ds.get("RescaleIntercept", 0) or 0)
-
-
-def _reorder_slices(volume: np.ndarray, order: np.ndarray) -> None:
-    """``volume[:] = volume[order]`` in place.
-
-    Each cycle of the permutation moves through one spare slice, so sorting the stack by
-    position needs no second full-size array.
-    """
-    done = np.zeros(len(order), bool)
-    spare = None
-    for start in range(len(order)):
-        if done[start] or int(order[start]) == start:
-            continue
-        if spare is None:
-            spare = np.empty_like(volume[0])
-        spare[...] = volume[start]
-        k = start
-        while True:
-            done[k] = True
-            j = int(order[k])
-            if j == start:
-                volume[k] = spare
-                break
-            volume[k] = volume[j]
-            k = j
-
-
-def read_series(info: SeriesInfo) -> tuple[StackImage, dict]:
-    """Read one series into a 3-D image (LPS geometry), checking its integrity.
-
-    The image is a :class:`lvp.io.dicom_decode.StackImage`: the float32 voxels in SimpleITK's
-    (z, y, x) order with their geometry, which :func:`lvp.io.volume.canonical_volume` reads as it
-    reads a SimpleITK image. Each file's pixels are rescaled straight into that array as the file
-    is read, and the stack is sorted by position in place: the read holds one full-size array.
-    """
-    if info.modality and info.modality != "MR":
-        raise InputError(f"series {info.uid} has modality {info.modality}; LVP reads MR images (T2-weighted)")
-    if len(info.files) == 1 and info.frames > 1:  # an enhanced (multi-frame) MR image
-        image, meta = read_enhanced(info.files[0], info.uid, info.headers[0] if info.headers else None)
-        meta.update(source_record(info))
-        return image, meta
-    _check_declared_size(info)
-    slices: list[tuple[Path, np.ndarray, np.ndarray, tuple[float, float], tuple[int, int]]] = []
-    volume: np.ndarray | None = None
-    numbers: list[int | None] = []
-    declared: set[int | None] = set()
-    acquisitions: set[str] = set()
+def _series_headers(info: SeriesInfo) -> list[pydicom.Dataset]:
+    """Each file's header without pixel data: the scan's, else read now (a series listed, not scanned)."""
+    if len(info.headers) == len(info.files):
+        return info.headers
+    headers = []
     for path in info.files:
         try:
-            ds = pydicom.dcmread(path)
-            pixels = decode_pixels(ds, path)
-        except InputError:
-            raise  # a compressed syntax no installed decoder reads: named, not "corrupt"
-        except Exception as err:  # any decoder failure means the file is unusable
-            raise InputError(f"the DICOM file {path} is corrupt or truncated: its pixel data cannot be "
-                             f"read ({type(err).__name__}: {err}); re-export the series") from None
-        iop, ipp, spacing, shape = _slice_geometry(ds, path)
-        if pixels.ndim != 2:
-            raise InputError(f"the DICOM file {path} holds a {pixels.ndim}-D frame set; LVP reads one slice per file")
-        numbers.append(_int_or_none(ds.get("InstanceNumber")))
-        declared.add(_int_or_none(ds.get("ImagesInAcquisition")))
-        acquisitions.add(str(ds.get("AcquisitionNumber", "")))
-        if volume is None:
-            volume = np.empty((len(info.files), *shape), np.float32)  # (slice, row, col) = ITK (z, y, x)
-        if pixels.shape == volume.shape[1:]:  # else a mixed series, refused below
-            _rescale_into(volume[len(slices)], pixels, ds)
-        identity = ds  # the study identity is taken from the last file, as before
-        del ds, pixels  # one file's pixels alive at a time
-        slices.append((path, iop, ipp, spacing, shape))
-    if len(slices) < 2 or volume is None:
-        raise InputError(f"series {info.uid} has a single slice; LVP needs a 3-D series")
+            headers.append(pydicom.dcmread(path, stop_before_pixels=True))
+        except Exception as err:  # any parser failure means the file is unusable
+            raise InputError(f"the DICOM file {path} is corrupt or truncated ({err}); "
+                             "re-export the series") from None
+    return headers
 
+
+def _stack_geometry(info: SeriesInfo, headers: list[pydicom.Dataset]) -> tuple[np.ndarray, dict]:
+    """Check the series' geometry from its headers; the files' order along the slice normal and the stack's geometry.
+
+    Refuses mixed series (slice size, orientation, spacing), repeated and missing slices, all
+    before any pixel data is decoded.
+    """
+    slices = [(path, *_slice_geometry(ds, path)) for path, ds in zip(info.files, headers)]
+    if len(slices) < 2:
+        raise InputError(f"series {info.uid} has a single slice; LVP needs a 3-D series")
     ref_iop, _, ref_spacing, ref_shape = slices[0][1], slices[0][2], slices[0][3], slices[0][4]
     for path, iop, _ipp, spacing, shape in slices[1:]:
         same_grid = np.allclose(iop, ref_iop, atol=1e-3) and np.allclose(spacing, ref_spacing, rtol=1e-3)
@@ -345,12 +282,9 @@ def read_series(info: SeriesInfo) -> tuple[StackImage, dict]:
     normal = np.cross(row, col)
     positions = np.array([s[2] @ normal for s in slices])
     order = np.argsort(positions)
-    slices = [slices[i] for i in order]
-    numbers = [numbers[i] for i in order]
-    positions = positions[order]
-    steps = np.diff(positions)
+    steps = np.diff(positions[order])
     if np.any(steps < 1e-3):
-        dup = slices[int(np.argmin(steps)) + 1][0].name
+        dup = slices[int(order[int(np.argmin(steps)) + 1])][0].name
         raise InputError(f"series {info.uid} has two slices at the same position (e.g. {dup}); "
                          "it mixes repeated acquisitions: export one")
     step = float(np.median(steps))
@@ -358,17 +292,78 @@ def read_series(info: SeriesInfo) -> tuple[StackImage, dict]:
     if np.any(bad):
         i = int(np.argmax(bad))
         raise InputError(
-            f"series {info.uid} is missing slices: a gap of {steps[i]:.2f} mm between {slices[i][0].name} "
-            f"and {slices[i + 1][0].name} where the slice step is {step:.2f} mm (truncated transfer?)"
+            f"series {info.uid} is missing slices: a gap of {steps[i]:.2f} mm between "
+            f"{slices[int(order[i])][0].name} and {slices[int(order[i + 1])][0].name} where the slice step is "
+            f"{step:.2f} mm (truncated transfer?)"
         )
-    warnings = _check_series_ends(info, numbers, declared, acquisitions)
-    _reorder_slices(volume, order)
     # DICOM PixelSpacing is (row spacing, column spacing) = (y, x).
-    image = StackImage(volume, spacing=(ref_spacing[1], ref_spacing[0], step),
-                       origin=tuple(float(v) for v in slices[0][2]),
-                       direction=tuple(float(v) for v in np.stack([row, col, normal], axis=1).ravel()))
+    geometry = {"spacing": (ref_spacing[1], ref_spacing[0], step),
+                "origin": tuple(float(v) for v in slices[int(order[0])][2]),
+                "direction": tuple(float(v) for v in np.stack([row, col, normal], axis=1).ravel()),
+                "shape": (len(slices), *ref_shape)}  # (slice, row, col) = ITK (z, y, x)
+    return order, geometry
+
+
+def read_series(info: SeriesInfo) -> tuple[StackImage, dict]:
+    """Read one series into a 3-D image (LPS geometry), checking its integrity.
+
+    Everything but the pixels is checked on the headers first (geometry, missing slices, the size
+    as held): a series that would be refused costs no decoding. The image is a
+    :class:`lvp.io.dicom_decode.StackImage` whose array is already in LVP's canonical orientation
+    (:func:`lvp.io.volume.canonical_volume` takes it over as is). Its type is the stored integer
+    type when that holds the rescaled values exactly, else float32
+    (:func:`lvp.io.dicom_pixels.stack_type`). Each file's pixels are rescaled straight into
+    their place in that array: the read holds one full-size array and one file's pixels.
+    """
+    if info.modality and info.modality != "MR":
+        raise InputError(f"series {info.uid} has modality {info.modality}; LVP reads MR images (T2-weighted)")
+    if len(info.files) == 1 and info.frames > 1:  # an enhanced (multi-frame) MR image
+        image, meta = read_enhanced(info.files[0], info.uid, info.headers[0] if info.headers else None)
+        meta.update(source_record(info))
+        return image, meta
+    from lvp.io.validate import check_image_bytes, check_voxel_count
+    from lvp.io.volume import canonical_layout
+
+    headers = _series_headers(info)
+    first = headers[0]
+    rows, cols = _int_or_none(first.get("Rows")) or 0, _int_or_none(first.get("Columns")) or 0
+    declared_as = f"series {info.uid} declares {len(info.files)} slices of {rows} x {cols} ="
+    check_voxel_count(rows * cols * len(info.files), declared_as)
+    dtype = stack_type(headers)
+    check_image_bytes(rows * cols * len(info.files), dtype.itemsize, declared_as, dtype)
+    order, geometry = _stack_geometry(info, headers)
+    numbers = [_int_or_none(ds.get("InstanceNumber")) for ds in headers]
+    declared = {_int_or_none(ds.get("ImagesInAcquisition")) for ds in headers}
+    acquisitions = {str(ds.get("AcquisitionNumber", "")) for ds in headers}
+    warnings = _check_series_ends(info, [numbers[i] for i in order], declared, acquisitions)
+
+    shape = geometry["shape"]
+    layout = canonical_layout(geometry["direction"], geometry["spacing"], geometry["origin"], shape[::-1])
+    volume = np.empty(layout.shape(shape), dtype)
+    stack = layout.source_view(volume)  # indexed (slice along the normal, row, col)
+    place = np.empty(len(order), np.intp)
+    place[order] = np.arange(len(order))  # file i is slice place[i] of the sorted stack
+    for i, path in enumerate(info.files):
+        try:
+            ds = pydicom.dcmread(path)
+            pixels = decode_pixels(ds, path)
+        except InputError:
+            raise  # a compressed syntax no installed decoder reads: named, not "corrupt"
+        except Exception as err:  # any decoder failure means the file is unusable
+            raise InputError(f"the DICOM file {path} is corrupt or truncated: its pixel data cannot be "
+                             f"read ({type(err).__name__}: {err}); re-export the series") from None
+        if pixels.ndim != 2:
+            raise InputError(f"the DICOM file {path} holds a {pixels.ndim}-D frame set; LVP reads one slice per file")
+        if pixels.shape != shape[1:]:
+            raise InputError(f"the DICOM file {path} holds {pixels.shape[0]} x {pixels.shape[1]} pixels where the "
+                             f"series' headers declare {shape[1]} x {shape[2]}; it is corrupt or a mixed series")
+        store_slice(stack[place[i]], pixels, *rescale_of(ds, path))
+        del ds, pixels  # one file's pixels alive at a time
+    image = StackImage(volume, spacing=geometry["spacing"], origin=geometry["origin"],
+                       direction=geometry["direction"], size=shape[::-1], canonical=True)
     from lvp.io.dicom_study import study_identity
 
-    meta = {"series_uid": info.uid, "series_description": info.description, "files": len(slices),
-            "warnings": warnings, "study": study_identity(identity), **source_record(info)}
+    # The study identity is taken from the last file, as LVP always did (its header, no pixels).
+    meta = {"series_uid": info.uid, "series_description": info.description, "files": len(info.files),
+            "warnings": warnings, "study": study_identity(headers[-1]), **source_record(info)}
     return image, meta

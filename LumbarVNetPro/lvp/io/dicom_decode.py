@@ -30,13 +30,18 @@ class StackImage:
     """A 3-D image read from DICOM: its voxels and geometry, without a SimpleITK copy of them.
 
     Answers the few ``sitk.Image`` questions :func:`lvp.io.volume.canonical_volume` asks and
-    hands it ``array`` (SimpleITK's (z, y, x) order), which the volume then takes over (copied
-    only when the permutation to the canonical orientation needs it).
+    hands it ``array``, which the volume then takes over: in SimpleITK's (z, y, x) order (copied
+    only when the permutation to the canonical orientation needs it), or, with
+    ``canonical=True``, already in the canonical order (``canonical_array``, taken as is; then
+    ``size`` gives the ITK size the geometry refers to).
     """
 
     def __init__(self, array: np.ndarray, spacing: tuple[float, float, float], origin: tuple[float, float, float],
-                 direction: tuple[float, ...]) -> None:
+                 direction: tuple[float, ...], *, size: tuple[int, ...] | None = None,
+                 canonical: bool = False) -> None:
         self.array = array
+        self.canonical_array = array if canonical else None
+        self._size = tuple(int(n) for n in (size if size is not None else array.shape[::-1]))
         self._spacing = tuple(float(v) for v in spacing)
         self._origin = tuple(float(v) for v in origin)
         self._direction = tuple(float(v) for v in direction)
@@ -48,7 +53,7 @@ class StackImage:
         return 1
 
     def GetSize(self) -> tuple[int, ...]:
-        return tuple(int(n) for n in self.array.shape[::-1])
+        return self._size
 
     def GetSpacing(self) -> tuple[float, ...]:
         return self._spacing

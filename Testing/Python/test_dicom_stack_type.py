@@ -1,0 +1,182 @@
+"""A DICOM series is held in its stored integer type when that is exact, its size as held is
+checked on the headers before any pixel is decoded, and the read holds one full-size array
+(issue 13: a case in 1 GB for any input the validator accepts).
+
+Real files throughout: the bundled sample written as DICOM series with chosen rescales
+(``dicom_writer``), read by the real reader; the expected values come from the same voxels
+written as a NIfTI file and read by LVP's NIfTI path.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from dicom_writer import write_series
+
+from lvp.errors import InputError
+from lvp.io.dicom_pixels import stack_type
+from lvp.io.read import read_volume
+from lvp.io.validate import MAX_IMAGE_BYTES
+
+
+def _image(sample_case, scale: int = 1, offset: int = 0) -> sitk.Image:
+    """The sample's voxels (0-255) as int32, times ``scale`` plus ``offset``."""
+    image = sitk.Cast(sitk.ReadImage(str(sample_case)), sitk.sitkInt32)
+    return image * scale + offset
+
+
+def _turned(image: sitk.Image) -> sitk.Image:
+    """Stored with x and z reversed and rows and columns swapped: the canonical grid needs flips
+    and a transposition (a permutation that used to cost a second full-size copy)."""
+    return sitk.PermuteAxes(sitk.Flip(image, [True, False, True]), [1, 0, 2])
+
+
+def _expected(image: sitk.Image, tmp_path) -> np.ndarray:
+    """The canonical voxels of ``image`` as LVP's NIfTI reader gives them."""
+    path = tmp_path / "reference.nii.gz"
+    sitk.WriteImage(image, str(path))
+    return read_volume(path, validate=False, require_sagittal=False).array
+
+
+# (rescale written, signed storage, image scale and offset, type held)
+CASES = {
+    "identity": ((1, 0), False, 1, 0, np.uint16),
+    "identity_signed": ((1, 0), True, 1, 0, np.int16),
+    "integer_slope_and_intercept": ((3, 7), False, 3, 7, np.uint32),  # 0..65535 * 3 + 7 needs 32 bits
+    "integer_intercept_into_int16": ((1, -32768), False, 1, -32768, np.int16),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_integer_rescale_keeps_an_integer_type_with_exact_values(case, sample_case, tmp_path):
+    rescale, signed, scale, offset, held = CASES[case]
+    image = _turned(_image(sample_case, scale, offset))
+    write_series(image, tmp_path / "series", rescale=rescale, signed=signed)
+    volume = read_volume(tmp_path / "series", validate=False)
+    assert volume.array.dtype == held
+    assert volume.array.flags.c_contiguous
+    np.testing.assert_array_equal(volume.array, _expected(image, tmp_path))
+
+
+def test_fractional_rescale_is_float32_computed_as_before(sample_case, tmp_path):
+    """The writer's default: a fractional slope. float32, each voxel stored * slope + intercept in float32."""
+    image = _image(sample_case)
+    write_series(image, tmp_path / "series")
+    files = sorted((tmp_path / "series").glob("*.dcm"))
+    volume = read_volume(tmp_path / "series", validate=False)
+    assert volume.array.dtype == np.float32
+    stack = []
+    for path in files:
+        ds = pydicom.dcmread(path)
+        plane = ds.pixel_array.astype(np.float32)
+        plane *= float(ds.RescaleSlope)
+        plane += float(ds.RescaleIntercept)
+        stack.append(plane)
+    reference = sitk.GetImageFromArray(np.stack(stack))
+    reference.CopyInformation(image)
+    np.testing.assert_array_equal(volume.array, _expected(reference, tmp_path))
+    assert not np.array_equal(volume.array, np.round(volume.array))  # truly fractional values
+
+
+def test_rescale_differing_between_files_is_float32(sample_case, tmp_path):
+    image = _image(sample_case)
+    write_series(image, tmp_path / "series", rescale=(1, 0))
+    files = sorted((tmp_path / "series").glob("*.dcm"))
+    ds = pydicom.dcmread(files[3])
+    ds.RescaleIntercept = "5"
+    ds.save_as(files[3], enforce_file_format=True)
+    volume = read_volume(tmp_path / "series", validate=False)
+    assert volume.array.dtype == np.float32
+    values = sitk.GetArrayFromImage(image)
+    values[3] += 5  # file k is ITK slice z = k
+    reference = sitk.GetImageFromArray(values)
+    reference.CopyInformation(image)
+    np.testing.assert_array_equal(volume.array, _expected(reference, tmp_path))
+
+
+def test_stack_type_from_headers():
+    """The choice on headers alone: per-file types and rescales."""
+    def header(bits=16, signed=0, slope=None, intercept=None, samples=1):
+        ds = pydicom.Dataset()
+        ds.BitsAllocated, ds.PixelRepresentation, ds.SamplesPerPixel = bits, signed, samples
+        if slope is not None:
+            ds.RescaleSlope = slope
+        if intercept is not None:
+            ds.RescaleIntercept = intercept
+        return ds
+
+    assert stack_type([header(), header()]) == np.uint16  # no rescale tags: identity
+    assert stack_type([header(8)]) == np.uint8
+    assert stack_type([header(slope="1.0", intercept="0.0")]) == np.uint16
+    assert stack_type([header(slope="0")]) == np.uint16  # a zero slope is read as 1, as always
+    assert stack_type([header(8, slope="2", intercept="-100")]) == np.int16  # -100..410
+    assert stack_type([header(16, 1), header(16, 0)]) == np.int32  # mixed signedness: both ranges
+    assert stack_type([header(slope="0.5")]) == np.float32
+    assert stack_type([header(intercept="0.25")]) == np.float32
+    assert stack_type([header(intercept="1"), header(intercept="2")]) == np.float32
+    assert stack_type([header(32)]) == np.float32
+    assert stack_type([header(samples=3)]) == np.float32
+    assert stack_type([header(slope="70000", intercept="0")]) == np.float32  # beyond 32-bit integers
+
+
+def _declare_rows(folder, size: int) -> None:
+    """Rewrite every file's header to declare ``size`` x ``size`` pixels (the pixel data stays small)."""
+    for path in sorted(folder.glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        ds.Rows = ds.Columns = size
+        ds.save_as(path, enforce_file_format=True)
+
+
+def test_size_as_held_refused_before_any_pixel_is_decoded(sample_case, tmp_path, monkeypatch):
+    """15 slices of 4096 x 4096 declared: 1.0 GB as float32 (fractional rescale) is refused from
+    the headers; the same as 16-bit integers (503 MB) passes the check and only then fails on the
+    pixel data, which does not hold what the header declares."""
+    image = _image(sample_case)
+    write_series(image, tmp_path / "fractional")
+    write_series(image, tmp_path / "integer", rescale=(1, 0))
+    for name in ("fractional", "integer"):
+        _declare_rows(tmp_path / name, 4096)
+    assert 15 * 4096 * 4096 * 2 < MAX_IMAGE_BYTES < 15 * 4096 * 4096 * 4
+
+    full_reads: list[str] = []
+    real = pydicom.dcmread
+
+    def counted(path, *args, **kwargs):
+        if not kwargs.get("stop_before_pixels"):
+            full_reads.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pydicom, "dcmread", counted)  # the real reader, counted
+    with pytest.raises(InputError, match=r"of 32-bit float data: 1\.01 GB once decoded"):
+        read_volume(tmp_path / "fractional")
+    assert full_reads == []  # refused on the scan's headers: no file read for its pixels
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        read_volume(tmp_path / "integer")
+    assert len(full_reads) == 1
+
+
+@pytest.mark.parametrize("rescale,held", [((1, 0), np.uint16), (None, np.float32)])
+def test_read_holds_one_array(rescale, held, sample_case, tmp_path):
+    """tracemalloc's peak while reading a series whose canonical grid needs flips and a
+    transposition: the array itself and a few slices (the file being decoded, its rescale),
+    never a second full-size copy."""
+    image = _turned(_image(sample_case))
+    write_series(image, tmp_path / "series", rescale=rescale)
+    files = len(list((tmp_path / "series").glob("*.dcm")))
+    tracemalloc.start()
+    try:
+        volume = read_volume(tmp_path / "series")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert volume.array.dtype == held
+    nbytes = volume.array.nbytes
+    plane = nbytes // files  # one file's slice as held
+    print(f"held {nbytes / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB, slice {plane / 2**10:.0f} KiB")
+    # The scan's headers and a few slices of decoding on top of the array; a permutation copy
+    # would add a second array.
+    assert peak < nbytes + 6 * plane, (peak, nbytes, plane)
