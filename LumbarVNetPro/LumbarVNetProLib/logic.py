@@ -273,7 +273,7 @@ class CaseLogic:
         renames = lvpscene.level_renames(nodes.segmentation, values)
         (workDir / "level_renames.json").write_text(json.dumps(renames, indent=1))
         labels_path = self.exportForCore(nodes.segmentation, inputVolume, workDir)
-        image_path = lvpscene.write_volume(inputVolume, workDir / "input.nii.gz")
+        image_path = lvpscene.write_volume(inputVolume, workDir / INPUT_NAME)  # uncompressed, as Run's
         out = workDir / "recomputed"
         args = self.recomputeCommand(image_path, labels_path, out, nodes.resultDir)
         started = time.time()

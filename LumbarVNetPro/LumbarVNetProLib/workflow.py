@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import scene as lvpscene
 from .grades import GradeRow, describe_changes, grade_values, numbering_note, rows_from_report
-from .logic import CaseLogic, RecomputeJob, RunJob
+from .logic import INPUT_NAME, CaseLogic, RecomputeJob, RunJob
 from .parameters import model_dir_of, validate
 from .process import ProcessFailed, stage_label
 from .reading import MANUAL, ReadingError, ReadingSession
@@ -254,7 +254,7 @@ class Workplace:
             if not done and job.context.get("ownWorkDir"):
                 shutil.rmtree(workDir, ignore_errors=True)
             else:
-                (workDir / "input.nii.gz").unlink(missing_ok=True)
+                Path(job.recompute.job.inputPath).unlink(missing_ok=True)
 
     def _progress(self, job: _Job) -> tuple[str | None, float | None]:
         stage, progress = None, None
@@ -411,7 +411,7 @@ class Workplace:
             if own:
                 shutil.rmtree(workDir, ignore_errors=True)
             else:
-                (workDir / "input.nii.gz").unlink(missing_ok=True)
+                (workDir / INPUT_NAME).unlink(missing_ok=True)
             raise
         self.job = _Job(RECOMPUTE, recompute.job.running, recompute=recompute, context={"ownWorkDir": own})
         return recompute
