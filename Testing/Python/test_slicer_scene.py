@@ -198,3 +198,31 @@ def test_scan_plane_from_the_core_keeps_its_tilt_in_slicer():
     assert x == pytest.approx(lvpscene.lps_to_ras(u), abs=1e-4)
     assert y == pytest.approx(lvpscene.lps_to_ras(v), abs=1e-4)
     assert abs(float(np.dot(z, lvpscene.lps_to_ras(normal)))) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32])
+def test_label_values_equal_numpy_unique(dtype):
+    """The value table of 8/16-bit label maps finds exactly what np.unique finds (0 left out)."""
+    from LumbarVNetProLib.scene import label_values
+
+    rng = np.random.default_rng(13)
+    top = 255 if dtype == np.uint8 else 300
+    for values in ([0], [0, 1], [2, 31, 32, 41, 203, top], list(rng.choice(top + 1, 7, replace=False))):
+        array = rng.choice(np.array(values, dtype=dtype), size=(4, 9, 11)).astype(dtype)
+        assert label_values(array) == [int(v) for v in np.unique(array) if v]
+    if np.dtype(dtype).kind == "i":
+        array = np.array([[-3, 0, 5]], dtype=dtype)  # a signed map's negative value is reported, as before
+        assert label_values(array) == [-3, 5]
+
+
+def test_import_reads_the_label_file_once(scene_with_sample, reference_result, monkeypatch):
+    """The segmentation's file is read once per import (the values come from the voxels read)."""
+    from LumbarVNetProLib import scene as lvpscene
+
+    reads = []
+    real = lvpscene.sitk.ReadImage
+    monkeypatch.setattr(lvpscene.sitk, "ReadImage", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    scene, volume, _ = scene_with_sample
+    nodes = lvpscene.import_result(scene, reference_result, volume, caseKey="case-once")
+    assert nodes.segmentation.GetSegmentation().GetNumberOfSegments() > 0
+    assert reads == [str(reference_result / "segmentation.nii.gz")]
