@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 # What an ``lvp`` without the ``serve`` command answers (argparse: the sub-command is unknown).
 NO_SERVE = "invalid choice: 'serve'"
+# What an ``lvp serve`` older than one of the options the runner passes answers.
+NO_OPTION = "unrecognized arguments: "
 
 
 def infer_job_args(args: Sequence[str]) -> list[str] | None:
@@ -320,8 +322,13 @@ class WorkerRunner:
                 model_fingerprint(model))
 
     def workerCommand(self, python: str, model: str | None, device: str) -> list[str]:
-        """``python -m lvp serve`` for this model and device."""
-        return [python, "-m", "lvp", "serve", "--device", device, *(["--model", model] if model else [])]
+        """``python -m lvp serve`` for this model and device.
+
+        ``--no-warm-dicom``: the module's jobs read the NIfTI copy it writes, never a DICOM series,
+        so the idle worker need not load pydicom, highdicom and its tables (≈ 120 MiB resident).
+        """
+        return [python, "-m", "lvp", "serve", "--device", device, "--no-warm-dicom",
+                *(["--model", model] if model else [])]
 
     def start(self, args: Sequence[str], env: dict | None = None, cwd: Path | None = None):
         """A :class:`WorkerJob` for ``python -m lvp infer ...``; any other command runs as its own child.
@@ -373,7 +380,7 @@ class WorkerRunner:
             return self.start(job.args, job.env, job.cwd)
         worker.drain()
         why = readable_error(worker.stderr, worker.popen.returncode)
-        if NO_SERVE in worker.stderr:
+        if NO_SERVE in worker.stderr or NO_OPTION in worker.stderr:
             self._noWorker.add((job.args[0], tuple(sorted((job.env or {}).items()))))
             log.warning("LumbarVNetPro: this core has no warm worker (lvp serve); every case runs in its own "
                         "process (slower start)")
