@@ -180,3 +180,42 @@ def test_read_holds_one_array(rescale, held, sample_case, tmp_path):
     # The scan's headers and a few slices of decoding on top of the array; a permutation copy
     # would add a second array.
     assert peak < nbytes + 6 * plane, (peak, nbytes, plane)
+
+
+def _enhanced(folder, path) -> None:
+    """The classic series in ``folder`` as one enhanced (multi-frame) MR file, frames shuffled."""
+    import random
+
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    sources = [pydicom.dcmread(p) for p in sorted(folder.glob("*.dcm"))]
+    random.Random(5).shuffle(sources)  # frame order in the file is not the stack order
+    path.parent.mkdir()
+    hd.legacy.LegacyConvertedEnhancedMRImage(
+        legacy_datasets=sources, series_instance_uid=generate_uid(), series_number=5,
+        sop_instance_uid=generate_uid(), instance_number=1).save_as(path)
+
+
+@pytest.mark.parametrize("rescale,held", [((1, 0), np.uint16), (None, np.float32)])
+def test_enhanced_image_held_like_the_classic_series(rescale, held, sample_case, tmp_path):
+    """Frames rescaled by their functional groups into the same type and values as the classic files."""
+    write_series(_turned(_image(sample_case)), tmp_path / "classic", rescale=rescale)
+    _enhanced(tmp_path / "classic", tmp_path / "mf" / "enhanced.dcm")
+    classic, enhanced = read_volume(tmp_path / "classic"), read_volume(tmp_path / "mf")
+    assert enhanced.array.dtype == classic.array.dtype == held
+    np.testing.assert_array_equal(enhanced.array, classic.array)
+    np.testing.assert_array_equal(enhanced.affine, classic.affine)
+
+
+def test_enhanced_image_size_refused_before_decoding(sample_case, tmp_path):
+    """15 frames of 4096 x 4096 declared: 16-bit stored and held is 1.0 GB while decoding, refused
+    from the header (the pixel data, which does not hold that, is never decoded)."""
+    write_series(_image(sample_case), tmp_path / "classic", rescale=(1, 0))
+    path = tmp_path / "mf" / "enhanced.dcm"
+    _enhanced(tmp_path / "classic", path)
+    ds = pydicom.dcmread(path)
+    ds.Rows = ds.Columns = 4096
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(InputError, match=r"declares 15 frames of 4096 x 4096 = 251,658,240 voxels of 16-bit integer"):
+        read_volume(tmp_path / "mf")

@@ -213,26 +213,59 @@ def read_enhanced(path: Path, series_uid: str, header: pydicom.Dataset | None = 
         i = int(np.argmax(bad))
         raise InputError(f"the enhanced image {path} is missing frames: a gap of {steps[i]:.2f} mm where the "
                          f"frame step is {step:.2f} mm")
+    from lvp.io.dicom_pixels import rescale_of, stack_type, store_slice
+    from lvp.io.validate import check_image_bytes
+    from lvp.io.volume import canonical_layout
+
+    # Each frame's rescale (functional groups) on a header of its own, for the type the stack is held in.
+    frame_headers = []
+    for f in range(n):
+        transform = _group(ds, f, "PixelValueTransformationSequence")
+        frame = pydicom.Dataset()
+        for keyword in ("BitsAllocated", "PixelRepresentation", "SamplesPerPixel"):
+            if keyword in ds:
+                setattr(frame, keyword, ds.get(keyword))
+        for keyword in ("RescaleSlope", "RescaleIntercept"):
+            if transform is not None and keyword in transform:
+                setattr(frame, keyword, transform.get(keyword))
+        frame_headers.append(frame)
+    dtype = stack_type(frame_headers)
+    # Held while decoding: the stack and the file's pixel data as stored (one frame is decoded at a time).
+    stored = int(ds.get("BitsAllocated", 16) or 16) // 8
+    check_image_bytes(n * rows * cols, dtype.itemsize + stored,
+                      f"the enhanced image {path} declares {n} frames of {rows} x {cols} =", dtype)
+    direction = tuple(float(v) for v in np.stack([ref_iop[:3], ref_iop[3:], normal], axis=1).ravel())
+    spacing = (ref_spacing[1], ref_spacing[0], step)
+    origin = tuple(float(v) for v in geometry[int(order[0])][1])
+    layout = canonical_layout(direction, spacing, origin, (cols, rows, n))
+    volume = np.empty(layout.shape((n, rows, cols)), dtype)
+    stack = layout.source_view(volume)  # indexed (frame along the normal, row, col)
+    place = np.empty(n, np.intp)
+    place[order] = np.arange(n)  # frame f is slice place[f] of the sorted stack
     try:
         full = pydicom.dcmread(path)
-        pixels = decode_pixels(full, path)
+        check_decodable(full, path)
+        check_codestreams(full, path)
+        from pydicom.pixels import iter_pixels
+
+        count = 0
+        for f, pixels in enumerate(iter_pixels(full)):  # one decoded frame alive at a time
+            if f >= n or pixels.shape != (rows, cols):
+                raise InputError(f"the enhanced image {path} holds pixel data that is not the {n} frames of "
+                                 f"{rows} x {cols} its header declares; it is not a grey-scale MR stack")
+            store_slice(stack[place[f]], pixels, *rescale_of(frame_headers[f], path))
+            count += 1
+        if count != n:
+            raise InputError(f"the enhanced image {path} holds {count} frames where its header declares {n}; "
+                             "it is corrupt or truncated")
     except InputError:
         raise
     except Exception as err:  # any decoder failure means the file is unusable
         raise InputError(f"the DICOM file {path} is corrupt or truncated: its pixel data cannot be read "
                          f"({type(err).__name__}: {err}); re-export the series") from None
-    if pixels.shape != (n, rows, cols):
-        raise InputError(f"the enhanced image {path} holds pixel data of shape {pixels.shape}, not the {n} frames "
-                         f"of {rows} x {cols} its header declares; it is not a grey-scale MR stack")
-    volume = np.empty((n, rows, cols), np.float32)
-    for k, f in enumerate(order):
-        transform = _group(ds, int(f), "PixelValueTransformationSequence")
-        slope = float(getattr(transform, "RescaleSlope", 1) or 1) if transform is not None else 1.0
-        intercept = float(getattr(transform, "RescaleIntercept", 0) or 0) if transform is not None else 0.0
-        volume[k] = pixels[f].astype(np.float32) * slope + intercept
-    image = StackImage(volume, spacing=(ref_spacing[1], ref_spacing[0], step),
-                       origin=tuple(float(v) for v in geometry[int(order[0])][1]),
-                       direction=tuple(float(v) for v in np.stack([ref_iop[:3], ref_iop[3:], normal], axis=1).ravel()))
+    del full
+    image = StackImage(volume, spacing=spacing, origin=origin, direction=direction, size=(cols, rows, n),
+                       canonical=True)
     from lvp.io.dicom_study import study_identity
 
     meta = {"series_uid": series_uid, "series_description": str(ds.get("SeriesDescription", "")), "files": 1,
