@@ -335,8 +335,8 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
         vlut[i] = SACRUM_LABEL if name == "sacrum" else VERTEBRA_LABELS.get(name, 0)
         depth = _body_depth(m, sem[box] == CANAL, volume.spacing)
         kind = "sacrum" if name == "sacrum" else "vertebra"
-        out.vertebrae.append(Instance(name, int(vlut[i]), c, int(m.sum()), round(conf, 3), kind, body_depth_mm=depth,
-                                      body_centroid_lps=body_centers.get(i)))
+        out.vertebrae.append(Instance(name, int(vlut[i]), c, np.count_nonzero(m), round(conf, 3), kind,
+                                      body_depth_mm=depth, body_centroid_lps=body_centers.get(i)))
         np.copyto(labels[box], vlut[i], where=m)  # (bone of no kept id, or off the spine, keeps 0)
     for i in s1_ids:
         box = objs[i - 1]
@@ -373,7 +373,7 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
             conf *= mean_prob(box, mask)
         np.copyto(labels[box], label, where=mask)
         out.discs.insert(
-            0, Instance(name, label, plane.center_lps, int(mask.sum()), round(conf, 3), "disc", plane=plane)
+            0, Instance(name, label, plane.center_lps, np.count_nonzero(mask), round(conf, 3), "disc", plane=plane)
         )
     _check_merged_discs(out)
     _check_transitional(out, out.facts["anchor"] is not None)
