@@ -219,3 +219,36 @@ def test_enhanced_image_size_refused_before_decoding(sample_case, tmp_path):
     ds.save_as(path, enforce_file_format=True)
     with pytest.raises(InputError, match=r"declares 15 frames of 4096 x 4096 = 251,658,240 voxels of 16-bit integer"):
         read_volume(tmp_path / "mf")
+
+
+def test_seg_frames_of_unlabelled_slices_cost_no_memory():
+    """A zero-padded full field of view: the SEG frames of the slices without labels are left as
+    the system's zero pages (never written), so making the frames costs about the labelled
+    slices only (fresh interpreter, VmRSS). The frames themselves are checked value by value."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("needs Linux /proc for the resident memory of one process")
+    code = (
+        "import numpy as np\n"
+        "from lvp.io.dicom_seg import SourceSeries, segment_frames\n"
+        "def rss():\n"
+        "    return int(next(x for x in open('/proc/self/status') if x.startswith('VmRSS')).split()[1]) * 1024\n"
+        "n, rows, cols = 160, 512, 1024\n"
+        "labels = np.zeros((n, rows, cols), np.uint8)\n"
+        "labels[70:82, 100:400, 200:700] = 31\n"
+        "labels[74:78, 150:250, 300:400] = 2\n"
+        "source = SourceSeries(datasets=[], slice_of_frame={(k, 0): k for k in range(n)})\n"
+        "before = rss()\n"
+        "frames, values = segment_frames(labels, source)\n"
+        "grew = rss() - before\n"
+        "lut = np.zeros(256, np.uint8); lut[values] = np.arange(1, len(values) + 1)\n"
+        "assert values == [2, 31] and np.array_equal(frames, lut[labels])\n"
+        "print(frames.nbytes, grew)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    nbytes, grew = (int(v) for v in out.stdout.split())
+    print(f"frames {nbytes / 2**20:.0f} MiB, resident growth {grew / 2**20:.1f} MiB")
+    assert grew < 0.2 * nbytes, (grew, nbytes)  # 12 of 160 slices are labelled

@@ -186,12 +186,19 @@ def segment_frames(labels: np.ndarray, source: SourceSeries,
         raise ValueError(f"label values {int(labels.min())}..{int(labels.max())} are not LVP output labels")
     view = _source_view(labels, geometry)
     order = sorted(source.slice_of_frame, key=lambda key: key)  # (dataset, frame): the SEG's frame order
-    frames = np.empty((len(order), *view.shape[1:]), np.uint8)
+    # np.zeros takes fresh zero pages from the system: the frames of slices without labels (most
+    # of a zero-padded full field of view) are never written, so they cost no memory (issue 13).
+    frames = np.zeros((len(order), *view.shape[1:]), np.uint8)
     counts = np.zeros(256, np.int64)
+    labelled = []
     for i, key in enumerate(order):
+        plane = view[source.slice_of_frame[key]]
+        if not plane.any():
+            continue
         frame = frames[i]
-        np.copyto(frame, view[source.slice_of_frame[key]], casting="unsafe")  # exact: 0..255 checked
+        np.copyto(frame, plane, casting="unsafe")  # exact: 0..255 checked
         counts += np.bincount(frame.ravel(), minlength=256)
+        labelled.append(frame)
     values = [int(v) for v in np.flatnonzero(counts) if v != 0]
     unknown = [v for v in values if v not in STRUCTURES]
     if unknown:
@@ -201,7 +208,7 @@ def segment_frames(labels: np.ndarray, source: SourceSeries,
     # Segment numbers 1..N in label order, mapped in place frame by frame.
     lut = np.zeros(256, np.uint8)
     lut[values] = np.arange(1, len(values) + 1, dtype=np.uint8)
-    for frame in frames:
+    for frame in labelled:
         frame[...] = lut[frame]
     return frames, values
 
