@@ -252,3 +252,37 @@ def test_seg_frames_of_unlabelled_slices_cost_no_memory():
     nbytes, grew = (int(v) for v in out.stdout.split())
     print(f"frames {nbytes / 2**20:.0f} MiB, resident growth {grew / 2**20:.1f} MiB")
     assert grew < 0.2 * nbytes, (grew, nbytes)  # 12 of 160 slices are labelled
+
+
+def test_series_listed_without_headers_reads_the_same(sample_case, tmp_path):
+    """A series described without its headers (a DICOMweb listing) has them read before the pixels."""
+    from lvp.io.dicom import SeriesInfo, read_series, scan_folder
+
+    write_series(_turned(_image(sample_case)), tmp_path / "series", rescale=(1, 0))
+    (scanned,) = scan_folder(tmp_path / "series")
+    listed = SeriesInfo(uid=scanned.uid, files=list(scanned.files), modality="MR", frames=len(scanned.files))
+    a, meta_a = read_series(scanned)
+    b, meta_b = read_series(listed)
+    assert a.array.dtype == b.array.dtype == np.uint16
+    np.testing.assert_array_equal(a.array, b.array)
+    assert (a.GetSpacing(), a.GetOrigin(), a.GetDirection(), a.GetSize()) == \
+        (b.GetSpacing(), b.GetOrigin(), b.GetDirection(), b.GetSize())
+    assert meta_a["study"] == meta_b["study"] and meta_a["warnings"] == meta_b["warnings"]
+
+
+def test_dicom_output_counted_in_the_working_memory():
+    """A DICOM input also gets its SEG and SR written while the image is held: the estimate adds
+    that stage, so a case that fits as NIfTI can be refused as DICOM, naming the outputs."""
+    from lvp.io import validate
+
+    content, grid, extent = 24_117_248, 983_040, (23.0, 300.0, 240.0)  # the padded full FOVs' content
+    plain = validate.working_memory(0, content, grid)
+    assert validate.working_memory(0, content, grid, dicom_output=True) == plain + validate.DICOM_OUTPUT_BYTES
+    fits = validate.MEMORY_BUDGET_BYTES - plain  # the largest image that fits without DICOM outputs
+    assert validate.check_working_memory(fits, content, grid, extent) == validate.MEMORY_BUDGET_BYTES
+    with pytest.raises(InputError, match="with DICOM SEG and SR outputs"):
+        validate.check_working_memory(fits, content, grid, extent, dicom_output=True)
+    # 16-bit 1024 x 1024 x 200 fits with its DICOM outputs; x 280 (measured 1066-1100 MiB) does not.
+    validate.check_working_memory(1024 * 1024 * 200 * 2, content, grid, extent, dicom_output=True)
+    with pytest.raises(InputError, match="in an image of 560 MiB with DICOM SEG and SR outputs"):
+        validate.check_working_memory(1024 * 1024 * 280 * 2, content, grid, extent, dicom_output=True)

@@ -9,13 +9,16 @@ that choice is ambiguous it refuses and lists the series, so the user names one
 Reading checks what breaks silently elsewhere: unreadable or truncated files, slices with
 different size/orientation/spacing (mixed series), missing slices (gaps in the slice
 positions, and at the ends where the series states its extent: see :func:`_check_series_ends`),
-non-MR modalities, series larger than the validator's voxel limit (before reading pixels).
+non-MR modalities, series larger than the validator's voxel or bytes limit (before reading pixels).
 
 The folder is scanned once: the headers read then (without pixel data) stay with the chosen
 series, and :func:`read_series` records them and the files in the volume's meta
 (``dicom_files``, ``dicom_headers``) for the DICOM SEG/SR writer (:mod:`lvp.io.dicom_seg`), which
-therefore neither scans the folder again nor re-reads a file. The slices are stacked straight
-into one float32 array that the volume takes over (no SimpleITK copy of it).
+therefore neither scans the folder again nor re-reads a file. Everything but the pixels (geometry,
+missing slices, the size as held) is checked on those headers before any pixel is decoded; the
+slices are then written straight into their place in one array in LVP's canonical orientation,
+which the volume takes over (no SimpleITK copy, no reordering copy). That array holds the stored
+integer type when the rescale keeps values exact, else float32 (:mod:`lvp.io.dicom_pixels`).
 """
 
 from __future__ import annotations

@@ -34,6 +34,11 @@ MEMORY_BUDGET_BYTES = 1024 * 2**20
 RUNTIME_BYTES = 176 * 2**20
 NETWORK_BYTES_PER_GRID_VOXEL = 56
 BYTES_PER_CONTENT_VOXEL = 6
+# A DICOM input also gets a DICOM SEG and SR, written while the image is still held: highdicom's
+# tables and the encoded frames (measured on 16-bit DICOM series of 1024 x 1024 x 200 and x 280
+# padded slices, SPIDER content: 120-215 MiB above the level before that stage; the 1024 x 1024 x
+# 200 case peaks at 904-967 MiB, the x 280 one at 1066-1100 MiB, which this refuses).
+DICOM_OUTPUT_BYTES = 192 * 2**20
 # Undefined (NaN/inf) voxels: a few are a saving glitch, reported and read as 0; more is a broken file.
 MAX_NONFINITE_FRACTION = 0.01
 MIN_SLICES = 3
@@ -82,26 +87,30 @@ def check_image_bytes(voxels: int, bytes_per_voxel: int, what: str = "the image 
     )
 
 
-def working_memory(image_bytes: int, content_voxels: int, grid_voxels: int) -> int:
+def working_memory(image_bytes: int, content_voxels: int, grid_voxels: int, dicom_output: bool = False) -> int:
     """Estimated peak bytes of one case (see :data:`MEMORY_BUDGET_BYTES` and the constants above it)."""
     return (RUNTIME_BYTES + int(image_bytes) + BYTES_PER_CONTENT_VOXEL * int(content_voxels)
-            + NETWORK_BYTES_PER_GRID_VOXEL * int(grid_voxels))
+            + NETWORK_BYTES_PER_GRID_VOXEL * int(grid_voxels) + (DICOM_OUTPUT_BYTES if dicom_output else 0))
 
 
-def check_working_memory(image_bytes: int, content_voxels: int, grid_voxels: int, extent_mm: tuple[float, ...]) -> int:
+def check_working_memory(image_bytes: int, content_voxels: int, grid_voxels: int, extent_mm: tuple[float, ...],
+                         dicom_output: bool = False) -> int:
     """Refuse an input whose case would not fit in :data:`MEMORY_BUDGET_BYTES`; return the estimate.
 
     ``content_voxels``: the voxels of the image's box without its empty (padding) edge slices;
-    ``grid_voxels``: the network grid those are resampled to; ``extent_mm``: that box in mm.
+    ``grid_voxels``: the network grid those are resampled to; ``extent_mm``: that box in mm;
+    ``dicom_output``: a DICOM input, which also gets a DICOM SEG and SR (:data:`DICOM_OUTPUT_BYTES`).
     """
-    need = working_memory(image_bytes, content_voxels, grid_voxels)
+    need = working_memory(image_bytes, content_voxels, grid_voxels, dicom_output)
     if need > MEMORY_BUDGET_BYTES:
         shown = " x ".join(f"{e:.0f}" for e in extent_mm)
         raise InputError(
             f"the image's content spans {shown} mm (left-right x cranio-caudal x antero-posterior, "
-            f"{content_voxels:,} voxels; a {grid_voxels:,}-voxel network grid): reading it would take about "
-            f"{need / 2**20:,.0f} MiB of memory, more than the {MEMORY_BUDGET_BYTES / 2**20:,.0f} MiB a case may use. "
-            "Crop the series to the lumbar spine (a lumbar field of view is about 80 x 300 x 250 mm)"
+            f"{content_voxels:,} voxels; a {grid_voxels:,}-voxel network grid) in an image of "
+            f"{int(image_bytes) / 2**20:,.0f} MiB{' with DICOM SEG and SR outputs' if dicom_output else ''}: "
+            f"reading it would take about {need / 2**20:,.0f} MiB of memory, more than the "
+            f"{MEMORY_BUDGET_BYTES / 2**20:,.0f} MiB a case may use. Crop the series to the lumbar spine (a lumbar "
+            "field of view is about 80 x 300 x 250 mm) or resample it to a coarser grid"
         )
     return need
 
