@@ -50,7 +50,8 @@ from packaging.utils import canonicalize_name
 
 # What the inference child (`lvp infer` on a NIfTI the panel writes) imports: ONNX Runtime for the
 # network on the CPU, SciPy for labelling/measurement, PyYAML for the grading rules, tqdm for its
-# progress, Jinja2 for report.html, jsonschema to check report.json against its schema. pydicom is
+# progress, Jinja2 for report.html, jsonschema to name what is wrong in a refused report.json,
+# threadpoolctl to hold numpy's BLAS to one thread during labelling. pydicom is
 # imported only for DICOM input, which the panel never hands the child.
 # Minimum versions, not pins: Slicer's Python is shared with other extensions, so a compatible
 # version already there is used as it is; what is missing is installed at the tested version of
@@ -62,6 +63,7 @@ ANALYSIS_REQUIREMENTS: tuple[str, ...] = (
     "tqdm>=4.60",
     "Jinja2>=3.1",
     "jsonschema>=4.18",
+    "threadpoolctl>=3.1",
 )
 # What the reading database needs (Sign in).
 READING_REQUIREMENTS: tuple[str, ...] = ("SQLAlchemy>=2.0", "alembic>=1.12")
