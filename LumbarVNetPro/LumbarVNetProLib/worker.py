@@ -51,9 +51,8 @@ from .process import ProcessRunner, Progress, ProgressCallback, RunningProcess, 
 
 log = logging.getLogger(__name__)
 
-# What an ``lvp`` without the ``serve`` command answers (argparse: the sub-command is unknown).
+# What an ``lvp`` without the ``serve`` command, or with an older one (an option unknown), answers.
 NO_SERVE = "invalid choice: 'serve'"
-# What an ``lvp serve`` older than one of the options the runner passes answers.
 NO_OPTION = "unrecognized arguments: "
 
 
@@ -322,11 +321,7 @@ class WorkerRunner:
                 model_fingerprint(model))
 
     def workerCommand(self, python: str, model: str | None, device: str) -> list[str]:
-        """``python -m lvp serve`` for this model and device.
-
-        ``--no-warm-dicom``: the module's jobs read the NIfTI copy it writes, never a DICOM series,
-        so the idle worker need not load pydicom, highdicom and its tables (≈ 120 MiB resident).
-        """
+        """``python -m lvp serve`` for this model and device; no DICOM warm-up (jobs read NIfTI copies)."""
         return [python, "-m", "lvp", "serve", "--device", device, "--no-warm-dicom",
                 *(["--model", model] if model else [])]
 
