@@ -56,8 +56,15 @@ def add_evidence_markups(scene, report: dict, prefix: str = "LVP", caseKey: str 
                 continue
             label = item.get("label") or item.get("measurement") or kind
             node = scene.AddNewNodeByClass(NODE_CLASS[kind], f"{prefix} {level.get('level')} {label}")
+            if "%" in node.GetName():
+                # Slicer makes point labels by printf-formatting "%N-%d" with the name pasted in: a "%"
+                # in it ("central 40 % of depth") was read as a conversion (labels "...40 1f depth...-7",
+                # the last number undefined). Escaped, the label is "<name>-<n>" as for any other name.
+                node.SetControlPointLabelFormat(node.GetName().replace("%", "%%") + "-%d")
+            modifying = node.StartModify()  # one modified event for all points: a third of the time
             for p in points if kind == "region" else points[:2]:
                 node.AddControlPoint(_ras(p))
+            node.EndModify(modifying)
             node.SetLocked(True)
             node.SetAttribute("LVP.Level", str(level.get("level")))
             node.SetAttribute("LVP.EvidenceKind", str(kind))

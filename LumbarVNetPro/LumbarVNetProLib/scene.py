@@ -216,12 +216,14 @@ def import_segmentation(scene, labelPath: Path, referenceVolume, name: str = "LV
 def add_level_labels(scene, report: dict, name: str = "LVP levels"):
     """A fiducial node with one labelled point per vertebra, sacrum and disc, at its centre."""
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+    modifying = node.StartModify()  # one modified event for all points
     for item in report.get("structures", []):
         if item.get("kind") == "canal" or item.get("center_lps") is None:
             continue
         label = level_of(item["name"])
         index = node.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(item["center_lps"])), label)
         node.SetNthControlPointDescription(index, f"label {item['label']}")
+    node.EndModify(modifying)
     # Labels mark anatomy, they are not edited by dragging.
     node.SetLocked(True)
     return node

@@ -114,3 +114,23 @@ def test_import_result_adds_the_evidence_and_case_removal_removes_it(scene_with_
     assert lvpscene.remove_volume_results(scene, volume, "case-ev") > 0
     assert evidence_nodes() == []
     assert sh.GetItemName(folder) == ""  # the folder item is gone
+
+
+def test_point_labels_of_a_name_with_a_percent_sign_are_the_name_and_number():
+    """A "%" in an evidence label ("central 40 % of depth") is text in the point labels, not a printf conversion."""
+    from LumbarVNetProLib.evidence import add_evidence_markups
+
+    points = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 1.0, 2.0]]
+    report = {"levels": [{"level": "L4-L5", "evidence": [
+        {"kind": "region", "label": "disc signal (central 40 % of depth)", "points_lps": points},
+        {"kind": "caliper", "label": "AP diameter", "points_lps": points[:2]},
+    ]}]}
+    region, line = add_evidence_markups(slicer.vtkMRMLScene(), report, "case")
+    assert [region.GetNthControlPointLabel(i) for i in range(3)] == [
+        f"case L4-L5 disc signal (central 40 % of depth)-{i}" for i in (1, 2, 3)]
+    assert [line.GetNthControlPointLabel(i) for i in range(2)] == [f"case L4-L5 AP diameter-{i}" for i in (1, 2)]
+    for node, expected in ((region, points), (line, points[:2])):  # positions as given (LPS -> RAS)
+        got = [[0.0] * 3 for _ in expected]
+        for i, p in enumerate(got):
+            node.GetNthControlPointPositionWorld(i, p)
+        assert np.allclose(got, [[-x, -y, z] for x, y, z in expected])
