@@ -22,47 +22,13 @@ import pydicom
 from pydicom.uid import UID
 
 from lvp.errors import InputError
+from lvp.io.volume import ArrayImage
 
 GAP_TOLERANCE = 0.2  # as lvp.io.dicom: relative deviation of a step from the median before it is a gap
 
 
-class StackImage:
-    """A 3-D image read from DICOM: its voxels and geometry, without a SimpleITK copy of them.
-
-    Answers the few ``sitk.Image`` questions :func:`lvp.io.volume.canonical_volume` asks and
-    hands it ``array``, which the volume then takes over: in SimpleITK's (z, y, x) order (copied
-    only when the permutation to the canonical orientation needs it), or, with
-    ``canonical=True``, already in the canonical order (``canonical_array``, taken as is; then
-    ``size`` gives the ITK size the geometry refers to).
-    """
-
-    def __init__(self, array: np.ndarray, spacing: tuple[float, float, float], origin: tuple[float, float, float],
-                 direction: tuple[float, ...], *, size: tuple[int, ...] | None = None,
-                 canonical: bool = False) -> None:
-        self.array = array
-        self.canonical_array = array if canonical else None
-        self._size = tuple(int(n) for n in (size if size is not None else array.shape[::-1]))
-        self._spacing = tuple(float(v) for v in spacing)
-        self._origin = tuple(float(v) for v in origin)
-        self._direction = tuple(float(v) for v in direction)
-
-    def GetDimension(self) -> int:  # the sitk.Image names
-        return 3
-
-    def GetNumberOfComponentsPerPixel(self) -> int:
-        return 1
-
-    def GetSize(self) -> tuple[int, ...]:
-        return self._size
-
-    def GetSpacing(self) -> tuple[float, ...]:
-        return self._spacing
-
-    def GetOrigin(self) -> tuple[float, ...]:
-        return self._origin
-
-    def GetDirection(self) -> tuple[float, ...]:
-        return self._direction
+# A DICOM stack is an ArrayImage (kept under this name: the readers return it).
+StackImage = ArrayImage
 
 
 def check_decodable(ds: pydicom.Dataset, path: Path) -> None:

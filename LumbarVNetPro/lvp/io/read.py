@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from lvp.errors import InputError
 from lvp.io.headers import PLAIN_TYPES, NiftiHeader, check_text_header, inspect_nifti
 from lvp.io.validate import check_image_bytes, nonfinite_warning, validate_volume
-from lvp.io.volume import CanonicalLayout, Volume, canonical_layout, canonical_volume
+from lvp.io.volume import ArrayImage, CanonicalLayout, Volume, canonical_layout, canonical_volume
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -90,40 +90,15 @@ def _check_itk_size(path: Path) -> None:
                       dtype)
 
 
-class ImageGeometry:
-    """A 3-D image as ITK would read it: ITK's header geometry and the voxels LVP decompressed.
+class ImageGeometry(ArrayImage):
+    """ITK's header geometry (``reader``, information only) with the voxels LVP decompressed.
 
-    Answers the few ``sitk.Image`` questions :func:`lvp.io.volume.canonical_volume` asks, so a
-    NIfTI file is decompressed once instead of twice (once to check it, once by ITK).
-    ``canonical``: ``array`` is already in canonical order (``canonical_array``), else in ITK's
-    (z, y, x) order.
+    A NIfTI file is so decompressed once instead of twice (once to check it, once by ITK).
     """
 
     def __init__(self, reader: sitk.ImageFileReader, array: np.ndarray, canonical: bool = False) -> None:
-        self.array = array
-        self.canonical_array = array if canonical else None
-        self._size = tuple(int(n) for n in reader.GetSize())
-        self._spacing = tuple(reader.GetSpacing())
-        self._origin = tuple(reader.GetOrigin())
-        self._direction = tuple(reader.GetDirection())
-
-    def GetDimension(self) -> int:  # the sitk.Image names
-        return 3
-
-    def GetNumberOfComponentsPerPixel(self) -> int:
-        return 1
-
-    def GetSize(self) -> tuple[int, ...]:
-        return self._size
-
-    def GetSpacing(self) -> tuple[float, ...]:
-        return self._spacing
-
-    def GetOrigin(self) -> tuple[float, ...]:
-        return self._origin
-
-    def GetDirection(self) -> tuple[float, ...]:
-        return self._direction
+        super().__init__(array, reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection(),
+                         size=reader.GetSize(), canonical=canonical)
 
 
 def _nifti_layout(path: Path, header: NiftiHeader, readers: list) -> CanonicalLayout | None:

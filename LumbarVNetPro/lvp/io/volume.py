@@ -225,13 +225,50 @@ def flip_in_place(array: np.ndarray, axes: tuple[int, ...]) -> None:
             array[k] = np.flip(array[k], axis=inner).copy()
 
 
+class ArrayImage:
+    """A 3-D image LVP decoded itself: its voxels and geometry, without a SimpleITK copy of them.
+
+    Answers the few ``sitk.Image`` questions :func:`canonical_volume` asks and hands it ``array``,
+    which the volume then takes over: in ITK's (z, y, x) order, or, with ``canonical=True``,
+    already in canonical order (``canonical_array``, taken as is). ``size`` is the ITK size
+    (x, y, z) the geometry refers to; by default the reverse of ``array``'s shape.
+    """
+
+    def __init__(self, array: np.ndarray, spacing: tuple[float, ...], origin: tuple[float, ...],
+                 direction: tuple[float, ...], *, size: tuple[int, ...] | None = None,
+                 canonical: bool = False) -> None:
+        self.array = array
+        self.canonical_array = array if canonical else None
+        self._size = tuple(int(n) for n in (size if size is not None else array.shape[::-1]))
+        self._spacing = tuple(float(v) for v in spacing)
+        self._origin = tuple(float(v) for v in origin)
+        self._direction = tuple(float(v) for v in direction)
+
+    def GetDimension(self) -> int:  # the sitk.Image names
+        return 3
+
+    def GetNumberOfComponentsPerPixel(self) -> int:
+        return 1
+
+    def GetSize(self) -> tuple[int, ...]:
+        return self._size
+
+    def GetSpacing(self) -> tuple[float, ...]:
+        return self._spacing
+
+    def GetOrigin(self) -> tuple[float, ...]:
+        return self._origin
+
+    def GetDirection(self) -> tuple[float, ...]:
+        return self._direction
+
+
 def canonical_volume(image: sitk.Image, meta: dict | None = None, *, consume: bool = False) -> Volume:
     """Bring a 3-D SimpleITK image to canonical orientation without resampling.
 
     ``image`` may also be anything answering the same geometry questions with an ``array``
-    attribute in ITK's (z, y, x) order (:class:`lvp.io.read.ImageGeometry`,
-    :class:`lvp.io.dicom_decode.StackImage`), or a ``canonical_array`` already in canonical
-    order (LVP's NIfTI reader fills it so). ``consume=True``: the caller hands the image over
+    attribute in ITK's (z, y, x) order (an :class:`ArrayImage`, as LVP's NIfTI and DICOM readers
+    make), or a ``canonical_array`` already in canonical order. ``consume=True``: the caller hands the image over
     (a reader's), so its pixel buffer may become the volume's array and be reordered in place;
     a file stored in canonical axis order then costs no second copy, even with flipped axes.
     """
