@@ -91,6 +91,22 @@ def readable_error(stderr: str, returncode: int | None) -> str:
     return f"the process failed with exit code {returncode}"
 
 
+TAIL_LINES = 200  # stdout lines kept for an error message
+
+
+def take_lines(lines: queue.Queue, tail: list[str]) -> list[str]:
+    """Every line a reader thread queued so far (never blocks); also kept in ``tail`` (the last 200)."""
+    taken = []
+    while True:
+        try:
+            taken.append(lines.get_nowait())
+        except queue.Empty:
+            break
+    tail.extend(taken)
+    del tail[:-TAIL_LINES]
+    return taken
+
+
 class RunningProcess:
     """A started child process whose stdout/stderr are collected by reader threads."""
 
@@ -132,14 +148,7 @@ class RunningProcess:
 
     def new_lines(self) -> list[str]:
         """Stdout lines received since the last call (never blocks)."""
-        lines = []
-        while True:
-            try:
-                lines.append(self._lines.get_nowait())
-            except queue.Empty:
-                break
-        self._stdout_tail = (self._stdout_tail + lines)[-200:]
-        return lines
+        return take_lines(self._lines, self._stdout_tail)
 
     def progress_messages(self) -> list[Progress]:
         """Stage messages among the new stdout lines."""

@@ -47,7 +47,15 @@ import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
-from .process import ProcessRunner, Progress, ProgressCallback, RunningProcess, parse_progress, readable_error
+from .process import (
+    ProcessRunner,
+    Progress,
+    ProgressCallback,
+    RunningProcess,
+    parse_progress,
+    readable_error,
+    take_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -233,14 +241,7 @@ class WorkerJob:
         """Stdout lines of this job since the last call (never blocks)."""
         if self.delegate is not None:
             return self.delegate.new_lines()
-        lines = []
-        while True:
-            try:
-                lines.append(self.lines.get_nowait())
-            except queue.Empty:
-                break
-        self._stdoutTail = (self._stdoutTail + lines)[-200:]
-        return lines
+        return take_lines(self.lines, self._stdoutTail)
 
     def progress_messages(self) -> list[Progress]:
         """Stage messages among the new stdout lines."""
