@@ -95,10 +95,14 @@ def exit_now(code: int) -> NoReturn:
     ``lvp infer`` process, after its result is complete. Kept from ``sys.exit``: non-daemon
     threads are joined, atexit handlers run (``lvp infer`` registers only logging's; a test pins
     that), stdout and stderr are flushed. Skipped: freeing memory and modules, which the operating
-    system does at once. Where the flush fails (a closed pipe) the normal exit reports it.
+    system does at once. Where the flush fails (a closed pipe) the normal exit reports it; under a
+    profiler or tracer (``python -m cProfile -m lvp infer``, coverage, a debugger) the exit is the
+    normal one, so the tool gets to write its results.
     """
     import atexit
 
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # a profiler, debugger or coverage tool writes its results after this returns
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()

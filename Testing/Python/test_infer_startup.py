@@ -235,3 +235,17 @@ def test_a_case_registers_no_exit_handler_but_loggings(tmp_path, sample_case):
     assert found["code"] == 0
     assert set(found["registered"]) <= {"logging.shutdown"}
     assert found["finalizers"] == 0 and found["threads"] == []
+
+
+def test_under_a_profiler_python_m_lvp_infer_exits_normally_so_the_profile_is_written(tmp_path, sample_case):
+    """``python -m cProfile -o F -m lvp infer`` writes F after the module returns: the fast exit
+    would end the process first and lose the profile (docs/performance.md is made that way)."""
+    profile = tmp_path / "infer.prof"
+    proc = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "lvp", "infer",
+                           str(sample_case), "-o", str(tmp_path / "out"), "--device", "cpu", "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import pstats
+
+    stats = pstats.Stats(str(profile))
+    assert any(name == "run_inference" for (_file, _line, name) in stats.stats)
