@@ -522,10 +522,8 @@ def grade_level(
 
 # ---------------------------------------------------------------- report rows of every expected level
 
-# Every disc level a lumbar read expects, and the cranio-caudal order in which report rows are listed.
+# Every disc level a lumbar read expects (rows are listed in the order of lvp.labels.LEVEL_ORDER).
 EXPECTED_LEVELS = ("T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S")
-LEVEL_ORDER = tuple(f"T{k}-T{k + 1}" for k in range(1, 12)) + (
-    "T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-L6", "L5-S", "L6-S")
 _TRANSITIONAL = {"L5-L6", "L6-S"}
 
 
@@ -544,7 +542,7 @@ def with_missing_levels(levels: list[dict], lab) -> list[dict]:
     Expected: T12-L1 to L5-S (L5-L6 and L6-S instead of L5-S when a sixth lumbar level was found),
     plus whatever was found above. Rows are ordered cranial to caudal.
     """
-    from lvp.labels import DISC_LABELS
+    from lvp.labels import DISC_LABELS, LEVEL_ORDER
 
     found = {lv["level"] for lv in levels}
     expected = [x for x in EXPECTED_LEVELS if not (x == "L5-S" and found & _TRANSITIONAL)]

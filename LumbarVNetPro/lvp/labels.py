@@ -38,8 +38,11 @@ DISC_LABELS: dict[str, int] = {
     "L5-L6": 96,
     "L5-S": 100,
 }
-# Vertebra names from the cranial end to the sacrum, for counting levels.
-VERTEBRA_ORDER: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6")
+# Every vertebra name above the sacrum, cranial to caudal (T1 ... L5, and the L6 of a six-lumbar
+# spine): the one order in which vertebrae and discs are counted, renamed and listed.
+SPINE_TOP_DOWN: tuple[str, ...] = tuple(f"T{i}" for i in range(1, 13)) + ("L1", "L2", "L3", "L4", "L5", "L6")
+# The vertebrae LVP segments (those of VERTEBRA_LABELS), cranial to caudal, for counting levels.
+VERTEBRA_ORDER: tuple[str, ...] = SPINE_TOP_DOWN[SPINE_TOP_DOWN.index("T11"):]
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,10 @@ def level_of(name: str) -> str:
     return name.removesuffix(" disc")
 
 
+# Every disc level cranial to caudal, the order report rows are listed in: T1-T2 ... L4-L5, then the
+# lowest disc of a six-lumbar spine (L5-L6 above L6-S) after L5-S of a five-lumbar one.
+LEVEL_ORDER: tuple[str, ...] = tuple(disc_name_between(a, b) for a, b in zip(SPINE_TOP_DOWN, SPINE_TOP_DOWN[1:])) + (
+    "L5-S", "L6-S")
 # SPIDER's (and MRS IVD's) disc numbering: index 0 is the most caudal disc ("IVD label" 1).
 DISCS_FROM_BOTTOM: tuple[str, ...] = ("L5-S", "L4-L5", "L3-L4", "L2-L3", "L1-L2", "T12-L1", "T11-T12")
 

@@ -73,3 +73,24 @@ def test_no_second_copy_of_the_vocabulary_in_the_product():
             continue
         assert 'removesuffix(" disc")' not in text and 'endswith(" disc")' not in text, path
         assert not spider.search(text), path
+
+
+def test_one_vertebra_order_for_counting_and_listing_levels():
+    # The orders each user derives from SPINE_TOP_DOWN are those they spelled out before (issue 13 review).
+    from lvp.grading import with_missing_levels
+    from lvp.labelling import numbering
+    from lvp.validation.numbering import _disc_above
+
+    assert labels.VERTEBRA_ORDER == tuple(VERTEBRA_LABELS)
+    assert numbering._ORDER == (*(f"T{i}" for i in range(1, 13)), "L1", "L2", "L3", "L4", "L5")
+    assert _disc_above("T12-L1") == "T11-T12" and _disc_above("L6-S") == "L5-L6" and _disc_above("T1-T2") is None
+    assert labels.LEVEL_ORDER.index("L4-L5") < labels.LEVEL_ORDER.index("L5-L6") < labels.LEVEL_ORDER.index("L5-S")
+    # The report lists rows in that order whatever order they come in.
+    rows = [{"level": n} for n in ("L5-S", "T11-T12", "L1-L2", "T12-L1", "L2-L3", "L3-L4", "L4-L5")]
+    assert [r["level"] for r in with_missing_levels(rows, None)] == [
+        "T11-T12", "T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S"]
+    # Nobody else spells the order out again.
+    spelled = re.compile(r'f"T\{\w+\}" for \w+ in range\(1, 1[23]\)|f"T\{\w+\}-T\{\w+ \+ 1\}"')
+    for path, text in _sources().items():
+        if path.name != "labels.py":
+            assert not spelled.search(text), path

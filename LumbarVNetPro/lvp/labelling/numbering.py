@@ -22,10 +22,11 @@ from __future__ import annotations
 import numpy as np
 
 from lvp.labelling.types import Labelling
-from lvp.labels import disc_name_between
+from lvp.labels import SPINE_TOP_DOWN, disc_name_between
 
-# Vertebra names from T1 down to L5, for renumbering discs by order.
-_ORDER = tuple(f"T{i}" for i in range(1, 13)) + ("L1", "L2", "L3", "L4", "L5")
+# Vertebra names from T1 down to L5, for renumbering discs by order (renumbering counts a
+# five-lumbar spine: L6 is no name it gives).
+_ORDER = SPINE_TOP_DOWN[: SPINE_TOP_DOWN.index("L5") + 1]
 # Consecutive discs' centre distances outside this range of the median one are irregular
 # (lumbar and lower thoracic spacings differ by less than a third).
 SPACING_RANGE = (0.6, 1.55)

@@ -37,7 +37,7 @@ import numpy as np
 
 from lvp.io.volume import Volume
 from lvp.labelling import Labelling, label_levels
-from lvp.labels import DISC, SACRUM, SACRUM_LABEL, STRUCTURES, VERTEBRA
+from lvp.labels import DISC, SACRUM, SACRUM_LABEL, SPINE_TOP_DOWN, STRUCTURES, VERTEBRA
 from lvp.study.agreement import wilson_ci
 from lvp.validation.cases import load_spider_case, spider_case_ids
 
@@ -232,14 +232,11 @@ def _map_case(kind: str, volume: Volume, ref: Labelling, truth) -> Case | None:
     return Case(volume, None, truth, labels=out)
 
 
-_SPINE_TOP_DOWN = tuple(f"T{i}" for i in range(1, 13)) + ("L1", "L2", "L3", "L4", "L5", "L6")
-
-
 def _disc_above(name: str) -> str | None:
     """The disc one level up (``"T12-L1" -> "T11-T12"``, ``"L5-S" -> "L4-L5"``); None past T1."""
     upper = name.split("-")[0]
-    i = _SPINE_TOP_DOWN.index(upper) if upper in _SPINE_TOP_DOWN else 0
-    return f"{_SPINE_TOP_DOWN[i - 1]}-{upper}" if i > 0 else None
+    i = SPINE_TOP_DOWN.index(upper) if upper in SPINE_TOP_DOWN else 0
+    return f"{SPINE_TOP_DOWN[i - 1]}-{upper}" if i > 0 else None
 
 
 def is_right(lab: Labelling, truth: list[tuple[str, np.ndarray]]) -> bool:
