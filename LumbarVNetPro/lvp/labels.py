@@ -172,8 +172,12 @@ def level_of(name: str) -> str:
 # lowest disc of a six-lumbar spine (L5-L6 above L6-S) after L5-S of a five-lumbar one.
 LEVEL_ORDER: tuple[str, ...] = tuple(disc_name_between(a, b) for a, b in zip(SPINE_TOP_DOWN, SPINE_TOP_DOWN[1:])) + (
     "L5-S", "L6-S")
-# SPIDER's (and MRS IVD's) disc numbering: index 0 is the most caudal disc ("IVD label" 1).
-DISCS_FROM_BOTTOM: tuple[str, ...] = ("L5-S", "L4-L5", "L3-L4", "L2-L3", "L1-L2", "T12-L1", "T11-T12")
+# The discs of a five-lumbar spine counted from the sacrum up (L5-S, L4-L5, ... T1-T2): SPIDER's
+# (and MRS IVD's) disc numbering, index 0 being the most caudal disc ("IVD label" 1).
+SPINE_DISCS_FROM_BOTTOM: tuple[str, ...] = ("L5-S",) + tuple(
+    disc_name_between(a, b) for a, b in zip(SPINE_TOP_DOWN[-3::-1], SPINE_TOP_DOWN[-2::-1]))
+# The same numbering over the discs LVP segments (those of DISC_LABELS): L5-S up to T11-T12.
+DISCS_FROM_BOTTOM: tuple[str, ...] = tuple(d for d in SPINE_DISCS_FROM_BOTTOM if d in DISC_LABELS)
 
 # The Slicer terminology contexts of the codes above (DICOM PS3.16 CIDs, the lists Slicer ships):
 # one pair, written to .seg.nrrd by lvp.io.seg_nrrd and to the scene by LumbarVNetProLib.scene.

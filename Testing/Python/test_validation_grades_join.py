@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 import lvp.labelling
 import lvp.measure
@@ -14,6 +15,19 @@ def test_graded_level_names_count_from_the_bottom():
     assert [G.graded_level_name(k) for k in range(1, 10)] == [
         "L5-S", "L4-L5", "L3-L4", "L2-L3", "L1-L2", "T12-L1", "T11-T12", "T10-T11", "T9-T10"
     ]
+    assert G.graded_level_name(17) == "T1-T2"
+    for bad in (0, 18):
+        with pytest.raises(ValueError, match=f"IVD label {bad}"):
+            G.graded_level_name(bad)
+
+
+def test_spider_numbering_and_the_segmented_discs_numbering_agree():
+    # One numbering (lvp.labels.SPINE_DISCS_FROM_BOTTOM): the discs LVP segments, counted from the
+    # bottom, carry the same names as SPIDER's IVD labels 1..7.
+    from lvp.labels import DISC_LABELS, DISCS_FROM_BOTTOM
+
+    assert list(DISCS_FROM_BOTTOM) == [G.graded_level_name(k) for k in range(1, len(DISCS_FROM_BOTTOM) + 1)]
+    assert set(DISCS_FROM_BOTTOM) == set(DISC_LABELS) - {"L5-L6"}
 
 
 def test_a_missed_disc_leaves_its_grade_unassessable_without_shifting_the_others(monkeypatch, tmp_path):

@@ -47,7 +47,7 @@ from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from lvp.errors import InputError
 from lvp.grading import PREDICTS, GradingRules, calibration_feature, grade_level
-from lvp.labels import disc_name_between
+from lvp.labels import SPINE_DISCS_FROM_BOTTOM
 from lvp.measure.types import LevelMeasurements
 from lvp.validation.cases import load_spider_case, spider_case_ids, tss_to_classes
 
@@ -93,8 +93,9 @@ def graded_level_name(ivd: int) -> str:
     """Level name of SPIDER's ``IVD label`` (1 = most caudal disc = L5-S, 2 = L4-L5, ...), as
     :mod:`lvp.labelling` names discs counted from the bottom.
     """
-    chain = ["sacrum", "L5", "L4", "L3", "L2", "L1"] + [f"T{12 - k}" for k in range(12)]
-    return disc_name_between(chain[ivd], chain[ivd - 1])
+    if not 1 <= ivd <= len(SPINE_DISCS_FROM_BOTTOM):
+        raise ValueError(f"IVD label {ivd} is no disc of a five-lumbar spine (1 = L5-S ... 17 = T1-T2)")
+    return SPINE_DISCS_FROM_BOTTOM[ivd - 1]
 
 
 def collect_features(
