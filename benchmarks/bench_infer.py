@@ -343,7 +343,7 @@ def run_full_fov(source: Path, tmp: Path, threads: int, dtype: str = "uint8", fi
     elif code != 0:
         lines = [line for line in err.strip().splitlines() if line.strip()]
         message = lines[-1].split(f"{path}: ", 1)[-1] if lines else "no message"
-        status = f"{'refused' if code == 2 else 'failed'} (exit {code}): {message[:220]}"
+        status = f"{'refused' if code == 2 else 'failed'} (exit {code}): {message[:500]}"
     path.unlink()
     if code != 0 and report.is_file():
         print(f"lvp infer (full FOV {name}) exited {code}: {err.strip()}")
