@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from lvp.scales import READ_PATHOLOGIES, SCALES
+from lvp.scales import READ_PATHOLOGIES, SCALES, measurement_words
 
 # The pathologies a reader grades, in display order, with their grade names: the one vocabulary
 # of lvp.scales (dependency-free, so it imports before SQLAlchemy is installed in Slicer).
@@ -27,16 +27,6 @@ UNREVIEWED = "unreviewed"  # an AI grade the reader has not accepted or changed 
 GRADED = "graded"  # a reader grade without an AI grade (manual arm, or AI "not assessable")
 UNGRADED = "not graded"  # neither
 NOT_ASSESSABLE = "not assessable"  # the AI gave no grade; it says why in the row's note
-
-# The measurement names of report.json as a reader reads them (unit shown after the value).
-MEASUREMENT_LABELS: dict[str, tuple[str, str]] = {
-    "posterior_displacement_mm": ("posterior displacement", "mm"),
-    "canal_area_mm2": ("canal area", "mm²"),
-    "dural_sac_area_mm2": ("dural sac area", "mm²"),
-    "recess_depth_mm": ("recess depth", "mm"),
-    "disc_height_ratio": ("disc height ratio", ""),
-    "signal_ratio": ("disc/CSF signal ratio", ""),
-}
 
 
 def grade_values(pathology: str) -> tuple[int, ...]:
@@ -319,21 +309,6 @@ def pathology_title(pathology: str) -> str:
     return scale.title if scale is not None else str(pathology).replace("_", " ").capitalize()
 
 
-def measurement_text(name: str, value: float | None) -> str:
-    """A measurement as a reader reads it, e.g. ``"posterior displacement 4.1 mm"``."""
-    if not name and value is None:
-        return ""
-    label, unit = MEASUREMENT_LABELS.get(name, (str(name).replace("_", " ").strip(), ""))
-    if not unit:
-        for suffix, shown in (("mm2", "mm²"), ("mm", "mm")):
-            if label.endswith(" " + suffix):
-                label, unit = label[: -len(suffix) - 1], shown
-                break
-    if value is None:
-        return label
-    return f"{label} {value:.1f} {unit}".strip()
-
-
 def confidence_text(row: GradeRow) -> str:
     """The confidence as shown: ``"0.81"``, marked ``(calibrated)`` or ``(heuristic)`` when the report says."""
     if row.confidence is None:
@@ -355,7 +330,7 @@ def table_cells(row: GradeRow) -> list[str]:
         pathology_title(row.pathology),
         ai,
         confidence_text(row),
-        measurement_text(row.measurement, row.value),
+        measurement_words(row.measurement, row.value),
     ]
 
 

@@ -94,3 +94,28 @@ def grade_name(pathology: str, grade: int | None) -> str:
     if grade is None:
         return ""
     return scale(pathology).name(grade)
+
+
+# Units a measurement key ends with, and how a reader writes them.
+_UNITS = (("_mm2", "mm²"), ("_mm", "mm"), ("_deg", "°"))
+
+
+def measurement_words(key: str | None, value: float | None) -> str:
+    """The measurement behind a grade as a reader reads it, in the HTML report and the Slicer table:
+    ``posterior_displacement_mm``, 4.12 -> ``"posterior displacement 4.1 mm"``. The unit is the key's
+    suffix; a value with a unit is shown to one decimal, a ratio to two. No value: the name alone;
+    neither: ``""``.
+    """
+    words = str(key or "")
+    if not words and value is None:
+        return ""
+    unit = ""
+    for suffix, name in _UNITS:
+        if words.endswith(suffix):
+            words, unit = words[: -len(suffix)], name
+            break
+    words = words.replace("_", " ").replace(" ap ", " AP ").strip()
+    if value is None:
+        return words
+    shown = f"{value:.{1 if unit else 2}f}" if isinstance(value, float) else str(value)
+    return " ".join(part for part in (words, shown, unit) if part)

@@ -201,6 +201,23 @@ def test_grade_table_cells_and_choices():
     assert grade_choices("pfirrmann")[0] == ("1 I", 1) and len(grade_choices("canal_stenosis")) == 4
 
 
+def test_the_slicer_table_and_the_html_report_word_a_measurement_alike():
+    # One wording (lvp.scales.measurement_words) for the panel's table and the report's grade cell.
+    from LumbarVNetProLib.grades import GradeRow, table_cells
+    from lvp.report.html import _grade_view
+
+    cases = [("posterior_displacement_mm", 4.06, "posterior displacement 4.1 mm"),
+             ("dural_sac_area_mm2", 87.25, "dural sac area 87.2 mm²"),
+             ("disc_signal_ratio", 0.456, "disc signal ratio 0.46"),
+             ("dural_sac_ap_diameter_mm", 9.0, "dural sac AP diameter 9.0 mm"),
+             ("obliquity_deg", 12.34, "obliquity 12.3 °")]
+    for key, value, words in cases:
+        grade = {"grade": 1, "name": "mild", "measurement": key, "value": value, "confidence": 0.5}
+        row = GradeRow("L4-L5", "canal_stenosis", 1, 0.5, key, value, 1)
+        assert table_cells(row)[4] == _grade_view(grade)["measurement"] == words, key
+    assert table_cells(GradeRow("L4-L5", "pfirrmann", None, None, "disc_signal_ratio", None))[4] == "disc signal ratio"
+
+
 def test_reader_grade_without_a_read_updates_rows_and_table_node(scene_with_sample, reference_result):
     from LumbarVNetProLib import scene as lvpscene
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from lvp.io.volume import Volume
 from lvp.labels import CANAL_LABEL, STRUCTURES
-from lvp.scales import PATHOLOGIES, SCALES  # the columns of the grade table, in reading order
+from lvp.scales import PATHOLOGIES, SCALES, measurement_words  # the columns of the grade table, in reading order
 
 _OVERLAY_ALPHA = 0.45
 
@@ -305,23 +305,6 @@ _SEVERITY = {"none": "none", "no narrowing": "none", "I": "none", "II": "none",
              "mild": "mild", "bulge": "mild", "III": "mild",
              "moderate": "moderate", "protrusion": "moderate", "IV": "moderate", "narrowing": "moderate",
              "severe": "severe", "extrusion": "severe", "V": "severe"}
-
-_UNITS = (("_mm2", "mm²"), ("_mm", "mm"), ("_deg", "°"))
-
-
-def measurement_words(key: str, value: Any) -> str:
-    """A measurement key and value in words: ``posterior_displacement_mm``, 4.12 ->
-    ``posterior displacement 4.1 mm`` (the unit is the key's suffix).
-    """
-    unit = ""
-    for suffix, name in _UNITS:
-        if key.endswith(suffix):
-            key, unit = key[: -len(suffix)], name
-            break
-    words = key.replace("_", " ").replace(" ap ", " AP ")
-    digits = 1 if unit else 2
-    return f"{words} {_fmt(value, digits)}" + (f" {unit}" if unit else "")
-
 
 def _grade_view(grade: dict | None) -> dict | None:
     """One grade cell: the grade in words with its severity class, the measurement behind it, the
