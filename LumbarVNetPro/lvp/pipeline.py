@@ -16,7 +16,9 @@ Failure policy (the product rule "a partial result is never shown as complete"):
 * the model cannot be loaded → :class:`~lvp.errors.ModelError`, nothing is written;
 * a later stage fails (labelling, measurement, grading, scan planes, axial series, figure) →
   the outputs are written with ``"status": "partial"``, ``"failed_stage"`` and ``"error"``
-  naming it, and the HTML report says so in a red banner; ``lvp infer`` exits non-zero.
+  naming it, and the HTML report says so in a red banner; ``lvp infer`` exits non-zero. From a
+  DICOM input the SEG and SR (stage "dicom", after the figure) are written when every stage but
+  the figure succeeded; the SR is then marked PARTIAL.
 
 Every file is written into a staging folder, ``report.json`` last, and the staging folder then
 replaces ``out_dir`` as a whole (:mod:`lvp.io.result_folder`): an interrupted run never leaves a
@@ -28,8 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from lvp.errors import InputError
 from lvp.io.read import read_volume
 from lvp.io.volume import Volume
 from lvp.labels import CANAL, DISC, VERTEBRA
+from lvp.pipeline_stages import STAGE_START, ProgressFn, Stages, StageTimer, release_voxels
 from lvp.report.build import (
     DICOM_SEG,
     DICOM_SR,
@@ -57,14 +58,6 @@ from lvp.segmenter import LabelMapSegmenter, MaskSegmenter, Segmenter  # noqa: F
 
 log = logging.getLogger("lvp.pipeline")
 
-ProgressFn = Callable[[str, float], None]
-
-
-# Where each stage starts on the 0..1 progress scale of one case (measured shares of the time).
-STAGE_START = {"read": 0.0, "network": 0.1, "labelling": 0.6, "measure": 0.7, "grade": 0.78, "planes": 0.8,
-               "axial": 0.83, "write": 0.85, "dicom": 0.88, "figure": 0.92, "done": 1.0}
-
-
 def report_json_text(report: dict) -> str:
     """``report.json``'s text: one line per top-level field and per item of a top-level list.
 
@@ -80,54 +73,6 @@ def report_json_text(report: dict) -> str:
         else:
             lines.append(f" {dumps(key)}: {dumps(value)}")
     return "{\n" + ",\n".join(lines) + "\n}"
-
-
-class StageTimer:
-    """Wall-clock seconds of each stage, in one dict (report.json ``timings_s``).
-
-    ``with timer("read"): ...`` records the block's time under ``"read"`` (also when it raises),
-    replacing an earlier value of that stage.
-    """
-
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        """Time the ``with`` block as ``stage``."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[stage] = time.perf_counter() - t0
-
-
-class _Stages:
-    """Runs the post-network stages, recording timings and the first failure."""
-
-    def __init__(self, report: dict, progress: ProgressFn | None, timer: StageTimer):
-        self.report = report
-        self.progress = progress
-        self.timer = timer
-
-    def tick(self, stage: str) -> None:
-        if self.progress:
-            self.progress(stage, STAGE_START[stage])
-
-    def run(self, stage: str, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` unless an earlier stage failed; on error mark the report partial."""
-        if self.report["status"] != "complete":
-            return None
-        self.tick(stage)
-        with self.timer(stage):
-            try:
-                return fn()
-            except Exception as err:  # any failure here must become a partial report
-                log.warning("stage %s failed: %s", stage, err, exc_info=log.isEnabledFor(logging.DEBUG))
-                self.report["status"] = "partial"
-                self.report["failed_stage"] = stage
-                self.report["error"] = f"{type(err).__name__}: {err}"
-                return None
 
 
 def _class_voxels(semantic: np.ndarray, value: int) -> int:
@@ -206,7 +151,8 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
     ``segmenter`` (a :class:`lvp.segmenter.Segmenter`) is reused when given so a
     batch loads the model once; otherwise one is made from ``model_dir`` and ``device``.
     ``progress(stage, fraction)`` is called as the stages start. ``dicom_out``: from a DICOM input,
-    also write the DICOM SEG and SR (stage "dicom").
+    also write the DICOM SEG and SR (stage "dicom", after the figure; ``lvp infer --no-dicom``
+    turns it off). The image's voxels are released after the figure (:func:`release_voxels`).
     """
     t_start = time.perf_counter()
     input_path = Path(input_path)
@@ -217,6 +163,8 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
         progress("read", STAGE_START["read"])
     with timer("read"):
         volume = read_volume(input_path)
+    # Whether this case writes a DICOM SEG and SR: the segmenter's memory estimate counts them.
+    volume.meta["dicom_outputs"] = bool(dicom_out and volume.meta.get("format") == "dicom")
 
     if segmenter is None:
         with timer("load_model"):
@@ -234,7 +182,7 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
     report = report_skeleton(volume, input_path)
     report["model"] = jsonable(dict(segmenter.info))
     report["timings_s"] = timings
-    stages = _Stages(report, progress, timer)
+    stages = Stages(report, progress, timer)
 
     given = seg_out.labels
     if given is not None:  # a reader's label map: levels as named there, no automatic labelling
@@ -284,12 +232,18 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
     report["structures"] = structure_entries(volume, labels, lab) if labels is not None else []
     report["levels"] = level_entries(lab, meas, grades, scan) if lab is not None else []
 
-    dicom_source = None
-    if labels is not None and dicom_out and volume.meta.get("format") == "dicom":
-        dicom_source = stages.run("dicom", lambda: _write_dicom(volume, labels, report, out_dir))
+    # The figure is the image's last user: drawn first, then the voxels are released (a 16-bit
+    # full field of view holds 560 MiB) before the DICOM SEG and SR, which need the label map, the
+    # source headers (volume.meta) and the geometry only. The SR is then written once, knowing
+    # whether the figure failed; the page is rendered last, with the report's final state.
+    figure = None
     if html:
         figure = stages_figure(stages, volume, labels if labels is not None else semantic, report,
                                box=lab.crop if labels is not None else None)
+    release_voxels(volume, "after the report figure, before the DICOM outputs")
+    if labels is not None and dicom_out and volume.meta.get("format") == "dicom":
+        stages.run("dicom", lambda: _write_dicom(volume, labels, report, out_dir), despite=("figure",))
+    if html:
         with timer("write_html"):
             from lvp.report.html import render_html
 
@@ -298,8 +252,6 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
             page = render_html(report, *(figure or (None,)))
             (out_dir / REPORT_HTML).write_text(page, encoding="utf-8")
             outputs["report_html"] = REPORT_HTML
-    if dicom_source is not None and report["status"] != "complete":  # the figure failed after the SR
-        _write_dicom(volume, labels, report, out_dir, dicom_source, seg=False)
     timings["write"] = time.perf_counter() - t_write
     timings["total"] = time.perf_counter() - t_start
     report["timings_s"] = {k: round(float(v), 4) for k, v in timings.items()}
@@ -311,7 +263,7 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
     return report
 
 
-def stages_figure(stages: _Stages, volume: Volume, labels: np.ndarray, report: dict,
+def stages_figure(stages: Stages, volume: Volume, labels: np.ndarray, report: dict,
                   box: tuple[slice, ...] | None = None) -> tuple | None:
     """Draw the report figure as a stage of its own (a failing figure makes the report partial).
 
@@ -337,19 +289,20 @@ def stages_figure(stages: _Stages, volume: Volume, labels: np.ndarray, report: d
     return stages.run("figure", lambda: draw(labels))
 
 
-def _write_dicom(volume: Volume, labels: np.ndarray, report: dict, out_dir: Path, source: Any = None,
-                 seg: bool = True) -> Any:
-    """The DICOM SEG of ``labels`` and the SR of ``report``, in the input's study; returns the source."""
+def _write_dicom(volume: Volume, labels: np.ndarray, report: dict, out_dir: Path) -> None:
+    """The DICOM SEG of ``labels`` and the SR of ``report``, in the input's study.
+
+    Reads ``volume.meta`` (the source headers) and ``volume.source`` (the geometry), never the
+    voxels (released by then).
+    """
     from lvp.io.dicom_seg import source_series, write_dicom_seg
     from lvp.io.dicom_sr import write_dicom_sr
 
-    source = source or source_series(volume.meta)
-    if seg:
-        write_dicom_seg(labels, source, out_dir / DICOM_SEG, geometry=volume.source)
-        report["outputs"]["dicom_seg"] = DICOM_SEG
+    source = source_series(volume.meta)
+    write_dicom_seg(labels, source, out_dir / DICOM_SEG, geometry=volume.source)
+    report["outputs"]["dicom_seg"] = DICOM_SEG
     write_dicom_sr(jsonable(report), source, out_dir / DICOM_SR)
     report["outputs"]["dicom_sr"] = DICOM_SR
-    return source
 
 
 # The post-processing modules are imported inside their stages: a broken one then makes the

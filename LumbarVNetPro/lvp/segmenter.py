@@ -248,7 +248,8 @@ class NetworkSegmenter:
         if self.runtime == "onnxruntime":  # on CUDA the network's memory is the GPU's
             check_working_memory(volume.array.nbytes, image.size, self.grid_voxels(image.shape, volume.spacing),
                                  tuple(n * s for n, s in zip(image.shape, volume.spacing)),
-                                 dicom_output=volume.meta.get("format") == "dicom")
+                                 dicom_output=volume.meta.get("dicom_outputs", volume.meta.get("format") == "dicom"),
+                                 dicom_input=volume.meta.get("format") == "dicom")
         x, grid = to_network_grid(image, volume.spacing, self.spacing, self.divisor)
         t1 = time.perf_counter()
         logits = self.logits(x, release=volume.array.nbytes > ARENA_SHRINK_IMAGE_BYTES)[0]

@@ -270,19 +270,29 @@ def test_series_listed_without_headers_reads_the_same(sample_case, tmp_path):
     assert meta_a["study"] == meta_b["study"] and meta_a["warnings"] == meta_b["warnings"]
 
 
-def test_dicom_output_counted_in_the_working_memory():
-    """A DICOM input also gets its SEG and SR written while the image is held: the estimate adds
-    that stage, so a case that fits as NIfTI can be refused as DICOM, naming the outputs."""
+def test_dicom_input_and_outputs_counted_in_the_working_memory():
+    """A DICOM input holds its headers through the case; its SEG and SR are written after the image
+    is released, so they count only where the image is smaller than they are. A case that fits as
+    NIfTI can be refused as DICOM, naming the outputs."""
     from lvp.io import validate
 
     content, grid, extent = 24_117_248, 983_040, (23.0, 300.0, 240.0)  # the padded full FOVs' content
-    plain = validate.working_memory(0, content, grid)
-    assert validate.working_memory(0, content, grid, dicom_output=True) == plain + validate.DICOM_OUTPUT_BYTES
-    fits = validate.MEMORY_BUDGET_BYTES - plain  # the largest image that fits without DICOM outputs
+    image = 1024 * 1024 * 280 * 2
+    plain = validate.working_memory(image, content, grid)
+    assert validate.working_memory(image, content, grid, dicom_output=True) == plain + validate.DICOM_INPUT_BYTES
+    assert validate.working_memory(image, content, grid, dicom_input=True) == plain + validate.DICOM_INPUT_BYTES
+    # The SEG/SR moment: no image held then; it decides for a tiny image only.
+    seg_moment = (validate.RUNTIME_BYTES + validate.DICOM_INPUT_BYTES + validate.DICOM_OUTPUT_BYTES
+                  + validate.BYTES_PER_CONTENT_VOXEL * content)
+    assert validate.working_memory(0, content, grid, dicom_output=True) == seg_moment
+    assert validate.working_memory(0, content, grid, dicom_input=True) < seg_moment  # --no-dicom
+    fits = validate.MEMORY_BUDGET_BYTES - validate.working_memory(0, content, grid)  # largest image fitting as NIfTI
     assert validate.check_working_memory(fits, content, grid, extent) == validate.MEMORY_BUDGET_BYTES
     with pytest.raises(InputError, match="with DICOM SEG and SR outputs"):
         validate.check_working_memory(fits, content, grid, extent, dicom_output=True)
-    # 16-bit 1024 x 1024 x 200 fits with its DICOM outputs; x 280 (measured 1066-1100 MiB) does not.
+    # 16-bit 1024 x 1024 x 200 and x 280 fit with their DICOM outputs (measured 821 and 983-993 MiB
+    # peaks); content in every slice of x 280 does not.
     validate.check_working_memory(1024 * 1024 * 200 * 2, content, grid, extent, dicom_output=True)
+    validate.check_working_memory(image, content, grid, extent, dicom_output=True)
     with pytest.raises(InputError, match="in an image of 560 MiB with DICOM SEG and SR outputs"):
-        validate.check_working_memory(1024 * 1024 * 280 * 2, content, grid, extent, dicom_output=True)
+        validate.check_working_memory(image, 1024 * 1024 * 280, 12 * grid, (300.0, 300.0, 240.0), dicom_output=True)

@@ -71,6 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --labels: an earlier lvp infer output folder of the same image; levels whose "
                         "voxels are unchanged keep its confidence, edited ones get 1.0")
     p.add_argument("--no-html", action="store_true", help="skip report.html")
+    p.add_argument("--no-dicom", action="store_true",
+                   help="from a DICOM input, write no DICOM SEG and SR (the other outputs as usual)")
     p.add_argument("--progress-json", action="store_true",
                    help="print machine-readable progress lines (JSON) to stdout")
     # DICOMweb input (lvp.dicomweb_infer): INPUT is dicomweb+http(s)://host/dicom-web.
@@ -190,11 +192,12 @@ def start_preload(names: tuple[str, ...] = CASE_MODULES) -> threading.Thread | N
 
 
 def infer_cases(cases: list[Path], dirs: list[Path], *, segmenter: Any, progress: Progress,
-                axial: str | None = None, html: bool = True, preload: threading.Thread | None = None) -> list[dict]:
+                axial: str | None = None, html: bool = True, preload: threading.Thread | None = None,
+                dicom_out: bool = True) -> list[dict]:
     """Run every case; a failure in one is recorded and the others go on.
 
     ``preload``: the thread of :func:`start_preload`, joined when the first case's stages after the
-    network begin.
+    network begin. ``dicom_out``: a DICOM input also gets its DICOM SEG and SR (not with --no-dicom).
     """
     from lvp.pipeline import run_inference
 
@@ -214,7 +217,8 @@ def infer_cases(cases: list[Path], dirs: list[Path], *, segmenter: Any, progress
         t0 = time.perf_counter()
         result: dict[str, Any] = {"input": str(case), "output": str(out)}
         try:
-            report = run_inference(case, out, axial=axial, segmenter=segmenter, progress=stage, html=html)
+            report = run_inference(case, out, axial=axial, segmenter=segmenter, progress=stage, html=html,
+                                   dicom_out=dicom_out)
             result.update(status=report["status"], failed_stage=report["failed_stage"], error=report["error"],
                           levels=[lv["level"] for lv in report["levels"] if lv.get("status") != "not found"],
                           missing_levels=[lv["level"] for lv in report["levels"] if lv.get("status") == "not found"],
@@ -251,6 +255,8 @@ def run(args: argparse.Namespace, segmenter: Any = None) -> int:
     """Run ``lvp infer`` (``segmenter``: an already loaded one, else made from the options)."""
     from lvp.errors import ConfigError
 
+    if getattr(args, "no_dicom", False) and getattr(args, "store", False):
+        raise ConfigError("--store sends the DICOM SEG and SR, which --no-dicom leaves out: use one of them")
     # lvp.io.dicomweb (urllib, hashlib) only for inputs that may be DICOMweb addresses.
     if any(str(i).startswith("dicomweb") for i in args.inputs):
         from lvp.io.dicomweb import is_dicomweb
@@ -297,7 +303,8 @@ def run(args: argparse.Namespace, segmenter: Any = None) -> int:
 
                 segmenter = make_segmenter(args.model, args.device)
             results = infer_cases(cases, dirs, segmenter=segmenter, progress=progress, axial=args.axial,
-                                  html=not args.no_html, preload=preload)
+                                  html=not args.no_html, preload=preload,
+                                  dicom_out=not getattr(args, "no_dicom", False))
             if len(cases) > 1:
                 from lvp.report.summary_csv import write_summary_csv
 

@@ -34,11 +34,14 @@ MEMORY_BUDGET_BYTES = 1024 * 2**20
 RUNTIME_BYTES = 176 * 2**20
 NETWORK_BYTES_PER_GRID_VOXEL = 56
 BYTES_PER_CONTENT_VOXEL = 6
-# A DICOM input also gets a DICOM SEG and SR, written while the image is still held: highdicom's
-# tables and the encoded frames (measured on 16-bit DICOM series of 1024 x 1024 x 200 and x 280
-# padded slices, SPIDER content: 120-215 MiB above the level before that stage; the 1024 x 1024 x
-# 200 case peaks at 904-967 MiB, the x 280 one at 1066-1100 MiB, which this refuses).
-DICOM_OUTPUT_BYTES = 192 * 2**20
+# A DICOM input holds pydicom and its source headers through the case (volume.meta; the SEG and
+# SR reference them): measured on 16-bit DICOM series of 1024 x 1024 x 200 and x 280 padded slices
+# with SPIDER content, 55-66 MiB above the estimate without it (peaks 821 and 983-993 MiB, in the
+# labelling). Its DICOM SEG and SR are written after the image's voxels are released (lvp.pipeline):
+# highdicom's tables and the encoded frames then cost 125 MiB beyond that (the stage's own peak,
+# 519 MiB for x 280, is far below the case's), so they count only where the image is smaller.
+DICOM_INPUT_BYTES = 80 * 2**20
+DICOM_OUTPUT_BYTES = 128 * 2**20
 # Undefined (NaN/inf) voxels: a few are a saving glitch, reported and read as 0; more is a broken file.
 MAX_NONFINITE_FRACTION = 0.01
 MIN_SLICES = 3
@@ -87,21 +90,30 @@ def check_image_bytes(voxels: int, bytes_per_voxel: int, what: str = "the image 
     )
 
 
-def working_memory(image_bytes: int, content_voxels: int, grid_voxels: int, dicom_output: bool = False) -> int:
-    """Estimated peak bytes of one case (see :data:`MEMORY_BUDGET_BYTES` and the constants above it)."""
-    return (RUNTIME_BYTES + int(image_bytes) + BYTES_PER_CONTENT_VOXEL * int(content_voxels)
-            + NETWORK_BYTES_PER_GRID_VOXEL * int(grid_voxels) + (DICOM_OUTPUT_BYTES if dicom_output else 0))
+def working_memory(image_bytes: int, content_voxels: int, grid_voxels: int, dicom_output: bool = False,
+                   dicom_input: bool | None = None) -> int:
+    """Estimated peak bytes of one case (see :data:`MEMORY_BUDGET_BYTES` and the constants above it).
+
+    The larger of two moments: the network and labelling, with the image held; the DICOM SEG and SR
+    (``dicom_output``), after the image is released. ``dicom_input`` (default: ``dicom_output``):
+    the input is a DICOM series.
+    """
+    dicom_input = dicom_output if dicom_input is None else dicom_input
+    held = RUNTIME_BYTES + BYTES_PER_CONTENT_VOXEL * int(content_voxels) + (DICOM_INPUT_BYTES if dicom_input else 0)
+    network = int(image_bytes) + NETWORK_BYTES_PER_GRID_VOXEL * int(grid_voxels)
+    return held + max(network, DICOM_OUTPUT_BYTES if dicom_output else 0)
 
 
 def check_working_memory(image_bytes: int, content_voxels: int, grid_voxels: int, extent_mm: tuple[float, ...],
-                         dicom_output: bool = False) -> int:
+                         dicom_output: bool = False, dicom_input: bool | None = None) -> int:
     """Refuse an input whose case would not fit in :data:`MEMORY_BUDGET_BYTES`; return the estimate.
 
     ``content_voxels``: the voxels of the image's box without its empty (padding) edge slices;
     ``grid_voxels``: the network grid those are resampled to; ``extent_mm``: that box in mm;
-    ``dicom_output``: a DICOM input, which also gets a DICOM SEG and SR (:data:`DICOM_OUTPUT_BYTES`).
+    ``dicom_output``: the case writes a DICOM SEG and SR (:data:`DICOM_OUTPUT_BYTES`);
+    ``dicom_input``: the input is a DICOM series (:data:`DICOM_INPUT_BYTES`; default: ``dicom_output``).
     """
-    need = working_memory(image_bytes, content_voxels, grid_voxels, dicom_output)
+    need = working_memory(image_bytes, content_voxels, grid_voxels, dicom_output, dicom_input)
     if need > MEMORY_BUDGET_BYTES:
         shown = " x ".join(f"{e:.0f}" for e in extent_mm)
         raise InputError(
