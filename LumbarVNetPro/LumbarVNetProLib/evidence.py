@@ -19,13 +19,15 @@ from __future__ import annotations
 import slicer
 import vtk
 
+from lvp.report.colours import EVIDENCE_COLOURS, rgb
+
+# The case attributes of the scene's nodes (so removing a case removes its evidence too).
+from .attributes import CASE_ATTRIBUTE, ROLE_ATTRIBUTE, VOLUME_ATTRIBUTE
+
 NODE_CLASS = {"caliper": "vtkMRMLMarkupsLineNode", "vector": "vtkMRMLMarkupsLineNode",
               "coverage": "vtkMRMLMarkupsLineNode", "region": "vtkMRMLMarkupsClosedCurveNode"}
-# Display colours (RGB 0-1), as report.html draws them.
-# The attributes scene.py marks a case's nodes with (so removing a case removes its evidence too).
-CASE_ATTRIBUTE, ROLE_ATTRIBUTE, VOLUME_ATTRIBUTE = "LVP.Case", "LVP.Role", "LVP.InputVolume"
-COLOURS = {"caliper": (1.0, 0.92, 0.23), "vector": (1.0, 0.32, 0.32), "region": (0.25, 0.77, 1.0),
-           "coverage": (1.0, 1.0, 1.0)}
+# Display colours (RGB 0-1): report.html's, from the one table.
+COLOURS = {kind: rgb(EVIDENCE_COLOURS[kind]) for kind in NODE_CLASS}
 
 
 def _ras(point) -> vtk.vtkVector3d:  # any 3-sequence

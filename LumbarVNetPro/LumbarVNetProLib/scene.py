@@ -22,6 +22,7 @@ from vtk.util import numpy_support
 
 from lvp.labels import ANATOMIC_CONTEXT, CANAL_LABEL, STRUCTURES, TERMINOLOGY_CONTEXT, level_of, structure
 
+from .attributes import CASE_ATTRIBUTE, ROLE_ATTRIBUTE, VOLUME_ATTRIBUTE
 from .evidence import add_evidence_markups
 from .grades import GradeRow, grade_name
 
@@ -29,11 +30,6 @@ from .grades import GradeRow, grade_name
 # name when the name is a structure's (a reader renaming "L4" to "L5" re-assigns the level), else
 # by this tag (a free-text name such as "edited disc" keeps the value); never by segment order.
 LABEL_VALUE_TAG = "LVP.LabelValue"
-# Node attribute marking every node this module made for a case (removed on case change).
-CASE_ATTRIBUTE = "LVP.Case"
-ROLE_ATTRIBUTE = "LVP.Role"
-# The ID of the input volume an analysis result belongs to (a re-run replaces that volume's result).
-VOLUME_ATTRIBUTE = "LVP.InputVolume"
 
 TABLE_COLUMNS = (
     "level",

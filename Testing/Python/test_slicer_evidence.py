@@ -134,3 +134,26 @@ def test_point_labels_of_a_name_with_a_percent_sign_are_the_name_and_number():
         for i, p in enumerate(got):
             node.GetNthControlPointPositionWorld(i, p)
         assert np.allclose(got, [[-x, -y, z] for x, y, z in expected])
+
+
+def test_markups_take_the_report_figures_colours_and_the_scenes_case_attributes():
+    # One colour table (lvp.report.colours) for the HTML figure and the markups; one set of case
+    # attributes (LumbarVNetProLib.attributes) for the scene and the evidence.
+    from LumbarVNetProLib import evidence
+    from LumbarVNetProLib import scene as lvpscene
+    from lvp.report import html
+
+    kinds = ["caliper", "vector", "coverage", "region"]
+    points = [[0, 0, 0], [3, 4, 0], [0, 5, 0]]
+    report = {"levels": [{"level": "L4-L5", "evidence": [{"kind": k, "points_lps": points} for k in kinds]}]}
+    scene = slicer.vtkMRMLScene()
+    nodes = evidence.add_evidence_markups(scene, report, caseKey="case-colour", volumeId="vol-1")
+    assert [n.GetAttribute("LVP.EvidenceKind") for n in nodes] == kinds
+    for node, kind in zip(nodes, kinds):
+        shown = html.EVIDENCE_COLOURS[kind]  # the SVG stroke of the report's figure
+        want = tuple(int(shown[i: i + 2], 16) for i in (1, 3, 5))
+        assert tuple(round(c * 255) for c in node.GetDisplayNode().GetColor()) == want, kind
+        assert node.GetAttribute(lvpscene.CASE_ATTRIBUTE) == "case-colour"
+        assert node.GetAttribute(lvpscene.VOLUME_ATTRIBUTE) == "vol-1"
+    assert (evidence.CASE_ATTRIBUTE, evidence.ROLE_ATTRIBUTE, evidence.VOLUME_ATTRIBUTE) == (
+        lvpscene.CASE_ATTRIBUTE, lvpscene.ROLE_ATTRIBUTE, lvpscene.VOLUME_ATTRIBUTE)

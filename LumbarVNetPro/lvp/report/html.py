@@ -30,6 +30,7 @@ import numpy as np
 
 from lvp.io.volume import Volume
 from lvp.labels import CANAL_LABEL, STRUCTURES
+from lvp.report.colours import EVIDENCE_COLOURS  # the evidence strokes, as the Slicer markups draw them
 from lvp.scales import PATHOLOGIES, SCALES, measurement_words  # the columns of the grade table, in reading order
 
 _OVERLAY_ALPHA = 0.45
@@ -403,11 +404,6 @@ def _grade_rows(report: dict) -> tuple[list[dict], list[dict]]:
     return columns, rows
 
 
-# Evidence colours on the figure (SVG strokes).
-_EVIDENCE_COLOURS = {"caliper": "#ffeb3b", "vector": "#ff5252", "region": "#40c4ff", "coverage": "#ffffff",
-                     "plane": "#b388ff"}
-
-
 def evidence_overlay(volume: Volume, levels: list[dict], *, height_px: int = 360) -> list[dict]:
     """The report's evidence items projected onto the mid panel of :func:`sagittal_figure_png`
     (pixels), and each level's proposed axial scan plane as a line across every panel.
@@ -452,7 +448,7 @@ def _marks_view(marks: list[dict]) -> list[dict]:
     out = []
     for mk in marks:
         where = f" (input slice {mk['slice_index']})" if mk.get("slice_index") is not None else ""
-        out.append({"kind": mk["kind"], "colour": _EVIDENCE_COLOURS.get(mk["kind"], "#fff"),
+        out.append({"kind": mk["kind"], "colour": EVIDENCE_COLOURS.get(mk["kind"], "#fff"),
                     "points": " ".join(f"{x:.1f},{y:.1f}" for x, y in mk["xy"]),
                     "tip": f"{mk['level']}: {mk['label']}{where}"})
     return out
