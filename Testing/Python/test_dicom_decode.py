@@ -183,6 +183,28 @@ def test_enhanced_mr_with_a_missing_frame_is_refused(plain_series, tmp_path):
         read_volume(tmp_path / "mf")
 
 
+def test_classic_and_enhanced_readers_find_the_same_gap(plain_series, tmp_path):
+    # One stack check (lvp.io.slice_stack) behind both readers: the same missing slice is the same
+    # gap against the same slice step, whether the slices are files or frames.
+    import re
+    import shutil
+
+    files = _files(plain_series)
+    (tmp_path / "classic").mkdir()
+    for p in files[:6] + files[7:]:
+        shutil.copy(p, tmp_path / "classic" / p.name)
+    (tmp_path / "mf").mkdir()
+    _enhanced([pydicom.dcmread(p) for p in files[:6] + files[7:]], tmp_path / "mf" / "enhanced.dcm")
+    found = []
+    for folder, what in (("classic", "missing slices"), ("mf", "missing frames")):
+        with pytest.raises(InputError, match=what) as err:
+            read_volume(tmp_path / folder)
+        found.append(re.search(r"a gap of ([\d.]+) mm.* step is ([\d.]+) mm", str(err.value)).groups())
+    assert found[0] == found[1]
+    gap, step = map(float, found[0])
+    assert gap == pytest.approx(2 * step, rel=0.01)
+
+
 def test_enhanced_mr_is_chosen_among_several_series(plain_series, tmp_path):
     """A one-file enhanced series counts its frames, so it is a candidate like a classic series."""
     sources = [pydicom.dcmread(p) for p in _files(plain_series)]

@@ -34,9 +34,9 @@ from pydicom.errors import InvalidDicomError
 from lvp.errors import InputError
 from lvp.io.dicom_decode import StackImage, decode_pixels, frame_count, orientation, read_enhanced
 from lvp.io.dicom_pixels import rescale_of, stack_type, store_slice
+from lvp.io.slice_stack import same_grid, stack_steps
 
 PLANES = ("sagittal", "coronal", "axial")  # by the LPS component of the slice normal
-GAP_TOLERANCE = 0.2  # relative deviation of a slice step from the median before it is a gap
 
 
 @dataclass
@@ -274,8 +274,7 @@ def _stack_geometry(info: SeriesInfo, headers: list[pydicom.Dataset]) -> tuple[n
         raise InputError(f"series {info.uid} has a single slice; LVP needs a 3-D series")
     ref_iop, _, ref_spacing, ref_shape = slices[0][1], slices[0][2], slices[0][3], slices[0][4]
     for path, iop, _ipp, spacing, shape in slices[1:]:
-        same_grid = np.allclose(iop, ref_iop, atol=1e-3) and np.allclose(spacing, ref_spacing, rtol=1e-3)
-        if shape != ref_shape or not same_grid:
+        if shape != ref_shape or not same_grid(iop, ref_iop, spacing, ref_spacing):
             raise InputError(
                 f"series {info.uid} mixes slices of different size, orientation or pixel spacing "
                 f"({slices[0][0].name}: {ref_shape} vs {path.name}: {shape}); it is a mixed series, "
@@ -283,17 +282,12 @@ def _stack_geometry(info: SeriesInfo, headers: list[pydicom.Dataset]) -> tuple[n
             )
     row, col = ref_iop[:3], ref_iop[3:]
     normal = np.cross(row, col)
-    positions = np.array([s[2] @ normal for s in slices])
-    order = np.argsort(positions)
-    steps = np.diff(positions[order])
-    if np.any(steps < 1e-3):
-        dup = slices[int(order[int(np.argmin(steps)) + 1])][0].name
+    order, steps, step, repeated, i = stack_steps([s[2] @ normal for s in slices])
+    if repeated is not None:
+        dup = slices[int(order[repeated + 1])][0].name
         raise InputError(f"series {info.uid} has two slices at the same position (e.g. {dup}); "
                          "it mixes repeated acquisitions: export one")
-    step = float(np.median(steps))
-    bad = np.abs(steps - step) > GAP_TOLERANCE * step
-    if np.any(bad):
-        i = int(np.argmax(bad))
+    if i is not None:
         raise InputError(
             f"series {info.uid} is missing slices: a gap of {steps[i]:.2f} mm between "
             f"{slices[int(order[i])][0].name} and {slices[int(order[i + 1])][0].name} where the slice step is "

@@ -22,10 +22,8 @@ import pydicom
 from pydicom.uid import UID
 
 from lvp.errors import InputError
+from lvp.io.slice_stack import same_grid, stack_steps
 from lvp.io.volume import ArrayImage
-
-GAP_TOLERANCE = 0.2  # as lvp.io.dicom: relative deviation of a step from the median before it is a gap
-
 
 # A DICOM stack is an ArrayImage (kept under this name: the readers return it).
 StackImage = ArrayImage
@@ -163,20 +161,15 @@ def read_enhanced(path: Path, series_uid: str, header: pydicom.Dataset | None = 
                          tuple(float(v) for v in measures.PixelSpacing)))
     ref_iop, _, ref_spacing = geometry[0]
     for f, (iop, _, spacing) in enumerate(geometry):
-        if not (np.allclose(iop, ref_iop, atol=1e-3) and np.allclose(spacing, ref_spacing, rtol=1e-3)):
+        if not same_grid(iop, ref_iop, spacing, ref_spacing):
             raise InputError(f"the enhanced image {path} mixes frames of different orientation or pixel spacing "
                              f"(frame {f + 1}); export one stack")
     normal = np.cross(ref_iop[:3], ref_iop[3:])
-    heights = np.array([g[1] @ normal for g in geometry])
-    order = np.argsort(heights, kind="stable")
-    steps = np.diff(heights[order])
-    if np.any(steps < 1e-3):
+    order, steps, step, repeated, i = stack_steps([g[1] @ normal for g in geometry])
+    if repeated is not None:
         raise InputError(f"the enhanced image {path} has several frames at the same position (temporal positions, "
                          "echoes or repeated stacks); export a single 3-D stack")
-    step = float(np.median(steps))
-    bad = np.abs(steps - step) > GAP_TOLERANCE * step
-    if np.any(bad):
-        i = int(np.argmax(bad))
+    if i is not None:
         raise InputError(f"the enhanced image {path} is missing frames: a gap of {steps[i]:.2f} mm where the "
                          f"frame step is {step:.2f} mm")
     from lvp.io.dicom_pixels import rescale_of, stack_type, store_slice
