@@ -223,20 +223,33 @@ def test_failing_dicom_writer_makes_the_report_partial(sample_case, tmp_path, mo
     assert "dicom_seg" not in report["outputs"] and not list((tmp_path / "out").glob("*.dcm"))
 
 
-def test_figure_failing_after_the_sr_marks_the_sr_partial(sample_case, tmp_path, monkeypatch):
-    """The SR is written before the figure; a figure failure after it rewrites it as PARTIAL."""
+def test_figure_failing_writes_the_sr_once_marked_partial(sample_case, tmp_path, monkeypatch):
+    """The figure is drawn before the DICOM stage: a figure failure is known when the SR is written,
+    so the SR is written once (no rewrite) and says PARTIAL; the SEG is written as well."""
+    import lvp.io.dicom_sr as dicom_sr
     import lvp.report.html as report_html
 
     def broken(*args, **kwargs):  # fault injection
         raise RuntimeError("figure exploded")
 
+    written = []
+    real_sr = dicom_sr.write_dicom_sr
+
+    def counted(report, *args, **kwargs):  # the real writer, its calls and the status it was given counted
+        written.append(report["status"])
+        return real_sr(report, *args, **kwargs)
+
     monkeypatch.setattr(report_html, "sagittal_figure_png", broken)
+    monkeypatch.setattr(dicom_sr, "write_dicom_sr", counted)
     mask = sample_case.with_name("spider_sample_labels.nii.gz")
     report = run_inference(_dicom_case(sample_case, tmp_path / "dcm"), tmp_path / "out", segmenter=MaskSegmenter(mask))
     assert report["status"] == "partial" and report["failed_stage"] == "figure"
+    assert written == ["partial"]
     sr = pydicom.dcmread(tmp_path / "out" / report["outputs"]["dicom_sr"])
     assert sr.CompletionFlag == "PARTIAL"
     assert (tmp_path / "out" / report["outputs"]["dicom_seg"]).is_file()
+    assert "figure exploded" in (tmp_path / "out" / report["outputs"]["report_html"]).read_text()
+    assert list(report["timings_s"]).index("figure") < list(report["timings_s"]).index("dicom")
 
 
 def test_a_level_not_found_is_in_the_sr_as_not_found(dicom_run, tmp_path):
