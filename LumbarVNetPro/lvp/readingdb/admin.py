@@ -261,26 +261,34 @@ def _submitted_reads(sess: Session, st: Study) -> tuple[dict, dict, dict]:
     return newest, first, cases
 
 
+def _submitted_grades(st: Study, *columns):  # a Select
+    """``columns`` of every grade entry of the study's submitted reads (one query, no order)."""
+    return (
+        select(*columns)
+        .join(Reading, Reading.id == GradeEntry.reading_id)
+        .join(Assignment, Assignment.id == Reading.assignment_id)
+        .where(Assignment.study_id == int(st.id), Reading.status == "submitted")
+    )
+
+
 def _grade_rows(sess: Session, st: Study, ordered: bool = True, chunk: int = 50_000) -> Iterator[tuple]:
     """All grade entries of the study's submitted reads, streamed in chunks (one query).
 
     ``ordered``: by reader, session, position, level and pathology (the export's order).
     """
-    stmt = (
-        select(GradeEntry.reading_id, GradeEntry.level, GradeEntry.pathology, GradeEntry.reader_grade,
-               GradeEntry.measurement, GradeEntry.ai_grade_shown, GradeEntry.ai_decision)
-        .join(Reading, Reading.id == GradeEntry.reading_id)
-        .join(Assignment, Assignment.id == Reading.assignment_id)
-        .where(Assignment.study_id == int(st.id), Reading.status == "submitted")
-    )
+    stmt = _submitted_grades(st, GradeEntry.reading_id, GradeEntry.level, GradeEntry.pathology,
+                             GradeEntry.reader_grade, GradeEntry.measurement, GradeEntry.ai_grade_shown,
+                             GradeEntry.ai_decision)
     if ordered:
         stmt = stmt.join(Reader, Reader.id == Reading.reader_id).order_by(
             Reader.username, Assignment.session, Assignment.order_index, GradeEntry.level, GradeEntry.pathology)
-    yield from _raw_rows(sess, stmt, chunk)
+    for rows in _raw_chunks(sess, stmt, chunk):
+        yield from rows
 
 
-def _raw_rows(sess: Session, stmt, chunk: int = 50_000) -> Iterator[tuple]:  # a Select
-    """Rows of ``stmt`` as plain tuples from the DB-API cursor, in chunks (no ORM or Row objects).
+def _raw_chunks(sess: Session, stmt, chunk: int = 50_000) -> Iterator[list[tuple]]:  # a Select
+    """Rows of ``stmt`` as lists of plain tuples from the DB-API cursor, ``chunk`` at a time (no ORM
+    or Row objects).
 
     Only for statements without user input: parameters are rendered as literals (integers here).
     """
@@ -290,7 +298,7 @@ def _raw_rows(sess: Session, stmt, chunk: int = 50_000) -> Iterator[tuple]:  # a
     try:
         cur.execute(sql)
         while rows := cur.fetchmany(chunk):
-            yield from rows
+            yield rows
     finally:
         cur.close()
 
@@ -304,24 +312,12 @@ def _grade_columns(sess: Session, st: Study, chunk: int = 50_000) -> tuple:
     """
     import numpy as np
 
-    stmt = (
-        select(GradeEntry.reading_id, GradeEntry.level, GradeEntry.pathology, GradeEntry.reader_grade,
-               GradeEntry.measurement)
-        .join(Reading, Reading.id == GradeEntry.reading_id)
-        .join(Assignment, Assignment.id == Reading.assignment_id)
-        .where(Assignment.study_id == int(st.id), Reading.status == "submitted")
-    )
-    conn = sess.connection()
-    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    cur = conn.connection.dbapi_connection.cursor()
+    stmt = _submitted_grades(st, GradeEntry.reading_id, GradeEntry.level, GradeEntry.pathology,
+                             GradeEntry.reader_grade, GradeEntry.measurement)
     parts: list[list] = [[], [], [], [], []]
-    try:
-        cur.execute(sql)
-        while rows := cur.fetchmany(chunk):
-            for i, col in enumerate(parts):  # itemgetter columns: 6x faster than zip(*rows)
-                col.extend(map(itemgetter(i), rows))
-    finally:
-        cur.close()
+    for rows in _raw_chunks(sess, stmt, chunk):
+        for i, col in enumerate(parts):  # itemgetter columns: 6x faster than zip(*rows)
+            col.extend(map(itemgetter(i), rows))
     return (np.array(parts[0], dtype=np.int64), parts[1], parts[2], np.array(parts[3], dtype=np.int16),
             np.array([np.nan if v is None else v for v in parts[4]], dtype=float))
 

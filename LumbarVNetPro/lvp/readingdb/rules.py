@@ -9,6 +9,8 @@ to turn the database error into a :class:`lvp.errors.DatabaseError`.
 
 from __future__ import annotations
 
+import re
+
 RULE_PREFIX = "LVP rule:"
 
 _SQLITE = [
@@ -32,19 +34,6 @@ _SQLITE = [
        BEGIN SELECT RAISE(ABORT, 'LVP rule: the audit log is append-only'); END""",
     """CREATE TRIGGER trg_audit_no_delete BEFORE DELETE ON audit_log
        BEGIN SELECT RAISE(ABORT, 'LVP rule: the audit log is append-only'); END""",
-]
-
-_SQLITE_DROP = [
-    "DROP TRIGGER IF EXISTS " + name
-    for name in (
-        "trg_reading_submitted_no_update",
-        "trg_reading_submitted_no_delete",
-        "trg_grade_insert_submitted",
-        "trg_grade_update_submitted",
-        "trg_grade_delete_submitted",
-        "trg_audit_no_update",
-        "trg_audit_no_delete",
-    )
 ]
 
 _POSTGRES = [
@@ -89,17 +78,6 @@ _POSTGRES = [
     """CREATE TRIGGER trg_audit_no_truncate BEFORE TRUNCATE ON audit_log
        FOR EACH STATEMENT EXECUTE FUNCTION lvp_audit_append_only()""",
 ]
-
-_POSTGRES_DROP = [
-    "DROP TRIGGER IF EXISTS trg_audit_no_truncate ON audit_log",
-    "DROP TRIGGER IF EXISTS trg_audit_append_only ON audit_log",
-    "DROP TRIGGER IF EXISTS trg_grade_immutable ON grade_entry",
-    "DROP TRIGGER IF EXISTS trg_reading_immutable ON reading",
-    "DROP FUNCTION IF EXISTS lvp_audit_append_only()",
-    "DROP FUNCTION IF EXISTS lvp_grade_immutable()",
-    "DROP FUNCTION IF EXISTS lvp_reading_immutable()",
-]
-
 
 # Added by migration 0003. SQLite's REPLACE conflict resolution (``INSERT OR REPLACE``,
 # ``REPLACE INTO``, ``UPDATE OR REPLACE``) deletes the row in the way without firing DELETE
@@ -156,13 +134,7 @@ def replace_guard_ddl(dialect: str) -> list[str]:
 
 def drop_replace_guard_ddl(dialect: str) -> list[str]:
     """The statements that remove what :func:`replace_guard_ddl` created."""
-    if dialect == "sqlite":
-        return [f"DROP TRIGGER IF EXISTS {name}" for name in (
-            "trg_audit_no_replace", "trg_reading_no_replace_insert", "trg_reading_no_replace_update",
-            "trg_grade_no_replace_insert", "trg_grade_no_replace_update")]
-    return ["DROP TRIGGER IF EXISTS trg_reading_no_truncate ON reading",
-            "DROP TRIGGER IF EXISTS trg_grade_no_truncate ON grade_entry",
-            "DROP FUNCTION IF EXISTS lvp_no_truncate()"]
+    return _drops(_SQLITE_REPLACE_GUARDS if dialect == "sqlite" else _POSTGRES_REPLACE_GUARDS, dialect)
 
 
 def trigger_ddl(dialect: str) -> list[str]:
@@ -176,4 +148,25 @@ def trigger_ddl(dialect: str) -> list[str]:
 
 def drop_trigger_ddl(dialect: str) -> list[str]:
     """The statements that remove what :func:`trigger_ddl` created (for downgrades)."""
-    return list(_SQLITE_DROP) if dialect == "sqlite" else list(_POSTGRES_DROP)
+    return _drops(_SQLITE if dialect == "sqlite" else _POSTGRES, dialect)
+
+
+_CREATED = re.compile(r"\s*CREATE (TRIGGER|FUNCTION) (\w+)")
+_TABLE = re.compile(r"\sON (\w+)")
+
+
+def _drops(ddl: list[str], dialect: str) -> list[str]:
+    """DROP statements for every trigger and function that ``ddl`` creates, the names read from the
+    DDL itself (so each name is written once, in the statement that creates it): on SQLite in the
+    order created; on PostgreSQL the triggers (ON their table) newest first, then their functions.
+    """
+    triggers, functions = [], []
+    for statement in ddl:
+        kind, name = _CREATED.match(statement).groups()
+        if kind == "FUNCTION":
+            functions.append(f"DROP FUNCTION IF EXISTS {name}()")
+        elif dialect == "sqlite":
+            triggers.append(f"DROP TRIGGER IF EXISTS {name}")
+        else:
+            triggers.insert(0, f"DROP TRIGGER IF EXISTS {name} ON {_TABLE.search(statement).group(1)}")
+    return triggers + functions[::-1]
