@@ -123,32 +123,33 @@ _POSTGRES_REPLACE_GUARDS = [
 ]
 
 
+def _of(dialect: str, sqlite: list[str], postgres: list[str]) -> list[str]:
+    """The statements for ``dialect`` (a copy); an unknown dialect raises ValueError naming it."""
+    if dialect == "sqlite":
+        return list(sqlite)
+    if dialect == "postgresql":
+        return list(postgres)
+    raise ValueError(f"no trigger definitions for database dialect {dialect!r}")
+
+
 def replace_guard_ddl(dialect: str) -> list[str]:
     """The statements of migration 0003: refuse writes that would replace protected rows."""
-    if dialect == "sqlite":
-        return list(_SQLITE_REPLACE_GUARDS)
-    if dialect == "postgresql":
-        return list(_POSTGRES_REPLACE_GUARDS)
-    raise ValueError(f"no trigger definitions for database dialect {dialect!r}")
+    return _of(dialect, _SQLITE_REPLACE_GUARDS, _POSTGRES_REPLACE_GUARDS)
 
 
 def drop_replace_guard_ddl(dialect: str) -> list[str]:
     """The statements that remove what :func:`replace_guard_ddl` created."""
-    return _drops(_SQLITE_REPLACE_GUARDS if dialect == "sqlite" else _POSTGRES_REPLACE_GUARDS, dialect)
+    return _drops(replace_guard_ddl(dialect), dialect)
 
 
 def trigger_ddl(dialect: str) -> list[str]:
     """The statements that create the immutability triggers on ``dialect`` (sqlite / postgresql)."""
-    if dialect == "sqlite":
-        return list(_SQLITE)
-    if dialect == "postgresql":
-        return list(_POSTGRES)
-    raise ValueError(f"no trigger definitions for database dialect {dialect!r}")
+    return _of(dialect, _SQLITE, _POSTGRES)
 
 
 def drop_trigger_ddl(dialect: str) -> list[str]:
     """The statements that remove what :func:`trigger_ddl` created (for downgrades)."""
-    return _drops(_SQLITE if dialect == "sqlite" else _POSTGRES, dialect)
+    return _drops(trigger_ddl(dialect), dialect)
 
 
 _CREATED = re.compile(r"\s*CREATE (TRIGGER|FUNCTION) (\w+)")
