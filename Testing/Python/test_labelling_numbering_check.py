@@ -139,3 +139,16 @@ def test_scoring_accepts_only_a_continued_sequence_above_the_reference():
     assert not is_right(lab(("L5-S", -200), ("L4-L5", -171), ("L3-L4", -140), ("L1-L2", -110)), truth)
     assert not is_right(lab(("L4-L5", -200), ("L3-L4", -171), ("L2-L3", -140)), truth)  # one level off
     assert not is_right(lab(("L5-S", -200), ("L4-L5", -171), ("L3-L4", -140), ("S1-S2", -230)), truth)
+
+
+def test_validate_numbering_runs_the_network_kinds_without_error(shared_data):
+    """`lvp validate numbering`'s network rows (the shipped model on real T2 and synthesised T1)
+    run end to end: an import of a helper the pipeline no longer has made every such row an
+    error row, which the summary counts but no figure shows."""
+    from lvp.validation.numbering import NETWORK_KINDS, validate_numbering
+
+    result = validate_numbering(shared_data, limit=1, kinds=NETWORK_KINDS)
+    assert result["errors"] == []
+    rows = result["by_kind"]
+    assert set(rows) == {f"no_sacrum_class/{k}" for k in NETWORK_KINDS}
+    assert all(entry["cases"] == 1 for entry in rows.values())

@@ -280,9 +280,7 @@ def _label_case(case: Case, kind: str, sacrum_class: bool, segmenter: Any) -> tu
     if kind in NETWORK_KINDS:
         image = case.volume.array if kind == "network_t2" else synthesise_t1(case.volume.array, sem)
         sem = segmenter.segment(case.volume.with_array(image.astype(np.float32))).semantic
-        from lvp.pipeline import _sacrum_class
-
-        sacrum_class = _sacrum_class(segmenter)  # the shipped model's classes, as lvp infer reads them
+        sacrum_class = segmenter.sacrum_class  # the shipped model's classes, as lvp infer reads them
     lab = label_levels(sem, case.volume, sacrum_class=sacrum_class)
     if len(lab.discs) < 3:
         return None, "fewer than 3 discs"
