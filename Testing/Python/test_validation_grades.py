@@ -131,3 +131,24 @@ def test_validate_planes_command(shared_data, tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["n_discs"] >= 5 and result["angle_deg"]["median"] < 10
     assert "reference masks" in result["input_segmentation"]
+
+
+def test_one_patient_bootstrap_behind_the_calibration_and_the_grade_cis():
+    # lvp.validation.bootstrap: resamples whole patients; calibration._ci and grades._boot use it,
+    # so the same statistic gets the same interval from either.
+    from lvp.validation import calibration as C
+    from lvp.validation.bootstrap import patient_bootstrap
+
+    rows = synthetic_rows()
+    cases = [r["case"] for r in rows]
+    sizes = []
+    patient_bootstrap(cases, lambda take: sizes.append(sorted(cases[i] for i in take)) or 0.0, 20, seed=3)
+    per_case = {c: cases.count(c) for c in set(cases)}
+    for drawn in sizes:  # every drawn patient brings all of its rows
+        assert all(drawn.count(c) % per_case[c] == 0 for c in set(drawn))
+        assert len(drawn) == len(rows)  # as many patients as there are (each with 6 discs here)
+    y = np.array([r["ref"]["bulging"] for r in rows], float)
+    p = np.full(y.size, 0.5)
+    cal_ci = C._ci(p, y, cases, lambda _p, yy: float(yy.mean()), 200, seed=1)
+    _, lo, hi = G._boot(rows, lambda rs: float(np.mean([r["ref"]["bulging"] for r in rs])), 200, seed=1)
+    assert cal_ci == [round(lo, 3), round(hi, 3)] and lo < y.mean() < hi

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from lvp.validation.bootstrap import patient_bootstrap, rounded
+
 N_BOOT = 1000
 
 # outcome key -> (row score, reference column, positive test, label)
@@ -54,23 +56,11 @@ def calibration_slope(p: np.ndarray, y: np.ndarray) -> float:
 
 
 def _ci(p, y, cases, stat, n_boot: int, seed: int = 0) -> list[float | None]:
-    uniq = sorted(set(cases))
-    idx = {c: np.flatnonzero(np.array(cases) == c) for c in uniq}
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n_boot):
-        take = np.concatenate([idx[c] for c in rng.choice(uniq, len(uniq))])
-        v = stat(p[take], y[take])
-        if np.isfinite(v):
-            vals.append(v)
+    vals = patient_bootstrap(cases, lambda take: stat(p[take], y[take]), n_boot, seed)
     if len(vals) < n_boot // 2:  # undefined in most resamples: no honest interval
         return [None, None]
     lo, hi = np.percentile(vals, [2.5, 97.5])
     return [round(float(lo), 3), round(float(hi), 3)]
-
-
-def _r(v: float) -> float | None:
-    return None if not np.isfinite(v) else round(float(v), 3)
 
 
 def calibration_table(rows: list[dict], n_boot: int = N_BOOT) -> dict:
@@ -83,8 +73,8 @@ def calibration_table(rows: list[dict], n_boot: int = N_BOOT) -> dict:
         out[key] = {
             "label": label, "n": int(y.size), "n_positive": int(y.sum()), "n_patients": len(set(cases)),
             "observed": int(y.sum()), "expected": round(float(p.sum()), 2),
-            "oe": _r(oe_ratio(p, y)), "oe_ci95": _ci(p, y, cases, oe_ratio, n_boot),
-            "slope": _r(calibration_slope(p, y)), "slope_ci95": _ci(p, y, cases, calibration_slope, n_boot),
+            "oe": rounded(oe_ratio(p, y)), "oe_ci95": _ci(p, y, cases, oe_ratio, n_boot),
+            "slope": rounded(calibration_slope(p, y)), "slope_ci95": _ci(p, y, cases, calibration_slope, n_boot),
         }
     return out
 

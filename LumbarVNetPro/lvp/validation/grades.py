@@ -49,6 +49,7 @@ from lvp.errors import InputError
 from lvp.grading import PREDICTS, GradingRules, calibration_feature, grade_level
 from lvp.labels import SPINE_DISCS_FROM_BOTTOM
 from lvp.measure.types import LevelMeasurements
+from lvp.validation.bootstrap import patient_bootstrap, rounded
 from lvp.validation.cases import load_spider_case, spider_case_ids, tss_to_classes
 
 N_BOOT = 1000
@@ -414,32 +415,15 @@ def split_validation(fit_rows: list[dict], eval_rows: list[dict] | None = None) 
 
 def _boot(rows: list[dict], stat, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
     """Statistic on all rows and its 95 % CI from resampling patients."""
-    cases = sorted({r["case"] for r in rows})
-    by_case = {c: [r for r in rows if r["case"] == c] for c in cases}
-    rng = np.random.default_rng(seed)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             point = stat(rows)
     except ValueError:  # e.g. no positive case among these rows
         return float("nan"), float("nan"), float("nan")
-    vals = []
-    with warnings.catch_warnings():  # resamples where a kappa is undefined give NaN, dropped below
-        warnings.simplefilter("ignore")
-        for _ in range(n_boot):
-            sample = [r for c in rng.choice(cases, len(cases)) for r in by_case[c]]
-            try:
-                v = stat(sample)
-            except ValueError:
-                continue
-            if np.isfinite(v):
-                vals.append(v)
+    vals = patient_bootstrap([r["case"] for r in rows], lambda take: stat([rows[i] for i in take]), n_boot, seed)
     lo, hi = np.percentile(vals, [2.5, 97.5]) if vals else (np.nan, np.nan)
     return float(point), float(lo), float(hi)
-
-
-def _r(v: float) -> float | None:
-    return None if v is None or not np.isfinite(v) else round(float(v), 3)
 
 
 def _auc_fig(rows: list[dict], ref: str, score: str, positive=lambda v: v, n_boot: int = N_BOOT) -> dict:
@@ -459,14 +443,14 @@ def _auc_fig(rows: list[dict], ref: str, score: str, positive=lambda v: v, n_boo
 
     few = min(int(y.sum()), int((1 - y).sum())) < 2  # no variance estimate from a single unit
     if few:
-        return out | {"value": _r(roc_auc_score(y, [r[score] for r in rs])), "ci95_delong": None,
+        return out | {"value": rounded(roc_auc_score(y, [r[score] for r in rs])), "ci95_delong": None,
                       "ci95_patient_bootstrap": None}
     a = auc_ci(y, [r[score] for r in rs])
     v, lo, hi = _boot(rs, stat, n_boot)
     return out | {
-        "value": _r(a.auc),
-        "ci95_delong": None if few else [_r(a.ci_low), _r(a.ci_high)],
-        "ci95_patient_bootstrap": None if few else [_r(lo), _r(hi)],
+        "value": rounded(a.auc),
+        "ci95_delong": None if few else [rounded(a.ci_low), rounded(a.ci_high)],
+        "ci95_patient_bootstrap": None if few else [rounded(lo), rounded(hi)],
     }
 
 
@@ -480,7 +464,8 @@ def _kappa_fig(rows: list[dict], ref: str, grade: str, pred, weights=None, label
 
     v, lo, hi = _boot(rs, stat, n_boot) if rs else (np.nan, np.nan, np.nan)
     agree = float(np.mean([r[ref] == pred(r[grade]) for r in rs])) if rs else np.nan
-    return {"n": len(rs), "value": _r(v), "ci95_patient_bootstrap": [_r(lo), _r(hi)], "agreement": _r(agree)}
+    return {"n": len(rs), "value": rounded(v), "ci95_patient_bootstrap": [rounded(lo), rounded(hi)],
+            "agreement": rounded(agree)}
 
 
 def summarise(rows: list[dict], n_boot: int = N_BOOT) -> dict:
