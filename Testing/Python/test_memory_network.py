@@ -142,3 +142,43 @@ def test_reading_inside_the_interpolated_box_copies_nothing():
     placed = PlacedProbability(prob, (slice(5, 20), slice(0, 200), slice(10, 160)), (30, 200, 170))
     shifted = tuple(slice(s.start + o, s.stop + o) for s, o in zip(inner, (5, 0, 10)))
     assert np.shares_memory(placed[shifted], prob.values)
+
+
+def test_memory_limit_raises_the_budget_and_the_image_limit_together(monkeypatch):
+    """$LVP_MEMORY_LIMIT_MIB: the case budget and the largest image held scale together; nonsense is refused."""
+    monkeypatch.delenv(validate.MEMORY_LIMIT_ENV, raising=False)
+    assert validate.memory_budget_bytes() == validate.MEMORY_BUDGET_BYTES
+    assert validate.image_bytes_limit() == validate.MAX_IMAGE_BYTES
+    monkeypatch.setenv(validate.MEMORY_LIMIT_ENV, "4096")
+    assert validate.memory_budget_bytes() == 4096 * 2**20
+    assert validate.image_bytes_limit() == 4 * validate.MAX_IMAGE_BYTES
+    validate.check_image_bytes(1024 * 1024 * 280, 4)  # a float32 full FOV: refused at 1 GiB, held at 4 GiB
+    monkeypatch.setenv(validate.MEMORY_LIMIT_ENV, "100")
+    with pytest.raises(InputError, match="at least 256 MiB"):
+        validate.memory_budget_bytes()
+    monkeypatch.setenv(validate.MEMORY_LIMIT_ENV, "lots")
+    with pytest.raises(InputError, match="not a whole number"):
+        validate.memory_budget_bytes()
+    monkeypatch.delenv(validate.MEMORY_LIMIT_ENV)
+    with pytest.raises(InputError, match="--memory-limit MIB"):
+        validate.check_image_bytes(1024 * 1024 * 280, 4)
+
+
+def test_lvp_infer_memory_limit_refuses_or_runs_a_real_case_and_leaves_the_environment(tmp_path, shared_data,
+                                                                                       monkeypatch, capsys):
+    """A SPIDER case needs ~280 MiB: refused with --memory-limit 256 (naming the limit and how to raise
+    it), complete with the default; the option holds for its run only (a warm worker's next job)."""
+    import os
+
+    from lvp.cli import main
+
+    monkeypatch.delenv(validate.MEMORY_LIMIT_ENV, raising=False)
+    case = shared_data / "spider-t2-space" / "spider110_t2.nii.gz"
+    assert main(["infer", str(case), "-o", str(tmp_path / "small"), "--memory-limit", "256", "-q",
+                 "--device", "cpu"]) == 2
+    said = capsys.readouterr().err
+    assert "more than the 256 MiB a case may use" in said and "--memory-limit MIB" in said
+    assert not (tmp_path / "small").exists()
+    assert validate.MEMORY_LIMIT_ENV not in os.environ
+    assert main(["infer", str(case), "-o", str(tmp_path / "default"), "-q", "--device", "cpu"]) == 0
+    assert (tmp_path / "default" / "report.json").is_file()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -75,6 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="from a DICOM input, write no DICOM SEG and SR (the other outputs as usual)")
     p.add_argument("--progress-json", action="store_true",
                    help="print machine-readable progress lines (JSON) to stdout")
+    p.add_argument("--memory-limit", type=int, metavar="MIB",
+                   help="memory one case may use (default 1024 MiB, or $LVP_MEMORY_LIMIT_MIB); a larger input "
+                        "is refused before the work, saying so")
     # DICOMweb input (lvp.dicomweb_infer): INPUT is dicomweb+http(s)://host/dicom-web.
     p.add_argument("--study", metavar="UID", help="with a dicomweb+http(s):// input: the StudyInstanceUID to read")
     p.add_argument("--series", metavar="UID",
@@ -251,8 +255,38 @@ def check_outputs(dirs: list[Path], out: Path, inputs: list[Any]) -> None:
         check_output_dir(d, inputs)
 
 
+@contextmanager
+def memory_limit(mib: int | None) -> Iterator[None]:
+    """``--memory-limit``: the budget of :func:`lvp.io.validate.memory_budget_bytes` for this run only.
+
+    Set in the environment and restored after, so a warm worker's next job has its own.
+    """
+    if mib is None:
+        yield
+        return
+    from lvp.errors import ConfigError
+    from lvp.io.validate import MEMORY_LIMIT_ENV, MIN_MEMORY_LIMIT_MIB
+
+    if mib < MIN_MEMORY_LIMIT_MIB:
+        raise ConfigError(f"--memory-limit {mib}: a case needs at least {MIN_MEMORY_LIMIT_MIB} MiB")
+    before = os.environ.get(MEMORY_LIMIT_ENV)
+    os.environ[MEMORY_LIMIT_ENV] = str(mib)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MEMORY_LIMIT_ENV, None)
+        else:
+            os.environ[MEMORY_LIMIT_ENV] = before
+
+
 def run(args: argparse.Namespace, segmenter: Any = None) -> int:
     """Run ``lvp infer`` (``segmenter``: an already loaded one, else made from the options)."""
+    with memory_limit(getattr(args, "memory_limit", None)):
+        return _run(args, segmenter)
+
+
+def _run(args: argparse.Namespace, segmenter: Any = None) -> int:
     from lvp.errors import ConfigError
 
     if getattr(args, "no_dicom", False) and getattr(args, "store", False):

@@ -6,6 +6,8 @@ says what to do. Limits are module constants so they are documented in one place
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from lvp.errors import InputError
@@ -50,6 +52,37 @@ MAX_SAGITTAL_OBLIQUITY_DEG = 45.0
 PLANE_OF_NORMAL = {0: "sagittal", 1: "coronal", 2: "axial"}  # LPS component of the slice normal
 
 
+# A machine with more memory may allow a case more (``lvp infer --memory-limit MIB``, or this
+# environment variable): the budget and the image limit then scale together.
+MEMORY_LIMIT_ENV = "LVP_MEMORY_LIMIT_MIB"
+MIN_MEMORY_LIMIT_MIB = 256
+
+
+def memory_budget_bytes() -> int:
+    """The memory one case may use: :data:`MEMORY_BUDGET_BYTES`, or ``$LVP_MEMORY_LIMIT_MIB`` MiB."""
+    raw = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if not raw:
+        return MEMORY_BUDGET_BYTES
+    try:
+        mib = int(raw)
+    except ValueError:
+        raise InputError(f"{MEMORY_LIMIT_ENV}={raw!r} is not a whole number of MiB") from None
+    if mib < MIN_MEMORY_LIMIT_MIB:
+        raise InputError(f"{MEMORY_LIMIT_ENV}={mib}: a case needs at least {MIN_MEMORY_LIMIT_MIB} MiB")
+    return mib * 2**20
+
+
+def image_bytes_limit() -> int:
+    """The largest image LVP holds: :data:`MAX_IMAGE_BYTES`, scaled with a raised memory budget."""
+    return MAX_IMAGE_BYTES * memory_budget_bytes() // MEMORY_BUDGET_BYTES
+
+
+def _raise_hint() -> str:
+    budget = memory_budget_bytes()
+    return (f"; on a machine with more memory, allow more than {budget / 2**20:,.0f} MiB per case with "
+            f"--memory-limit MIB (environment {MEMORY_LIMIT_ENV})")
+
+
 def check_spacing(spacing: tuple[float, ...]) -> None:
     """Refuse zero, negative, non-finite or absurd voxel spacing."""
     for s in spacing:
@@ -72,21 +105,22 @@ def check_voxel_count(voxels: int, what: str = "the image has") -> None:
 
 def check_image_bytes(voxels: int, bytes_per_voxel: int, what: str = "the image has",
                       stored: np.dtype | None = None) -> None:
-    """Refuse an image whose voxels, as LVP holds them, exceed :data:`MAX_IMAGE_BYTES`.
+    """Refuse an image whose voxels, as LVP holds them, exceed :func:`image_bytes_limit`.
 
     ``bytes_per_voxel``: as held (``stored``, the file's own type, is named in the message).
     """
     size = int(voxels) * int(bytes_per_voxel)
-    if size <= MAX_IMAGE_BYTES:
+    limit = image_bytes_limit()
+    if size <= limit:
         return
     kind = np.dtype(stored) if stored is not None else None
     named = (f"{kind.itemsize * 8}-bit {'float' if kind.kind == 'f' else 'integer'}" if kind is not None
              else f"{bytes_per_voxel}-byte")
     raise InputError(
         f"{what} {voxels:,} voxels of {named} data: {size / 1e9:.2f} GB once decoded, more than the "
-        f"{MAX_IMAGE_BYTES / 1e9:.1f} GB LVP holds an image in (a case must run in 1 GB of memory). Crop the "
-        "series to the lumbar spine, resample it to a coarser grid, or store it as 16-bit integers "
-        "(MR magnitudes need no more)"
+        f"{limit / 1e9:.1f} GB LVP holds an image in (a case must run in {memory_budget_bytes() / 2**30:.1f} GiB "
+        "of memory). Crop the series to the lumbar spine, resample it to a coarser grid, or store it as 16-bit "
+        f"integers (MR magnitudes need no more){_raise_hint()}"
     )
 
 
@@ -106,7 +140,7 @@ def working_memory(image_bytes: int, content_voxels: int, grid_voxels: int, dico
 
 def check_working_memory(image_bytes: int, content_voxels: int, grid_voxels: int, extent_mm: tuple[float, ...],
                          dicom_output: bool = False, dicom_input: bool | None = None) -> int:
-    """Refuse an input whose case would not fit in :data:`MEMORY_BUDGET_BYTES`; return the estimate.
+    """Refuse an input whose case would not fit in :func:`memory_budget_bytes`; return the estimate.
 
     ``content_voxels``: the voxels of the image's box without its empty (padding) edge slices;
     ``grid_voxels``: the network grid those are resampled to; ``extent_mm``: that box in mm;
@@ -114,15 +148,16 @@ def check_working_memory(image_bytes: int, content_voxels: int, grid_voxels: int
     ``dicom_input``: the input is a DICOM series (:data:`DICOM_INPUT_BYTES`; default: ``dicom_output``).
     """
     need = working_memory(image_bytes, content_voxels, grid_voxels, dicom_output, dicom_input)
-    if need > MEMORY_BUDGET_BYTES:
+    budget = memory_budget_bytes()
+    if need > budget:
         shown = " x ".join(f"{e:.0f}" for e in extent_mm)
         raise InputError(
             f"the image's content spans {shown} mm (left-right x cranio-caudal x antero-posterior, "
             f"{content_voxels:,} voxels; a {grid_voxels:,}-voxel network grid) in an image of "
             f"{int(image_bytes) / 2**20:,.0f} MiB{' with DICOM SEG and SR outputs' if dicom_output else ''}: "
             f"reading it would take about {need / 2**20:,.0f} MiB of memory, more than the "
-            f"{MEMORY_BUDGET_BYTES / 2**20:,.0f} MiB a case may use. Crop the series to the lumbar spine (a lumbar "
-            "field of view is about 80 x 300 x 250 mm) or resample it to a coarser grid"
+            f"{budget / 2**20:,.0f} MiB a case may use. Crop the series to the lumbar spine (a lumbar "
+            f"field of view is about 80 x 300 x 250 mm) or resample it to a coarser grid{_raise_hint()}"
         )
     return need
 
