@@ -70,3 +70,19 @@ def test_measurement_error_pairs_discs_by_case_and_level():
     assert err["measurement_sd"]["disc_height_middle_mm"] == pytest.approx(0.0, abs=1e-9)
     assert "dural_sac_area_mm2" not in err["measurement_sd"]  # never measured: no SD
     assert err["pairs"]["canal_ap_diameter_mm"]["n"] == len(ref)
+
+
+def test_measurement_error_builds_each_discs_measurements_once(monkeypatch):
+    # One LevelMeasurements per row of a pair, for every measurement and model input (it was one
+    # per row, quantity and getter). The real function runs; the wrapper only counts.
+    from lvp.validation import grade_calibration as GC
+
+    ref = synthetic_rows(n_patients=3)
+    pred = [{**r, "measurements": dict(r["measurements"])} for r in ref]
+    pred[0]["level"] = None  # an unpaired disc is not built at all
+    calls = []
+    real = GC.level_measurements
+    monkeypatch.setattr(GC, "level_measurements", lambda row: calls.append(row) or real(row))
+    err = GC.measurement_error(ref, pred, G.fit_calibration(ref, shrink=False))
+    assert err["pairs"]["disc_height_middle_mm"]["n"] == len(ref) - 1
+    assert len(calls) == 2 * (len(ref) - 1)

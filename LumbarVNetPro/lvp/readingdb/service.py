@@ -324,7 +324,9 @@ class ReadingDB(Database):
             return self._open_read(sess, self._reading(sess, rdr, reading_id))
 
     def ai_results(self, reader: str, assignment_id: int) -> list[AIGrade]:
-        """The AI grades of an assignment's case, within its open AI-arm read only.
+        """The AI grades of an assignment's case, once its AI-arm read is started: while the read
+        is a draft and after it is submitted (a submitted read is still shown with the AI grades it
+        was read with).
 
         Refused for a ``manual``-arm assignment, before the read is started (e.g. a session not
         open yet) and while the reader's manual read of the same case is a draft.

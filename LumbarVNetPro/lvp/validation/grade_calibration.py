@@ -51,18 +51,21 @@ def measurement_error(ref_rows: list[dict], pred_rows: list[dict], cal: dict) ->
     than :data:`MIN_PAIRS` pairs gets no SD.
     """
     pred = {(r["case"], r["ivd"]): r for r in pred_rows if r["level"]}
+    # The (reference, network) measurements of each disc both name alike, built once for all quantities.
+    paired = []
+    for r in ref_rows:
+        q = pred.get((r["case"], r["ivd"]))
+        if q is not None and r["level"] and q["level"] == r["level"]:
+            paired.append((level_measurements(r), level_measurements(q)))
     out: dict = {"measurement_sd": {}, "feature_sd": {}, "pairs": {}}
     for key, names, getter in (
-        ("measurement_sd", ERROR_MEASUREMENTS, lambda r, n: level_measurements(r).value(n)),
-        ("feature_sd", ERROR_FEATURES, lambda r, n: calibration_feature(level_measurements(r), n, cal)),
+        ("measurement_sd", ERROR_MEASUREMENTS, lambda m, n: m.value(n)),
+        ("feature_sd", ERROR_FEATURES, lambda m, n: calibration_feature(m, n, cal)),
     ):
         for name in names:
             d = []
-            for r in ref_rows:
-                q = pred.get((r["case"], r["ivd"]))
-                if q is None or not r["level"] or q["level"] != r["level"]:
-                    continue
-                a, b = getter(r, name), getter(q, name)
+            for mr, mq in paired:
+                a, b = getter(mr, name), getter(mq, name)
                 if a is not None and b is not None:
                     d.append(b - a)
             if len(d) >= MIN_PAIRS:
