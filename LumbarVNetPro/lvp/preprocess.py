@@ -371,17 +371,22 @@ class GridProbability(_RegionArray):
         sub = [ix[r.start:r.stop] for ix, r in zip(self.nearest, ranges)]
         block = self.grid[tuple(slice(int(s[0]), int(s[-1]) + 1) for s in sub)]
         out = _repeat3(block, [np.bincount(s - s[0]) for s in sub])
-        if self.box is not None:
-            dst, src = [], []
-            for r, b in zip(ranges, self.box):
-                lo, hi = max(r.start, b.start), min(r.stop, b.stop)
-                if hi <= lo:
-                    return out
-                dst.append(slice(lo - r.start, hi - r.start))
-                src.append(slice(lo - b.start, hi - b.start))
-            out[tuple(dst)] = self.values[tuple(src)]
+        overlap = _overlap(ranges, self.box) if self.box is not None else None
+        if overlap is not None:
+            out[overlap[0]] = self.values[overlap[1]]
         return out
 
+
+def _overlap(ranges: list[range], box: tuple[slice, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+    """Where a region (``ranges`` of the grid) and ``box`` meet: (in the region, in the box), or None."""
+    dst, src = [], []
+    for r, b in zip(ranges, box):
+        lo, hi = max(r.start, b.start), min(r.stop, b.stop)
+        if hi <= lo:
+            return None
+        dst.append(slice(lo - r.start, hi - r.start))
+        src.append(slice(lo - b.start, hi - b.start))
+    return tuple(dst), tuple(src)
 
 
 class PlacedProbability(_RegionArray):
@@ -408,14 +413,9 @@ class PlacedProbability(_RegionArray):
             inner = tuple(slice(r.start - b.start, r.stop - b.start) for r, b in zip(ranges, self.box))
             return self.inner.region(inner)
         out = np.ones(tuple(len(r) for r in ranges), np.float32)
-        dst, src = [], []
-        for r, b in zip(ranges, self.box):
-            lo, hi = max(r.start, b.start), min(r.stop, b.stop)
-            if hi <= lo:
-                return out
-            dst.append(slice(lo - r.start, hi - r.start))
-            src.append(slice(lo - b.start, hi - b.start))
-        out[tuple(dst)] = self.inner.region(tuple(src))
+        overlap = _overlap(ranges, self.box)
+        if overlap is not None:
+            out[overlap[0]] = self.inner.region(overlap[1])
         return out
 
 
