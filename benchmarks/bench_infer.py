@@ -196,7 +196,7 @@ def _reap(proc: subprocess.Popen, t0: float, err: Any) -> tuple[float, float, in
     err.seek(0)
     text = err.read()
     err.close()
-    return wall, usage.ru_maxrss / 1024, proc.returncode, text[-400:]
+    return wall, usage.ru_maxrss / 1024, proc.returncode, text[-2000:]
 
 
 def run_cli(inputs: list[Path], out: Path, threads: int, semantic: bool) -> tuple[float, float]:
