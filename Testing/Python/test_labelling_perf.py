@@ -55,6 +55,27 @@ def test_unpool_equals_the_broadcast_upsampling(dtype):
             assert np.array_equal(got, want), (dtype, f, arr.shape)
 
 
+def _pool_reference(arr, f):
+    """OR-pooling by padding to whole cells and reducing a reshaped 6-D view (no strided parts)."""
+    padded_shape = tuple(-(-n // k) * k for n, k in zip(arr.shape, f))
+    padded = np.zeros(padded_shape, arr.dtype)
+    padded[: arr.shape[0], : arr.shape[1], : arr.shape[2]] = arr
+    a, b, c = (n // k for n, k in zip(padded_shape, f))
+    return np.bitwise_or.reduce(padded.reshape(a, f[0], b, f[1], c, f[2]), axis=(1, 3, 5))
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8])
+def test_pool_any_equals_pooling_whole_padded_cells(dtype):
+    rng = np.random.default_rng(21)
+    for f in FACTORS:
+        for _ in range(10):
+            arr = rng.integers(0, 2 if dtype is bool else 32, tuple(rng.integers(1, 12, 3))).astype(dtype)
+            if rng.random() < 0.4:  # a strided view
+                arr = arr[:, ::2]
+            got, want = _pool_any(arr, f), _pool_reference(arr, f)
+            assert got.dtype == want.dtype and np.array_equal(got, want), (dtype, f, arr.shape)
+
+
 def test_pooled_class_bits_equal_pooling_the_shifted_classes():
     rng = np.random.default_rng(1)
     for f in FACTORS:

@@ -10,6 +10,7 @@ crop go a few slices at a time (no crop-sized mask).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -100,11 +101,6 @@ def _relative(box: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, 
     return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, outer))
 
 
-def _local(idx: tuple[np.ndarray, ...], box: tuple[slice, ...]) -> tuple[np.ndarray, ...]:
-    """Index arrays of the whole grid as indices of its ``box``."""
-    return tuple(x - b.start for x, b in zip(idx, box))
-
-
 def _masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``values[mask]`` (the same elements in the same order) for a same-shaped 3-D mask: as 1-D
     arrays, several times faster than numpy's 3-D boolean indexing.
@@ -112,24 +108,31 @@ def _masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.compress(np.ravel(mask), np.ravel(values))
 
 
-def _objects(comp: np.ndarray, origin: tuple[slice, ...]) -> list[tuple[slice, ...] | None]:
-    """``ndimage.find_objects`` of a box-local component map, as boxes of the whole grid."""
-    return [_shift(b, origin) for b in ndimage.find_objects(comp)]
+def _pool_or(arr: np.ndarray, f: tuple[int, ...], dtype, flags: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """OR-pool ``flags(part)`` of each strided part of ``arr``'s pooling cells by integer factors
+    (padding at the far edges): one part at a time, never a transform of the whole array.
+    """
+    shape = tuple(-(-n // k) for n, k in zip(arr.shape, f))
+    out = np.zeros(shape, dtype)
+    for a in range(f[0]):
+        for b in range(f[1]):
+            for c in range(f[2]):
+                part = arr[a :: f[0], b :: f[1], c :: f[2]]
+                view = out[: part.shape[0], : part.shape[1], : part.shape[2]]
+                np.bitwise_or(view, flags(part), out=view)
+    return out
 
 
 def _pool_any(mask: np.ndarray, f: tuple[int, ...]) -> np.ndarray:
     """Max-pool a boolean (or bit-flag) mask by integer factors (padding at the far edges)."""
     if f == (1, 1, 1):
         return mask
-    shape = tuple(-(-n // k) for n, k in zip(mask.shape, f))
-    out = np.zeros(shape, mask.dtype)
-    for a in range(f[0]):
-        for b in range(f[1]):
-            for c in range(f[2]):
-                part = mask[a :: f[0], b :: f[1], c :: f[2]]
-                np.bitwise_or(out[: part.shape[0], : part.shape[1], : part.shape[2]], part,
-                              out=out[: part.shape[0], : part.shape[1], : part.shape[2]])
-    return out
+    return _pool_or(mask, f, mask.dtype, lambda part: part)
+
+
+def _class_bits(sem: np.ndarray) -> np.ndarray:
+    """``1 << sem`` as uint8 bit flags (bit ``c`` for class ``c``)."""
+    return np.left_shift(np.uint8(1), sem, dtype=np.uint8)
 
 
 def _pool_bits(sem: np.ndarray, f: tuple[int, ...]) -> np.ndarray:
@@ -139,16 +142,8 @@ def _pool_bits(sem: np.ndarray, f: tuple[int, ...]) -> np.ndarray:
     for 2 x 2 pooling), never for the whole crop at once.
     """
     if f == (1, 1, 1):
-        return np.left_shift(np.uint8(1), sem, dtype=np.uint8)
-    shape = tuple(-(-n // k) for n, k in zip(sem.shape, f))
-    out = np.zeros(shape, np.uint8)
-    for a in range(f[0]):
-        for b in range(f[1]):
-            for c in range(f[2]):
-                part = sem[a :: f[0], b :: f[1], c :: f[2]]
-                view = out[: part.shape[0], : part.shape[1], : part.shape[2]]
-                np.bitwise_or(view, np.left_shift(np.uint8(1), part, dtype=np.uint8), out=view)
-    return out
+        return _class_bits(sem)
+    return _pool_or(sem, f, np.uint8, _class_bits)
 
 
 def _write_class(labels: np.ndarray, sem: np.ndarray, cls: int, value: int) -> None:
