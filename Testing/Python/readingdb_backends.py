@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -57,3 +58,39 @@ def db_url(request, tmp_path):
     url, drop = fresh_database_url(request.param, tmp_path)
     yield url
     drop()
+
+
+class Clock:
+    """A settable clock (naive UTC) so that durations and washouts are exact."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2025, 3, 1, 9, 0, 0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw) -> None:
+        self.now += timedelta(**kw)
+
+
+def seeded_study(url: str):
+    """A ReadingDB on ``url`` with study ``s1`` (washout 14 days): cases c0-c2, readers alice and bob,
+    AI grades of c0, and alice's assignments c0 manual and c1 AI (session 1), c0 AI (session 2).
+
+    Returns ``(db, clock, ids)``; ``ids`` names the assignments (``alice_c0_manual``, ...).
+    """
+    from lvp.readingdb import AIGrade, ReadingDB
+    from lvp.readingdb.admin import add_assignment, add_cases, add_readers, create_study
+
+    clock = Clock()
+    db = ReadingDB(url, clock=clock)
+    create_study(db, "s1", washout_days=14)
+    add_cases(db, "s1", [{"case_key": f"c{i}", "image_ref": f"img/{i}.nii.gz"} for i in range(3)])
+    add_readers(db, "s1", [{"username": "alice"}, {"username": "bob"}])
+    db.store_ai_results("s1", "c0", [AIGrade("L4-L5", "herniation", 2, 0.9), AIGrade("L5-S", "herniation", 1, 0.6)])
+    ids = {
+        "alice_c0_manual": add_assignment(db, "s1", "alice", "c0", "manual", 1),
+        "alice_c1_ai": add_assignment(db, "s1", "alice", "c1", "ai_assisted", 1),
+        "alice_c0_ai": add_assignment(db, "s1", "alice", "c0", "ai_assisted", 2),
+    }
+    return db, clock, ids

@@ -2,45 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
-from readingdb_backends import db_url  # noqa: F401 - fixture
+from readingdb_backends import db_url, seeded_study  # noqa: F401 - fixture
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from lvp.errors import DatabaseError
-from lvp.readingdb import AIGrade, Grade, ReadingDB
-from lvp.readingdb.admin import add_assignment, add_cases, add_readers, create_study
-
-
-class Clock:
-    """A settable clock (naive UTC) so that durations and washouts are exact."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 3, 1, 9, 0, 0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw) -> None:
-        self.now += timedelta(**kw)
+from lvp.readingdb import Grade, ReadingDB
+from lvp.readingdb.admin import add_assignment
 
 
 @pytest.fixture
 def study(db_url):  # noqa: F811
-    clock = Clock()
-    db = ReadingDB(db_url, clock=clock)
-    create_study(db, "s1", washout_days=14)
-    add_cases(db, "s1", [{"case_key": f"c{i}", "image_ref": f"img/{i}.nii.gz"} for i in range(3)])
-    add_readers(db, "s1", [{"username": "alice"}, {"username": "bob"}])
-    db.store_ai_results("s1", "c0", [AIGrade("L4-L5", "herniation", 2, 0.9), AIGrade("L5-S", "herniation", 1, 0.6)])
-    ids = {
-        "alice_c0_manual": add_assignment(db, "s1", "alice", "c0", "manual", 1),
-        "alice_c1_ai": add_assignment(db, "s1", "alice", "c1", "ai_assisted", 1),
-        "alice_c0_ai": add_assignment(db, "s1", "alice", "c0", "ai_assisted", 2),
-        "bob_c0_ai": add_assignment(db, "s1", "bob", "c0", "ai_assisted", 1),
-    }
+    db, clock, ids = seeded_study(db_url)
+    ids["bob_c0_ai"] = add_assignment(db, "s1", "bob", "c0", "ai_assisted", 1)
     yield db, clock, ids
     db.close()
 
