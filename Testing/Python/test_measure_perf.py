@@ -178,10 +178,10 @@ def _bbox(mask):
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.uint8])
-@pytest.mark.parametrize("si_spacing", [0.5, 0.625, 1.0, 1.25, 5.0 / 7, 3.3])
+@pytest.mark.parametrize("si_spacing", [0.09, 0.5, 0.625, 1.0, 1.25, 5.0 / 7, 3.3])
 def test_fov_faces_equal_whole_map_passes(dtype, si_spacing):
     """Blobs of label values near and on every face and margin; the crop (the labels' bounding box)
-    or none; margins of a whole number of rows (5 / 0.625 = 8) and just off one."""
+    or none; margins of a whole number of rows (5 / 0.625 = 8), just off one, and deeper than the map."""
     shape = (7, 48, 30)
     for trial in range(25):
         labels = np.zeros(shape, dtype)

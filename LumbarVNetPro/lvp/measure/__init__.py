@@ -24,6 +24,8 @@ regions, the displacement vector, the slab's coverage).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from lvp.io.volume import Volume
@@ -127,16 +129,10 @@ class _Faces:
         n_lr, n_si, n_ap = labels.shape
         self.lr_faces = self._values(0, (0, 1)) | self._values(0, (n_lr - 1, n_lr))
         self.ap_faces = self._values(2, (0, 1)) | self._values(2, (n_ap - 1, n_ap))
-        # Rows j with j < margin (top) or n_si - 1 - j < margin (bottom), found with those very
-        # comparisons (integer against float), so the bands hold exactly those rows.
-        margin = FOV_MARGIN_MM / float(spacing[1])
-        top = 0
-        while top < n_si and top < margin:
-            top += 1
-        bottom = n_si
-        while bottom > 0 and n_si - 1 - (bottom - 1) < margin:
-            bottom -= 1
-        self.si_margins = self._values(1, (0, top)) | self._values(1, (bottom, n_si))
+        # Rows j with j < margin (top) or n_si - 1 - j < margin (bottom): for an integer j,
+        # j < margin exactly when j < ceil(margin), so each band is ceil(margin) rows deep.
+        depth = min(n_si, math.ceil(FOV_MARGIN_MM / float(spacing[1])))
+        self.si_margins = self._values(1, (0, depth)) | self._values(1, (n_si - depth, n_si))
 
     def _values(self, axis: int, span: tuple[int, int]) -> set[int]:
         """Positive values in the crop's part of the index range ``span`` along ``axis``."""
