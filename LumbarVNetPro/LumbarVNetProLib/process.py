@@ -107,7 +107,44 @@ def take_lines(lines: queue.Queue, tail: list[str]) -> list[str]:
     return taken
 
 
-class RunningProcess:
+class Waitable:
+    """Stage messages and a blocking :meth:`wait`, over a subclass's ``poll``, ``new_lines`` and ``cancel``.
+
+    Shared by :class:`RunningProcess` and the warm worker's job (:class:`.worker.WorkerJob`), so a
+    script waits on either the same way.
+    """
+
+    def progress_messages(self) -> list[Progress]:
+        """Stage messages among the new stdout lines."""
+        return [p for p in map(parse_progress, self.new_lines()) if p is not None]
+
+    def _settle(self) -> None:
+        """Called once the exit code is known, before the last messages are reported."""
+
+    def _waitName(self) -> str:
+        return f"process {self.pid}"
+
+    def wait(
+        self, progress: ProgressCallback | None = None, poll_s: float = 0.05, timeout_s: float | None = None
+    ) -> int:
+        """Block until it ends, reporting stage messages; returns the exit code."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            code = self.poll()
+            if code is not None:
+                self._settle()
+            for message in self.progress_messages():
+                if progress:
+                    progress(message.stage, message.progress)
+            if code is not None:
+                return code
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel()
+                raise TimeoutError(f"{self._waitName()} did not finish in {timeout_s} s")
+            time.sleep(poll_s)
+
+
+class RunningProcess(Waitable):
     """A started child process whose stdout/stderr are collected by reader threads."""
 
     def __init__(self, popen: subprocess.Popen) -> None:
@@ -150,9 +187,13 @@ class RunningProcess:
         """Stdout lines received since the last call (never blocks)."""
         return take_lines(self._lines, self._stdout_tail)
 
-    def progress_messages(self) -> list[Progress]:
-        """Stage messages among the new stdout lines."""
-        return [p for p in map(parse_progress, self.new_lines()) if p is not None]
+    def drain(self, timeout_s: float = 0.5) -> None:
+        """Let the reader threads take the last lines of an ended child."""
+        for thread in self._threads:
+            thread.join(timeout=timeout_s)
+
+    def _settle(self) -> None:
+        self.drain(5)
 
     @property
     def stdout_tail(self) -> str:
@@ -196,28 +237,6 @@ class RunningProcess:
                 return True
             time.sleep(0.05)
         return False
-
-    def wait(
-        self, progress: ProgressCallback | None = None, poll_s: float = 0.05, timeout_s: float | None = None
-    ) -> int:
-        """Block until the child exits, reporting stage messages; returns the exit code."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            code = self.poll()
-            for message in self.progress_messages():
-                if progress:
-                    progress(message.stage, message.progress)
-            if code is not None:
-                for thread in self._threads:
-                    thread.join(timeout=5)
-                for message in self.progress_messages():
-                    if progress:
-                        progress(message.stage, message.progress)
-                return code
-            if deadline is not None and time.monotonic() > deadline:
-                self.cancel()
-                raise TimeoutError(f"process {self.pid} did not finish in {timeout_s} s")
-            time.sleep(poll_s)
 
 
 def _group_alive(pgid: int) -> bool:

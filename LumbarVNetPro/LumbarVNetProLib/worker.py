@@ -49,10 +49,8 @@ from pathlib import Path
 
 from .process import (
     ProcessRunner,
-    Progress,
-    ProgressCallback,
     RunningProcess,
-    parse_progress,
+    Waitable,
     readable_error,
     take_lines,
 )
@@ -163,11 +161,6 @@ class WorkerProcess(RunningProcess):
         except OSError:  # the worker is gone already (broken pipe)
             pass
 
-    def drain(self, timeout_s: float = 0.5) -> None:
-        """Let the reader threads take the last lines of an ended worker (its final job_done)."""
-        for thread in self._threads:
-            thread.join(timeout=timeout_s)
-
     def shutdown(self, grace_s: float = 2.0) -> int | None:
         """Close stdin, wait up to ``grace_s`` for a clean exit, then end the process group."""
         self.closeInput()
@@ -181,7 +174,7 @@ class WorkerProcess(RunningProcess):
         return self.popen.poll()
 
 
-class WorkerJob:
+class WorkerJob(Waitable):
     """One ``lvp infer`` command run by a :class:`WorkerProcess`; the interface of :class:`RunningProcess`."""
 
     def __init__(self, runner: WorkerRunner, args: list[str], env: dict | None, cwd, worker: WorkerProcess) -> None:
@@ -243,10 +236,6 @@ class WorkerJob:
             return self.delegate.new_lines()
         return take_lines(self.lines, self._stdoutTail)
 
-    def progress_messages(self) -> list[Progress]:
-        """Stage messages among the new stdout lines."""
-        return [p for p in map(parse_progress, self.new_lines()) if p is not None]
-
     @property
     def stdout_tail(self) -> str:
         """The last 200 stdout lines of this job read so far."""
@@ -275,22 +264,12 @@ class WorkerJob:
             return
         self.worker.cancel(grace_s)
 
-    def wait(
-        self, progress: ProgressCallback | None = None, poll_s: float = 0.05, timeout_s: float | None = None
-    ) -> int:
-        """Block until the job ends, reporting stage messages; returns its exit code."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            code = self.poll()
-            for message in self.progress_messages():
-                if progress:
-                    progress(message.stage, message.progress)
-            if code is not None:
-                return code
-            if deadline is not None and time.monotonic() > deadline:
-                self.cancel()
-                raise TimeoutError(f"job of worker {self.pid} did not finish in {timeout_s} s")
-            time.sleep(poll_s)
+    def _settle(self) -> None:
+        if self.delegate is not None:  # a one-case child's last lines (a worker's come before job_done)
+            self.delegate._settle()
+
+    def _waitName(self) -> str:
+        return f"job of worker {self.pid}"
 
 
 def _shutdown_all(workers: list[WorkerProcess], grace_s: float) -> None:
