@@ -9,9 +9,7 @@ Such text cells are written with a leading apostrophe, which spreadsheets show a
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable
-from typing import IO, Any
+from typing import Any
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -22,18 +20,3 @@ def safe_cell(value: Any) -> Any:
         return "'" + value
     return value
 
-
-def write_csv(out: IO[str], rows: Iterable[dict], fieldnames: list[str]) -> int:
-    """Write ``rows`` (dicts) under a header to ``out``, every text cell made safe; returns the rows."""
-    writer = csv.DictWriter(out, fieldnames=fieldnames)
-    writer.writeheader()
-    n = 0
-    for row in rows:
-        writer.writerow(safe_row(row))
-        n += 1
-    return n
-
-
-def safe_row(row: dict) -> dict:
-    """``row`` with every cell made safe (see :func:`safe_cell`), for a ``csv.DictWriter``."""
-    return {k: safe_cell(v) for k, v in row.items()}
