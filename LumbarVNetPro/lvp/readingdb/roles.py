@@ -23,7 +23,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from lvp.errors import DatabaseError
-from lvp.readingdb.database import mask_url, migrate
+from lvp.readingdb.database import make_engine, mask_url, migrate
 
 # What the app role may do on each table: row access only. Reading rows are updated on submit,
 # grade entries of a draft are updated and deleted (replace=True, each deletion audited), AI and
@@ -109,22 +109,19 @@ def roles_script(database: str = "lvp", owner: str = "lvp_owner", app: str = "lv
 
 
 def _run(engine: Engine, statements: list[str]) -> None:
-    with engine.connect() as conn:
+    """Run ``statements`` in one transaction (committed at the end; AUTOCOMMIT engines commit each)."""
+    with engine.begin() as conn:
         for statement in statements:
             conn.execute(text(statement))
 
 
 def migrate_as_owner(owner_url: str, app: str | None = None) -> None:
     """Migrate the schema as the owner and (re)grant the app role its row rights on every table."""
-    from lvp.readingdb.database import make_engine
-
     engine = make_engine(owner_url)
     try:
         migrate(engine)
         if app and engine.dialect.name == "postgresql":
-            with engine.begin() as conn:
-                for statement in grant_statements(app):
-                    conn.execute(text(statement))
+            _run(engine, grant_statements(app))
     finally:
         engine.dispose()
 
@@ -138,7 +135,7 @@ def setup_roles(admin_url: str, database: str, owner: str, app: str, owner_passw
     """
     try:
         admin = make_url(admin_url)
-    except (ValueError, Exception) as err:  # any parse error becomes one message
+    except Exception as err:  # any parse error (ArgumentError, ValueError, ...) becomes one message
         raise DatabaseError(f"invalid administrator URL {mask_url(admin_url)!r}: {err.__class__.__name__}") from None
     if admin.get_backend_name() != "postgresql":
         raise DatabaseError("database roles exist on PostgreSQL only; SQLite has no roles (protect its file)")
