@@ -16,7 +16,8 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 
 def write_series(image: sitk.Image, folder: str | Path, *, series_description: str = "SAG T2",
-                 modality: str = "MR", patient_id: str = "ANON", series_uid: str | None = None,
+                 modality: str = "MR", patient_id: str = "ANON", patient_name: str | None = None,
+                 accession_number: str | None = None, series_uid: str | None = None,
                  echo_time: float = 100.0, repetition_time: float = 3000.0,
                  rescale: tuple[float, float] | None = None, signed: bool = False) -> str:
     """Write a 3-D image as a DICOM series (one file per slice along ITK axis z).
@@ -25,6 +26,7 @@ def write_series(image: sitk.Image, folder: str | Path, *, series_description: s
     images survive the round trip. ``rescale=(slope, intercept)`` stores
     ``(value - intercept) / slope`` instead, exactly (refused unless each is an integer in the
     16-bit range), as ``signed`` 16-bit integers when asked (PixelRepresentation 1).
+    ``patient_name`` defaults to ``patient_id``; ``accession_number`` is written only when given.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,7 +58,9 @@ def write_series(image: sitk.Image, folder: str | Path, *, series_description: s
         ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
         ds.Modality = modality
         ds.PatientID = patient_id
-        ds.PatientName = patient_id
+        ds.PatientName = patient_id if patient_name is None else patient_name
+        if accession_number is not None:
+            ds.AccessionNumber = accession_number
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.FrameOfReferenceUID = frame_uid

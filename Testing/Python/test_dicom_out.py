@@ -24,12 +24,8 @@ from lvp.pipeline import MaskSegmenter, run_inference
 @pytest.fixture(scope="module")
 def dicom_run(sample_case, tmp_path_factory):
     folder = tmp_path_factory.mktemp("dcm")
-    write_series(sitk.ReadImage(str(sample_case)), folder, patient_id="P-0042")
-    for path in folder.glob("*.dcm"):
-        ds = pydicom.dcmread(path)
-        ds.PatientName = "DOE^JANE"
-        ds.AccessionNumber = "ACC-778"
-        ds.save_as(path)
+    write_series(sitk.ReadImage(str(sample_case)), folder, patient_id="P-0042", patient_name="DOE^JANE",
+                 accession_number="ACC-778")
     out = tmp_path_factory.mktemp("out")
     mask = sample_case.with_name("spider_sample_labels.nii.gz")
     report = run_inference(folder, out, segmenter=MaskSegmenter(mask), html=False)

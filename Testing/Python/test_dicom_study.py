@@ -20,14 +20,10 @@ def mask_path(sample_case):
 
 def test_dicom_input_identity_in_report(tmp_path, sample_case, mask_path):
     folder = tmp_path / "dcm"
-    write_series(sitk.ReadImage(str(sample_case)), folder, patient_id="P-0042")
-    files = sorted(folder.glob("*.dcm"))
     # A header with an accession number and a person name; no study description (left out).
-    for path in files:
-        ds = pydicom.dcmread(path)
-        ds.AccessionNumber = "ACC-778"
-        ds.PatientName = "DOE^JANE"
-        ds.save_as(path)
+    write_series(sitk.ReadImage(str(sample_case)), folder, patient_id="P-0042", patient_name="DOE^JANE",
+                 accession_number="ACC-778")
+    files = sorted(folder.glob("*.dcm"))
     first = pydicom.dcmread(files[0], stop_before_pixels=True)
     report = run_inference(folder, tmp_path / "out", segmenter=MaskSegmenter(mask_path), html=False)
     validate_report(report)
@@ -71,12 +67,8 @@ def test_schema_refuses_unknown_identity_fields(tmp_path, sample_case, mask_path
 
 def test_html_header_shows_the_identity_escaped(tmp_path, sample_case, mask_path):
     folder = tmp_path / "dcm"
-    write_series(sitk.ReadImage(str(sample_case)), folder, patient_id="P<7>")
-    for path in folder.glob("*.dcm"):
-        ds = pydicom.dcmread(path)
-        ds.PatientName = "DOE^JANE"
-        ds.AccessionNumber = "ACC-778"
-        ds.save_as(path)
+    write_series(sitk.ReadImage(str(sample_case)), folder, patient_id="P<7>", patient_name="DOE^JANE",
+                 accession_number="ACC-778")
     report = run_inference(folder, tmp_path / "out", segmenter=MaskSegmenter(mask_path))
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<td>Patient</td><td>DOE, JANE</td>" in page
