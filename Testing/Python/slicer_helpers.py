@@ -22,6 +22,15 @@ if str(MODULE_DIR) not in sys.path:
 import slicer  # noqa: E402 - slicer-core (a test dependency), after the module folder is on sys.path
 
 
+def process_alive(pid: int) -> bool:
+    """True when ``pid`` runs (a zombie waiting for its reaper counts as dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
 @pytest.fixture(scope="session")
 def reference_result(tmp_path_factory) -> Path:
     """An lvp-infer-shaped output folder built from the sample's reference mask."""

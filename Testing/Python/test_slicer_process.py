@@ -6,23 +6,13 @@ import os
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
-from slicer_helpers import MODULE_DIR  # noqa: F401 - puts the module folder on sys.path
+from slicer_helpers import MODULE_DIR, process_alive  # noqa: F401 - MODULE_DIR: the module folder on sys.path
 
 from LumbarVNetProLib.process import ProcessRunner, infer_command, parse_progress, readable_error
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="process groups are POSIX here")
-
-
-def _alive(pid: int) -> bool:
-    """True when ``pid`` runs (a zombie waiting for its reaper counts as dead)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def test_progress_and_exit_code(tmp_path):
@@ -66,15 +56,15 @@ def test_cancel_kills_child_and_grandchild(tmp_path):
     while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
     grandchild = int(pid_file.read_text())
-    assert _alive(running.pid) and _alive(grandchild)
+    assert process_alive(running.pid) and process_alive(grandchild)
     started = time.monotonic()
     running.cancel(grace_s=2.0)
     assert time.monotonic() - started < 10
     assert running.poll() is not None
     deadline = time.monotonic() + 5
-    while _alive(grandchild) and time.monotonic() < deadline:
+    while process_alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(grandchild)
+    assert not process_alive(grandchild)
     assert running.error_message() == "cancelled"
 
 

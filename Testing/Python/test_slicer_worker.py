@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from slicer_app import make_widget, wait_idle
-from slicer_helpers import MODULE_DIR, REPO_ROOT, SAMPLE_DIR
+from slicer_helpers import MODULE_DIR, REPO_ROOT, SAMPLE_DIR, process_alive
 
 pytest_plugins = ("slicer_helpers", "slicer_app")
 pytestmark = [
@@ -36,15 +36,6 @@ pytestmark = [
 
 SAMPLE = SAMPLE_DIR / "spider_sample_t2.nii.gz"
 TIMEOUT_S = 180.0  # a shared 2-core machine under load; a case takes about 0.5 s when quiet
-
-
-def _alive(pid: int) -> bool:
-    """True when ``pid`` runs (a zombie waiting for its reaper counts as dead)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def _group_gone(pgid: int) -> bool:
@@ -115,7 +106,7 @@ def test_panel_reuses_one_worker_cancel_ends_it_a_bad_input_keeps_it_cleanup_end
     assert {text for text, _ in shown} & set(STAGE_LABELS.values()) and max(p for _, p in shown) > 0
     pid = runner.worker.pid
     _run(slicer, widget, second, tmp_path / "second")
-    assert runner.worker.pid == pid and runner.workerPids == [pid] and _alive(pid)
+    assert runner.worker.pid == pid and runner.workerPids == [pid] and process_alive(pid)
     assert widget.ui.statusLabel.text == "Done."
     segmentations = [slicer.mrmlScene.GetNodesByClass("vtkMRMLSegmentationNode").GetItemAsObject(i) for i in range(2)]
     assert sorted(s.GetAttribute(lvpscene.VOLUME_ATTRIBUTE) for s in segmentations) == sorted(
@@ -133,7 +124,7 @@ def test_panel_reuses_one_worker_cancel_ends_it_a_bad_input_keeps_it_cleanup_end
     widget.ui.cancelButton.click()
     wait_idle(slicer, widget, TIMEOUT_S)
     assert widget.ui.statusLabel.text == "Cancelled."
-    assert not _alive(pid) and _group_gone(pid)
+    assert not process_alive(pid) and _group_gone(pid)
     assert not (tmp_path / "cancelled").exists()
 
     # The next run starts a new worker and its result loads.
@@ -149,11 +140,11 @@ def test_panel_reuses_one_worker_cancel_ends_it_a_bad_input_keeps_it_cleanup_end
         _run(slicer, widget, slicer.util.loadVolume(str(tiny)), tmp_path / "bad")
     assert widget.ui.statusLabel.text == "Failed."
     assert "Analysis failed" in caplog.text and "axial acquisition" in caplog.text
-    assert runner.worker.pid == newPid and _alive(newPid)
+    assert runner.worker.pid == newPid and process_alive(newPid)
 
     # Slicer unloads the module (also when the application closes): cleanup ends the worker.
     slicer.app.moduleManager().moduleAboutToBeUnloaded.emit("LumbarVNetPro")
-    assert not _alive(newPid) and _group_gone(newPid) and runner.workerPids == []
+    assert not process_alive(newPid) and _group_gone(newPid) and runner.workerPids == []
 
 
 def test_a_dead_worker_or_a_changed_device_or_model_folder_gets_a_new_worker(slicer_app, tmp_path):
@@ -177,19 +168,19 @@ def test_a_dead_worker_or_a_changed_device_or_model_folder_gets_a_new_worker(sli
         assert job.running.delegate is not None and job.running.pid == cpu != killed
         # Dead and seen dead: the next run starts a new worker at once.
         os.kill(cpu, signal.SIGKILL)
-        _until(lambda: not _alive(cpu), "the killed worker ends")
+        _until(lambda: not process_alive(cpu), "the killed worker ends")
         logic.process(volume, tmp_path / "cpu2", device="cpu")
         assert logic.runner.worker.pid not in (cpu, killed)
         cpu = logic.runner.worker.pid
         logic.process(volume, tmp_path / "auto", device="auto")  # another device setting
         auto = logic.runner.worker.pid
         assert auto != cpu
-        _until(lambda: not _alive(cpu), "the replaced worker exits (its stdin is closed)")
+        _until(lambda: not process_alive(cpu), "the replaced worker exits (its stdin is closed)")
         model = tmp_path / "model"
         shutil.copytree(REPO_ROOT / "models", model)
         nodes = logic.process(volume, tmp_path / "folder", device="auto", modelDir=model)  # another model folder
         assert nodes.segmentation is not None and logic.runner.worker.pid != auto
-        _until(lambda: not _alive(auto), "the replaced worker exits")
+        _until(lambda: not process_alive(auto), "the replaced worker exits")
         folder = logic.runner.worker.pid
         # The same folder whose files were replaced (a newer model installed there): a new worker too.
         onnx = next(model.glob("*.onnx"))
@@ -223,10 +214,10 @@ def test_worker_ends_when_the_application_is_killed(tmp_path):
                            start_new_session=True)
     try:
         pid, code = map(int, app.stdout.readline().split())
-        assert code == 0 and _alive(pid) and (tmp_path / "case" / "report.json").is_file()
+        assert code == 0 and process_alive(pid) and (tmp_path / "case" / "report.json").is_file()
         os.kill(app.pid, signal.SIGKILL)
         app.wait(30)
-        _until(lambda: not _alive(pid), "the orphaned worker exits", 60)
+        _until(lambda: not process_alive(pid), "the orphaned worker exits", 60)
         assert _group_gone(pid)
     finally:
         if app.poll() is None:
@@ -305,7 +296,7 @@ def test_a_package_install_ends_the_warm_worker(slicer_app, tmp_path):
         place.startInstall(running, missing, work)
         running.wait(timeout_s=TIMEOUT_S)
         assert place.poll().state == FAILED
-        assert not _alive(pid) and place.logic.runner.workerPids == []
+        assert not process_alive(pid) and place.logic.runner.workerPids == []
         # The next run starts a new worker.
         place.startRun(Settings(inputVolume=volume, outputFolder=tmp_path / "again", device="cpu"))
         place.job.running.wait(timeout_s=TIMEOUT_S)
