@@ -183,9 +183,12 @@ def test_nifti_input_writes_no_dicom(sample_case, tmp_path):
     assert "dicom_seg" not in report["outputs"] and not (tmp_path / "o" / "segmentation.dcm").exists()
 
 
-def _dicom_case(sample_case, folder):
+def _run_dicom_case(sample_case, tmp_path, html=False):
+    """The sample written as a DICOM series under ``tmp_path/dcm``, run into ``tmp_path/out`` (mask segmenter)."""
+    folder = tmp_path / "dcm"
     write_series(sitk.ReadImage(str(sample_case)), folder)
-    return folder
+    mask = sample_case.with_name("spider_sample_labels.nii.gz")
+    return run_inference(folder, tmp_path / "out", segmenter=MaskSegmenter(mask), html=html)
 
 
 def test_partial_report_writes_no_dicom_outputs(sample_case, tmp_path, monkeypatch):
@@ -196,9 +199,7 @@ def test_partial_report_writes_no_dicom_outputs(sample_case, tmp_path, monkeypat
         raise ValueError("measurement exploded")
 
     monkeypatch.setattr(pipeline, "_measure", broken)
-    mask = sample_case.with_name("spider_sample_labels.nii.gz")
-    report = run_inference(_dicom_case(sample_case, tmp_path / "dcm"), tmp_path / "out",
-                           segmenter=MaskSegmenter(mask), html=False)
+    report = _run_dicom_case(sample_case, tmp_path)
     assert report["status"] == "partial" and report["failed_stage"] == "measure"
     assert "dicom_seg" not in report["outputs"] and "dicom_sr" not in report["outputs"]
     assert not list((tmp_path / "out").glob("*.dcm"))
@@ -211,9 +212,7 @@ def test_failing_dicom_writer_makes_the_report_partial(sample_case, tmp_path, mo
         raise RuntimeError("SEG encoder exploded")
 
     monkeypatch.setattr(dicom_seg, "write_dicom_seg", broken)
-    mask = sample_case.with_name("spider_sample_labels.nii.gz")
-    report = run_inference(_dicom_case(sample_case, tmp_path / "dcm"), tmp_path / "out",
-                           segmenter=MaskSegmenter(mask), html=False)
+    report = _run_dicom_case(sample_case, tmp_path)
     assert report["status"] == "partial" and report["failed_stage"] == "dicom"
     assert "SEG encoder exploded" in report["error"]
     assert "dicom_seg" not in report["outputs"] and not list((tmp_path / "out").glob("*.dcm"))
@@ -237,8 +236,7 @@ def test_figure_failing_writes_the_sr_once_marked_partial(sample_case, tmp_path,
 
     monkeypatch.setattr(report_html, "sagittal_figure_png", broken)
     monkeypatch.setattr(dicom_sr, "write_dicom_sr", counted)
-    mask = sample_case.with_name("spider_sample_labels.nii.gz")
-    report = run_inference(_dicom_case(sample_case, tmp_path / "dcm"), tmp_path / "out", segmenter=MaskSegmenter(mask))
+    report = _run_dicom_case(sample_case, tmp_path, html=True)
     assert report["status"] == "partial" and report["failed_stage"] == "figure"
     assert written == ["partial"]
     sr = pydicom.dcmread(tmp_path / "out" / report["outputs"]["dicom_sr"])
