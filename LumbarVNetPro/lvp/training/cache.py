@@ -32,8 +32,9 @@ def build_cache(roots: list[Path], out: Path, spacing: tuple[float, float, float
             if case.labels is None or case.scheme not in ("lvp3", "spider"):
                 continue  # partial label schemes are for evaluation only
             vol, sem, _ = load_case(case)
-            if derived_labels is not None and (Path(derived_labels) / f"{case.case_id}_labels5.nii.gz").exists():
-                sem = load_derived_labels(Path(derived_labels) / f"{case.case_id}_labels5.nii.gz", vol.shape)
+            derived = Path(derived_labels) / f"{case.case_id}_labels5.nii.gz" if derived_labels else None
+            if derived is not None and derived.exists():
+                sem = load_derived_labels(derived, vol.shape)
             shape = grid_shape_for(vol.shape, vol.spacing, spacing)
             img = normalise_intensity(resample(vol.array.astype(np.float32), shape))
             lab = resample(sem, shape, labels=True)

@@ -70,8 +70,6 @@ def poly_lr(base: float, progress: float) -> float:
     return base * max(0.0, 1.0 - progress) ** 0.9
 
 
-
-
 def dice_per_class(pred: np.ndarray, ref: np.ndarray, classes=(1, 2, 3)) -> dict[int, float]:
     """Dice of each class (NaN where both are empty)."""
     out = {}
