@@ -1,7 +1,8 @@
 """A DICOM series writer for the tests: turns a NIfTI test image into a real MR series on disk.
 
 Test-only (issue 12 item 4): the product reads DICOM series and writes DICOM SEG/SR, never
-image series, so this lives beside the tests rather than in ``lvp.io.dicom``.
+image series, so this lives beside the tests rather than in ``lvp.io.dicom``. Also the tests'
+reading of a written DICOM SEG back into label values (:func:`seg_label_values`).
 """
 
 from __future__ import annotations
@@ -89,3 +90,20 @@ def write_series(image: sitk.Image, folder: str | Path, *, series_description: s
         ds.PixelData = stored[k].tobytes()
         ds.save_as(folder / f"IM{k:04d}.dcm", enforce_file_format=True)
     return series_uid
+
+
+def seg_label_values(seg, numbers: np.ndarray) -> np.ndarray:
+    """The label values of a DICOM SEG's combined segment-number frames, matched by segment name.
+
+    ``seg``: a ``highdicom.seg.Segmentation``; ``numbers``: its frames as segment numbers (e.g.
+    ``get_pixels_by_source_instance(..., combine_segments=True)``). A segment whose name is not a
+    known structure reads 0.
+    """
+    from lvp.labels import STRUCTURES
+
+    by_name = {item.SegmentLabel: int(item.SegmentNumber) for item in seg.SegmentSequence}
+    lut = np.zeros(256, np.int64)
+    for value, st in STRUCTURES.items():
+        if st.name in by_name:
+            lut[by_name[st.name]] = value
+    return lut[numbers]

@@ -13,7 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from dicom_writer import write_series
+from dicom_writer import seg_label_values, write_series
 from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG2MPML, JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, generate_uid
 
@@ -250,11 +250,4 @@ def test_enhanced_mr_gets_seg_and_sr(plain_series, tmp_path, sample_case):
     numbers = seg.get_pixels_by_source_frame(source_sop_instance_uid=src.SOPInstanceUID,
                                              source_frame_numbers=list(range(1, len(heights) + 1)),
                                              combine_segments=True, skip_overlap_checks=True)
-    by_name = {item.SegmentLabel: int(item.SegmentNumber) for item in seg.SegmentSequence}
-    from lvp.labels import STRUCTURES
-
-    lut = np.zeros(256, np.int64)
-    for value, st in STRUCTURES.items():
-        if st.name in by_name:
-            lut[by_name[st.name]] = value
-    np.testing.assert_array_equal(lut[numbers], labels[rank])
+    np.testing.assert_array_equal(seg_label_values(seg, numbers), labels[rank])

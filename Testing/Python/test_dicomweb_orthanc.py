@@ -17,7 +17,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from dicom_writer import write_series
+from dicom_writer import seg_label_values, write_series
 from pydicom.uid import generate_uid
 
 from lvp.cli import main
@@ -148,14 +148,7 @@ def test_infer_from_orthanc_and_store_seg_and_sr(uploaded, credentials, sample_c
     ordered = sorted(sources, key=lambda d: float(np.asarray(d.ImagePositionPatient, float) @ normal))
     numbers = seg.get_pixels_by_source_instance(source_sop_instance_uids=[d.SOPInstanceUID for d in ordered],
                                                 combine_segments=True, skip_overlap_checks=True)
-    from lvp.labels import STRUCTURES
-
-    by_name = {item.SegmentLabel: int(item.SegmentNumber) for item in seg.SegmentSequence}
-    lut = np.zeros(256, np.int64)
-    for value, st in STRUCTURES.items():
-        if st.name in by_name:
-            lut[by_name[st.name]] = value
-    np.testing.assert_array_equal(lut[numbers], labels)
+    np.testing.assert_array_equal(seg_label_values(seg, numbers), labels)
     # The SR as stored: each level's measurements equal report.json.
     (sr_ds,) = client.retrieve_series(study_uid, series["SR"])
     sr = hd.sr.Comprehensive3DSR.from_dataset(sr_ds)
