@@ -39,6 +39,17 @@ def _assert_same_volume(a, b):
     np.testing.assert_array_equal(a.array, b.array)
 
 
+def _assert_compressed_copy_reads_the_same(plain_series, out, syntax, plugin) -> None:
+    """Compress every file of ``plain_series`` to ``syntax`` (encoder ``plugin``) into ``out``; read both."""
+    out.mkdir()
+    for path in _files(plain_series):
+        ds = pydicom.dcmread(path)
+        ds.compress(syntax, encoding_plugin=plugin)
+        ds.save_as(out / path.name)
+    assert pydicom.dcmread(_files(out)[0]).file_meta.TransferSyntaxUID == syntax
+    _assert_same_volume(read_volume(out), read_volume(plain_series))
+
+
 def test_project_decoder_reads_jpeg_lossless_and_jpeg_ls():
     """pylibjpeg (a project dependency) is the decoder, not only an optional test-time plugin."""
     from pydicom.pixels import get_decoder
@@ -50,26 +61,12 @@ def test_project_decoder_reads_jpeg_lossless_and_jpeg_ls():
 def test_jpeg_ls_series_reads_like_the_uncompressed_one(plain_series, tmp_path):
     import jpeg_ls  # noqa: F401 - pyjpegls, the encoder pydicom uses (a test dependency)
 
-    out = tmp_path / "jls"
-    out.mkdir()
-    for path in _files(plain_series):
-        ds = pydicom.dcmread(path)
-        ds.compress(JPEGLSLossless, encoding_plugin="pyjpegls")
-        ds.save_as(out / path.name)
-    assert pydicom.dcmread(_files(out)[0]).file_meta.TransferSyntaxUID == JPEGLSLossless
-    _assert_same_volume(read_volume(out), read_volume(plain_series))
+    _assert_compressed_copy_reads_the_same(plain_series, tmp_path / "jls", JPEGLSLossless, "pyjpegls")
 
 
 def test_jpeg_2000_series_reads_like_the_uncompressed_one(plain_series, tmp_path):
     """JPEG 2000 (lossless), common in PACS archives: encoded and decoded by pylibjpeg-openjpeg."""
-    out = tmp_path / "j2k"
-    out.mkdir()
-    for path in _files(plain_series):
-        ds = pydicom.dcmread(path)
-        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
-        ds.save_as(out / path.name)
-    assert pydicom.dcmread(_files(out)[0]).file_meta.TransferSyntaxUID == JPEG2000Lossless
-    _assert_same_volume(read_volume(out), read_volume(plain_series))
+    _assert_compressed_copy_reads_the_same(plain_series, tmp_path / "j2k", JPEG2000Lossless, "pylibjpeg")
 
 
 def _jpeg_lossless_copy(src, dst) -> None:
