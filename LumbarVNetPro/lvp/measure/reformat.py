@@ -146,7 +146,7 @@ def gather_nearest(array: np.ndarray, idx: np.ndarray, valid: np.ndarray) -> np.
 
 # dtypes whose every value float32 holds exactly: interpolating them as they are equals interpolating
 # their float32 copy (map_coordinates works in double either way).
-_EXACT_IN_FLOAT32 = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.float32)}
+EXACT_IN_FLOAT32 = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.float32)}
 
 
 def interpolate_at(array: np.ndarray, coords: np.ndarray, order: int = 1) -> np.ndarray:
@@ -160,7 +160,7 @@ def interpolate_at(array: np.ndarray, coords: np.ndarray, order: int = 1) -> np.
     depends on its own neighbours only, the shift by the block's corner is exact, and the block
     keeps the volume's faces wherever points lie beyond them (the constant 0 outside is the same).
     """
-    if array.dtype in _EXACT_IN_FLOAT32:  # read in place (map_coordinates copies nothing)
+    if array.dtype in EXACT_IN_FLOAT32:  # read in place (map_coordinates copies nothing)
         return ndimage.map_coordinates(array, coords, order=order, mode="constant", cval=0, prefilter=False,
                                        output=np.float32)
     coords = np.asarray(coords, dtype=np.float64)

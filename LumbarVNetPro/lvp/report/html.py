@@ -22,7 +22,7 @@ import base64
 import re
 import struct
 import zlib
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import numpy as np
 
 from lvp.io.volume import Volume
 from lvp.labels import CANAL_LABEL, STRUCTURES
+from lvp.measure.reformat import EXACT_IN_FLOAT32, lps_to_index
 from lvp.report.colours import EVIDENCE_COLOURS  # the evidence strokes, as the Slicer markups draw them
 from lvp.scales import PATHOLOGIES, SCALES, measurement_words  # the columns of the grade table, in reading order
 
@@ -97,14 +98,6 @@ def _figure_geometry(volume: Volume, height_px: int) -> tuple[int, int, float, f
     height_mm, width_mm = n_si * volume.spacing[1], n_ap * volume.spacing[2]
     width_px = max(1, int(round(height_px * width_mm / height_mm)))
     return width_px, height_px, height_mm / height_px, width_mm / width_px
-
-
-def _to_index(volume: Volume):
-    """:meth:`Volume.lps_to_index` with the affine inverted once (the same arithmetic), for the
-    many points of the figure's names and marks.
-    """
-    inv = np.linalg.inv(volume.affine)
-    return lambda points: np.asarray(points, dtype=float) @ inv[:3, :3].T + inv[:3, 3]
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -198,13 +191,11 @@ def resize_slice(image: np.ndarray, height_px: int, width_px: int) -> np.ndarray
     and its thread count.
     """
     image = np.asarray(image)
-    if image.dtype not in _EXACT_IN_FLOAT32:  # 8/16-bit integers and float32 are used as they are
+    if image.dtype not in EXACT_IN_FLOAT32:  # 8/16-bit integers and float32 are used as they are
         image = image.astype(np.float32)
     a = _resize_rows(image, _taps(image.shape[0], height_px))
     return np.ascontiguousarray(_resize_rows(np.ascontiguousarray(a.T), _taps(image.shape[1], width_px)).T)
 
-
-_EXACT_IN_FLOAT32 = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.float32)}
 
 
 def _slice_pixels(volume: Volume, labels: np.ndarray, k: int, width_px: int, height_px: int) -> np.ndarray:
@@ -267,7 +258,7 @@ def figure_labels(volume: Volume, level_points: list[tuple[str, Any]], *,
     offsets = panel_offsets(volume)
     # Which way increasing slice index goes: LPS x grows to the patient's left.
     towards_left = float(volume.index_to_lps(np.array([1.0, 0, 0]))[0] - volume.index_to_lps(np.zeros(3))[0]) > 0
-    to_index = _to_index(volume)
+    to_index = partial(lps_to_index, volume)  # (the affine inverted once per volume)
     out = []
     for d in offsets:
         x0 = _panel_x0(volume, width_px, d)
@@ -383,13 +374,14 @@ def _level_warnings(report: dict) -> tuple[dict[str, list[dict]], list[dict]]:
     return by_level, general
 
 
-def _grade_rows(report: dict) -> tuple[list[dict], list[dict]]:
-    """The grade table's columns (``{"title", "full"}``) and one row per level (cells in column order)."""
+def _grade_rows(report: dict, by_level: dict[str, list[dict]]) -> tuple[list[dict], list[dict]]:
+    """The grade table's columns (``{"title", "full"}``) and one row per level (cells in column order);
+    ``by_level``: the warnings naming each level (:func:`_level_warnings`).
+    """
     levels = report.get("levels") or []
     present = [p for p in PATHOLOGIES if any(p in (lv.get("grades") or {}) for lv in levels)]
     extra = sorted({p for lv in levels for p in (lv.get("grades") or {})} - set(PATHOLOGIES))
     cols = present + extra
-    by_level, _ = _level_warnings(report)
     rows = []
     for lv in levels:
         grades = lv.get("grades") or {}
@@ -417,7 +409,7 @@ def evidence_overlay(volume: Volume, levels: list[dict], *, height_px: int = 360
     width_px, height_px, mm_si, mm_ap = _figure_geometry(volume, height_px)
     s_si, s_ap = volume.spacing[1], volume.spacing[2]
     mid_x0 = _panel_x0(volume, width_px)
-    to_index = _to_index(volume)
+    to_index = partial(lps_to_index, volume)  # (the affine inverted once per volume)
 
     def to_px(points: Any, x0: float) -> list[tuple[float, float]]:
         idx = to_index(points)
@@ -482,6 +474,12 @@ def _environment():  # a jinja2.Environment (imported here: only report writing 
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
 
 
+@cache
+def _style() -> str:
+    """``report.css``, read once per process (it ships with the package)."""
+    return (_HERE / "report.css").read_text()
+
+
 def render_html(report: dict, figure_png: bytes | None,
                 figure_names: list[tuple[str, float, float]] | None = None,
                 evidence: list[dict] | None = None) -> str:
@@ -498,10 +496,11 @@ def render_html(report: dict, figure_png: bytes | None,
         figure = {"width": width, "height": height, "b64": base64.b64encode(figure_png).decode("ascii"),
                   "names": [(name, f"{x:.1f}", f"{y:.1f}") for name, x, y in figure_names or []],
                   "marks": _marks_view(evidence or [])}
-    columns, levels = _grade_rows(report)
+    by_level, general_warnings = _level_warnings(report)
+    columns, levels = _grade_rows(report, by_level)
     numbering = report.get("numbering") or None
     return _environment().get_template("report_page.html").render(
-        style="\n" + (_HERE / "report.css").read_text(),
+        style="\n" + _style(),
         input_path=str(inp.get("path", "")),
         partial=report.get("status") != "complete",
         failed_stage=str(report.get("failed_stage")),
@@ -517,5 +516,5 @@ def render_html(report: dict, figure_png: bytes | None,
         columns=columns,
         levels=levels,
         evidence_rows=_evidence_rows(report),
-        warnings=_level_warnings(report)[1],
+        warnings=general_warnings,
     )
