@@ -166,21 +166,25 @@ def _header_bytes(tmp_path, dims, datatype, bitpix) -> bytearray:
     return head
 
 
+def _gzip_zeros(n_zeros: int, head: bytes = b"") -> bytes:
+    """A gzip stream of ``head`` then ``n_zeros`` zero bytes, compressed 16 MB at a time (a few MB in all)."""
+    comp = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1 << 24)
+    parts = [comp.compress(head)]
+    while n_zeros:
+        n = min(n_zeros, len(block))
+        parts.append(comp.compress(block[:n]))
+        n_zeros -= n
+    parts.append(comp.flush())
+    return b"".join(parts)
+
+
 def test_oversized_float_nifti_refused_before_decompressing(tmp_path):
     """A complete, valid float32 .nii.gz of 152 M voxels (608 MB decoded) is refused from its header."""
     dims = (1000, 760, 200)
     head = _header_bytes(tmp_path, dims, 16, 32)
     path = tmp_path / "float32_fov.nii.gz"
-    comp = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    block = bytes(1 << 24)
-    with open(path, "wb") as fh:
-        fh.write(comp.compress(bytes(head)))
-        left = int(np.prod(dims)) * 4
-        while left:
-            n = min(left, len(block))
-            fh.write(comp.compress(block[:n]))
-            left -= n
-        fh.write(comp.flush())
+    path.write_bytes(_gzip_zeros(int(np.prod(dims)) * 4, head=bytes(head)))
     assert path.stat().st_size < 4_000_000  # 608 MB of zeros, compressed
     tracemalloc.start()
     t0 = time.perf_counter()
@@ -199,19 +203,10 @@ def test_oversized_float64_nrrd_refused_before_itk_reads_it(tmp_path):
     """ITK holds a NRRD's float64 voxels as they are: 80 M of them (640 MB) are refused from the header."""
     path = tmp_path / "double.nrrd"
     sizes = (500, 400, 400)
-    body = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     header = ("NRRD0004\ntype: double\ndimension: 3\nspace: left-posterior-superior\n"
               f"sizes: {' '.join(map(str, sizes))}\nspace directions: (0,0.5,0) (0,0,-0.5) (1,0,0)\n"
               "kinds: domain domain domain\nendian: little\nencoding: gzip\nspace origin: (0,0,0)\n\n")
-    block = bytes(1 << 24)
-    with open(path, "wb") as fh:
-        fh.write(header.encode())
-        left = int(np.prod(sizes)) * 8
-        while left:
-            n = min(left, len(block))
-            fh.write(body.compress(block[:n]))
-            left -= n
-        fh.write(body.flush())
+    path.write_bytes(header.encode() + _gzip_zeros(int(np.prod(sizes)) * 8))
     t0 = time.perf_counter()
     with pytest.raises(InputError, match=r"500 x 400 x 400 = 80,000,000 voxels of 64-bit float data: 0\.64 GB"):
         read_volume(path)
