@@ -156,3 +156,28 @@ def test_warm_up_case_prints_nothing_before_ready(sample_case, tmp_path):
     finally:
         w.stop()
     assert not list(tmp_path.glob("lvp-warm-up-*"))
+
+
+def test_a_dicomweb_job_takes_the_model_the_worker_holds(tmp_path, monkeypatch):
+    """A DICOMweb job's fetched series is segmented with the worker's loaded model, not a new copy per job.
+
+    The server is unreachable, so the job fails with the clear error ``lvp infer`` gives; by then it
+    has asked the worker's cache for its model (only --labels / --semantic jobs do not).
+    """
+    import socket
+
+    from lvp.commands.serve import Worker as InProcessWorker
+    from lvp.errors import LVPError
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("LVP_DICOMWEB_USER", "reader")
+    monkeypatch.setenv("LVP_DICOMWEB_PASSWORD", "secret-pw-42")
+    worker = InProcessWorker()
+    assert worker.segmenters == {}
+    with pytest.raises(LVPError, match="cannot be reached"):
+        worker.run_job([f"dicomweb+http://127.0.0.1:{port}/dicom-web", "--study", "1.2.3",
+                        "-o", str(tmp_path / "o"), "--device", "cpu"])
+    assert list(worker.segmenters) == [(None, "cpu")]
+    assert not (tmp_path / "o").exists()

@@ -159,8 +159,8 @@ class Worker:
         """Run one job as ``lvp infer`` would; return its exit code."""
         args = self.parse(job_args)
         segmenter = None
-        if not (args.labels or args.semantic or any(str(i).startswith("dicomweb+") for i in args.inputs)):
-            segmenter = self.segmenter(args.model, args.device)
+        if not (args.labels or args.semantic):  # those build their own stand-in from the job's files
+            segmenter = self.segmenter(args.model, args.device)  # a DICOMweb job's fetched series too
         return int(self.infer.run(args, segmenter=segmenter) or 0)
 
 
