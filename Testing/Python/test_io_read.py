@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from dicom_writer import write_series
+from orientations import axis_orientations
 
 from lvp.errors import InputError
 from lvp.io.read import read_volume
@@ -38,13 +38,7 @@ def _image_from_canonical(arr: np.ndarray, spacing, direction_cols, origin=(10.0
     return img
 
 
-ORIENTATIONS = []
-for perm in itertools.permutations(range(3)):
-    for signs in [(1, 1, 1), (-1, 1, -1), (1, -1, 1), (-1, -1, -1)]:
-        cols = np.zeros((3, 3))
-        for i, (c, s) in enumerate(zip(perm, signs)):
-            cols[c, i] = s
-        ORIENTATIONS.append(cols)
+ORIENTATIONS = axis_orientations()
 
 
 @pytest.mark.parametrize("cols", ORIENTATIONS, ids=[f"o{i}" for i in range(len(ORIENTATIONS))])

@@ -8,7 +8,6 @@ written by SimpleITK's NIfTI writer and, with the seg.nrrd fields as metadata, b
 from __future__ import annotations
 
 import gzip
-import itertools
 import struct
 import tracemalloc
 import zlib
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from orientations import axis_orientations
 from seg_nrrd_reader import read_seg_nrrd
 
 from lvp.io.label_files import itk_geometry, nifti1_header, source_slabs, write_label_files
@@ -28,13 +28,7 @@ from lvp.labels import CANAL_LABEL
 NIFTI1 = struct.Struct("<i10s18sihcc8h3fhhhh8f3fhccffffii80s24shh6f12f16s4s")
 VALUES = (CANAL_LABEL, 41, 42, 45, 50, 92, 95, 100)
 
-ORIENTATIONS = []
-for perm in itertools.permutations(range(3)):
-    for signs in [(1, 1, 1), (-1, 1, -1), (1, -1, 1), (-1, -1, -1)]:
-        cols = np.zeros((3, 3))
-        for i, (c, s) in enumerate(zip(perm, signs)):
-            cols[c, i] = s
-        ORIENTATIONS.append(cols)
+ORIENTATIONS = axis_orientations()
 
 
 def _volume(cols: np.ndarray, shape=(9, 11, 13), spacing=(0.47, 0.52, 3.3), origin=(-12.5, 40.0, 7.25)):
