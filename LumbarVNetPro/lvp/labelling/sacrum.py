@@ -24,7 +24,7 @@ from lvp.labelling.thresholds import (
     SACRUM_MAX_POSTERIOR_MM,
 )
 from lvp.labelling.types import Instance
-from lvp.labelling.vertebrae import _below_disc
+from lvp.labelling.vertebrae import _below_disc, _index_sums
 from lvp.labels import SACRUM, SACRUM_LABEL
 from lvp.planes import DiscPlane
 
@@ -52,7 +52,7 @@ def _sacrum_mask(sacrum_c: np.ndarray, voxel_mm3: float, axis=None, sp: np.ndarr
         idx = np.nonzero(comp)
         lab = comp[idx]
         # Grid indices (exact integer sums, as on the whole grid).
-        centres = np.stack([np.bincount(lab, weights=idx[j] + box[j].start, minlength=n + 1) for j in range(3)], 1)
+        centres = _index_sums(lab.astype(np.intp), tuple(x + b.start for x, b in zip(idx, box)), n, None).sums
         centres /= np.maximum(sizes[:, None], 1)
         d_lr, d_ap, _ = _off_axis_mm(centres, axis, sp)
         ok &= (np.abs(d_lr) <= SACRUM_MAX_LR_MM) & (d_ap >= -BONE_MAX_ANTERIOR_MM) & (d_ap <= SACRUM_MAX_POSTERIOR_MM)
