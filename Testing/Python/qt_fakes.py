@@ -140,6 +140,20 @@ class QObject:
 # --------------------------------------------------------------------------- widgets
 
 
+def _notifying(attr: str, signal: str) -> property:
+    """A property stored in ``attr`` whose change emits ``signal`` with the new value (Qt's NOTIFY)."""
+
+    def get(self):
+        return getattr(self, attr)
+
+    def set_(self, value) -> None:
+        if value != getattr(self, attr):
+            setattr(self, attr, value)
+            self._emit(signal, value)
+
+    return property(get, set_)
+
+
 class QWidget(QObject):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -318,15 +332,7 @@ class QLineEdit(QWidget):
         self.echoMode = 0
         self.placeholderText = ""
 
-    @property
-    def text(self) -> str:
-        return self._text
-
-    @text.setter
-    def text(self, value: str) -> None:
-        if value != self._text:
-            self._text = value
-            self._emit("textChanged", value)
+    text = _notifying("_text", "textChanged")
 
     def setText(self, value: str) -> None:
         self.text = value
@@ -873,15 +879,7 @@ class ctkPathLineEdit(QWidget):
         self._path = ""
         self.filters = 0
 
-    @property
-    def currentPath(self) -> str:
-        return self._path
-
-    @currentPath.setter
-    def currentPath(self, value: str) -> None:
-        if value != self._path:
-            self._path = value
-            self._emit("currentPathChanged", value)
+    currentPath = _notifying("_path", "currentPathChanged")  # noqa: N815 - the Qt property's name
 
     def setCurrentPath(self, value: str) -> None:
         self.currentPath = value
@@ -894,15 +892,7 @@ class ctkDirectoryButton(QWidget):
         super().__init__(parent)
         self._directory = ""
 
-    @property
-    def directory(self) -> str:
-        return self._directory
-
-    @directory.setter
-    def directory(self, value: str) -> None:
-        if value != self._directory:
-            self._directory = value
-            self._emit("directoryChanged", value)
+    directory = _notifying("_directory", "directoryChanged")
 
 
 class ctkComboBox(QComboBox):
