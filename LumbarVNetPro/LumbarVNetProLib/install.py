@@ -121,8 +121,12 @@ def missing_requirements(requirements: tuple[str, ...] | list[str] = RUNTIME_REQ
 
 def filtered_requirements(requirements: list[str] | tuple[str, ...]) -> list[str]:
     """``requirements`` without the packages Slicer owns."""
-    owned = {canonicalize_name(n) for n in SLICER_OWNED}
-    return [r for r in requirements if canonicalize_name(requirement_name(r)) not in owned]
+    return [r for r in requirements if not slicer_owns(requirement_name(r))]
+
+
+def slicer_owns(name: str) -> bool:
+    """Whether the distribution ``name`` is one Slicer ships and links against (:data:`SLICER_OWNED`)."""
+    return canonicalize_name(name) in {canonicalize_name(n) for n in SLICER_OWNED}
 
 
 def missing_names(requirements: list[str] | tuple[str, ...] = RUNTIME_REQUIREMENTS) -> list[str]:
@@ -169,11 +173,10 @@ def tested_pins(path: Path | None = None) -> list[str]:
     path = path if path is not None else shipped_constraints()
     if path is None:
         return []
-    owned = {canonicalize_name(n) for n in SLICER_OWNED}
     pins = []
     for line in constraint_lines(path.read_text(errors="replace")):
         name = canonicalize_name(Requirement(line).name)
-        if name not in owned and installed_version(name) is None:
+        if not slicer_owns(name) and installed_version(name) is None:
             pins.append(line)
     return pins
 
