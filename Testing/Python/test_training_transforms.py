@@ -120,3 +120,24 @@ def test_pipeline_with_contrast_varies_disc_intensity_more():
                 vals.append(_class_mean(out, 2))
         spread[contrast] = np.std(vals)
     assert spread[True] > 2 * spread[False]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: RandLabelContrastd(["image"], prob=1.0),
+    lambda: RandInvertd(["image"], prob=1.0),
+    lambda: RandLowResd(["image"], prob=1.0),
+    lambda: RandFovMaskd(["image", "label"], prob=1.0),
+])
+def test_per_key_transforms_repeat_under_a_seed_and_leave_the_input_alone(make):
+    """The shared draw-then-apply-per-key mechanism: same seed, same output; the input is untouched."""
+    s = _sample()
+    before = {k: np.array(v, copy=True) for k, v in s.items()}
+    a, b = make(), make()
+    a.set_random_state(4)
+    b.set_random_state(4)
+    out_a, out_b = a(s), b(s)
+    for k in s:
+        assert np.array_equal(np.asarray(s[k]), before[k])  # the caller's arrays are not written
+        assert torch.equal(torch.as_tensor(out_a[k]), torch.as_tensor(out_b[k]))
+    assert not torch.equal(torch.as_tensor(out_a["image"]).float(), torch.as_tensor(before["image"]))
+

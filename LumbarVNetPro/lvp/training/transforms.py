@@ -39,14 +39,39 @@ from monai.transforms import (
 KEYS = ("image", "label")
 
 
-class RandSliceThicknessd(RandomizableTransform, MapTransform):
+class _PerKeyd(RandomizableTransform, MapTransform):
+    """A random transform drawn once per call (:meth:`randomize`), then applied key by key.
+
+    Subclasses override :meth:`_apply` (and :meth:`randomize` for their own draws); the draws
+    happen in the order randomize, then ``_apply`` per key in ``keys`` order.
+    """
+
+    def __init__(self, keys: KeysCollection, prob: float) -> None:
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, keys)
+
+    def _apply(self, arr: torch.Tensor, data: dict) -> torch.Tensor:
+        """The transformed value of one key (``data``: the input sample as given, e.g. for its labels)."""
+        raise NotImplementedError
+
+    def __call__(self, data: dict) -> dict:
+        """Draw, then transform each present key (the input dict is not modified)."""
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = self._apply(torch.as_tensor(d[key]), data)
+        return d
+
+
+class RandSliceThicknessd(_PerKeyd):
     """Simulate thicker sagittal slices: average down along the lr axis by a random factor, then
     interpolate back (clinical sagittal T2 has 3-5 mm slices; SPIDER SPACE has 1 mm).
     """
 
     def __init__(self, keys: KeysCollection, prob: float = 0.3, max_factor: float = 3.0) -> None:
-        RandomizableTransform.__init__(self, prob)
-        MapTransform.__init__(self, keys)
+        super().__init__(keys, prob)
         self.max_factor = max_factor
         self._factor = 1.0
 
@@ -55,24 +80,18 @@ class RandSliceThicknessd(RandomizableTransform, MapTransform):
         super().randomize(None)
         self._factor = float(self.R.uniform(1.3, self.max_factor))
 
-    def __call__(self, data: dict) -> dict:
-        """Apply to the image keys (labels stay sharp: the network must still find the true borders)."""
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            img = torch.as_tensor(d[key]).float()
-            n = img.shape[1]
-            m = max(1, int(round(n / self._factor)))
-            flat = img.reshape(img.shape[0], n, -1)[None]  # (1, C, lr, si*ap)
-            low = F.interpolate(flat, size=(m, flat.shape[-1]), mode="area")
-            back = F.interpolate(low, size=(n, flat.shape[-1]), mode="bilinear", align_corners=False)
-            d[key] = back[0].reshape(img.shape)
-        return d
+    def _apply(self, arr: torch.Tensor, data: dict) -> torch.Tensor:
+        """Image keys only (labels stay sharp: the network must still find the true borders)."""
+        img = arr.float()
+        n = img.shape[1]
+        m = max(1, int(round(n / self._factor)))
+        flat = img.reshape(img.shape[0], n, -1)[None]  # (1, C, lr, si*ap)
+        low = F.interpolate(flat, size=(m, flat.shape[-1]), mode="area")
+        back = F.interpolate(low, size=(n, flat.shape[-1]), mode="bilinear", align_corners=False)
+        return back[0].reshape(img.shape)
 
 
-class RandLabelContrastd(RandomizableTransform, MapTransform):
+class RandLabelContrastd(_PerKeyd):
     """Random intensity per structure class (from ``label_key``), background by a random curve.
 
     ``mode`` is drawn per call: ``"random"`` (class means uniform in [0, 1]) with probability
@@ -86,8 +105,7 @@ class RandLabelContrastd(RandomizableTransform, MapTransform):
 
     def __init__(self, keys: KeysCollection, label_key: str = "label", prob: float = 0.5,
                  t1_prob: float = 0.35, n_knots: int = 5) -> None:
-        RandomizableTransform.__init__(self, prob)
-        MapTransform.__init__(self, keys)
+        super().__init__(keys, prob)
         self.label_key = label_key
         self.t1_prob = t1_prob
         self.n_knots = n_knots
@@ -111,48 +129,36 @@ class RandLabelContrastd(RandomizableTransform, MapTransform):
         w = pos - i0
         return ys[i0] * (1 - w) + ys[i0 + 1] * w
 
-    def __call__(self, data: dict) -> dict:
-        """Apply to the image keys; the labels are unchanged."""
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        lab = torch.as_tensor(d[self.label_key])
+    def _apply(self, arr: torch.Tensor, data: dict) -> torch.Tensor:
+        """Image keys; the labels (``data[label_key]``) are read, never changed."""
+        lab = torch.as_tensor(data[self.label_key])
         t1 = self.mode == "t1"
-        for key in self.key_iterator(d):
-            img = torch.as_tensor(d[key]).float()
-            out = self._curve(img, t1)
-            for c in [int(v) for v in torch.unique(lab) if int(v) > 0]:
-                m = lab == c
-                vals = img[m]
-                lo, hi = self.T1_RANGES.get(c, (0.0, 1.0)) if t1 else (0.0, 1.0)
-                mean_c = float(self.R.uniform(lo, hi))
-                spread = float(self.R.uniform(0.02, 0.12))
-                z = (vals - vals.mean()) / (vals.std() + 1e-6) if vals.numel() > 1 else torch.zeros_like(vals)
-                out[m] = mean_c + spread * z
-            mix = float(self.R.uniform(0.6, 1.0))
-            d[key] = torch.clamp(mix * out + (1 - mix) * img, 0, 1)
-        return d
+        img = arr.float()
+        out = self._curve(img, t1)
+        for c in [int(v) for v in torch.unique(lab) if int(v) > 0]:
+            m = lab == c
+            vals = img[m]
+            lo, hi = self.T1_RANGES.get(c, (0.0, 1.0)) if t1 else (0.0, 1.0)
+            mean_c = float(self.R.uniform(lo, hi))
+            spread = float(self.R.uniform(0.02, 0.12))
+            z = (vals - vals.mean()) / (vals.std() + 1e-6) if vals.numel() > 1 else torch.zeros_like(vals)
+            out[m] = mean_c + spread * z
+        mix = float(self.R.uniform(0.6, 1.0))
+        return torch.clamp(mix * out + (1 - mix) * img, 0, 1)
 
 
-class RandInvertd(RandomizableTransform, MapTransform):
+class RandInvertd(_PerKeyd):
     """Invert the image (``1 - x``): every bright structure becomes dark and vice versa."""
 
     def __init__(self, keys: KeysCollection, prob: float = 0.15) -> None:
-        RandomizableTransform.__init__(self, prob)
-        MapTransform.__init__(self, keys)
+        super().__init__(keys, prob)
 
-    def __call__(self, data: dict) -> dict:
-        """Apply to the image keys."""
-        d = dict(data)
-        self.randomize(None)
-        if self._do_transform:
-            for key in self.key_iterator(d):
-                d[key] = 1.0 - torch.as_tensor(d[key]).float()
-        return d
+    def _apply(self, arr: torch.Tensor, data: dict) -> torch.Tensor:
+        """Image keys."""
+        return 1.0 - arr.float()
 
 
-class RandLowResd(RandomizableTransform, MapTransform):
+class RandLowResd(_PerKeyd):
     """Thick slices / low resolution: area-average by random factors, then back (labels stay sharp).
 
     ``lr_mm`` is the simulated slice thickness range in mm on a working grid of ``spacing`` (the
@@ -161,8 +167,7 @@ class RandLowResd(RandomizableTransform, MapTransform):
 
     def __init__(self, keys: KeysCollection, prob: float = 0.35, spacing=(2.0, 1.0, 1.0),
                  lr_mm: tuple[float, float] = (3.0, 4.5), max_inplane: float = 1.8) -> None:
-        RandomizableTransform.__init__(self, prob)
-        MapTransform.__init__(self, keys)
+        super().__init__(keys, prob)
         self.spacing = spacing
         self.lr_mm = lr_mm
         self.max_inplane = max_inplane
@@ -175,27 +180,20 @@ class RandLowResd(RandomizableTransform, MapTransform):
         f_ip = float(self.R.uniform(1.0, self.max_inplane))
         self.factors = (max(1.0, f_lr), f_ip, f_ip)
 
-    def __call__(self, data: dict) -> dict:
-        """Apply to the image keys."""
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            img = torch.as_tensor(d[key]).float()
-            size = img.shape[1:]
-            low = tuple(max(1, int(round(n / f))) for n, f in zip(size, self.factors))
-            small = F.interpolate(img[None], size=low, mode="area")
-            d[key] = F.interpolate(small, size=tuple(size), mode="trilinear", align_corners=False)[0]
-        return d
+    def _apply(self, arr: torch.Tensor, data: dict) -> torch.Tensor:
+        """Image keys."""
+        img = arr.float()
+        size = img.shape[1:]
+        low = tuple(max(1, int(round(n / f))) for n, f in zip(size, self.factors))
+        small = F.interpolate(img[None], size=low, mode="area")
+        return F.interpolate(small, size=tuple(size), mode="trilinear", align_corners=False)[0]
 
 
-class RandFovMaskd(RandomizableTransform, MapTransform):
+class RandFovMaskd(_PerKeyd):
     """Zero the image and the labels outside a random box: a narrower slab and/or cut FOV edges."""
 
     def __init__(self, keys: KeysCollection, prob: float = 0.3, min_fraction=(0.4, 0.6, 0.6)) -> None:
-        RandomizableTransform.__init__(self, prob)
-        MapTransform.__init__(self, keys)
+        super().__init__(keys, prob)
         self.min_fraction = min_fraction
         self.box: list[tuple[float, float]] = []
 
@@ -208,20 +206,13 @@ class RandFovMaskd(RandomizableTransform, MapTransform):
             start = float(self.R.uniform(0.0, 1.0 - f))
             self.box.append((start, start + f))
 
-    def __call__(self, data: dict) -> dict:
-        """Apply to all keys (the labels outside the kept box become background: nothing is seen there)."""
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            arr = torch.as_tensor(d[key])
-            keep = torch.zeros(arr.shape[1:], dtype=torch.bool)
-            sl = tuple(slice(int(a * n), max(int(a * n) + 1, int(round(b * n))))
-                       for (a, b), n in zip(self.box, arr.shape[1:]))
-            keep[sl] = True
-            d[key] = torch.where(keep[None], arr, torch.zeros((), dtype=arr.dtype))
-        return d
+    def _apply(self, arr: torch.Tensor, data: dict) -> torch.Tensor:
+        """All keys (the labels outside the kept box become background: nothing is seen there)."""
+        keep = torch.zeros(arr.shape[1:], dtype=torch.bool)
+        sl = tuple(slice(int(a * n), max(int(a * n) + 1, int(round(b * n))))
+                   for (a, b), n in zip(self.box, arr.shape[1:]))
+        keep[sl] = True
+        return torch.where(keep[None], arr, torch.zeros((), dtype=arr.dtype))
 
 
 def train_transforms(patch: list[int], crop_only: bool = False, contrast: bool = False,
