@@ -54,9 +54,11 @@ def _read_file(path: Path) -> tuple[sitk.Image | ImageGeometry, int]:
         nonfinite = scan.nonfinite
         if scan.data is not None and scan.layout is not None:
             return ImageGeometry(readers[0], scan.data, canonical=True), nonfinite
-    elif name.endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
-        check_text_header(path)
-    _check_itk_size(path)
+        _check_itk_size(path, readers[0] if readers else None)  # the header ITK read already
+    else:
+        if name.endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
+            check_text_header(path)
+        _check_itk_size(path)
     try:
         return sitk.ReadImage(str(path)), nonfinite
     except RuntimeError as err:
@@ -64,28 +66,47 @@ def _read_file(path: Path) -> tuple[sitk.Image | ImageGeometry, int]:
         raise InputError(f"{path} cannot be read as an image (truncated or corrupt file?): {first}") from None
 
 
-def _check_itk_size(path: Path) -> None:
-    """Refuse a file ITK would decode to more than the image memory limit (from its header only).
+def _itk_header(path: Path) -> sitk.ImageFileReader | None:
+    """ITK's reading of ``path``'s header (geometry and pixel type, no voxels).
 
-    ITK holds the voxels in the file's type (float64 too); a file stored in another axis order
-    than the canonical one is held twice while it is reordered.
+    None when ITK cannot read it: its full read then names the problem.
     """
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError:
-        return  # the full read names the problem
+        return None
+    return reader
+
+
+def _itk_layout(reader: sitk.ImageFileReader) -> CanonicalLayout | None:
+    """The canonical layout of a 3-D header.
+
+    None for an orientation :func:`canonical_volume` refuses (it names the problem after ITK's read).
+    """
+    try:
+        return canonical_layout(reader.GetDirection(), reader.GetSpacing(), reader.GetOrigin(),
+                                tuple(int(n) for n in reader.GetSize()))
+    except InputError:
+        return None
+
+
+def _check_itk_size(path: Path, reader: sitk.ImageFileReader | None = None) -> None:
+    """Refuse a file ITK would decode to more than the image memory limit (from its header only).
+
+    ITK holds the voxels in the file's type (float64 too); a file stored in another axis order
+    than the canonical one is held twice while it is reordered. ``reader``: :func:`_itk_header`
+    of ``path`` when the caller has it.
+    """
+    reader = reader if reader is not None else _itk_header(path)
+    if reader is None:
+        return
     size = tuple(int(n) for n in reader.GetSize())
     voxels = int(np.prod(np.asarray(size, dtype=np.int64))) * int(reader.GetNumberOfComponents())
     dtype = np.dtype(_SITK_NUMPY.get(reader.GetPixelID(), "f8"))
-    copies = 1
-    if reader.GetDimension() == 3:
-        try:
-            layout = canonical_layout(reader.GetDirection(), reader.GetSpacing(), reader.GetOrigin(), size)
-            copies = 1 if layout.perm == (0, 1, 2) else 2
-        except InputError:
-            pass  # canonical_volume names the orientation problem
+    layout = _itk_layout(reader) if reader.GetDimension() == 3 else None
+    copies = 2 if layout is not None and layout.perm != (0, 1, 2) else 1
     check_image_bytes(voxels, dtype.itemsize * copies, f"{path}: the header declares {' x '.join(map(str, size))} =",
                       dtype)
 
@@ -105,26 +126,19 @@ def _nifti_layout(path: Path, header: NiftiHeader, readers: list) -> CanonicalLa
     """ITK's geometry of the NIfTI ``path`` as a canonical layout; None if ITK would read other voxels.
 
     Called by the header check once the header passed it, before the body is decompressed; the
-    ITK reader (geometry only) is appended to ``readers``.
+    ITK reader (geometry only) is appended to ``readers`` (whether or not the layout is usable).
     """
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        return None  # ITK's full read reports the problem
+    reader = _itk_header(path)
+    if reader is None:
+        return None
+    readers.append(reader)
     size = tuple(int(n) for n in reader.GetSize())
     pixel = _SITK_NUMPY.get(reader.GetPixelID())
     plain = PLAIN_TYPES.get(header.datatype)
     if (reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or size != tuple(header.dims)
             or pixel is None or plain is None or np.dtype(pixel) != np.dtype(plain)):
         return None
-    try:
-        layout = canonical_layout(reader.GetDirection(), reader.GetSpacing(), reader.GetOrigin(), size)
-    except InputError:
-        return None  # canonical_volume names the orientation problem after ITK's read
-    readers.append(reader)
-    return layout
+    return _itk_layout(reader)
 
 
 def _undefined_voxels(volume: Volume, counted: int) -> None:
