@@ -147,17 +147,14 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
     disc_objs_c = discs_c.objects  # boxes on the pooled grid (disc_c: the map of its disc_box)
     disc_objs = [None if b is None else _scaled_box(b, f, sem.shape) for b in disc_objs_c]
 
-    def disc_mask(i: int) -> np.ndarray:
-        box = disc_objs[i - 1]
-        return _unpool(disc_c[_relative(disc_objs_c[i - 1], disc_box)] == i, f, sem[box].shape) & (sem[box] == DISC)
-
     planes: list[tuple[int, DiscPlane]] = []
     disc_masks: dict[int, np.ndarray] = {}  # full-resolution mask per disc, reused when writing labels
     for i in disc_ids:
         box = disc_objs[i - 1]
         box_affine = sub.copy()
         box_affine[:3, 3] = sub[:3, :3] @ np.array([b.start for b in box], float) + sub[:3, 3]
-        disc_masks[i] = disc_mask(i)
+        disc_masks[i] = _unpool(disc_c[_relative(disc_objs_c[i - 1], disc_box)] == i, f, sem[box].shape) \
+            & (sem[box] == DISC)
         plane = fit_disc_plane(disc_masks[i], box_affine, volume.spacing)
         if plane is not None:
             planes.append((i, plane))
@@ -348,7 +345,7 @@ def _label_levels(semantic: np.ndarray, volume: Volume, probability: np.ndarray 
         out.vertebrae.append(_sacrum_instance(sem, labels, sac_c, f, sub, sac_region,
                                               mean_prob if probability is not None else None))
     for i, _ in remnants:
-        np.copyto(labels[disc_objs[i - 1]], SACRUM_LABEL, where=disc_mask(i))
+        np.copyto(labels[disc_objs[i - 1]], SACRUM_LABEL, where=disc_masks[i])
     if any(v.label == 0 for v in out.vertebrae):
         out.warn("levels_above_t11", "Vertebrae above T11 are listed but not labelled (no output value).")
 
