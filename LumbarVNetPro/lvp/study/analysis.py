@@ -31,7 +31,7 @@ from lvp.study.agreement import accuracy, sensitivity_specificity, weighted_kapp
 from lvp.study.design import Design, complete_design, pathology_grid, study_flow
 from lvp.study.interrater import between_arms
 from lvp.study.mrmc import obuchowski_rockette, standalone_vs_readers
-from lvp.study.roc import auc_ci, delong_paired_test, empirical_auc, interval_for, roc_points
+from lvp.study.roc import auc_ci, delong_paired_test, empirical_auc, roc_points
 from lvp.study.table import ARM_NAMES, columns_from_rows
 from lvp.study.timing import reading_time
 
@@ -107,7 +107,7 @@ def _proportion_mrmc(binary: np.ndarray, clusters: np.ndarray, readers: list[str
     return out
 
 
-def _per_reader(d: Design, scale, truth_all: np.ndarray) -> tuple[dict, dict, dict]:
+def _per_reader(d: Design, truth_all: np.ndarray) -> tuple[dict, dict, dict]:
     """Per-reader AUC per arm (the reader's own units), paired DeLong tests, ROC points (complete units)."""
     aucs: dict = {arm: {} for arm in ARM_NAMES}
     paired: dict = {}
@@ -207,7 +207,7 @@ def _pathology(cols: dict, p_code: int, name: str, opts: dict) -> tuple[dict, De
     xm = x[::-1]  # MODS order: ai_assisted first
     out["design"] = {"readers": readers, "readers_dropped": d.dropped_readers, **_counts(truth, d.unit_case[cu]),
                      "dropped": d.dropped_cases}
-    out["per_reader_auc"], out["paired_delong"], out["roc"] = _per_reader(d, scale, truth_all)
+    out["per_reader_auc"], out["paired_delong"], out["roc"] = _per_reader(d, truth_all)
     out["auc"] = {"primary": "per_level_clustered", "analyses": {}}
     out["per_level"] = {}
     out["sens_spec"] = {"pooled": {}, "reader_average": {}}
@@ -319,4 +319,4 @@ def analyse(data, alpha: float = 0.05, margin: float = 0.0, hypothesis: str = "d
     }
 
 
-__all__ = ["analyse", "holm", "interval_for"]
+__all__ = ["analyse", "holm"]
