@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lvp.io.dicomweb import case_folder, fetch_case, is_dicomweb
+
 from . import scene as lvpscene
 from .grades import GradeRow, describe_changes, grade_values, numbering_note, rows_from_report
 from .logic import INPUT_NAME, CaseLogic, RecomputeJob, RunJob
@@ -77,18 +79,11 @@ class _Job:
     context: dict = field(default_factory=dict)
 
 
-def _is_dicomweb(imageRef: Path | str) -> bool:
-    # Checked here so that local cases never import the core's DICOMweb module.
-    return str(imageRef).startswith(("dicomweb+http://", "dicomweb+https://"))
-
-
 def result_dir_for(imageRef: Path | str) -> Path:
     """The precomputed ``lvp infer`` folder of a case image: ``<image>.lvp`` beside it (a DICOMweb
     case: beside its cached series, :func:`lvp.io.dicomweb.case_folder`).
     """
-    if _is_dicomweb(imageRef):
-        from lvp.io.dicomweb import case_folder
-
+    if is_dicomweb(imageRef):
         imageRef = case_folder(str(imageRef))
     imageRef = Path(imageRef)
     return imageRef.parent / (imageRef.name + ".lvp")
@@ -113,10 +108,9 @@ def load_case_image(imageRef: Path | str, loadVolume: Callable, loadDicom: Calla
     applies the acquisition-geometry regularisation); a ``dicomweb+http(s)://...?study=UID`` case is
     fetched once into a cache folder and loaded the same way. ``ReadingError`` names what is wrong.
     """
-    path = Path(imageRef) if not _is_dicomweb(imageRef) else None
+    path = Path(imageRef) if not is_dicomweb(imageRef) else None
     if path is None:
         from lvp.errors import InputError
-        from lvp.io.dicomweb import fetch_case
 
         try:
             path = fetch_case(str(imageRef))
