@@ -79,5 +79,3 @@ MIN_SACRUM_MM3 = 1500.0
 # soft tissue 25-35 mm to the side or far in front "sacrum".
 SACRUM_MAX_LR_MM = 20.0
 SACRUM_MAX_POSTERIOR_MM = 30.0
-# The sacrum must start within this distance (mm, along the spine) below the lowest lumbar disc.
-SACRUM_GAP_MM = 12.0

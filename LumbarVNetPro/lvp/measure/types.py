@@ -30,7 +30,7 @@ class LevelMeasurements:
 
     Beyond the values: ``section`` says whether the axial section through the disc is *valid*
     for an axial quantity (the whole dural sac / disc inside a fine enough grid, see
-    :func:`lvp.measure.canal.axial_section`), ``cut_by_fov`` whether the field of view cuts the
+    :func:`lvp.measure.canal.section_facts`), ``cut_by_fov`` whether the field of view cuts the
     disc (then nothing is graded), ``canal_visualised`` False where the canal label vanishes at the
     disc, and ``evidence`` the drawable items (calipers, regions, vectors, coverage) of the report.
     """
