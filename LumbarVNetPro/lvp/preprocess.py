@@ -283,11 +283,7 @@ def restore(logits: np.ndarray, info: GridInfo, mode: str = "linear",
     (z0, z1), (y0, y1), (x0, x1) = src_box
     p_box = np.empty((z1 - z0, y1 - y0, x1 - x0), dtype=np.float32)
     for k in range(z1 - z0):
-        plane = t[:, lr[0][k]].copy()  # the same operations as _lerp_axis along the slices
-        upper = t[:, lr[1][k]].copy()
-        upper -= plane
-        upper *= lr[2][k]
-        plane += upper
+        plane = _lerp_axis(t, positions[0][k:k + 1], 1, tuple(taps[k:k + 1] for taps in lr))[:, 0]
         plane = _lerp_axis(plane, positions[2], 2, ap)
         plane = _lerp_axis(plane, positions[1], 1, si)
         lab, p = _argmax(plane)
