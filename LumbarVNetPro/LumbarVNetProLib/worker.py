@@ -272,6 +272,11 @@ class WorkerJob(Waitable):
         return f"job of worker {self.pid}"
 
 
+def _pythonKey(args: list[str], env: dict | None) -> tuple:
+    """The Python and environment of a command: what a worker's core (and its ``lvp serve``) depends on."""
+    return (str(args[0]), tuple(sorted((env or {}).items())))
+
+
 def _shutdown_all(workers: list[WorkerProcess], grace_s: float) -> None:
     for worker in list(workers):
         worker.shutdown(grace_s)
@@ -297,8 +302,7 @@ class WorkerRunner:
         """What a worker is kept for: python, environment, model folder (and its files), device."""
         jobArgs = infer_job_args(args) or []
         model = _option(jobArgs, "--model")
-        return (str(args[0]), tuple(sorted((env or {}).items())), model, _option(jobArgs, "--device", "auto"),
-                model_fingerprint(model))
+        return (*_pythonKey(args, env), model, _option(jobArgs, "--device", "auto"), model_fingerprint(model))
 
     def workerCommand(self, python: str, model: str | None, device: str) -> list[str]:
         """``python -m lvp serve`` for this model and device; no DICOM warm-up (jobs read NIfTI copies)."""
@@ -313,7 +317,7 @@ class WorkerRunner:
         """
         args = [str(a) for a in args]
         jobArgs = infer_job_args(args)
-        if jobArgs is None or cwd is not None or (args[0], tuple(sorted((env or {}).items()))) in self._noWorker:
+        if jobArgs is None or cwd is not None or _pythonKey(args, env) in self._noWorker:
             return self.processRunner.start(args, env=env, cwd=cwd)
         return WorkerJob(self, args, env, cwd, self._workerFor(args, env))
 
@@ -356,7 +360,7 @@ class WorkerRunner:
         worker.drain()
         why = readable_error(worker.stderr, worker.popen.returncode)
         if NO_SERVE in worker.stderr or NO_OPTION in worker.stderr:
-            self._noWorker.add((job.args[0], tuple(sorted((job.env or {}).items()))))
+            self._noWorker.add(_pythonKey(job.args, job.env))
             log.warning("LumbarVNetPro: this core has no warm worker (lvp serve); every case runs in its own "
                         "process (slower start)")
         else:
