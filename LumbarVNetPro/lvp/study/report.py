@@ -65,6 +65,16 @@ def _ci(lo: float | None, hi: float | None, digits: int = 3) -> Markup:
     return Markup(f"{lo:.{digits}f} to {hi:.{digits}f}")
 
 
+def _est(estimate: float, lo: float | None, hi: float | None, spec: str = ".3f") -> Markup:
+    """An estimate with its interval: ``0.812 (0.751 to 0.873)`` (``spec="+.3f"`` for a difference)."""
+    return Markup(f"{estimate:{spec}} ({_ci(lo, hi)})")
+
+
+def _refused(reason: str) -> Markup:
+    """A refused analysis' cell: the reason, escaped, in italics."""
+    return Markup(f"<i>refused: {escape(reason)}</i>")
+
+
 def _table(header: list[str], rows: list[list[object]]) -> dict:
     return {"kind": "table", "header": header, "rows": [[_fmt(c) for c in row] for row in rows]}
 
@@ -113,13 +123,13 @@ def _mrmc_rows(analyses: dict, primary: str) -> list[list[object]]:
     for key, m in analyses.items():
         label = (m.get("label") or key) + (" [primary]" if key == primary else "")
         if "refused" in m:
-            rows.append([label, _Raw(f"<i>refused: {escape(m['refused'])}</i>")] + [None] * 8)
+            rows.append([label, _refused(m["refused"])] + [None] * 8)
             continue
         d, man, ai = m["difference"], m["means"]["manual"], m["means"]["ai_assisted"]
         rows.append([label, m["units"], m["positives"], m["prevalence"], m["readers"],
-                     _Raw(f"{man['estimate']:.3f} ({_ci(man['ci_low'], man['ci_high'])})"),
-                     _Raw(f"{ai['estimate']:.3f} ({_ci(ai['ci_low'], ai['ci_high'])})"),
-                     _Raw(f"{d['estimate']:+.3f} ({_ci(d['ci_low'], d['ci_high'])})"),
+                     _est(man["estimate"], man["ci_low"], man["ci_high"]),
+                     _est(ai["estimate"], ai["ci_low"], ai["ci_high"]),
+                     _est(d["estimate"], d["ci_low"], d["ci_high"], "+.3f"),
                      _Raw(f"F={m['f']:.2f}, df={m['df1']}, {m['df2']:.1f}"),
                      _Raw(fmt_p(m["p_value"]) + (f" (Holm {fmt_p(m['p_holm'])})" if "p_holm" in m else "")
                           + (f" <b>{escape(m['flag'])}</b>" if m.get("flag") else ""))])
@@ -137,12 +147,12 @@ def _fixed_rows(analyses: dict) -> list[list[object]]:
             continue
         fr, fc = m["fixed_readers"], m["fixed_cases"]
         rows.append([m.get("label") or key, "fixed readers, random cases",
-                     _Raw(f"{fr['difference']['estimate']:+.3f} "
-                          f"({_ci(fr['difference']['ci_low'], fr['difference']['ci_high'])})"),
+                     _est(fr["difference"]["estimate"], fr["difference"]["ci_low"], fr["difference"]["ci_high"],
+                          "+.3f"),
                      _Raw(f"X2={fr['x2']:.2f}, df={fr['df']}"), _Raw(fmt_p(fr["p_value"]))])
         rows.append([m.get("label") or key, "random readers, fixed cases",
-                     _Raw(f"{fc['difference']['estimate']:+.3f} "
-                          f"({_ci(fc['difference']['ci_low'], fc['difference']['ci_high'])})"),
+                     _est(fc["difference"]["estimate"], fc["difference"]["ci_low"], fc["difference"]["ci_high"],
+                          "+.3f"),
                      _Raw(f"F={fc['f']:.2f}, df={fc['df1']}, {fc['df2']}"), _Raw(fmt_p(fc["p_value"]))])
     return rows
 
@@ -186,7 +196,7 @@ def _sens_spec_section(res: dict) -> list[dict]:
         for key in ("sensitivity", "specificity"):
             m = ra.get(key) or {}
             s = (m.get("means") or {}).get(arm)
-            row.append(_Raw(f"{s['estimate']:.3f} ({_ci(s['ci_low'], s['ci_high'])})") if s else "n/a")
+            row.append(_est(s["estimate"], s["ci_low"], s["ci_high"]) if s else "n/a")
         rows.append(row)
     parts.append(_table(["arm", "reads", "sensitivity (pooled)", "Wilson 95% CI", "specificity (pooled)",
                          "Wilson 95% CI", "sensitivity: reader average (OR-Hillis 95% CI)",
@@ -197,11 +207,11 @@ def _sens_spec_section(res: dict) -> list[dict]:
         if not m:
             continue
         if "refused" in m:
-            trows.append([key, _Raw(f"<i>refused: {escape(m['refused'])}</i>"), None, None, None])
+            trows.append([key, _refused(m["refused"]), None, None, None])
             continue
         d = m["difference"]
         trows.append([key, m["units"], m["clusters"],
-                      _Raw(f"{d['estimate']:+.3f} ({_ci(d['ci_low'], d['ci_high'])})"),
+                      _est(d["estimate"], d["ci_low"], d["ci_high"], "+.3f"),
                       _Raw(f"{fmt_p(m['p_value'])} (F={m['f']:.2f}, df={m['df1']}, {m['df2']:.1f})")])
     if trows:
         parts.append(_table(["", "units", "patients", "AI-assisted - manual (95% CI)", "p (OR-Hillis, "
@@ -218,13 +228,13 @@ def _agreement_section(res: dict) -> list[dict]:
     rows = []
     for arm, v in ag["arms"].items():
         icc_g, icc_m = v.get("icc_grades"), v.get("icc_measurement")
-        rows.append([ARM_LABELS[arm], _Raw(f"{v['fleiss_kappa']:.3f} ({_ci(*v['fleiss_kappa_ci'])})"),
-                     _Raw(f"{v['alpha_ordinal']:.3f} ({_ci(*v['alpha_ordinal_ci'])})"),
-                     _Raw(f"{icc_g['icc2_1']:.3f} ({_ci(icc_g['ci_low'], icc_g['ci_high'])})") if icc_g else None,
-                     _Raw(f"{icc_m['icc2_1']:.3f} ({_ci(icc_m['ci_low'], icc_m['ci_high'])})") if icc_m else None])
+        rows.append([ARM_LABELS[arm], _est(v["fleiss_kappa"], *v["fleiss_kappa_ci"]),
+                     _est(v["alpha_ordinal"], *v["alpha_ordinal_ci"]),
+                     _est(icc_g["icc2_1"], icc_g["ci_low"], icc_g["ci_high"]) if icc_g else None,
+                     _est(icc_m["icc2_1"], icc_m["ci_low"], icc_m["ci_high"]) if icc_m else None])
     d = ag["difference"]
-    rows.append([d["label"], _Raw(f"{d['fleiss_kappa']:+.3f} ({_ci(*d['fleiss_kappa_ci'])})"),
-                 _Raw(f"{d['alpha_ordinal']:+.3f} ({_ci(*d['alpha_ordinal_ci'])})"), None, None])
+    rows.append([d["label"], _est(d["fleiss_kappa"], *d["fleiss_kappa_ci"], "+.3f"),
+                 _est(d["alpha_ordinal"], *d["alpha_ordinal_ci"], "+.3f"), None, None])
     return [_heading(3, "Agreement between readers (interobserver)"),
             _note(f"{ag['readers']} readers, {ag['units']} units, {ag['cases']} patients; {ag['method']}; "
                   "ICC(2,1) with F-based CI."),
@@ -238,14 +248,14 @@ def _ai_section(res: dict, opts: dict) -> list[dict]:
         return []
     parts = [_heading(3, "AI alone")]
     auc = ai["auc"]
-    auc_txt = (f"<i>refused: {escape(auc['refused'])}</i>" if "refused" in auc else
+    auc_txt = (_refused(auc["refused"]) if "refused" in auc else
                f"{auc['auc']:.3f} ({_ci(auc['ci_low'], auc['ci_high'])}, {auc['method']})"
                + (f" <b>{escape(auc['flag'])}</b>" if auc.get("flag") else ""))
     parts.append(_table(["units", "positives", "AUC (95% CI)", "sensitivity (Wilson 95% CI)",
                          "specificity (Wilson 95% CI)", "quadratic kappa vs reference"],
                         [[ai["units"], ai["positives"], _Raw(auc_txt),
-                          _Raw(f"{ai['sensitivity']:.3f} ({_ci(*ai['sens_ci'])})"),
-                          _Raw(f"{ai['specificity']:.3f} ({_ci(*ai['spec_ci'])})"), ai["kappa_quadratic"]]]))
+                          _est(ai["sensitivity"], *ai["sens_ci"]),
+                          _est(ai["specificity"], *ai["spec_ci"]), ai["kappa_quadratic"]]]))
     hyp = opts["hypothesis"]
     test = {"difference": "two-sided test of no difference",
             "non_inferiority": f"one-sided non-inferiority test, margin {opts['margin']:.3f} AUC",
@@ -253,11 +263,11 @@ def _ai_section(res: dict, opts: dict) -> list[dict]:
     rows = []
     for arm, v in ai["vs_readers"].items():
         if "refused" in v:
-            rows.append([ARM_LABELS[arm], _Raw(f"<i>refused: {escape(v['refused'])}</i>"), None, None, None,
+            rows.append([ARM_LABELS[arm], _refused(v["refused"]), None, None, None,
                          None])
             continue
         rows.append([ARM_LABELS[arm], v["units"], f"{v['standalone']:.3f} vs {v['reader_mean']:.3f}",
-                     _Raw(f"{v['difference']:+.3f} ({_ci(v['ci_low'], v['ci_high'])})"), _Raw(fmt_p(v["p_value"])),
+                     _est(v["difference"], v["ci_low"], v["ci_high"], "+.3f"), _Raw(fmt_p(v["p_value"])),
                      _Raw(fmt_p(v.get("p_holm")))])
     parts.append(_note(f"AI alone vs the readers' average AUC of each arm: OR-Hillis single-test analysis of the "
                        f"reader-by-reader differences (readers and patients random, clustered DeLong); {test}; "
@@ -301,7 +311,7 @@ def _pathology_section(name: str, res: dict, opts: dict) -> list[dict]:
         for rdr, v in res["per_reader_auc"].get(arm, {}).items():
             if "refused" in v:
                 rows.append([rdr, ARM_LABELS[arm], None, None, None,
-                             _Raw(f"<i>refused: {escape(v['refused'])}</i>"), None])
+                             _refused(v["refused"]), None])
             else:
                 rows.append([rdr, ARM_LABELS[arm], v["n_pos"] + v["n_neg"], v["n_pos"], v["auc"],
                              _ci(v["ci_low"], v["ci_high"]),
@@ -312,10 +322,10 @@ def _pathology_section(name: str, res: dict, opts: dict) -> list[dict]:
     prow = []
     for rdr, v in res["paired_delong"].items():
         if "refused" in v:
-            prow.append([rdr, _Raw(f"<i>refused: {escape(v['refused'])}</i>"), None, None, None, None])
+            prow.append([rdr, _refused(v["refused"]), None, None, None, None])
         else:
             prow.append([rdr, v["units"], v["auc_manual"], v["auc_ai_assisted"],
-                         _Raw(f"{v['diff']:+.3f} ({_ci(v['ci_low'], v['ci_high'])})"),
+                         _est(v["diff"], v["ci_low"], v["ci_high"], "+.3f"),
                          _Raw(fmt_p(v["p_value"]) + (f" {escape(v['flag'])}" if v.get("flag") else ""))])
     if prow:
         parts += [_heading(3, "Paired DeLong test per reader"),
