@@ -155,7 +155,7 @@ def test_structure_centres_equal_argwhere(sample_case):
 
 
 def test_one_label_image_serves_both_writes(tmp_path):
-    """to_source_image(dtype=uint8) equals astype + map back; seg.nrrd in place equals the copy path."""
+    """to_source_image(dtype=uint8) equals astype + map back; the seg.nrrd of either image is the same file."""
     from seg_nrrd_reader import read_seg_nrrd
 
     from lvp.io.seg_nrrd import write_seg_nrrd
@@ -175,7 +175,7 @@ def test_one_label_image_serves_both_writes(tmp_path):
     assert np.array_equal(sitk.GetArrayViewFromImage(one), sitk.GetArrayViewFromImage(ref))
     write_seg_nrrd(ref, tmp_path / "copy.seg.nrrd")
     sitk.WriteImage(one, str(tmp_path / "first.nii.gz"))  # the pipeline's order: NIfTI, then seg.nrrd
-    write_seg_nrrd(one, tmp_path / "inplace.seg.nrrd", in_place=True)
+    write_seg_nrrd(one, tmp_path / "inplace.seg.nrrd")
     assert (tmp_path / "copy.seg.nrrd").read_bytes() == (tmp_path / "inplace.seg.nrrd").read_bytes()
     back = sitk.ReadImage(str(tmp_path / "first.nii.gz"))
     assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(ref))

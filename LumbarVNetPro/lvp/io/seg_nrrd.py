@@ -232,18 +232,15 @@ def seg_nrrd_header(image: Grid, segments: list[dict]) -> bytes:
     return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
-def write_seg_nrrd(image: sitk.Image, path: str | Path, *, compression_level: int = 1,
-                   in_place: bool = False) -> list[dict]:
+def write_seg_nrrd(image: sitk.Image, path: str | Path, *, compression_level: int = 1) -> list[dict]:
     """Write a label image (LVP output values) as a Slicer ``.seg.nrrd``; return its segments.
 
-    ``image`` is a SimpleITK integer image on the grid the segmentation should have. The file is
-    written as :func:`lvp.io.label_files.write_label_files` writes it (the pipeline streams it
-    from the canonical label map instead); ``in_place`` is kept for callers and changes nothing
-    (the image is never modified).
+    ``image`` is a SimpleITK integer image on the grid the segmentation should have (never
+    modified). The file is written as :func:`lvp.io.label_files.write_label_files` writes it (the
+    pipeline streams it from the canonical label map instead).
     """
     from lvp.io.label_files import write_label_files
 
-    del in_place
     arr = sitk.GetArrayViewFromImage(image)
     size = image.GetSize()
     geometry = SourceGeometry(size=tuple(int(n) for n in size), spacing=tuple(image.GetSpacing()),  # type: ignore[arg-type]
