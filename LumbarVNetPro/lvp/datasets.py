@@ -218,6 +218,21 @@ def load_case(case: Case):
     return volume, harmonise(raw, case.scheme), raw
 
 
+def derived_labels_path(folder: str | Path, case_id: str) -> Path:
+    """Where case ``case_id``'s derived label map lives in ``folder``: ``<case>_labels5.nii.gz``
+    (written by :func:`lvp.training.sacrum.write_derived_labels`).
+    """
+    return Path(folder) / f"{case_id}_labels5.nii.gz"
+
+
+def find_derived_labels(folder: str | Path | None, case_id: str) -> Path | None:
+    """The derived label file of ``case_id`` in ``folder``; None when no folder is given or the case has none."""
+    if not folder:
+        return None
+    path = derived_labels_path(folder, case_id)
+    return path if path.is_file() else None
+
+
 def load_derived_labels(path: str | Path, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """A derived label map (e.g. ``<case>_labels5.nii.gz``, classes 0-4) on its canonical grid.
 

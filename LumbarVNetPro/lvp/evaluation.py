@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from lvp.datasets import Case, discover_cases, level_reference, load_case, load_derived_labels
+from lvp.datasets import Case, discover_cases, find_derived_labels, level_reference, load_case, load_derived_labels
 from lvp.labels import CANAL, CLASS_NAMES, DISC, SACRUM, VERTEBRA
 from lvp.study.agreement import wilson_ci
 
@@ -128,8 +128,8 @@ def evaluate_case(case: Case, segment: Callable, label_levels: Callable | None,
     """
     volume, ref, raw = load_case(case)
     annotated = case.annotated_classes
-    derived = Path(derived_labels) / f"{case.case_id}_labels5.nii.gz" if derived_labels else None
-    if derived is not None and derived.is_file():
+    derived = find_derived_labels(derived_labels, case.case_id)
+    if derived is not None:
         ref = load_derived_labels(derived, volume.shape)
         annotated = (*annotated, SACRUM)
     if synth:

@@ -116,3 +116,21 @@ def test_shared_data_cases(shared_data):
     ref = level_reference(raw, chu.scheme, vol.spacing)
     tops = [ref.vertebrae[n][1] for n in ("T11", "T12", "L1", "L2", "L3", "L4", "L5")]
     assert tops == sorted(tops)  # cranial -> caudal
+
+
+def test_derived_labels_are_found_by_the_name_they_are_written_under(tmp_path):
+    """One naming convention for ``<case>_labels5.nii.gz``: the writer's path is what the readers find."""
+    from lvp.datasets import derived_labels_path, find_derived_labels, load_derived_labels
+
+    assert find_derived_labels(None, "1_t2") is None
+    assert find_derived_labels(tmp_path, "1_t2") is None  # the folder holds no map of this case
+    lab = np.zeros((4, 5, 6), np.uint8)
+    lab[1:3, 2:4, 2:5] = 4
+    path = derived_labels_path(tmp_path, "1_t2")
+    sitk.WriteImage(sitk.GetImageFromArray(lab), str(path))
+    assert find_derived_labels(str(tmp_path), "1_t2") == path
+    assert find_derived_labels(tmp_path, "2_t2") is None
+    loaded = load_derived_labels(path)
+    assert int((loaded == 4).sum()) == int((lab == 4).sum())
+    with pytest.raises(InputError, match="shape"):
+        load_derived_labels(path, (1, 2, 3))

@@ -61,12 +61,12 @@ def test_lowest_disc_and_errors():
 
 def test_committed_labels_are_reproduced(shared_data, repo_root):
     """The shipped derived masks equal what the code derives now (two cases), sacrum below the disc."""
-    from lvp.datasets import discover_cases, load_case, load_derived_labels
+    from lvp.datasets import derived_labels_path, discover_cases, load_case, load_derived_labels
 
     cases = {c.case_id: c for c in discover_cases(shared_data / "spider-t2-space")}
     for cid in ("spider5", "spider50"):
         vol, sem, _ = load_case(cases[cid])
-        saved = load_derived_labels(repo_root / "models" / "training-labels" / f"{cid}_labels5.nii.gz", vol.shape)
+        saved = load_derived_labels(derived_labels_path(repo_root / "models" / "training-labels", cid), vol.shape)
         assert np.array_equal(saved, with_sacrum(sem, vol.array, vol.spacing))
         disc_rows = np.flatnonzero(lowest_disc(sem, vol.spacing).any(axis=(0, 2)))
         sac_rows = np.flatnonzero((saved == SACRUM).any(axis=(0, 2)))

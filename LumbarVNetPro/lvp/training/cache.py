@@ -22,7 +22,7 @@ def build_cache(roots: list[Path], out: Path, spacing: tuple[float, float, float
     With ``derived_labels``, a case's ``<case>_labels5.nii.gz`` there (classes 0-4, incl. the
     derived sacrum of :mod:`lvp.training.sacrum`) replaces its harmonised reference labels.
     """
-    from lvp.datasets import discover_cases, load_case, load_derived_labels
+    from lvp.datasets import discover_cases, find_derived_labels, load_case, load_derived_labels
 
     arrays: dict[str, np.ndarray] = {}
     meta = {"spacing": list(spacing), "cases": [], "derived_labels": str(derived_labels or "")}
@@ -32,8 +32,8 @@ def build_cache(roots: list[Path], out: Path, spacing: tuple[float, float, float
             if case.labels is None or case.scheme not in ("lvp3", "spider"):
                 continue  # partial label schemes are for evaluation only
             vol, sem, _ = load_case(case)
-            derived = Path(derived_labels) / f"{case.case_id}_labels5.nii.gz" if derived_labels else None
-            if derived is not None and derived.exists():
+            derived = find_derived_labels(derived_labels, case.case_id)
+            if derived is not None:
                 sem = load_derived_labels(derived, vol.shape)
             shape = grid_shape_for(vol.shape, vol.spacing, spacing)
             img = normalise_intensity(resample(vol.array.astype(np.float32), shape))

@@ -172,7 +172,7 @@ def write_derived_labels(data_root: str | Path, out_dir: str | Path, params: Sac
     """Write ``<case>_labels5.nii.gz`` (0-4, source geometry of the case) for every labelled SPIDER case."""
     import SimpleITK as sitk
 
-    from lvp.datasets import discover_cases, load_case
+    from lvp.datasets import derived_labels_path, discover_cases, load_case
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,7 @@ def write_derived_labels(data_root: str | Path, out_dir: str | Path, params: Sac
             continue
         vol, sem, _ = load_case(case)
         lab = with_sacrum(sem, vol.array, vol.spacing, params)
-        path = out / f"{case.case_id}_labels5.nii.gz"
+        path = derived_labels_path(out, case.case_id)
         sitk.WriteImage(vol.to_source_image(lab), str(path), useCompression=True)
         written.append(path)
     return written
