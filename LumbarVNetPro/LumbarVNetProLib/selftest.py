@@ -215,8 +215,11 @@ def full_flow(
 # --------------------------------------------------------------------------- the panel itself
 
 
-def _wait(widget, processEvents: Callable[[], None], timeout_s: float, what: str) -> None:
-    """Let the application run (its timers poll the child) until the panel's job is over."""
+def wait_panel(widget, processEvents: Callable[[], None], timeout_s: float, what: str) -> None:
+    """Let the application run (its timers poll the child) until the panel's job is over.
+
+    After ``timeout_s`` the job is cancelled and ``AssertionError`` names ``what``.
+    """
     import time
 
     deadline = time.monotonic() + timeout_s
@@ -280,7 +283,7 @@ def widget_flow(
     ui.applyButton.click()
     check(widget.workplace.runningKind == "analysis", f"no analysis started: {ui.statusLabel.text}")
     check(not ui.inputVolumeSelector.enabled, "the input selector stays enabled during a run")
-    _wait(widget, processEvents, timeout_s, "the analysis")
+    wait_panel(widget, processEvents, timeout_s, "the analysis")
     check(ui.statusLabel.text == "Done.", f"the analysis did not finish: {ui.statusLabel.text}")
     rows = ui.gradeTableWidget.rowCount
     check(rows > 0 and params.segmentation is not None, "no result in the panel")
@@ -302,13 +305,13 @@ def widget_flow(
     ui.outputFolderPathLineEdit.currentPath = str(work / "cancelled")
     ui.applyButton.click()
     ui.cancelButton.click()
-    _wait(widget, processEvents, timeout_s, "the cancel")
+    wait_panel(widget, processEvents, timeout_s, "the cancel")
     check(ui.statusLabel.text == "Cancelled.", f"cancel: {ui.statusLabel.text}")
     check(params.segmentation is segmentation and segmentation.GetScene() is scene, "cancel removed the result")
 
     log("Recompute from the segmentation (child process)")
     ui.recomputeButton.click()
-    _wait(widget, processEvents, timeout_s, "Recompute")
+    wait_panel(widget, processEvents, timeout_s, "Recompute")
     check(ui.statusLabel.text == "Recomputed.", f"Recompute: {ui.statusLabel.text}")
     check(_cell(widget, first, 6) == "accepted", "Recompute lost the reader's accepted row")
     summary = {"rows": rows, "reading": "skipped", "why": _reading_available()}

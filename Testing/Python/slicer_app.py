@@ -18,7 +18,6 @@ import importlib.util
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -302,13 +301,10 @@ def make_widget(module):  # the imported LumbarVNetPro module
 
 
 def wait_idle(slicer, widget, timeout_s: float = 60.0) -> None:
-    """Run the event loop until the panel's job is over."""
-    deadline = time.monotonic() + timeout_s
-    while widget.workplace.running or widget.pollTimer.isActive():
-        slicer.app.processEvents()
-        if time.monotonic() > deadline:
-            raise AssertionError("the panel's job did not finish in time")
-        time.sleep(0.02)
+    """Run the event loop until the panel's job is over (the self-test's wait: cancelled on a timeout)."""
+    from LumbarVNetProLib.selftest import wait_panel
+
+    wait_panel(widget, slicer.app.processEvents, timeout_s, "the panel's job")
 
 
 @pytest.fixture()
