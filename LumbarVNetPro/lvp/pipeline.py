@@ -131,14 +131,10 @@ def run_inference(input_path: str | Path, out_dir: str | Path, *, progress: Prog
     """
     from lvp.io.result_folder import ResultFolder
 
-    def staged(stage: str, fraction: float) -> None:
-        if progress and stage != "done":  # "done" once the result is in place
-            progress(stage, fraction)
-
     with ResultFolder(out_dir, inputs=(input_path, options.get("axial"))) as folder:
-        report = _run_case(input_path, folder.staging, progress=staged, **options)
+        report = _run_case(input_path, folder.staging, progress=progress, **options)
         folder.commit()
-    if progress:
+    if progress:  # "done" once the result is in place
         progress("done", STAGE_START["done"])
     return report
 
@@ -150,7 +146,8 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
 
     ``segmenter`` (a :class:`lvp.segmenter.Segmenter`) is reused when given so a
     batch loads the model once; otherwise one is made from ``model_dir`` and ``device``.
-    ``progress(stage, fraction)`` is called as the stages start. ``dicom_out``: from a DICOM input,
+    ``progress(stage, fraction)`` is called as the stages start ("done" is the caller's, once
+    the result is in place). ``dicom_out``: from a DICOM input,
     also write the DICOM SEG and SR (stage "dicom", after the figure; ``lvp infer --no-dicom``
     turns it off). The image's voxels are released after the figure (:func:`release_voxels`).
     """
@@ -258,8 +255,6 @@ def _run_case(input_path: str | Path, out_dir: str | Path, *, axial: str | Path 
     report = jsonable(report)
     validate_report(report)
     (out_dir / REPORT_JSON).write_text(report_json_text(report), encoding="utf-8")
-    if progress:
-        progress("done", STAGE_START["done"])
     return report
 
 

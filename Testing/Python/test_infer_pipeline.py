@@ -184,3 +184,16 @@ def test_dicom_series_missing_its_first_slices_warns_in_the_report(sample_case, 
     assert report["input"]["format"] == "dicom"
     (warning,) = [w for w in report["warnings"] if w["code"] == "slices_may_be_missing"]
     assert "first 1 slice(s)" in warning["message"]
+
+
+def test_progress_says_done_once_when_the_result_is_in_place(sample_case, mask_path, tmp_path):
+    """The stages are reported as they start; "done" comes once, last, after the folder holds report.json."""
+    out = tmp_path / "out"
+    seen = []
+    run_inference(sample_case, out, segmenter=MaskSegmenter(mask_path), html=False,
+                  progress=lambda stage, fraction: seen.append((stage, fraction, (out / "report.json").is_file())))
+    stages = [s for s, _, _ in seen]
+    assert stages[0] == "read" and stages.count("done") == 1 and seen[-1] == ("done", 1.0, True)
+    assert not any(placed for _, _, placed in seen[:-1])  # nothing announced in place before it is
+    fractions = [f for _, f, _ in seen]
+    assert fractions == sorted(fractions)
