@@ -37,7 +37,7 @@ import numpy as np
 
 from lvp.io.volume import Volume
 from lvp.labelling import Labelling, label_levels
-from lvp.labels import DISC, SACRUM, SACRUM_LABEL, SPINE_TOP_DOWN, STRUCTURES, VERTEBRA
+from lvp.labels import DISC, SACRUM, SACRUM_LABEL, SPINE_TOP_DOWN, STRUCTURES, VERTEBRA, disc_name_between
 from lvp.study.agreement import wilson_ci
 from lvp.validation.cases import load_spider_case, spider_case_ids
 
@@ -61,7 +61,8 @@ class Case:
     labels: np.ndarray | None = None  # label-map kinds
 
 
-def _rows(volume: Volume, lab: Labelling, name: str, which: str = "centre") -> int:
+def _rows(volume: Volume, lab: Labelling, name: str) -> int:
+    """The SI row of disc ``name``'s centroid."""
     d = lab.disc(name)
     idx = volume.lps_to_index(np.asarray(d.centroid_lps)[None])[0]
     return int(round(idx[1]))
@@ -236,7 +237,7 @@ def _disc_above(name: str) -> str | None:
     """The disc one level up (``"T12-L1" -> "T11-T12"``, ``"L5-S" -> "L4-L5"``); None past T1."""
     upper = name.split("-")[0]
     i = SPINE_TOP_DOWN.index(upper) if upper in SPINE_TOP_DOWN else 0
-    return f"{SPINE_TOP_DOWN[i - 1]}-{upper}" if i > 0 else None
+    return disc_name_between(SPINE_TOP_DOWN[i - 1], upper) if i > 0 else None
 
 
 def is_right(lab: Labelling, truth: list[tuple[str, np.ndarray]]) -> bool:
