@@ -79,8 +79,10 @@ def expand_inputs(paths: list[str | Path], exclude: Path | None = None) -> list[
 
 def case_name(path: Path) -> str:
     """An output folder name for a case: the file name without its image suffixes."""
+    from lvp.io.read import IMAGE_SUFFIXES
+
     name = path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm"):
+    for suffix in (*IMAGE_SUFFIXES, ".dcm"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)] or "case"
     return name or "case"
