@@ -10,3 +10,11 @@ CASE_ATTRIBUTE = "LVP.Case"
 ROLE_ATTRIBUTE = "LVP.Role"
 # The ID of the input volume an analysis result belongs to (a re-run replaces that volume's result).
 VOLUME_ATTRIBUTE = "LVP.InputVolume"
+
+
+def mark_case_node(node, caseKey: str, role: str, volumeId: str = "") -> None:  # an MRML node
+    """Mark ``node`` as made for case ``caseKey`` in ``role`` (and, given, for the input volume ``volumeId``)."""
+    node.SetAttribute(CASE_ATTRIBUTE, caseKey)
+    node.SetAttribute(ROLE_ATTRIBUTE, role)
+    if volumeId:
+        node.SetAttribute(VOLUME_ATTRIBUTE, volumeId)

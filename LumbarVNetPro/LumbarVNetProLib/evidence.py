@@ -22,7 +22,7 @@ import vtk
 from lvp.report.colours import EVIDENCE_COLOURS, rgb
 
 # The case attributes of the scene's nodes (so removing a case removes its evidence too).
-from .attributes import CASE_ATTRIBUTE, ROLE_ATTRIBUTE, VOLUME_ATTRIBUTE
+from .attributes import CASE_ATTRIBUTE, ROLE_ATTRIBUTE, VOLUME_ATTRIBUTE, mark_case_node  # noqa: F401 - ROLE_ATTRIBUTE: public here
 
 NODE_CLASS = {"caliper": "vtkMRMLMarkupsLineNode", "vector": "vtkMRMLMarkupsLineNode",
               "coverage": "vtkMRMLMarkupsLineNode", "region": "vtkMRMLMarkupsClosedCurveNode"}
@@ -75,10 +75,7 @@ def add_evidence_markups(scene, report: dict, prefix: str = "LVP", caseKey: str 
             slice_index = item.get("slice_index")
             node.SetAttribute("LVP.SliceIndex", "" if slice_index is None else str(int(slice_index)))
             if caseKey is not None:
-                node.SetAttribute(CASE_ATTRIBUTE, caseKey)
-                node.SetAttribute(ROLE_ATTRIBUTE, "evidence")
-                if volumeId:
-                    node.SetAttribute(VOLUME_ATTRIBUTE, volumeId)
+                mark_case_node(node, caseKey, "evidence", volumeId)
             node.CreateDefaultDisplayNodes()
             display = node.GetDisplayNode()
             if display is not None:

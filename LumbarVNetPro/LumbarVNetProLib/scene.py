@@ -22,7 +22,7 @@ from vtk.util import numpy_support
 
 from lvp.labels import ANATOMIC_CONTEXT, CANAL_LABEL, STRUCTURES, TERMINOLOGY_CONTEXT, level_of, structure
 
-from .attributes import CASE_ATTRIBUTE, ROLE_ATTRIBUTE, VOLUME_ATTRIBUTE
+from .attributes import CASE_ATTRIBUTE, ROLE_ATTRIBUTE, VOLUME_ATTRIBUTE, mark_case_node
 from .evidence import add_evidence_markups
 from .grades import GradeRow, grade_name
 
@@ -324,10 +324,7 @@ def subject_item(scene, node, parent: int = 0) -> int:  # MRML objects
 def _place(scene, node, parent: int, caseKey: str, role: str, volumeId: str = "") -> None:  # MRML objects
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     sh.SetItemParent(subject_item(scene, node, parent), parent)
-    node.SetAttribute(CASE_ATTRIBUTE, caseKey)
-    node.SetAttribute(ROLE_ATTRIBUTE, role)
-    if volumeId:
-        node.SetAttribute(VOLUME_ATTRIBUTE, volumeId)
+    mark_case_node(node, caseKey, role, volumeId)
 
 
 def load_report(outputDir: Path) -> dict:
@@ -676,8 +673,7 @@ def save_report(outputDir: Path, report: dict) -> None:
 
 def mark_case_image(volume, caseKey: str) -> None:  # a volume node
     """Mark a reading case's image as the case's own, so the next case removes it with the rest."""
-    volume.SetAttribute(CASE_ATTRIBUTE, caseKey)
-    volume.SetAttribute(ROLE_ATTRIBUTE, "image")
+    mark_case_node(volume, caseKey, "image")
 
 
 def volume_node_from_file(scene, path: Path, name: str):

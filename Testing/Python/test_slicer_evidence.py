@@ -155,5 +155,6 @@ def test_markups_take_the_report_figures_colours_and_the_scenes_case_attributes(
         assert tuple(round(c * 255) for c in node.GetDisplayNode().GetColor()) == want, kind
         assert node.GetAttribute(lvpscene.CASE_ATTRIBUTE) == "case-colour"
         assert node.GetAttribute(lvpscene.VOLUME_ATTRIBUTE) == "vol-1"
+        assert node.GetAttribute(lvpscene.ROLE_ATTRIBUTE) == "evidence"
     assert (evidence.CASE_ATTRIBUTE, evidence.ROLE_ATTRIBUTE, evidence.VOLUME_ATTRIBUTE) == (
         lvpscene.CASE_ATTRIBUTE, lvpscene.ROLE_ATTRIBUTE, lvpscene.VOLUME_ATTRIBUTE)
