@@ -267,3 +267,20 @@ def test_a_level_not_found_is_in_the_sr_as_not_found(dicom_run, tmp_path):
     codes = {_code_value(c.ConceptNameCodeSequence): c for c in children if c.ValueType == "CODE"}
     values = {k: c.ConceptCodeSequence[0].CodeMeaning for k, c in codes.items() if k.startswith("grade_")}
     assert values == {f"grade_{p}": "Not found" for p in PATHOLOGIES}
+
+
+def test_source_series_reads_each_frame_position_once(dicom_run, monkeypatch):
+    """The frames' positions are gathered once per source data set (an enhanced image's per-frame
+    sequence is long: once per frame would make the SEG's frame order quadratic in the frames)."""
+    import lvp.io.dicom_seg as dicom_seg
+
+    _, _, sources = dicom_run
+    calls = []
+    real = dicom_seg._frame_positions
+    monkeypatch.setattr(dicom_seg, "_frame_positions", lambda ds: calls.append(ds) or real(ds))
+    source = dicom_seg.source_series({"format": "dicom", "dicom_headers": sources})
+    assert len(calls) == len(sources)
+    normal = np.cross(np.asarray(sources[0].ImageOrientationPatient, float)[:3],
+                      np.asarray(sources[0].ImageOrientationPatient, float)[3:])
+    heights = [float(np.asarray(ds.ImagePositionPatient, float) @ normal) for ds in sources]
+    assert [source.slice_of_frame[(d, 0)] for d in range(len(sources))] == list(np.argsort(np.argsort(heights)))

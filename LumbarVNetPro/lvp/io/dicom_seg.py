@@ -116,8 +116,10 @@ def source_series(meta: dict) -> SourceSeries:
     datasets = [_with_type2(ds) for ds in _source_headers(meta)]
     iop = _orientation(datasets[0])
     normal = np.cross(iop[:3], iop[3:])
-    keys = [(d, f) for d, ds in enumerate(datasets) for f in range(len(_frame_positions(ds)))]
-    heights = [float(_frame_positions(datasets[d])[f] @ normal) for d, f in keys]
+    # Each data set's frame positions once (an enhanced image's per-frame sequence is long).
+    positions = [_frame_positions(ds) for ds in datasets]
+    keys = [(d, f) for d, frames in enumerate(positions) for f in range(len(frames))]
+    heights = [float(positions[d][f] @ normal) for d, f in keys]
     order = np.argsort(heights, kind="stable")
     return SourceSeries(datasets, {keys[int(i)]: rank for rank, i in enumerate(order)})
 
