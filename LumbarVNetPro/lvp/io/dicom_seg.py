@@ -162,11 +162,7 @@ def _source_view(labels: np.ndarray, geometry: SourceGeometry | None) -> np.ndar
     """``labels`` as a (z, y, x) view on the source grid: the canonical map's permutation and flips undone."""
     if geometry is None:
         return labels
-    view = labels
-    for m, flipped in enumerate(geometry.flip):
-        if flipped:
-            view = np.flip(view, axis=m)
-    view = np.transpose(view, np.argsort(geometry.perm))
+    view = geometry.source_view(labels)
     if view.shape[::-1] != tuple(geometry.size):
         raise ValueError(f"labels of shape {labels.shape} do not fit the source grid {geometry.size}")
     return view

@@ -128,11 +128,7 @@ def source_slabs(labels: np.ndarray, geometry: SourceGeometry, slab_bytes: int =
     ``Volume.to_source_array(labels, dtype=np.uint8)``, values cast as ``astype`` casts them. The
     same buffer is reused: consume each slab before asking for the next.
     """
-    view = labels
-    for m, flipped in enumerate(geometry.flip):
-        if flipped:
-            view = np.flip(view, axis=m)
-    view = np.transpose(view, np.argsort(geometry.perm))
+    view = geometry.source_view(labels)
     nz, ny, nx = view.shape
     if (nx, ny, nz) != tuple(geometry.size):
         raise ValueError(f"labels of shape {labels.shape} do not fit the source grid {geometry.size}")

@@ -40,6 +40,18 @@ class SourceGeometry:
     perm: tuple[int, int, int]  # canonical numpy axis m is source numpy axis perm[m]
     flip: tuple[bool, bool, bool]  # canonical numpy axis m was flipped
 
+    def source_view(self, canonical: np.ndarray) -> np.ndarray:
+        """A view of a canonical array indexed like the source array (SimpleITK (z, y, x) order).
+
+        The flips and the permutation undone, no copy: reading it gives the source voxels,
+        writing it fills the canonical array in source order.
+        """
+        view = canonical
+        for m, flipped in enumerate(self.flip):
+            if flipped:
+                view = np.flip(view, axis=m)
+        return np.transpose(view, np.argsort(self.perm))
+
 
 @dataclass
 class Volume:
@@ -87,10 +99,7 @@ class Volume:
         arr = self.array if array is None else array
         if arr.shape != self.array.shape:
             raise ValueError(f"array shape {arr.shape} differs from the volume's {self.array.shape}")
-        for m, flipped in enumerate(self.source.flip):
-            if flipped:
-                arr = np.flip(arr, axis=m)
-        view = np.transpose(arr, np.argsort(self.source.perm))
+        view = self.source.source_view(arr)
         if dtype is None or np.dtype(dtype) == view.dtype:
             return np.ascontiguousarray(view)
         out = np.empty(view.shape, dtype)
@@ -152,11 +161,7 @@ class CanonicalLayout:
 
     def source_view(self, canonical: np.ndarray) -> np.ndarray:
         """A view of a canonical array indexed like the source array (for filling it in source order)."""
-        view = canonical
-        for m, flipped in enumerate(self.flip):
-            if flipped:
-                view = np.flip(view, axis=m)
-        return np.transpose(view, np.argsort(self.perm))
+        return self.source.source_view(canonical)
 
 
 def canonical_layout(direction: tuple[float, ...], spacing: tuple[float, ...], origin: tuple[float, ...],
